@@ -1,0 +1,10 @@
+"""The Functions app: one FunctionApp, one Blueprint per concern. Nothing else happens at import time."""
+
+import azure.functions as func
+
+from functions import api_docs, caller, health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+for blueprint in (health.bp, api_docs.bp, caller.bp):
+    app.register_functions(blueprint)

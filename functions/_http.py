@@ -1,0 +1,125 @@
+"""What every HTTP entry point does the same way: operation id and tenant in the logs, bearer-token
+authentication and permission check, problem documents for errors, JSON rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel
+
+from shared import bootstrap, observability
+from shared.api.openapi import Endpoint
+from shared.api.requests import parse_json_body
+from shared.bootstrap import Services
+from shared.config import ConfigurationError
+from shared.errors import AppError, Forbidden, Unauthorized
+from shared.identity.tokens import Principal
+
+log = logging.getLogger("functions.http")
+
+M = TypeVar("M", bound=BaseModel)
+
+PROBLEM_JSON = "application/problem+json"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class Call:
+    req: func.HttpRequest
+    services: Services
+    principal: Principal | None
+
+    @property
+    def caller(self) -> Principal:
+        if self.principal is None:
+            raise Unauthorized("this endpoint needs a bearer token", error="")
+        return self.principal
+
+    def body(self, model: type[M]) -> M:
+        return parse_json_body(self.req.get_body(), self.req.headers.get("Content-Type"), model)
+
+
+Handler = Callable[[Call], func.HttpResponse]
+
+
+def route(bp: func.Blueprint, endpoint: Endpoint) -> Callable[[Callable[..., Any]], Any]:
+    """Registers the function with the route and method its Endpoint declares (one source of truth)."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        registered = bp.route(route=endpoint.route, methods=[endpoint.method],
+                              auth_level=func.AuthLevel.ANONYMOUS)(fn)
+        return bp.function_name(endpoint.function_name)(registered)
+
+    return decorate
+
+
+def json_response(data: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None,
+                  ) -> func.HttpResponse:
+    payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
+    return func.HttpResponse(json.dumps(payload, ensure_ascii=False), status_code=status,
+                             headers={**_NO_STORE, **(headers or {})}, mimetype="application/json",
+                             charset="utf-8")
+
+
+def problem_response(error: AppError) -> func.HttpResponse:
+    body = error.to_problem()
+    operation_id = observability.current_operation_id()
+    if operation_id:
+        body["operationId"] = operation_id
+    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=error.status,
+                             headers={**_NO_STORE, **error.headers}, mimetype=PROBLEM_JSON, charset="utf-8")
+
+
+class _Internal(AppError):
+    pass
+
+
+def _bearer_token(req: func.HttpRequest) -> str:
+    header = str(req.headers.get("Authorization") or "")
+    if not header:
+        raise Unauthorized("this endpoint needs a bearer token", error="")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <access token>'", error="invalid_request")
+    return token.strip()
+
+
+def authenticate(req: func.HttpRequest, services: Services, endpoint: Endpoint) -> Principal:
+    principal = services.tokens.validate(_bearer_token(req))
+    observability.bind_tenant(principal.tenant_id)
+    if endpoint.auth == "user" and principal.is_app:
+        raise Forbidden("this endpoint is for signed-in users, not app-only tokens")
+    if endpoint.auth == "app" and not principal.is_app:
+        raise Forbidden("this endpoint is for app-only tokens of a data connector")
+    if endpoint.permission is not None:
+        services.roles.require(principal.roles, endpoint.permission)
+    return principal
+
+
+def respond(req: func.HttpRequest, endpoint: Endpoint, handler: Handler) -> func.HttpResponse:
+    started = time.perf_counter()
+    operation_id = observability.operation_id_from(req.headers.get("traceparent"))
+    with observability.log_context(operation_id=operation_id):
+        try:
+            services = bootstrap.services()
+            principal = None if endpoint.auth == "anonymous" else authenticate(req, services, endpoint)
+            response = handler(Call(req, services, principal))
+        except AppError as error:
+            if error.status >= 500:
+                log.warning("%s failed: %s", endpoint.function_name, error.detail)
+            response = problem_response(error)
+        except ConfigurationError as error:
+            log.error("configuration error: %s", error)
+            response = problem_response(_Internal("the service is misconfigured; an operator has to fix it"))
+        except Exception:
+            log.exception("unhandled error in %s", endpoint.function_name)
+            response = problem_response(_Internal("an unexpected error occurred"))
+        log.info("%s %s -> %d in %.1f ms", endpoint.method, endpoint.path, response.status_code,
+                 (time.perf_counter() - started) * 1000)
+        return response

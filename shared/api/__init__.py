@@ -1,0 +1,1 @@
+"""The HTTP API's shapes: request parsing, response models, problem documents and the OpenAPI document."""

@@ -1,0 +1,68 @@
+"""Composition root: builds the adapters once per process, from settings, on first use.
+
+Entry points call `services()`; nothing touches the network or imports heavy SDKs at import time.
+Tests and the dev host may `install()` their own container (for example with a fixed clock).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from shared import observability
+from shared.clock import Clock, SystemClock
+from shared.config import Settings
+from shared.identity.permissions import RolePolicy
+from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter
+from shared.storage.documents import DocumentStore
+from shared.storage.tables import TableStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    tables: TableStore
+    documents: DocumentStore
+    tokens: AccessTokenValidator
+    roles: RolePolicy
+
+
+_services: Services | None = None
+_lock = threading.Lock()
+
+
+def build(settings: Settings, *, clock: Clock | None = None) -> Services:
+    observability.install()
+    if settings.storage_connection:
+        tables = TableStore.from_connection_string(settings.storage_connection, settings.state_table)
+    else:
+        from shared.identity.managed_identity import ManagedIdentityCredential
+
+        assert settings.tables_endpoint is not None
+        tables = TableStore.from_endpoint(settings.tables_endpoint, ManagedIdentityCredential(), settings.state_table)
+    keys = SigningKeys(settings.authority_host, https_json_getter(settings.ca_bundle))
+    return Services(
+        settings=settings,
+        clock=clock or SystemClock(),
+        tables=tables,
+        documents=DocumentStore(tables),
+        tokens=AccessTokenValidator(settings.authority_host, settings.api_audiences, keys),
+        roles=RolePolicy.from_settings(settings),
+    )
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build(Settings.from_env())
+    return _services
+
+
+def install(container: Services | None) -> None:
+    """Replace the process-wide container (None: rebuild from the environment on next use)."""
+    global _services
+    with _lock:
+        _services = container

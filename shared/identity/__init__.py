@@ -1,0 +1,1 @@
+"""Identity adapters: access-token validation and role-based permissions."""

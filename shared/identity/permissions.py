@@ -1,0 +1,45 @@
+"""Which app roles (the `roles` claim) grant which permissions. Defaults follow SPEC 2.8; settings may remap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.config import Settings
+from shared.errors import Forbidden
+
+
+class Permission(StrEnum):
+    MANAGE_SETTINGS = "settings.manage"
+    READ_INSIGHTS = "insights.read"
+    READ_WHO_KNOWS_WHOM = "whoKnowsWhom.read"
+    SYNC_DATA = "data.sync"
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    grants: dict[str, frozenset[Permission]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RolePolicy:
+        grants: dict[str, set[Permission]] = {}
+        for roles, permission in (
+            (settings.admin_roles, Permission.MANAGE_SETTINGS),
+            (settings.seller_roles, Permission.READ_INSIGHTS),
+            (settings.who_knows_whom_roles, Permission.READ_WHO_KNOWS_WHOM),
+            (settings.sync_roles, Permission.SYNC_DATA),
+        ):
+            for role in roles:
+                grants.setdefault(role, set()).add(permission)
+        return cls({role: frozenset(permissions) for role, permissions in grants.items()})
+
+    def permissions_of(self, roles: Iterable[str]) -> frozenset[Permission]:
+        result: set[Permission] = set()
+        for role in roles:
+            result |= self.grants.get(role, frozenset())
+        return frozenset(result)
+
+    def require(self, roles: Iterable[str], permission: Permission) -> None:
+        if permission not in self.permissions_of(roles):
+            raise Forbidden(f"this action needs the '{permission.value}' permission, which the caller's roles lack")

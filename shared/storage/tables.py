@@ -1,0 +1,386 @@
+"""Table Storage access with the service's limits enforced here, not trusted to the emulator.
+
+- Optimistic concurrency: conditional writes carry the ETag read earlier; a mismatch is ConcurrencyConflict.
+- Entity-group transactions: one partition, at most 100 operations, each row once, at most 4 MiB.
+- Faults of the service (unreachable, timeouts, 5xx, throttling) are StorageUnavailable, which the HTTP
+  layer turns into 503 + Retry-After. A failed call wrote nothing we rely on: single-entity writes and
+  transactions are atomic on the service side.
+- The table is created on first use, once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.errors import ConcurrencyConflict, StorageUnavailable
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_OPERATIONS = 100
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_KEY_CHARS = 1024
+MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16
+MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey, Timestamp
+_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+PropertyValue = str | int | float | bool | datetime | bytes
+Properties = dict[str, PropertyValue]
+
+
+def check_key(name: str, value: str) -> None:
+    if not value or len(value) > MAX_KEY_CHARS or _FORBIDDEN_KEY_CHARS.search(value):
+        raise ValueError(f"invalid {name} for Table Storage: {value[:64]!r}")
+
+
+@dataclass(frozen=True)
+class StoredEntity:
+    partition_key: str
+    row_key: str
+    properties: Properties
+    etag: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One step of an entity-group transaction."""
+
+    kind: Literal["create", "replace", "upsert", "delete"]
+    row_key: str
+    properties: Properties = field(default_factory=dict)
+    etag: str | None = None  # replace/delete: the version that must still be stored
+
+
+@dataclass(frozen=True)
+class Page:
+    entities: list[StoredEntity]
+    continuation: str | None
+
+
+def _connection_kwargs() -> dict[str, Any]:
+    # Fail fast: a handful of quick retries, then 503 to the caller, instead of the SDK's long default.
+    return {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+
+
+class TableStore:
+    def __init__(self, service_factory: Callable[[], TableServiceClient], table_name: str) -> None:
+        self._service_factory = service_factory
+        self.table_name = table_name
+        self._client: TableClient | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, table_name: str) -> TableStore:
+        def factory() -> TableServiceClient:
+            from azure.data.tables import TableServiceClient
+
+            return TableServiceClient.from_connection_string(connection_string, **_connection_kwargs())
+
+        return cls(factory, table_name)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, credential: Any, table_name: str) -> TableStore:
+        def factory() -> TableServiceClient:
+            from azure.data.tables import TableServiceClient
+
+            return TableServiceClient(endpoint=endpoint, credential=credential, **_connection_kwargs())
+
+        return cls(factory, table_name)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _table(self) -> TableClient:
+        if self._ready and self._client is not None:
+            return self._client
+        with self._lock:
+            if not self._ready:
+                with _mapped_errors():
+                    service = self._service_factory()
+                    service.create_table_if_not_exists(self.table_name)
+                    self._client = service.get_table_client(self.table_name)
+                self._ready = True
+        assert self._client is not None
+        return self._client
+
+    def ping(self) -> None:
+        """Proves the table answers (creating it if needed). Raises StorageUnavailable otherwise."""
+        table = self._table()
+        with _mapped_errors():
+            next(iter(table.query_entities("PartitionKey eq @pk", parameters={"pk": "~ping"}, results_per_page=1)),
+                 None)
+
+    # -- single entities ------------------------------------------------------------------------------
+
+    def get(self, partition_key: str, row_key: str) -> StoredEntity | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        check_key("PartitionKey", partition_key)
+        check_key("RowKey", row_key)
+        table = self._table()
+        with _mapped_errors():
+            try:
+                entity = table.get_entity(partition_key, row_key)
+            except ResourceNotFoundError:
+                return None
+        return _stored(entity)
+
+    def create(self, partition_key: str, row_key: str, properties: Properties) -> str:
+        """Insert; ConcurrencyConflict when the row exists already."""
+        from azure.core.exceptions import ResourceExistsError
+
+        entity = _entity(partition_key, row_key, properties)
+        table = self._table()
+        with _mapped_errors():
+            try:
+                meta = table.create_entity(entity)
+            except ResourceExistsError as exc:
+                raise ConcurrencyConflict(f"{row_key} exists already") from exc
+        return str(meta["etag"])
+
+    def replace(self, partition_key: str, row_key: str, properties: Properties, etag: str) -> str:
+        """Replace only if the stored version is still `etag`; ConcurrencyConflict otherwise."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = _entity(partition_key, row_key, properties)
+        table = self._table()
+        with _mapped_errors():
+            try:
+                meta = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            except ResourceNotFoundError as exc:
+                raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
+        return str(meta["etag"])
+
+    def upsert(self, partition_key: str, row_key: str, properties: Properties) -> str:
+        from azure.data.tables import UpdateMode
+
+        entity = _entity(partition_key, row_key, properties)
+        table = self._table()
+        with _mapped_errors():
+            meta = table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return str(meta["etag"])
+
+    def delete(self, partition_key: str, row_key: str, etag: str | None = None) -> None:
+        """Delete; idempotent without an ETag, conditional (ConcurrencyConflict) with one."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
+
+        check_key("PartitionKey", partition_key)
+        check_key("RowKey", row_key)
+        table = self._table()
+        with _mapped_errors():
+            try:
+                if etag is None:
+                    table.delete_entity(partition_key, row_key)
+                else:
+                    table.delete_entity(
+                        partition_key, row_key, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except ResourceNotFoundError as exc:
+                if etag is not None:
+                    raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    def query_partition(
+        self,
+        partition_key: str,
+        *,
+        row_key_from: str | None = None,
+        row_key_before: str | None = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        """One page of a partition's rows in RowKey order, optionally within [from, before)."""
+        check_key("PartitionKey", partition_key)
+        clauses = ["PartitionKey eq @pk"]
+        parameters: dict[str, Any] = {"pk": partition_key}
+        if row_key_from is not None:
+            clauses.append("RowKey ge @rkfrom")
+            parameters["rkfrom"] = row_key_from
+        if row_key_before is not None:
+            clauses.append("RowKey lt @rkbefore")
+            parameters["rkbefore"] = row_key_before
+        table = self._table()
+        with _mapped_errors():
+            pages: Any = table.query_entities(
+                " and ".join(clauses), parameters=parameters, results_per_page=page_size
+            ).by_page(continuation_token=_decode_token(continuation))
+            page: list[Any] = next(pages, [])
+            entities = [_stored(e) for e in page]
+            token = _encode_token(pages.continuation_token)
+        return Page(entities, token)
+
+    def iter_partition(self, partition_key: str, *, row_key_prefix: str = "") -> Iterator[StoredEntity]:
+        continuation: str | None = None
+        upper = _prefix_upper_bound(row_key_prefix) if row_key_prefix else None
+        while True:
+            page = self.query_partition(
+                partition_key,
+                row_key_from=row_key_prefix or None,
+                row_key_before=upper,
+                page_size=1000,
+                continuation=continuation,
+            )
+            yield from page.entities
+            if page.continuation is None:
+                return
+            continuation = page.continuation
+
+    # -- transactions ---------------------------------------------------------------------------------
+
+    def transact(self, partition_key: str, operations: Sequence[Operation]) -> list[str | None]:
+        """All or nothing within one partition. Returns the new ETag of each operation (None for deletes)."""
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError, UpdateMode
+
+        _check_batch(partition_key, operations)
+        table = self._table()
+        batch: list[Any] = []
+        for op in operations:
+            entity = _entity(partition_key, op.row_key, op.properties)
+            if op.kind == "create":
+                batch.append(("create", entity))
+            elif op.kind == "upsert":
+                batch.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            elif op.kind == "replace":
+                if op.etag is None:
+                    raise ValueError("a replace inside a transaction needs the ETag it read")
+                batch.append(
+                    ("update", entity,
+                     {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified})
+                )
+            else:
+                options = {} if op.etag is None else {
+                    "etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+                batch.append(("delete", entity, options))
+        with _mapped_errors():
+            try:
+                results = table.submit_transaction(batch)
+            except TableTransactionError as exc:
+                code = str(getattr(exc, "error_code", "") or "")
+                if exc.status_code in (404, 409, 412) or code in {
+                    "UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound"}:
+                    raise ConcurrencyConflict(f"transaction rejected: {code or exc.status_code}") from exc
+                raise
+        return [None if op.kind == "delete" else str(meta.get("etag")) for op, meta in zip(
+            operations, results, strict=True)]
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ResourceModifiedError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except ResourceModifiedError as exc:
+        raise ConcurrencyConflict("the stored version changed since it was read") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        log.warning("table storage unreachable: %s", type(exc).__name__)
+        raise StorageUnavailable("table storage is unreachable; try again shortly") from exc
+    except HttpResponseError as exc:
+        if exc.status_code is None or exc.status_code in (408, 429) or exc.status_code >= 500:
+            log.warning("table storage fault: status %s", exc.status_code)
+            raise StorageUnavailable("table storage is busy or failing; try again shortly") from exc
+        raise
+
+
+def _entity(partition_key: str, row_key: str, properties: Properties) -> dict[str, Any]:
+    check_key("PartitionKey", partition_key)
+    check_key("RowKey", row_key)
+    if len(properties) > MAX_PROPERTIES:
+        raise ValueError(f"an entity holds at most {MAX_PROPERTIES} properties")
+    for name, value in properties.items():
+        if name in ("PartitionKey", "RowKey", "Timestamp", "etag"):
+            raise ValueError(f"{name} is a reserved property name")
+        if isinstance(value, str) and len(value) > MAX_STRING_PROPERTY_CHARS:
+            raise ValueError(f"property {name} exceeds 64 KiB")
+    return {"PartitionKey": partition_key, "RowKey": row_key, **properties}
+
+
+def _stored(entity: Any) -> StoredEntity:
+    properties: Properties = {}
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            continue
+        properties[name] = _plain(value)
+    return StoredEntity(entity["PartitionKey"], entity["RowKey"], properties, str(entity.metadata["etag"]))
+
+
+def _plain(value: Any) -> PropertyValue:
+    # The SDK returns EntityProperty for Int64 and some typed values; unwrap to plain Python values.
+    inner = getattr(value, "value", value)
+    return inner  # type: ignore[no-any-return]
+
+
+def _check_batch(partition_key: str, operations: Sequence[Operation]) -> None:
+    check_key("PartitionKey", partition_key)
+    if not operations:
+        raise ValueError("a transaction needs at least one operation")
+    if len(operations) > MAX_BATCH_OPERATIONS:
+        raise ValueError(f"a transaction holds at most {MAX_BATCH_OPERATIONS} operations")
+    row_keys = [op.row_key for op in operations]
+    if len(set(row_keys)) != len(row_keys):
+        raise ValueError("a transaction may touch each row only once")
+    size = sum(len(op.row_key) + sum(_approx_size(v) for v in op.properties.values()) for op in operations)
+    if size > MAX_BATCH_BYTES:
+        raise ValueError("a transaction's payload is at most 4 MiB")
+
+
+def _approx_size(value: PropertyValue) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8")) + 64
+    if isinstance(value, bytes):
+        return len(value) * 4 // 3 + 64
+    return 64
+
+
+def _prefix_upper_bound(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str | None) -> Any:
+    if not token:
+        return None
+    import base64
+    import binascii
+    import json
+
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed continuation token") from exc
+    if not isinstance(decoded, dict):
+        raise ValueError("malformed continuation token")
+    return decoded
