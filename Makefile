@@ -1,0 +1,49 @@
+# Two commands matter: `make run` (the app locally) and `make test` (everything CI checks).
+# Both set up what they need on a fresh machine with Python 3.11, Node 20 and npm.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test unit lint typecheck infra-check bench clean
+
+setup: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: setup
+	$(PY) -m devhost serve
+
+test: setup lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+	bash scripts/checkov.sh
+
+unit: $(STAMP_PY)
+	$(PY) -m pytest tests/unit tests/contract -q
+
+lint: $(STAMP_PY)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP_PY)
+	$(VENV)/bin/mypy shared functions devhost function_app.py
+
+infra-check:
+	bash scripts/checkov.sh
+
+bench: setup
+	$(PY) bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""Shared fixtures. Real parts only where they matter: Azurite for storage (started here, on a free
+loopback port, in memory) and the dev host's identity provider over HTTPS for tokens and MSAL.
+Each fixture starts only when a test asks for it, so unit tests run without either."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.azurite import Azurite
+from devhost.idp import IdentityProvider, RegisteredApp
+from shared import bootstrap
+from shared.config import Settings
+from shared.tenancy import TenantId
+
+CLIENT_ID = "6f1b0c52-8a4e-4d7b-9c3a-2e5f7a9b1c0d"
+CLIENT_SECRET = "test-secret"
+AUDIENCE = "api://relationship-intelligence-test"
+REDIRECT_URI = "http://127.0.0.1:7071/api/consent/callback"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    app = RegisteredApp(CLIENT_ID, CLIENT_SECRET, (REDIRECT_URI,))
+    provider = IdentityProvider(tmp_path_factory.mktemp("idp"), app, api_audience=AUDIENCE, port=0)
+    with provider:
+        yield provider
+
+
+def make_settings(connection_string: str, idp: IdentityProvider, **overrides: object) -> Settings:
+    base = Settings(
+        storage_connection=connection_string,
+        tables_endpoint=None,
+        state_table="TenantState",
+        authority_host=idp.base_url,
+        api_audiences=(AUDIENCE, CLIENT_ID),
+        ca_bundle=str(idp.tls.ca_cert),
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(azurite: Azurite, idp: IdentityProvider) -> Settings:
+    return make_settings(azurite.connection_string, idp)
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[bootstrap.Services]:
+    container = bootstrap.build(settings)
+    bootstrap.install(container)
+    yield container
+    bootstrap.install(None)
+
+
+@pytest.fixture
+def tenant_id() -> TenantId:
+    return TenantId(str(uuid.uuid4()))
+
+
+@pytest.fixture
+def user_id() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from shared.api import openapi
+
+
+def test_document_is_openapi_3_1_with_every_endpoint_and_resolvable_refs() -> None:
+    import function_app  # noqa: F401 - registers every endpoint
+
+    doc = openapi.document()
+    assert doc["openapi"] == "3.1.0"
+    operations = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert operations == {(e.path, e.method.lower()) for e in openapi.endpoints()}
+    schemas = doc["components"]["schemas"]
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if "$ref" in node else []
+            return found + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    for ref in refs(doc):
+        assert ref.startswith("#/components/schemas/")
+        assert ref.rsplit("/", 1)[1] in schemas, ref
+
+
+def test_protected_operations_declare_bearer_security_and_problem_responses() -> None:
+    import function_app  # noqa: F401
+
+    doc = openapi.document()
+    me = doc["paths"]["/api/me"]["get"]
+    assert me["security"] == [{"bearer": []}]
+    assert me["responses"]["401"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"}
+    assert doc["paths"]["/api/health"]["get"]["security"] == []
+
+
+def test_route_constraints_are_stripped_from_paths() -> None:
+    endpoint = openapi.Endpoint(function_name="x", method="GET", route="insights/{entityType:alpha}/{id:guid?}",
+                                summary="", tag="t", auth="user")
+    assert endpoint.path == "/api/insights/{entityType}/{id}"
+    assert endpoint.path_parameters == ["entityType", "id"]

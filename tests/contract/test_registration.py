@@ -1,0 +1,52 @@
+"""What the Functions host will index: routes, methods, auth levels; and the OpenAPI catalogue agrees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+import function_app
+from devhost.indexing import index
+from shared.api import openapi
+
+
+def _functions() -> dict[str, Any]:
+    return {f.get_function_name(): f for f in index(function_app.app)}
+
+
+def _http_triggers() -> dict[str, dict[str, Any]]:
+    triggers = {}
+    for name, fn in _functions().items():
+        trigger = fn.get_trigger().get_dict_repr()
+        if trigger["type"] == "httpTrigger":
+            triggers[name] = trigger
+    return triggers
+
+
+def test_every_http_function_is_in_the_openapi_catalogue_and_back() -> None:
+    registered = {(name, t["route"], tuple(m.value for m in t["methods"])) for name, t in _http_triggers().items()}
+    declared = {(e.function_name, e.route, (e.method,)) for e in openapi.endpoints()}
+    assert registered == declared
+
+
+def test_http_functions_are_anonymous_at_the_host_and_authenticate_in_code() -> None:
+    for name, trigger in _http_triggers().items():
+        assert trigger["authLevel"] == func.AuthLevel.ANONYMOUS, name
+
+
+@pytest.mark.parametrize(("name", "route", "method"), [
+    ("health", "health", "GET"),
+    ("openapi_document", "openapi.json", "GET"),
+    ("me", "me", "GET"),
+])
+def test_service_routes(name: str, route: str, method: str) -> None:
+    trigger = _http_triggers()[name]
+    assert trigger["route"] == route
+    assert [m.value for m in trigger["methods"]] == [method]
+
+
+def test_function_names_are_unique_and_the_app_indexes() -> None:
+    names = [f.get_function_name() for f in index(function_app.app)]
+    assert len(names) == len(set(names))

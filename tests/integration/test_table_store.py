@@ -1,0 +1,226 @@
+"""The table adapter against real Azurite: ETag concurrency, atomic transactions, typed documents."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from pydantic import BaseModel
+
+from devhost.azurite import Azurite, connection_string, free_port
+from shared.errors import ConcurrencyConflict, StorageUnavailable
+from shared.storage.documents import CorruptDocument, DocumentStore
+from shared.storage.tables import Operation, TableStore
+from shared.tenancy import TenantId
+
+pytestmark = pytest.mark.integration
+
+
+class Profile(BaseModel):
+    name: str
+    counter: int = 0
+    tags: list[str] = []
+
+
+@pytest.fixture
+def store(azurite: Azurite) -> TableStore:
+    # A table per test: creation on first use is part of what is tested.
+    return TableStore.from_connection_string(azurite.connection_string, f"T{uuid.uuid4().hex[:20]}")
+
+
+def test_table_is_created_on_first_use_and_rows_round_trip(store: TableStore, tenant_id: TenantId) -> None:
+    assert store.get(tenant_id, "missing") is None
+    etag = store.create(tenant_id, "row", {"Name": "a", "Count": 3, "Flag": True})
+    entity = store.get(tenant_id, "row")
+    assert entity is not None
+    assert entity.properties == {"Name": "a", "Count": 3, "Flag": True}
+    assert entity.etag == etag
+
+
+def test_create_twice_is_a_conflict(store: TableStore, tenant_id: TenantId) -> None:
+    store.create(tenant_id, "row", {"V": 1})
+    with pytest.raises(ConcurrencyConflict):
+        store.create(tenant_id, "row", {"V": 2})
+    stored = store.get(tenant_id, "row")
+    assert stored is not None
+    assert stored.properties["V"] == 1
+
+
+def test_replace_with_a_stale_etag_is_refused_and_changes_nothing(store: TableStore, tenant_id: TenantId) -> None:
+    first = store.create(tenant_id, "row", {"V": 1})
+    second = store.replace(tenant_id, "row", {"V": 2}, first)
+    assert second != first
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(tenant_id, "row", {"V": 3}, first)
+    stored = store.get(tenant_id, "row")
+    assert stored is not None
+    assert stored.properties["V"] == 2
+
+
+def test_replace_of_a_deleted_row_is_a_conflict(store: TableStore, tenant_id: TenantId) -> None:
+    etag = store.create(tenant_id, "row", {"V": 1})
+    store.delete(tenant_id, "row")
+    with pytest.raises(ConcurrencyConflict):
+        store.replace(tenant_id, "row", {"V": 2}, etag)
+
+
+def test_delete_is_idempotent_without_etag_and_conditional_with_one(store: TableStore, tenant_id: TenantId) -> None:
+    store.delete(tenant_id, "never-existed")
+    first = store.create(tenant_id, "row", {"V": 1})
+    store.replace(tenant_id, "row", {"V": 2}, first)
+    with pytest.raises(ConcurrencyConflict):
+        store.delete(tenant_id, "row", etag=first)
+    assert store.get(tenant_id, "row") is not None
+
+
+def test_no_update_is_lost_under_concurrent_read_modify_write(store: TableStore, tenant_id: TenantId) -> None:
+    store.create(tenant_id, "counter", {"N": 0})
+    workers, increments = 8, 5
+
+    def worker() -> None:
+        done = 0
+        while done < increments:
+            current = store.get(tenant_id, "counter")
+            assert current is not None
+            try:
+                store.replace(tenant_id, "counter", {"N": int(current.properties["N"]) + 1}, current.etag)  # type: ignore[arg-type]
+                done += 1
+            except ConcurrencyConflict:
+                continue
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = store.get(tenant_id, "counter")
+    assert final is not None
+    assert final.properties["N"] == workers * increments
+
+
+def test_transaction_with_one_stale_etag_writes_nothing(store: TableStore, tenant_id: TenantId) -> None:
+    stale = store.create(tenant_id, "settings", {"V": 1})
+    store.replace(tenant_id, "settings", {"V": 2}, stale)
+    with pytest.raises(ConcurrencyConflict):
+        store.transact(tenant_id, [
+            Operation("replace", "settings", {"V": 3}, etag=stale),
+            Operation("create", "audit-1", {"What": "change"}),
+        ])
+    assert store.get(tenant_id, "audit-1") is None
+    current = store.get(tenant_id, "settings")
+    assert current is not None
+    assert current.properties["V"] == 2
+
+
+def test_transaction_applies_all_operations_and_returns_new_etags(store: TableStore, tenant_id: TenantId) -> None:
+    etag = store.create(tenant_id, "settings", {"V": 1})
+    store.create(tenant_id, "old", {"X": 1})
+    etags = store.transact(tenant_id, [
+        Operation("replace", "settings", {"V": 2}, etag=etag),
+        Operation("create", "audit-1", {"What": "change"}),
+        Operation("upsert", "index", {"Due": "x"}),
+        Operation("delete", "old"),
+    ])
+    settings = store.get(tenant_id, "settings")
+    assert settings is not None
+    assert settings.properties["V"] == 2
+    assert etags[0] == settings.etag
+    assert etags[3] is None
+    assert store.get(tenant_id, "old") is None
+    assert store.get(tenant_id, "audit-1") is not None
+
+
+@pytest.mark.parametrize(
+    ("operations", "message"),
+    [
+        ([Operation("upsert", f"r{i}", {}) for i in range(101)], "at most 100"),
+        ([Operation("upsert", "same", {}), Operation("upsert", "same", {})], "only once"),
+        ([Operation("upsert", f"r{i}", {"A": "x" * 30_000, "B": "y" * 30_000}) for i in range(100)], "4 MiB"),
+        ([], "at least one"),
+    ],
+)
+def test_transaction_limits_are_enforced_before_calling_the_service(
+        store: TableStore, tenant_id: TenantId, operations: list[Operation], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        store.transact(tenant_id, operations)
+    assert list(store.iter_partition(tenant_id)) == []
+
+
+@pytest.mark.parametrize("key", ["a/b", "a#b", "a?b", "a\\b", "tab\there", "", "x" * 1025])
+def test_invalid_keys_are_refused(store: TableStore, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        store.upsert(key or "", "row", {})
+
+
+def test_partition_pages_and_prefix_iteration(store: TableStore, tenant_id: TenantId) -> None:
+    other = TenantId(str(uuid.uuid4()))
+    for i in range(25):
+        store.upsert(tenant_id, f"audit|{i:04d}", {"I": i})
+    store.upsert(tenant_id, "settings", {"V": 1})
+    store.upsert(other, "audit|0000", {"I": -1})
+    page = store.query_partition(tenant_id, row_key_from="audit|", row_key_before="audit}", page_size=10)
+    assert [e.properties["I"] for e in page.entities] == list(range(10))
+    assert page.continuation is not None
+    second = store.query_partition(tenant_id, row_key_from="audit|", row_key_before="audit}", page_size=10,
+                                   continuation=page.continuation)
+    assert [e.properties["I"] for e in second.entities] == list(range(10, 20))
+    assert [e.properties["I"] for e in store.iter_partition(tenant_id, row_key_prefix="audit|")] == list(range(25))
+
+
+def test_a_malformed_continuation_token_is_a_value_error(store: TableStore, tenant_id: TenantId) -> None:
+    with pytest.raises(ValueError, match="continuation"):
+        store.query_partition(tenant_id, continuation="not-base64-json!")
+
+
+def test_unreachable_storage_is_storage_unavailable_and_fast() -> None:
+    dead = TableStore.from_connection_string(connection_string(free_port()), "TenantState")
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        dead.get("t", "r")
+    assert StorageUnavailable("x").headers["Retry-After"]
+    elapsed = time.monotonic() - started
+    assert elapsed < 15, elapsed  # bounded retries: a caller gets its 503 quickly
+
+
+def test_documents_round_trip_with_their_etag_and_split_over_properties(
+        store: TableStore, tenant_id: TenantId) -> None:
+    documents = DocumentStore(store)
+    big = Profile(name="é" * 70_000, counter=1, tags=["a", "b"])
+    etag = documents.save(tenant_id, "profile", big, None)
+    loaded = documents.load(tenant_id, "profile", Profile)
+    assert loaded is not None
+    assert loaded.document == big
+    assert loaded.etag == etag
+    raw = store.get(tenant_id, "profile")
+    assert raw is not None
+    assert raw.properties["DocChunks"] == 3
+    assert raw.properties["Kind"] == "profile"
+
+
+def test_document_save_detects_a_concurrent_change(store: TableStore, tenant_id: TenantId) -> None:
+    documents = DocumentStore(store)
+    etag = documents.save(tenant_id, "profile", Profile(name="a"), None)
+    documents.save(tenant_id, "profile", Profile(name="b"), etag)
+    with pytest.raises(ConcurrencyConflict):
+        documents.save(tenant_id, "profile", Profile(name="c"), etag)
+    with pytest.raises(ConcurrencyConflict):
+        documents.save(tenant_id, "profile", Profile(name="d"), None)
+    loaded = documents.load(tenant_id, "profile", Profile)
+    assert loaded is not None
+    assert loaded.document.name == "b"
+
+
+def test_a_corrupt_document_is_reported_as_such(store: TableStore, tenant_id: TenantId) -> None:
+    store.upsert(tenant_id, "profile", {"Kind": "profile", "DocChunks": 1, "Doc0": '{"name": 12'})
+    with pytest.raises(CorruptDocument):
+        DocumentStore(store).load(tenant_id, "profile", Profile)
+
+
+def test_tenants_never_see_each_others_rows(store: TableStore) -> None:
+    a, b = TenantId(str(uuid.uuid4())), TenantId(str(uuid.uuid4()))
+    documents = DocumentStore(store)
+    documents.save(a, "profile", Profile(name="a"), None)
+    assert documents.load(b, "profile", Profile) is None
+    assert list(store.iter_partition(b)) == []
