@@ -263,10 +263,11 @@ class _IdpHandler(BaseHTTPRequestHandler):
 
     def _form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
         if length > 64 * 1024:
             return {}
-        raw = self.rfile.read(length).decode("utf-8", "replace")
-        return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        text = raw.decode("utf-8", "replace")
+        return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
     def _route(self) -> tuple[list[str], dict[str, str]]:
         parts = urlsplit(self.path)
@@ -277,6 +278,7 @@ class _IdpHandler(BaseHTTPRequestHandler):
         status = self.provider._take_fault(self.path)
         if status is None:
             return False
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keep the connection usable
         self._send(status, b'{"error":"temporarily_unavailable"}', "application/json")
         return True
 
