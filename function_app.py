@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import api_docs, caller, health
+from functions import api_docs, caller, health, settings_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (health.bp, api_docs.bp, caller.bp):
+for blueprint in (health.bp, api_docs.bp, caller.bp, settings_api.bp):
     app.register_functions(blueprint)

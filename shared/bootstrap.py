@@ -14,7 +14,9 @@ from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter
+from shared.services.settings import SettingsService
 from shared.storage.documents import DocumentStore
+from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.tables import TableStore
 
 
@@ -26,6 +28,9 @@ class Services:
     documents: DocumentStore
     tokens: AccessTokenValidator
     roles: RolePolicy
+
+    def settings_service(self) -> SettingsService:
+        return SettingsService(TableSettingsRepository(self.tables), self.clock)
 
 
 _services: Services | None = None

@@ -9,9 +9,10 @@ from pydantic.alias_generators import to_camel
 
 
 class ApiModel(BaseModel):
-    """Base of every API model: camelCase JSON, unknown fields refused."""
+    """Base of every API model: camelCase JSON, unknown fields refused, no type coercion ("true" is no bool)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+                              strict=True)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

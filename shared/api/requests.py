@@ -32,7 +32,8 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[M], *, ma
         raise ValidationFailed("the request body must be a JSON object",
                                errors=[{"field": "", "reason": "expected an object"}])
     try:
-        return model.model_validate(data)
+        # Validated from the JSON text so that strict models take enums and dates from JSON strings.
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise ValidationFailed("the request body has invalid fields", errors=field_problems(exc)) from exc
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
 
 _NAMESPACE = uuid.UUID("3b0e4f0e-6a43-4d0b-9a52-7d8f0c1e2a11")
 
 
-@dataclass(frozen=True)
-class SecurityRole:
+class SecurityRole(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     name: str
 
 
 def _standard(name: str, template_id: str | None = None) -> SecurityRole:
-    return SecurityRole(template_id or str(uuid.uuid5(_NAMESPACE, name)), name)
+    return SecurityRole(id=template_id or str(uuid.uuid5(_NAMESPACE, name)), name=name)
 
 
 # The standard Sales catalogue, used by a tenant that has not synced its own. System Administrator and

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from shared.domain.geography import Geography, geography_of, is_country_code
 from shared.errors import Conflict, ValidationFailed
@@ -43,7 +44,7 @@ class CommunicationFrequency(StrEnum):
 
 
 class _State(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 Influence = Annotated[int, Field(ge=-50, le=50, description="percent, -50 to +50")]

@@ -31,8 +31,10 @@ def http(idp: IdentityProvider) -> requests.Session:
     return session
 
 
-def _msal_app(idp: IdentityProvider, http: requests.Session, tenant: str, secret: str = CLIENT_SECRET) -> msal.ConfidentialClientApplication:
-    return msal.ConfidentialClientApplication(CLIENT_ID, client_credential=secret, authority=f"{idp.base_url}/{tenant}",
+def _msal_app(idp: IdentityProvider, http: requests.Session, tenant: str,
+              secret: str = CLIENT_SECRET) -> msal.ConfidentialClientApplication:
+    return msal.ConfidentialClientApplication(CLIENT_ID, client_credential=secret,
+                                              authority=f"{idp.base_url}/{tenant}",
                                               http_client=http, instance_discovery=False)
 
 
@@ -42,7 +44,8 @@ def _consent_url(idp: IdentityProvider, tenant: str, **overrides: str) -> str:
     return f"{idp.base_url}/{tenant}/v2.0/adminconsent?{urlencode(query)}"
 
 
-def test_openid_metadata_names_the_endpoints_and_templated_issuer(idp: IdentityProvider, http: requests.Session) -> None:
+def test_openid_metadata_names_the_endpoints_and_templated_issuer(idp: IdentityProvider,
+                                                                  http: requests.Session) -> None:
     meta = http.get(f"{idp.base_url}/organizations/v2.0/.well-known/openid-configuration").json()
     assert meta["issuer"] == f"{idp.base_url}/{{tenantid}}/v2.0"
     keys = http.get(meta["jwks_uri"]).json()["keys"]
@@ -115,7 +118,8 @@ def test_revoking_removes_the_roles_from_later_tokens(idp: IdentityProvider, htt
     assert "error" in _msal_app(idp, http, tenant).acquire_token_for_client(scopes=[GRAPH_DEFAULT])
 
 
-def test_a_grant_with_no_permissions_issues_a_token_without_roles(idp: IdentityProvider, http: requests.Session) -> None:
+def test_a_grant_with_no_permissions_issues_a_token_without_roles(idp: IdentityProvider,
+                                                                  http: requests.Session) -> None:
     tenant = str(uuid.uuid4())
     idp.grants.grant(tenant, CLIENT_ID, [])
     token = _msal_app(idp, http, tenant).acquire_token_for_client(scopes=[GRAPH_DEFAULT])

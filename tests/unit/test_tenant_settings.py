@@ -214,5 +214,5 @@ def test_disable_keeps_settings_for_a_later_enable() -> None:
 
 @pytest.mark.parametrize(("good", "fair"), [(40, 60), (50, 50), (60, 0)])
 def test_grading_bands_must_be_ordered(good: int, fair: int) -> None:
-    with pytest.raises(ValueError, match="fairMin|greater"):
+    with pytest.raises(ValueError, match=r"fairMin|greater"):
         Grading(good_min=good, fair_min=fair)

@@ -1,0 +1,273 @@
+"""Requests and responses of the admin settings API (SPEC 6)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from shared.api.models import ApiModel
+from shared.domain.audit import AuditEvent
+from shared.domain.security_roles import SecurityRole
+from shared.domain.tenant_settings import (
+    ActivityInfluence,
+    CommunicationFrequency,
+    ConsentStatus,
+    EmailTemplate,
+    Grading,
+    Status,
+    TenantSettings,
+)
+
+RoleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+GroupId = Annotated[str, Field(pattern=GUID_PATTERN)]
+TEMPLATE_PLACEHOLDERS = frozenset({"introducer", "target", "requester"})
+
+
+def _no_duplicates(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value.lower() in seen:
+            raise ValueError(f"'{value}' is listed twice")
+        seen.add(value.lower())
+    return values
+
+
+# -- requests -------------------------------------------------------------------------------------------
+
+
+class PrerequisitesRequest(ApiModel):
+    sales_insights_premium: bool
+    office365_data_location: str = Field(min_length=1, max_length=8,
+                                         description="ISO 3166-1 alpha-2 code of the Office 365 data location")
+
+
+class EnableRequest(ApiModel):
+    security_role_ids: list[RoleId] | None = Field(default=None, min_length=1, max_length=100)
+    exchange_integration: bool | None = None
+
+    _unique = field_validator("security_role_ids")(lambda v: None if v is None else _no_duplicates(v))
+
+
+class SecurityRolesRequest(ApiModel):
+    security_role_ids: list[RoleId] = Field(min_length=1, max_length=100, description=(
+        "Roles whose members' Exchange data is used. To use nobody's, turn Exchange integration off."))
+
+    _unique = field_validator("security_role_ids")(_no_duplicates)
+
+
+class ExchangeIntegrationRequest(ApiModel):
+    enabled: bool
+
+
+class ExcludedGroupsRequest(ApiModel):
+    group_ids: list[GroupId] = Field(max_length=500)
+
+    _unique = field_validator("group_ids")(_no_duplicates)
+
+
+class RelationshipAnalyticsRequest(ApiModel):
+    """Fields left out keep their current value."""
+
+    enabled: bool | None = None
+    health_display: bool | None = None
+    activity_influence: ActivityInfluenceBody | None = None
+    communication_frequency: CommunicationFrequency | None = None
+    grading: GradingBody | None = None
+
+
+class ActivityInfluenceBody(ApiModel):
+    email: int = Field(default=0, ge=-50, le=50)
+    meeting: int = Field(default=0, ge=-50, le=50)
+    phone_call: int = Field(default=0, ge=-50, le=50)
+    task: int = Field(default=0, ge=-50, le=50)
+
+
+class GradingBody(ApiModel):
+    good_min: int = Field(ge=2, le=100)
+    fair_min: int = Field(ge=1, le=99)
+
+
+class EmailTemplateBody(ApiModel):
+    subject: str = Field(min_length=1, max_length=255)
+    body: str = Field(min_length=1, max_length=10_000)
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _known_placeholders(cls, text: str) -> str:
+        unknown = set(re.findall(r"\{([^{}]*)\}", text)) - TEMPLATE_PLACEHOLDERS
+        if unknown:
+            raise ValueError(f"unknown placeholders {sorted(unknown)}; use {{introducer}}, {{target}}, "
+                             f"{{requester}}")
+        return text
+
+
+class WhoKnowsWhomRequest(ApiModel):
+    """Fields left out keep their current value."""
+
+    enabled: bool | None = None
+    introduction_email_template: EmailTemplateBody | None = None
+
+
+RelationshipAnalyticsRequest.model_rebuild()
+
+# -- responses ------------------------------------------------------------------------------------------
+
+
+class PrerequisitesView(ApiModel):
+    sales_insights_premium: bool
+    office365_data_location: str | None
+    geography: str | None
+    exchange_data_eligible: bool
+
+
+class RelationshipAnalyticsView(ApiModel):
+    enabled: bool
+    health_display: bool
+    activity_influence: ActivityInfluence
+    communication_frequency: CommunicationFrequency
+    grading: Grading
+
+
+class WhoKnowsWhomView(ApiModel):
+    enabled: bool
+    mode: Literal["enhanced", "basic"]
+    introduction_email_template: EmailTemplate
+
+
+class FeaturesView(ApiModel):
+    relationship_analytics: RelationshipAnalyticsView
+    who_knows_whom: WhoKnowsWhomView
+
+
+class ConsentView(ApiModel):
+    status: ConsentStatus
+    deadline: datetime | None
+    granted_at: datetime | None
+    granted_by: str | None
+    scopes: list[str]
+    declined_reason: str | None = None
+    withdrawn_at: datetime | None = None
+
+
+class ExchangeView(ApiModel):
+    integration_enabled: bool
+    security_role_ids: list[str]
+    excluded_security_group_ids: list[str]
+    consent: ConsentView
+
+
+class BannerView(ApiModel):
+    kind: Literal["consentPending", "consentDeclined", "autoDisabled", "consentWithdrawn", "exchangeUnavailable"]
+    deadline: datetime | None
+    days_left: int | None
+    message: str
+
+
+class Overview(ApiModel):
+    tenant_id: str
+    status: Status
+    enabled_at: datetime | None
+    disabled_at: datetime | None
+    prerequisites: PrerequisitesView
+    features: FeaturesView
+    exchange: ExchangeView
+    auto_disabled_at: datetime | None
+    banner: BannerView | None
+    etag: str | None
+    changed: bool | None = Field(default=None, description="on mutations: false when the request changed nothing")
+
+
+class SecurityRoleView(ApiModel):
+    id: str
+    name: str
+
+
+class SecurityRolesView(ApiModel):
+    source: Literal["tenant", "standard"]
+    roles: list[SecurityRoleView]
+
+
+class AuditChangeView(ApiModel):
+    field: str
+    old: object = None
+    new: object = None
+
+
+class AuditEventView(ApiModel):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    changes: list[AuditChangeView]
+
+
+class AuditPageView(ApiModel):
+    events: list[AuditEventView]
+    continuation_token: str | None
+
+
+# -- mapping --------------------------------------------------------------------------------------------
+
+
+def overview(settings: TenantSettings, now: datetime, etag: str | None, changed: bool | None = None) -> Overview:
+    consent = settings.exchange.consent
+    banner = settings.banner(now)
+    return Overview(
+        tenant_id=settings.tenant_id,
+        status=settings.status,
+        enabled_at=settings.enabled_at,
+        disabled_at=settings.disabled_at,
+        prerequisites=PrerequisitesView(
+            sales_insights_premium=settings.prerequisites.sales_insights_premium,
+            office365_data_location=settings.prerequisites.office365_data_location,
+            geography=settings.geography.value if settings.geography else None,
+            exchange_data_eligible=settings.exchange_eligible,
+        ),
+        features=FeaturesView(
+            relationship_analytics=RelationshipAnalyticsView(
+                enabled=settings.relationship_analytics.enabled and settings.enabled,
+                health_display=settings.relationship_analytics.health_display,
+                activity_influence=settings.relationship_analytics.activity_influence,
+                communication_frequency=settings.relationship_analytics.communication_frequency,
+                grading=settings.relationship_analytics.grading,
+            ),
+            who_knows_whom=WhoKnowsWhomView(
+                enabled=settings.who_knows_whom.enabled and settings.enabled,
+                mode=settings.who_knows_whom_mode,
+                introduction_email_template=settings.who_knows_whom.introduction_email_template,
+            ),
+        ),
+        exchange=ExchangeView(
+            integration_enabled=settings.exchange.integration_enabled and settings.enabled,
+            security_role_ids=list(settings.exchange.security_role_ids),
+            excluded_security_group_ids=list(settings.exchange.excluded_security_group_ids),
+            consent=ConsentView(
+                status=settings.consent_status(), deadline=settings.consent_deadline,
+                granted_at=consent.granted_at, granted_by=consent.granted_by, scopes=list(consent.scopes),
+                declined_reason=consent.declined_reason, withdrawn_at=consent.withdrawn_at,
+            ),
+        ),
+        auto_disabled_at=settings.auto_disabled_at,
+        banner=None if banner is None else BannerView(kind=banner.kind, deadline=banner.deadline,
+                                                      days_left=banner.days_left, message=banner.message),
+        etag=etag,
+        changed=changed,
+    )
+
+
+def roles_view(roles: list[SecurityRole], synced: bool) -> SecurityRolesView:
+    return SecurityRolesView(source="tenant" if synced else "standard",
+                             roles=[SecurityRoleView(id=r.id, name=r.name) for r in roles])
+
+
+def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageView:
+    return AuditPageView(
+        events=[AuditEventView(id=e.id, at=e.at, actor=e.actor, action=e.action,
+                               changes=[AuditChangeView(field=c.field, old=c.old, new=c.new) for c in e.changes])
+                for e in events],
+        continuation_token=continuation,
+    )

@@ -1,0 +1,66 @@
+"""Tenant settings, their audit trail and the synced role catalogue, in the tenant's partition.
+
+Rows: `settings` (the aggregate), `audit|{inverted time}|{id}` (newest first in RowKey order),
+`security-roles` (the catalogue a connector synced, if any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from shared.domain.audit import AuditEvent
+from shared.domain.security_roles import SecurityRole
+from shared.domain.tenant_settings import TenantSettings
+from shared.services.settings import AuditPage, Current
+from shared.storage.documents import DocumentStore, decode, encode
+from shared.storage.tables import Operation, TableStore
+from shared.tenancy import TenantId
+
+SETTINGS_ROW = "settings"
+ROLES_ROW = "security-roles"
+AUDIT_PREFIX = "audit|"
+_MAX_MICROS = 10**19
+
+
+class RoleCatalogue(BaseModel):
+    roles: list[SecurityRole]
+
+
+def audit_row_key(event: AuditEvent) -> str:
+    micros = int(event.at.timestamp() * 1_000_000)
+    return f"{AUDIT_PREFIX}{_MAX_MICROS - micros:020d}|{event.id}"
+
+
+class TableSettingsRepository:
+    def __init__(self, tables: TableStore) -> None:
+        self._tables = tables
+        self._documents = DocumentStore(tables)
+
+    def load(self, tenant_id: TenantId) -> Current:
+        stored = self._documents.load(tenant_id, SETTINGS_ROW, TenantSettings)
+        if stored is None:
+            return Current(TenantSettings(tenant_id=tenant_id), None)
+        return Current(stored.document, stored.etag)
+
+    def save(self, tenant_id: TenantId, settings: TenantSettings, etag: str | None, event: AuditEvent) -> str:
+        etags = self._tables.transact(tenant_id, [
+            DocumentStore.operation(SETTINGS_ROW, settings, etag),
+            Operation("create", audit_row_key(event), encode("audit", event)),
+        ])
+        new_etag = etags[0]
+        assert new_etag is not None
+        return new_etag
+
+    def audit(self, tenant_id: TenantId, page_size: int, continuation: str | None) -> AuditPage:
+        page = self._tables.query_partition(tenant_id, row_key_from=AUDIT_PREFIX, row_key_before="audit}",
+                                            page_size=page_size, continuation=continuation)
+        return AuditPage([decode(e, AuditEvent) for e in page.entities], page.continuation)
+
+    def role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None:
+        stored = self._documents.load(tenant_id, ROLES_ROW, RoleCatalogue)
+        return None if stored is None else stored.document.roles
+
+    def store_role_catalogue(self, tenant_id: TenantId, roles: Sequence[SecurityRole]) -> None:
+        self._tables.upsert(tenant_id, ROLES_ROW, encode(ROLES_ROW, RoleCatalogue(roles=list(roles))))
