@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from shared import observability
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
+from shared.identity.consent_verifier import ConsentVerifier, MsalConsentVerifier
 from shared.identity.permissions import RolePolicy
-from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter
+from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
+from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.settings import SettingsService
+from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.tables import TableStore
@@ -28,9 +31,18 @@ class Services:
     documents: DocumentStore
     tokens: AccessTokenValidator
     roles: RolePolicy
+    consent_verifier: ConsentVerifier
 
     def settings_service(self) -> SettingsService:
         return SettingsService(TableSettingsRepository(self.tables), self.clock)
+
+    def consent_service(self) -> ConsentService:
+        client_id, redirect_uri = self.settings.consent_settings()
+        return ConsentService(
+            self.settings_service(), TableConsentRequests(self.documents), self.consent_verifier, self.clock,
+            ConsentConfig(authority_host=self.settings.authority_host, client_id=client_id,
+                          redirect_uri=redirect_uri,
+                          proof_backoff_seconds=self.settings.consent_proof_backoff_seconds))
 
 
 _services: Services | None = None
@@ -54,6 +66,13 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Services:
         documents=DocumentStore(tables),
         tokens=AccessTokenValidator(settings.authority_host, settings.api_audiences, keys),
         roles=RolePolicy.from_settings(settings),
+        consent_verifier=MsalConsentVerifier(
+            authority_host=settings.authority_host,
+            client_id=settings.client_id or "",
+            client_credential=settings.client_credential,
+            required_roles=settings.required_graph_permissions,
+            http_client_factory=lambda: https_session(settings.ca_bundle),
+        ),
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 DEFAULT_ADMIN_ROLES = ("SystemAdministrator", "SystemCustomizer")
 DEFAULT_SELLER_ROLES = ("Salesperson", "SalesManager", "VicePresidentOfSales", "SalesProfessionalManager")
 DEFAULT_WHO_KNOWS_WHOM_ROLES = ("Salesperson", "SalesManager")
 DEFAULT_SYNC_ROLES = ("RelationshipIntelligence.Sync",)
+DEFAULT_GRAPH_PERMISSIONS = ("Mail.ReadBasic.All", "Calendars.ReadBasic.All", "User.Read.All", "GroupMember.Read.All")
 
 
 class ConfigurationError(RuntimeError):
@@ -20,6 +22,16 @@ def _split(value: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     if value is None or not value.strip():
         return default
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _https_or_loopback(value: str | None, name: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.fragment:
+        raise ConfigurationError(f"{name} must be an https URL (http only on loopback), without a fragment")
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,28 @@ class Settings:
     seller_roles: tuple[str, ...] = DEFAULT_SELLER_ROLES
     who_knows_whom_roles: tuple[str, ...] = DEFAULT_WHO_KNOWS_WHOM_ROLES
     sync_roles: tuple[str, ...] = DEFAULT_SYNC_ROLES
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_certificate_path: str | None = None
+    client_certificate_thumbprint: str | None = None
+    consent_redirect_uri: str | None = None
+    portal_url: str | None = None
+    required_graph_permissions: tuple[str, ...] = DEFAULT_GRAPH_PERMISSIONS
+    consent_proof_backoff_seconds: float = 1.0
+
+    def client_credential(self) -> str | dict[str, str]:
+        """The app's credential for MSAL: a certificate when configured, else the client secret."""
+        if self.client_certificate_path and self.client_certificate_thumbprint:
+            with open(self.client_certificate_path, encoding="ascii") as pem:
+                return {"private_key": pem.read(), "thumbprint": self.client_certificate_thumbprint}
+        if self.client_secret:
+            return self.client_secret
+        raise ConfigurationError("set RI_CLIENT_SECRET or RI_CLIENT_CERTIFICATE_PATH and _THUMBPRINT")
+
+    def consent_settings(self) -> tuple[str, str]:
+        if not self.client_id or not self.consent_redirect_uri:
+            raise ConfigurationError("admin consent needs RI_CLIENT_ID and RI_CONSENT_REDIRECT_URI")
+        return self.client_id, self.consent_redirect_uri
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,4 +95,12 @@ class Settings:
             seller_roles=_split(env.get("RI_SELLER_ROLES"), DEFAULT_SELLER_ROLES),
             who_knows_whom_roles=_split(env.get("RI_WHO_KNOWS_WHOM_ROLES"), DEFAULT_WHO_KNOWS_WHOM_ROLES),
             sync_roles=_split(env.get("RI_SYNC_ROLES"), DEFAULT_SYNC_ROLES),
+            client_id=env.get("RI_CLIENT_ID") or None,
+            client_secret=env.get("RI_CLIENT_SECRET") or None,
+            client_certificate_path=env.get("RI_CLIENT_CERTIFICATE_PATH") or None,
+            client_certificate_thumbprint=env.get("RI_CLIENT_CERTIFICATE_THUMBPRINT") or None,
+            consent_redirect_uri=_https_or_loopback(env.get("RI_CONSENT_REDIRECT_URI"), "RI_CONSENT_REDIRECT_URI"),
+            portal_url=_https_or_loopback(env.get("RI_PORTAL_URL"), "RI_PORTAL_URL"),
+            required_graph_permissions=_split(env.get("RI_REQUIRED_GRAPH_PERMISSIONS"), DEFAULT_GRAPH_PERMISSIONS),
+            consent_proof_backoff_seconds=float(env.get("RI_CONSENT_PROOF_BACKOFF_SECONDS") or 1.0),
         )

@@ -45,6 +45,10 @@ def make_settings(connection_string: str, idp: IdentityProvider, **overrides: ob
         authority_host=idp.base_url,
         api_audiences=(AUDIENCE, CLIENT_ID),
         ca_bundle=str(idp.tls.ca_cert),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        consent_redirect_uri=REDIRECT_URI,
+        consent_proof_backoff_seconds=0.05,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 

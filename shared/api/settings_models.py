@@ -271,3 +271,8 @@ def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageV
                 for e in events],
         continuation_token=continuation,
     )
+
+
+class ConsentLinkView(ApiModel):
+    consent_url: str
+    expires_at: datetime

@@ -42,7 +42,7 @@ class ConsentVerifier(Protocol):
 class MsalConsentVerifier:
     """One ConfidentialClientApplication per tenant authority, reused across invocations."""
 
-    def __init__(self, *, authority_host: str, client_id: str, client_credential: Any,
+    def __init__(self, *, authority_host: str, client_id: str, client_credential: Callable[[], Any],
                  required_roles: tuple[str, ...], http_client_factory: Callable[[], Any]) -> None:
         self._authority_host = authority_host.rstrip("/")
         self._client_id = client_id
@@ -61,7 +61,7 @@ class MsalConsentVerifier:
 
                 cache: dict[Any, Any] = {}
                 app = msal.ConfidentialClientApplication(
-                    self._client_id, client_credential=self._credential,
+                    self._client_id, client_credential=self._credential(),
                     authority=f"{self._authority_host}/{tenant_id}", http_client=self._http_client_factory(),
                     http_cache=cache,
                     # The authority is ours or Entra's, never discovered: no call to an instance-discovery host.
@@ -74,16 +74,18 @@ class MsalConsentVerifier:
     def check(self, tenant_id: TenantId) -> GrantCheck:
         import jwt
         import requests
+        from msal.exceptions import MsalServiceError
 
         try:
             app, http_cache = self._app(tenant_id)
             # A proof must be fresh: no access token cached before a revocation, and no HTTP 400 that MSAL
             # keeps for 60 s (it would repeat an answer given before the admin consented).
-            for token in app.token_cache.search(app.token_cache.CredentialType.ACCESS_TOKEN):
+            for token in list(app.token_cache.search(app.token_cache.CredentialType.ACCESS_TOKEN)):
                 app.token_cache.remove_at(token)
             http_cache.clear()
             result = app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
-        except (requests.RequestException, ValueError, OSError) as exc:
+        except (requests.RequestException, MsalServiceError, ValueError, OSError) as exc:
+            # MSAL raises on 5xx and network trouble: a passing failure, never proof of anything.
             log.warning("consent check for the tenant failed in transit: %s", type(exc).__name__)
             return GrantCheck("transient", error_code=type(exc).__name__)
         if "access_token" not in result:

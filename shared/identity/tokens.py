@@ -147,13 +147,22 @@ class AccessTokenValidator:
         )
 
 
-def https_json_getter(ca_bundle: str | None, timeout: float = 5.0) -> JsonGetter:
-    """GETs JSON over HTTPS; trusts `ca_bundle` (dev only) and ignores proxy/CA variables of the host."""
+def https_session(ca_bundle: str | None) -> Any:
+    """A requests session that trusts `ca_bundle` (dev only) and ignores the machine's proxy/CA variables:
+    REQUESTS_CA_BUNDLE in the environment would otherwise override `verify`."""
     import requests
 
     session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies of the machine must not change who we trust
+    session.trust_env = False
     session.verify = ca_bundle or True
+    return session
+
+
+def https_json_getter(ca_bundle: str | None, timeout: float = 5.0) -> JsonGetter:
+    """GETs JSON over HTTPS from the identity provider."""
+    import requests
+
+    session = https_session(ca_bundle)
 
     def get(url: str) -> Mapping[str, Any]:
         if not url.startswith("https://"):
