@@ -13,15 +13,19 @@ SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 STATE_DIR = ROOT / ".devhost"
 
 
+def _values(path: Path) -> dict[str, str]:
+    data = json.loads(path.read_text())
+    return {str(k): str(v) for k, v in data.get("Values", {}).items()}
+
+
 def load_values(path: Path | None = None) -> dict[str, str]:
-    """The settings' Values; creates local.settings.json from the sample on first use."""
+    """The settings' Values; creates local.settings.json from the sample on first use. A setting added to the
+    sample later still reaches an older local.settings.json as a default."""
     if path is None:
         if not LOCAL_SETTINGS.exists():
             shutil.copyfile(SAMPLE_SETTINGS, LOCAL_SETTINGS)
         path = LOCAL_SETTINGS
-    data = json.loads(path.read_text())
-    values = data.get("Values", {})
-    return {str(k): str(v) for k, v in values.items()}
+    return {**_values(SAMPLE_SETTINGS), **_values(path)}
 
 
 def apply_to_environment(values: dict[str, str]) -> None:

@@ -16,9 +16,11 @@ from shared.identity.consent_verifier import ConsentVerifier, MsalConsentVerifie
 from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
 from shared.services.consent import ConsentConfig, ConsentService
+from shared.services.consent_timer import ConsentTimer
 from shared.services.settings import SettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
+from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.tables import TableStore
 
@@ -34,7 +36,10 @@ class Services:
     consent_verifier: ConsentVerifier
 
     def settings_service(self) -> SettingsService:
-        return SettingsService(TableSettingsRepository(self.tables), self.clock)
+        return SettingsService(TableSettingsRepository(self.tables), self.clock, TableScheduleIndex(self.tables))
+
+    def consent_timer(self) -> ConsentTimer:
+        return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service)
 
     def consent_service(self) -> ConsentService:
         client_id, redirect_uri = self.settings.consent_settings()

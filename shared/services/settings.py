@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,8 +13,11 @@ from shared.clock import Clock
 from shared.domain.audit import AuditEvent, diff
 from shared.domain.security_roles import STANDARD_SALES_ROLES, SecurityRole
 from shared.domain.tenant_settings import TenantSettings
-from shared.errors import ConcurrencyConflict, Conflict, PreconditionFailed, Unprocessable
+from shared.errors import ConcurrencyConflict, Conflict, PreconditionFailed, ServiceUnavailable, Unprocessable
+from shared.services.schedules import RECHECK_INTERVAL, IndexKind, ScheduleIndex
 from shared.tenancy import TenantId
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 
@@ -53,9 +57,10 @@ class SettingsRepository(Protocol):
 
 
 class SettingsService:
-    def __init__(self, repository: SettingsRepository, clock: Clock) -> None:
+    def __init__(self, repository: SettingsRepository, clock: Clock, index: ScheduleIndex | None = None) -> None:
         self._repository = repository
         self._clock = clock
+        self._index = index
 
     def current(self, tenant_id: TenantId) -> Current:
         return self._repository.load(tenant_id)
@@ -75,6 +80,7 @@ class SettingsService:
             if not changes:
                 return Outcome(current.settings, current.etag, changed=False, event=None)
             event = AuditEvent(id=uuid.uuid4().hex, at=now, actor=actor, action=action, changes=changes)
+            self._index_before_save(tenant_id, current.settings, after, now)
             try:
                 etag = self._repository.save(tenant_id, after, current.etag, event)
             except ConcurrencyConflict:
@@ -82,8 +88,32 @@ class SettingsService:
                     raise PreconditionFailed("the settings changed while your change was applied; reload and "
                                              "try again") from None
                 continue
+            self._index_after_save(tenant_id, current.settings, after)
             return Outcome(after, etag, changed=True, event=event)
         raise Conflict("the settings are being changed by someone else right now; try again")
+
+    # The timer's index lives outside the tenant's partition, so it cannot join the settings' transaction.
+    # Order keeps it safe: a row the new state needs is written before the state; a row the old state needed
+    # is deleted after it. A crash in between leaves an extra row, which the timer finds stale and deletes.
+
+    def _index_before_save(self, tenant_id: TenantId, before: TenantSettings, after: TenantSettings,
+                           now: datetime) -> None:
+        if self._index is None:
+            return
+        deadline = after.consent_deadline
+        if deadline is not None and deadline != before.consent_deadline:
+            self._index.add(IndexKind.CONSENT_DEADLINE, tenant_id, deadline)
+        if after.consent_granted and not before.consent_granted:
+            self._index.add(IndexKind.CONSENT_RECHECK, tenant_id, now + RECHECK_INTERVAL)
+
+    def _index_after_save(self, tenant_id: TenantId, before: TenantSettings, after: TenantSettings) -> None:
+        old = before.consent_deadline
+        if self._index is None or old is None or old == after.consent_deadline:
+            return
+        try:
+            self._index.remove(IndexKind.CONSENT_DEADLINE, tenant_id, old)
+        except ServiceUnavailable:
+            log.warning("a closed consent window stays in the index until the timer cleans it")
 
     def synced_role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None:
         return self._repository.role_catalogue(tenant_id)

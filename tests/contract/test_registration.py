@@ -50,3 +50,17 @@ def test_service_routes(name: str, route: str, method: str) -> None:
 def test_function_names_are_unique_and_the_app_indexes() -> None:
     names = [f.get_function_name() for f in index(function_app.app)]
     assert len(names) == len(set(names))
+
+
+def test_the_consent_timer_is_safe_in_production() -> None:
+    trigger = _functions()["consent_deadline"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%RI_DEADLINE_SCHEDULE%"
+    assert trigger["runOnStartup"] is False  # would fire on every scale-out and restart
+    assert trigger["useMonitor"] is True
+
+
+def test_the_consent_callback_is_an_anonymous_get() -> None:
+    trigger = _http_triggers()["consent_callback"]
+    assert trigger["route"] == "consent/callback"
+    assert [m.value for m in trigger["methods"]] == ["GET"]

@@ -19,7 +19,7 @@ from shared import bootstrap
 def function_host(services: bootstrap.Services) -> Iterator[FunctionHost]:
     import function_app
 
-    host = FunctionHost(function_app.app, port=0, run_timers=False)
+    host = FunctionHost(function_app.app, port=0, run_timers=False, settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *"})
     host.start()
     yield host
     host.stop()

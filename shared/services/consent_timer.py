@@ -1,0 +1,84 @@
+"""The scheduled work on consent (SPEC 2.5): the 14-day auto-disable and the daily re-check of granted
+consent. Each step re-reads the tenant's settings and decides again, so a late, replayed or concurrent
+run changes nothing twice; a failing tenant is logged and left for the next run."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from shared import observability
+from shared.clock import Clock
+from shared.domain.audit import SYSTEM_ACTOR
+from shared.services.consent import ConsentService
+from shared.services.schedules import RECHECK_INTERVAL, IndexEntry, IndexKind, ScheduleIndex
+from shared.services.settings import SettingsService
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class RunReport:
+    outcomes: dict[str, int]
+
+    def count(self, outcome: str) -> int:
+        return self.outcomes.get(outcome, 0)
+
+
+class ConsentTimer:
+    def __init__(self, settings: SettingsService, index: ScheduleIndex, clock: Clock,
+                 consent: Callable[[], ConsentService], *, workers: int = DEFAULT_WORKERS) -> None:
+        self._settings = settings
+        self._index = index
+        self._clock = clock
+        self._consent = consent
+        self._workers = workers
+
+    def run(self) -> RunReport:
+        now = self._clock.now()
+        entries = [*self._index.due(IndexKind.CONSENT_DEADLINE, now), *self._index.due(IndexKind.CONSENT_RECHECK, now)]
+        operation = observability.current_operation_id()
+        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="consent-timer") as pool:
+            outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
+        report = RunReport(dict(Counter(outcomes)))
+        log.info("consent timer: %d index rows due, outcomes %s", len(entries), report.outcomes)
+        return report
+
+    def _step(self, entry: IndexEntry, operation: str | None) -> str:
+        with observability.log_context(tenant_id=entry.tenant_id, operation_id=operation):
+            try:
+                if entry.kind is IndexKind.CONSENT_DEADLINE:
+                    return self._deadline(entry)
+                return self._recheck(entry)
+            except Exception:
+                log.exception("consent timer step %s failed; retried next run", entry.kind.value)
+                return "failed"
+
+    def _deadline(self, entry: IndexEntry) -> str:
+        outcome = self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "autoDisable",
+                                        lambda s, now: s.auto_disable(now))
+        if outcome.changed:
+            return "autoDisabled"  # the change itself removed the index row of the closed window
+        if outcome.settings.consent_deadline != entry.due:
+            self._index.remove(entry.kind, entry.tenant_id, entry.due)
+            return "stale"
+        return "notYetDue"
+
+    def _recheck(self, entry: IndexEntry) -> str:
+        if not self._settings.current(entry.tenant_id).settings.consent_granted:
+            self._index.remove(entry.kind, entry.tenant_id, entry.due)
+            return "stale"
+        check = self._consent().recheck(entry.tenant_id)
+        if check is None or check.definitive:
+            self._index.remove(entry.kind, entry.tenant_id, entry.due)
+            return "withdrawn" if check is not None else "stale"
+        if not check.granted:
+            return "recheckInconclusive"  # the row stays due: the next run tries again
+        self._index.add(entry.kind, entry.tenant_id, self._clock.now() + RECHECK_INTERVAL)
+        self._index.remove(entry.kind, entry.tenant_id, entry.due)
+        return "stillGranted"

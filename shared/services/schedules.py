@@ -1,0 +1,33 @@
+"""The port of the timer's index: which tenants may need the timer, and when."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from shared.tenancy import TenantId
+
+RECHECK_INTERVAL = timedelta(days=1)
+
+
+class IndexKind(StrEnum):
+    CONSENT_DEADLINE = "consent-deadline"
+    CONSENT_RECHECK = "consent-recheck"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    kind: IndexKind
+    tenant_id: TenantId
+    due: datetime
+
+
+class ScheduleIndex(Protocol):
+    def add(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None: ...
+
+    def remove(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None: ...
+
+    def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]: ...

@@ -1,0 +1,52 @@
+"""Time-ordered index rows that tell the timer which tenants may need it, so its cost follows the number of
+tenants due, not the number of tenants (Table Storage's inter-partition secondary-index pattern).
+
+One partition per kind, RowKey `{due as yyyyMMddTHHmmss.ffffffZ}|{tenant}`: "everything due by now" is a single
+range query, however many runs were missed. Rows are hints, never decisions: the timer re-reads the tenant's
+settings (the source of truth) and acts only if the rule still holds; a stale row is simply deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from shared.services.schedules import IndexEntry, IndexKind
+from shared.storage.tables import TableStore
+from shared.tenancy import TenantId
+
+_FORMAT = "%Y%m%dT%H%M%S.%fZ"  # fixed width, so text order is time order
+
+
+def _partition(kind: IndexKind) -> str:
+    # Tenant partitions are GUIDs; a leading "~" keeps index partitions apart and sorted after them.
+    return f"~index|{kind.value}"
+
+
+def _row_key(tenant_id: str, due: datetime) -> str:
+    return f"{due.astimezone(UTC).strftime(_FORMAT)}|{tenant_id}"
+
+
+class TableScheduleIndex:
+    def __init__(self, tables: TableStore) -> None:
+        self._tables = tables
+
+    def add(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
+        self._tables.upsert(_partition(kind), _row_key(tenant_id, due), {"TenantId": tenant_id, "Due": due})
+
+    def remove(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
+        self._tables.delete(_partition(kind), _row_key(tenant_id, due))
+
+    def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]:
+        """Rows due at or before `now`, oldest first."""
+        upper = now.astimezone(UTC).strftime(_FORMAT) + "|~"
+        continuation: str | None = None
+        while True:
+            page = self._tables.query_partition(_partition(kind), row_key_before=upper, page_size=1000,
+                                                continuation=continuation)
+            for entity in page.entities:
+                stamp, _, tenant = entity.row_key.partition("|")
+                yield IndexEntry(kind, TenantId(tenant), datetime.strptime(stamp, _FORMAT).replace(tzinfo=UTC))
+            if page.continuation is None:
+                return
+            continuation = page.continuation

@@ -1,0 +1,48 @@
+"""The 14-day rule seen as the admin sees it: enable, let 14 days pass, the scheduler runs the timer through the
+host's admin endpoint, and the Overview shows the auto-disable with its banner."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+import requests
+
+from devhost.host import FunctionHost
+from shared import bootstrap
+from shared.clock import FixedClock
+from tests.e2e.conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_timer_disables_who_knows_whom_and_exchange_after_14_days(
+        admin: Api, function_host: FunctionHost, services: bootstrap.Services) -> None:
+    clock = FixedClock(services.clock.now())
+    bootstrap.install(dataclasses.replace(services, clock=clock))
+    try:
+        assert admin.put("relationship-intelligence/prerequisites",
+                         {"salesInsightsPremium": True, "office365DataLocation": "US"}).status_code == 200
+        assert admin.post("relationship-intelligence/enable").status_code == 200
+
+        clock.advance(timedelta(days=14))
+        run = requests.post(f"{function_host.base_url}/admin/functions/consent_deadline",
+                            headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=60)
+        assert run.status_code == 202
+
+        overview = admin.get("relationship-intelligence").json()
+        assert overview["autoDisabledAt"] is not None
+        assert overview["banner"]["kind"] == "autoDisabled"
+        assert overview["features"]["whoKnowsWhom"]["enabled"] is False
+        assert overview["features"]["relationshipAnalytics"]["enabled"] is True
+        assert overview["exchange"]["integrationEnabled"] is False
+        assert overview["exchange"]["consent"]["status"] == "expired"
+        events = admin.get("relationship-intelligence/audit").json()["events"]
+        assert (events[0]["action"], events[0]["actor"]) == ("autoDisable", "system")
+
+        overview = admin.put("relationship-intelligence/exchange-integration", {"enabled": True}).json()
+        assert overview["banner"]["kind"] == "consentPending"
+        assert overview["banner"]["daysLeft"] == 14
+    finally:
+        bootstrap.install(services)
