@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import azure.functions as func
 
 from functions._http import Call, json_response, respond, route
-from shared.api.openapi import Endpoint, declare
+from shared.api.openapi import Endpoint, QueryParam, declare
 from shared.api.settings_models import ConsentLinkView
 from shared.errors import ServiceUnavailable
 from shared.identity.permissions import Permission
@@ -30,7 +30,15 @@ CONSENT_REQUEST = declare(Endpoint(
 CALLBACK = declare(Endpoint(
     function_name="consent_callback", method="GET", route="consent/callback", tag="consent", auth="anonymous",
     summary="Where Microsoft sends the admin's browser after the consent page.", media_type="text/html",
-    status=302, errors=(400, 503),
+    status=302, errors=(400, 503), query=(
+        QueryParam("state", "the state our consent link carried", max_length=2048),
+        QueryParam("admin_consent", "True when the admin answered the consent page", max_length=16),
+        QueryParam("tenant", "the tenant Microsoft says consented (checked against the state)", max_length=64),
+        QueryParam("scope", "the scopes consented", max_length=2048),
+        QueryParam("error", "set when consent was refused or failed", max_length=64),
+        QueryParam("error_description", "Microsoft's text about the error (not shown, not logged)",
+                   max_length=2048),
+    ),
     description="Redirects to the portal with `consent=granted|declined|invalid`, or shows a small page when no "
                 "portal is configured.",
 ))

@@ -61,8 +61,8 @@ WHO_KNOWS_WHOM = _admin("put_who_knows_whom", "PUT", f"{BASE}/features/who-knows
                         request=m.WhoKnowsWhomRequest, response=m.Overview, etag=True, errors=(409, 412))
 AUDIT = _admin("get_audit", "GET", f"{BASE}/audit", "Audit events, newest first, paged.",
                response=m.AuditPageView, errors=(400,), query=(
-                   QueryParam("pageSize", "events per page, 1 to 100 (default 20)", "integer"),
-                   QueryParam("continuationToken", "from the previous page")))
+                   QueryParam("pageSize", "events per page, 1 to 100 (default 20)", "integer", minimum=1, maximum=100),
+                   QueryParam("continuationToken", "from the previous page", max_length=2048)))
 
 
 def _respond_overview(call: Call, settings: TenantSettings, etag: str | None, changed: bool | None,

@@ -40,6 +40,16 @@ class QueryParam:
     description: str
     schema_type: str = "string"
     required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int | None = None
+
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.schema_type}
+        for key, value in (("minimum", self.minimum), ("maximum", self.maximum), ("maxLength", self.max_length)):
+            if value is not None:
+                schema[key] = value
+        return schema
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
         ]
         parameters += [
             {"name": q.name, "in": "query", "required": q.required, "description": q.description,
-             "schema": {"type": q.schema_type}}
+             "schema": q.schema()}
             for q in e.query
         ]
         if e.etag:
@@ -142,10 +152,13 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
         else:
             operation["security"] = []
         for status in sorted(errors):
-            operation["responses"][str(status)] = {
-                "description": _STATUS_TEXT.get(status, "Error"),
-                "content": {"application/problem+json": {"schema": refs[Problem]}},
-            }
+            # A page for people (the consent callback) answers its errors as pages too, except 405 (the host's).
+            if e.media_type == "text/html" and status != 405:
+                content = {"text/html": {"schema": {"type": "string"}}}
+            else:
+                content = {"application/problem+json": {"schema": refs[Problem]}}
+            operation["responses"][str(status)] = {"description": _STATUS_TEXT.get(status, "Error"),
+                                                   "content": content}
         paths.setdefault(e.path, {})[e.method.lower()] = operation
 
     return {

@@ -41,7 +41,7 @@ def _no_duplicates(values: list[str]) -> list[str]:
 
 class PrerequisitesRequest(ApiModel):
     sales_insights_premium: bool
-    office365_data_location: str = Field(min_length=1, max_length=8,
+    office365_data_location: str = Field(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$",
                                          description="ISO 3166-1 alpha-2 code of the Office 365 data location")
 
 
