@@ -1,0 +1,287 @@
+// Relationship intelligence on Azure: a Flex Consumption Function App (Python 3.11) with a system-assigned
+// managed identity, its storage account (host storage + the app's tables), Application Insights and a Key Vault
+// for the app registration's client secret. No shared keys: the app reaches storage, Key Vault and
+// Application Insights with its identity and the least roles it needs.
+targetScope = 'resourceGroup'
+
+@description('Short name used to derive resource names (letters, digits, hyphens).')
+@minLength(3)
+@maxLength(20)
+param name string = 'relint'
+
+@description('Azure region of every resource.')
+param location string = resourceGroup().location
+
+@description('Accepted audiences of our API access tokens, comma separated: "api://<client id>,<client id>".')
+param apiAudiences string
+
+@description('Client id of the multi-tenant app registration (admin consent, client credentials).')
+param clientId string
+
+@description('Client secret of the app registration, stored in Key Vault (rotate it there before it expires).')
+@secure()
+param clientSecret string
+
+@description('Expiry of the stored client secret (Unix time); rotate the secret before it.')
+param clientSecretExpiresOn int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P180D'))
+
+@description('Admin portal address the consent callback returns to; empty shows a small page instead.')
+param portalUrl string = ''
+
+@description('Name of the table that holds tenant state.')
+param stateTableName string = 'TenantState'
+
+@description('NCRONTAB schedule of the consent_deadline timer (UTC).')
+param deadlineSchedule string = '0 0 * * * *'
+
+@description('Flex Consumption scale limits.')
+param maximumInstanceCount int = 40
+@allowed([2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Storage redundancy: geo-redundant by default, tenant state must survive a regional outage.')
+@allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
+param storageSku string = 'Standard_GZRS'
+
+@description('Allow Key Vault access from public networks (Flex apps without VNet integration need it).')
+@allowed(['Enabled', 'Disabled'])
+param keyVaultPublicNetworkAccess string = 'Enabled'
+
+var suffix = uniqueString(resourceGroup().id, name)
+var storageAccountName = take(toLower('st${replace(name, '-', '')}${suffix}'), 24)
+var functionAppName = 'func-${name}-${suffix}'
+var deploymentContainerName = 'app-package'
+var clientSecretName = 'ri-client-secret'
+
+// Built-in role definitions (ids are the same in every tenant).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host: deployment package, timer leases
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // host: internal queues
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // app: tenant state
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // app setting reference to the client secret
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // telemetry with Entra auth
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${name}-${suffix}'
+  location: location
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 90
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${name}-${suffix}'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
+  }
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:No VNet in this template: Flex instances reach storage over public endpoints, with Entra auth only (shared keys off)
+  // checkov:skip=CKV_AZURE_59:Same reason: public endpoint, but anonymous and key-based access are disabled
+  // checkov:skip=CKV_AZURE_43:The name is computed (take(toLower(...), 24)) and meets the rules; checkov cannot evaluate it
+  name: storageAccountName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: storageSku }
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowCrossTenantReplication: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: { publicAccess: 'None' }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: stateTableName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_189:Public access is a parameter; Flex apps without VNet integration resolve Key Vault references over it
+  // checkov:skip=CKV_AZURE_109:Firewall default follows that parameter (Deny when public access is Disabled)
+  name: take('kv-${name}-${suffix}', 24)
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    publicNetworkAccess: keyVaultPublicNetworkAccess
+    networkAcls: {
+      defaultAction: keyVaultPublicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: clientSecretName
+  properties: {
+    value: clientSecret
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+      exp: clientSecretExpiresOn
+    }
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone redundancy of Flex Consumption depends on the region; enable it where offered
+  name: 'plan-${name}-${suffix}'
+  location: location
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true // Linux
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222:The API is public by nature: the admin portal, browsers (consent redirect) and connectors call it
+  // checkov:skip=CKV_AZURE_17:Callers authenticate with Entra bearer tokens; the consent callback is a browser redirect
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; availability comes from the platform, not a fixed minimum
+  // checkov:skip=CKV_AZURE_213:App Service health check does not apply to Flex Consumption; /api/health serves external probes
+  name: functionAppName
+  location: location
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false // callers authenticate with Entra bearer tokens; the consent callback is a browser
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+  dependsOn: [deploymentContainer]
+}
+
+// App settings live in their own resource so they can use the app's own host name (the consent redirect URI).
+// Flex Consumption takes the runtime from functionAppConfig: no FUNCTIONS_WORKER_RUNTIME here.
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // This resource holds app settings only; checkov reads any sites/config as the site's web configuration.
+  // checkov:skip=CKV_AZURE_66:Not a web config (app settings only)
+  // checkov:skip=CKV_AZURE_63:Not a web config (app settings only); logs go to Application Insights
+  // checkov:skip=CKV_AZURE_65:Not a web config (app settings only)
+  // checkov:skip=CKV_AZURE_80:Not a web config, and no .NET: the runtime is Python 3.11
+  // checkov:skip=CKV_AZURE_88:Not a web config; Flex Consumption deploys from a blob container, not Azure Files
+  // checkov:skip=CKV_AZURE_222:Not a web config; see the site's own skip
+  // checkov:skip=CKV_AZURE_13:The app validates Entra tokens itself (EasyAuth would block the anonymous consent callback)
+  parent: functionApp
+  name: 'appsettings'
+  properties: {
+    AzureWebJobsStorage__accountName: storage.name
+    AzureWebJobsStorage__credential: 'managedidentity'
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+    RI_TABLES_ENDPOINT: storage.properties.primaryEndpoints.table
+    RI_STATE_TABLE: stateTableName
+    RI_AUTHORITY_HOST: 'https://login.microsoftonline.com'
+    RI_API_AUDIENCES: apiAudiences
+    RI_CLIENT_ID: clientId
+    RI_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'
+    RI_CONSENT_REDIRECT_URI: 'https://${functionApp.properties.defaultHostName}/api/consent/callback'
+    RI_PORTAL_URL: portalUrl
+    RI_DEADLINE_SCHEDULE: deadlineSchedule
+  }
+}
+
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in [roles.storageBlobDataOwner, roles.storageQueueDataContributor, roles.storageTableDataContributor]: {
+    name: guid(storage.id, functionApp.id, role)
+    scope: storage
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: functionApp.identity.principalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource vaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, functionApp.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, functionApp.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output functionAppName string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
+output consentRedirectUri string = 'https://${functionApp.properties.defaultHostName}/api/consent/callback'
+output storageAccountName string = storage.name
+output keyVaultName string = vault.name
+output principalId string = functionApp.identity.principalId
