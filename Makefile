@@ -44,6 +44,8 @@ infra-check:
 
 bench: setup
 	$(PY) bench/cold_start.py
+	$(PY) bench/api_roundtrips.py
+	$(PY) bench/deadline_scale.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ import azure.functions as func
 from functions._http import Call, json_response, respond, route
 from shared.api import settings_models as m
 from shared.api.openapi import Endpoint, QueryParam, declare
+from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.domain.tenant_settings import (
     ActivityInfluence,
     EmailTemplate,
@@ -119,10 +120,8 @@ def disable(req: func.HttpRequest) -> func.HttpResponse:
 @route(bp, ROLE_CATALOGUE)
 def get_security_roles(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        service = call.services.settings_service()
-        synced = service.synced_role_catalogue(call.caller.tenant_id)
-        return json_response(m.roles_view(list(synced or service.role_catalogue(call.caller.tenant_id)),
-                                          synced is not None))
+        synced = call.services.settings_service().synced_role_catalogue(call.caller.tenant_id)
+        return json_response(m.roles_view(list(synced or STANDARD_SALES_ROLES), synced is not None))
 
     return respond(req, ROLE_CATALOGUE, work)
 
