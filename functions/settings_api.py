@@ -150,7 +150,7 @@ def put_exchange_integration(req: func.HttpRequest) -> func.HttpResponse:
 def put_excluded_security_groups(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         body = call.body(m.ExcludedGroupsRequest)
-        groups = tuple(g.lower() for g in body.group_ids)
+        groups = tuple(body.group_ids)
         return _mutate(call, "setExcludedSecurityGroups", lambda s, now: s.set_excluded_security_groups(groups))
 
     return respond(req, EXCLUDED_GROUPS, work)

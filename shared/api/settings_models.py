@@ -64,9 +64,17 @@ class ExchangeIntegrationRequest(ApiModel):
 
 
 class ExcludedGroupsRequest(ApiModel):
-    group_ids: list[GroupId] = Field(max_length=500)
+    """Group ids are deduplicated (case-insensitively); at most 500 distinct ones."""
 
-    _unique = field_validator("group_ids")(_no_duplicates)
+    group_ids: list[GroupId] = Field(max_length=1000)
+
+    @field_validator("group_ids")
+    @classmethod
+    def _at_most_500_distinct(cls, values: list[str]) -> list[str]:
+        distinct = list(dict.fromkeys(v.lower() for v in values))
+        if len(distinct) > 500:
+            raise ValueError("at most 500 distinct security groups")
+        return distinct
 
 
 class RelationshipAnalyticsRequest(ApiModel):

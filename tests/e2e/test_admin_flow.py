@@ -232,3 +232,14 @@ def test_bad_input_is_a_problem_and_changes_nothing(admin: Api, method: str, pat
         assert problem["errors"], problem
     assert ok(admin.get("relationship-intelligence")) == before
     assert ok(admin.get("relationship-intelligence/audit")) == audit_before
+
+
+def test_excluded_groups_are_deduplicated_and_bounded(admin: Api) -> None:
+    group = str(uuid.uuid4())
+    overview = ok(admin.put("relationship-intelligence/excluded-security-groups",
+                            {"groupIds": [group, group.upper(), str(uuid.UUID(int=7))]}))
+    assert overview["exchange"]["excludedSecurityGroupIds"] == [group, str(uuid.UUID(int=7))]
+    too_many = admin.put("relationship-intelligence/excluded-security-groups",
+                         {"groupIds": [str(uuid.uuid4()) for _ in range(501)]})
+    assert too_many.status_code == 400
+    assert too_many.json()["errors"][0]["field"] == "groupIds"
