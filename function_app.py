@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import api_docs, caller, consent, consent_timer, health, settings_api
+from functions import api_docs, caller, consent, consent_timer, health, settings_api, sync_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (health.bp, api_docs.bp, caller.bp, settings_api.bp, consent.bp, consent_timer.bp):
+for blueprint in (health.bp, api_docs.bp, caller.bp, settings_api.bp, consent.bp, consent_timer.bp, sync_api.bp):
     app.register_functions(blueprint)

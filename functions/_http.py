@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from shared import bootstrap, observability
 from shared.api.openapi import Endpoint
-from shared.api.requests import parse_json_body
+from shared.api.requests import MAX_BODY_BYTES, parse_json_body
 from shared.bootstrap import Services
 from shared.config import ConfigurationError
 from shared.errors import AppError, Forbidden, Unauthorized
@@ -41,8 +41,8 @@ class Call:
             raise Unauthorized("this endpoint needs a bearer token", error="")
         return self.principal
 
-    def body(self, model: type[M]) -> M:
-        return parse_json_body(self.req.get_body(), self.req.headers.get("Content-Type"), model)
+    def body(self, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> M:
+        return parse_json_body(self.req.get_body(), self.req.headers.get("Content-Type"), model, max_bytes=max_bytes)
 
 
 Handler = Callable[[Call], func.HttpResponse]

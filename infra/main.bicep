@@ -18,9 +18,9 @@ param apiAudiences string
 @description('Client id of the multi-tenant app registration (admin consent, client credentials).')
 param clientId string
 
-@description('Client secret of the app registration, stored in Key Vault (rotate it there before it expires).')
+@description('Client secret of the app registration, stored in Key Vault as ri-client-secret. Empty: set it later with `az keyvault secret set`; a deployment with an empty value leaves the secret in the vault as it is.')
 @secure()
-param clientSecret string
+param clientSecret string = ''
 
 @description('Expiry of the stored client secret (Unix time); rotate the secret before it.')
 param clientSecretExpiresOn int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P180D'))
@@ -39,6 +39,9 @@ param maximumInstanceCount int = 40
 @allowed([2048, 4096])
 param instanceMemoryMB int = 2048
 
+@description('Spread the plan\'s instances over availability zones (needs a region with zones; Flex then keeps at least two always-ready instances, which are billed).')
+param zoneRedundant bool = false
+
 @description('Storage redundancy: geo-redundant by default, tenant state must survive a regional outage.')
 @allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
 param storageSku string = 'Standard_GZRS'
@@ -48,7 +51,10 @@ param storageSku string = 'Standard_GZRS'
 param keyVaultPublicNetworkAccess string = 'Enabled'
 
 var suffix = uniqueString(resourceGroup().id, name)
-var storageAccountName = take(toLower('st${replace(name, '-', '')}${suffix}'), 24)
+// Globally unique names within the services' limits: storage 3-24 lowercase letters and digits; Key Vault 3-24
+// letters, digits and single hyphens, starting with a letter. uniqueString() gives 13 characters.
+var storageAccountName = toLower('st${take(replace(name, '-', ''), 9)}${suffix}')
+var keyVaultName = 'kv-${take(replace(name, '-', ''), 7)}-${suffix}'
 var functionAppName = 'func-${name}-${suffix}'
 var deploymentContainerName = 'app-package'
 var clientSecretName = 'ri-client-secret'
@@ -85,7 +91,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35:No VNet in this template: Flex instances reach storage over public endpoints, with Entra auth only (shared keys off)
   // checkov:skip=CKV_AZURE_59:Same reason: public endpoint, but anonymous and key-based access are disabled
-  // checkov:skip=CKV_AZURE_43:The name is computed (take(toLower(...), 24)) and meets the rules; checkov cannot evaluate it
+  // checkov:skip=CKV_AZURE_43:The name is computed ('st' + 9 letters/digits + uniqueString, lowercase, 24 at most); checkov cannot evaluate it
   name: storageAccountName
   location: location
   kind: 'StorageV2'
@@ -133,7 +139,7 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_189:Public access is a parameter; Flex apps without VNet integration resolve Key Vault references over it
   // checkov:skip=CKV_AZURE_109:Firewall default follows that parameter (Deny when public access is Disabled)
-  name: take('kv-${name}-${suffix}', 24)
+  name: keyVaultName
   location: location
   properties: {
     tenantId: subscription().tenantId
@@ -150,21 +156,19 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: clientSecretName
-  properties: {
+// Written only when a value is given, so that a later deployment does not overwrite a secret set by hand.
+module clientSecretVersion 'modules/keyvault-secret.bicep' = if (!empty(clientSecret)) {
+  name: 'client-secret'
+  params: {
+    vaultName: vault.name
+    name: clientSecretName
     value: clientSecret
-    contentType: 'text/plain'
-    attributes: {
-      enabled: true
-      exp: clientSecretExpiresOn
-    }
+    expiresOn: clientSecretExpiresOn
   }
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225:Zone redundancy of Flex Consumption depends on the region; enable it where offered
+  // checkov:skip=CKV_AZURE_225:Zone redundancy is the zoneRedundant parameter: it needs a region with zones and bills two always-ready instances
   name: 'plan-${name}-${suffix}'
   location: location
   kind: 'functionapp'
@@ -174,6 +178,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true // Linux
+    zoneRedundant: zoneRedundant
   }
 }
 

@@ -18,8 +18,10 @@ from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.consent_timer import ConsentTimer
 from shared.services.settings import SettingsService
+from shared.services.sync import SyncService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
+from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.tables import TableStore
@@ -38,8 +40,12 @@ class Services:
     def settings_service(self) -> SettingsService:
         return SettingsService(TableSettingsRepository(self.tables), self.clock, TableScheduleIndex(self.tables))
 
+    def sync_service(self) -> SyncService:
+        return SyncService(self.settings_service(), TableRecords(self.tables), self.clock)
+
     def consent_timer(self) -> ConsentTimer:
-        return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service)
+        return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service,
+                            TableRecords(self.tables))
 
     def consent_service(self) -> ConsentService:
         client_id, redirect_uri = self.settings.consent_settings()

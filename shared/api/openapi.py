@@ -69,6 +69,7 @@ class Endpoint:
     query: tuple[QueryParam, ...] = ()
     etag: bool = False  # returns ETag and honours If-Match
     description: str = ""
+    path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # allowed values of path parameters
 
     @property
     def path(self) -> str:
@@ -117,8 +118,10 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
         }
         if e.description:
             operation["description"] = e.description
+        allowed = dict(e.path_values)
         parameters: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "string", **({"enum": list(allowed[name])} if name in allowed else {})}}
             for name in e.path_parameters
         ]
         parameters += [

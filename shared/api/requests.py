@@ -12,6 +12,7 @@ from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Val
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_SYNC_BODY_BYTES = 8 * 1024 * 1024
 
 
 def parse_json_body(body: bytes, content_type: str | None, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> M:

@@ -207,6 +207,7 @@ class AuditChangeView(ApiModel):
 
 class AuditEventView(ApiModel):
     id: str
+    sequence: int
     at: datetime
     actor: str
     action: str
@@ -274,7 +275,7 @@ def roles_view(roles: list[SecurityRole], synced: bool) -> SecurityRolesView:
 
 def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageView:
     return AuditPageView(
-        events=[AuditEventView(id=e.id, at=e.at, actor=e.actor, action=e.action,
+        events=[AuditEventView(id=e.id, sequence=e.sequence, at=e.at, actor=e.actor, action=e.action,
                                changes=[AuditChangeView(field=c.field, old=c.old, new=c.new) for c in e.changes])
                 for e in events],
         continuation_token=continuation,
@@ -284,3 +285,24 @@ def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageV
 class ConsentLinkView(ApiModel):
     consent_url: str
     expires_at: datetime
+
+
+class SyncBatchRequest(ApiModel):
+    items: list[dict[str, object]] = Field(min_length=1, max_length=1000, description=(
+        "Records of the kind in the path, camelCase, each with `id` and the source's `version`."))
+
+
+class SyncRejectionView(ApiModel):
+    index: int
+    id: str | None
+    reason: str
+    detail: str | None
+
+
+class SyncReportView(ApiModel):
+    kind: str
+    received: int
+    stored: int
+    unchanged: int
+    rejected: list[SyncRejectionView]
+    rejected_by_reason: dict[str, int]

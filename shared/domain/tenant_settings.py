@@ -114,6 +114,7 @@ class Exchange(_State):
     excluded_security_group_ids: tuple[str, ...] = ()
     consent: ConsentRecord = ConsentRecord()
     purge_requested_at: datetime | None = None  # Exchange-derived data must be gone within 24 h of this
+    purged_through: datetime | None = None  # everything ingested up to this moment has been deleted
 
 
 BannerKind = Literal["consentPending", "consentDeclined", "autoDisabled", "consentWithdrawn", "exchangeUnavailable"]
@@ -128,6 +129,7 @@ class Banner(_State):
 
 class TenantSettings(_State):
     tenant_id: str
+    revision: int = 0  # +1 with every stored change; orders the audit trail
     status: Status = Status.NOT_ENABLED
     enabled_at: datetime | None = None
     enabled_by: str | None = None
@@ -336,6 +338,11 @@ class TenantSettings(_State):
         return self.model_copy(update={"exchange": self.exchange.model_copy(update={
             "integration_enabled": False, "window_opened_at": None, "consent": consent,
             "purge_requested_at": now})})
+
+    def record_exchange_purged(self, through: datetime) -> TenantSettings:
+        if self.exchange.purged_through is not None and self.exchange.purged_through >= through:
+            return self
+        return self.model_copy(update={"exchange": self.exchange.model_copy(update={"purged_through": through})})
 
     # -- transitions ----------------------------------------------------------------------------------
 

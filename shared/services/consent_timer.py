@@ -1,6 +1,7 @@
-"""The scheduled work on consent (SPEC 2.5): the 14-day auto-disable and the daily re-check of granted
-consent. Each step re-reads the tenant's settings and decides again, so a late, replayed or concurrent
-run changes nothing twice; a failing tenant is logged and left for the next run."""
+"""The scheduled work on consent (SPEC 2.4, 2.5): the 14-day auto-disable, the daily re-check of granted consent,
+and the purge of Exchange-derived data once its use has ended. Each step re-reads the tenant's settings and
+decides again, so a late, replayed or concurrent run changes nothing twice; a failing tenant is logged and left
+for the next run."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from shared.domain.audit import SYSTEM_ACTOR
 from shared.services.consent import ConsentService
 from shared.services.schedules import RECHECK_INTERVAL, IndexEntry, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
+from shared.storage.records_repository import TableRecords
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
+PURGE_ROWS_PER_RUN = 20_000  # per tenant and run: bounded work; an hourly timer clears 480,000 rows a day
 
 
 @dataclass(frozen=True)
@@ -32,19 +35,26 @@ class RunReport:
 
 class ConsentTimer:
     def __init__(self, settings: SettingsService, index: ScheduleIndex, clock: Clock,
-                 consent: Callable[[], ConsentService], *, workers: int = DEFAULT_WORKERS) -> None:
+                 consent: Callable[[], ConsentService], records: TableRecords, *,
+                 workers: int = DEFAULT_WORKERS, purge_rows_per_run: int = PURGE_ROWS_PER_RUN) -> None:
         self._settings = settings
         self._index = index
         self._clock = clock
         self._consent = consent
+        self._records = records
         self._workers = workers
+        self._purge_rows = purge_rows_per_run
 
     def run(self) -> RunReport:
         now = self._clock.now()
+        # Deadlines first: an auto-disable may request a purge that the same run then starts.
         entries = [*self._index.due(IndexKind.CONSENT_DEADLINE, now), *self._index.due(IndexKind.CONSENT_RECHECK, now)]
         operation = observability.current_operation_id()
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="consent-timer") as pool:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
+            purges = list(self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()))
+            outcomes += list(pool.map(lambda entry: self._step(entry, operation), purges))
+        entries += purges
         report = RunReport(dict(Counter(outcomes)))
         log.info("consent timer: %d index rows due, outcomes %s", len(entries), report.outcomes)
         return report
@@ -54,6 +64,8 @@ class ConsentTimer:
             try:
                 if entry.kind is IndexKind.CONSENT_DEADLINE:
                     return self._deadline(entry)
+                if entry.kind is IndexKind.EXCHANGE_PURGE:
+                    return self._purge(entry)
                 return self._recheck(entry)
             except Exception:
                 log.exception("consent timer step %s failed; retried next run", entry.kind.value)
@@ -68,6 +80,17 @@ class ConsentTimer:
             self._index.remove(entry.kind, entry.tenant_id, entry.due)
             return "stale"
         return "notYetDue"
+
+    def _purge(self, entry: IndexEntry) -> str:
+        """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many."""
+        deleted, finished = self._records.purge_exchange(entry.tenant_id, entry.due, self._purge_rows)
+        log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
+        if not finished:
+            return "purgeContinues"
+        self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
+                              lambda s, now: s.record_exchange_purged(entry.due))
+        self._index.remove(entry.kind, entry.tenant_id, entry.due)
+        return "purged"
 
     def _recheck(self, entry: IndexEntry) -> str:
         if not self._settings.current(entry.tenant_id).settings.consent_granted:

@@ -16,6 +16,7 @@ RECHECK_INTERVAL = timedelta(days=1)
 class IndexKind(StrEnum):
     CONSENT_DEADLINE = "consent-deadline"
     CONSENT_RECHECK = "consent-recheck"
+    EXCHANGE_PURGE = "exchange-purge"
 
 
 @dataclass(frozen=True)

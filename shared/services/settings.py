@@ -79,7 +79,9 @@ class SettingsService:
             changes = diff(current.settings, after)
             if not changes:
                 return Outcome(current.settings, current.etag, changed=False, event=None)
-            event = AuditEvent(id=uuid.uuid4().hex, at=now, actor=actor, action=action, changes=changes)
+            after = after.model_copy(update={"revision": current.settings.revision + 1})
+            event = AuditEvent(id=uuid.uuid4().hex, sequence=after.revision, at=now, actor=actor, action=action,
+                               changes=changes)
             self._index_before_save(tenant_id, current.settings, after, now)
             try:
                 etag = self._repository.save(tenant_id, after, current.etag, event)
@@ -105,6 +107,9 @@ class SettingsService:
             self._index.add(IndexKind.CONSENT_DEADLINE, tenant_id, deadline)
         if after.consent_granted and not before.consent_granted:
             self._index.add(IndexKind.CONSENT_RECHECK, tenant_id, now + RECHECK_INTERVAL)
+        purge = after.exchange.purge_requested_at
+        if purge is not None and purge != before.exchange.purge_requested_at:
+            self._index.add(IndexKind.EXCHANGE_PURGE, tenant_id, purge)
 
     def _index_after_save(self, tenant_id: TenantId, before: TenantSettings, after: TenantSettings) -> None:
         old = before.consent_deadline

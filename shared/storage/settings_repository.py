@@ -1,6 +1,6 @@
 """Tenant settings, their audit trail and the synced role catalogue, in the tenant's partition.
 
-Rows: `settings` (the aggregate), `audit|{inverted time}|{id}` (newest first in RowKey order),
+Rows: `settings` (the aggregate), `audit|{inverted revision}` (newest first in RowKey order),
 `security-roles` (the catalogue a connector synced, if any).
 """
 
@@ -21,7 +21,7 @@ from shared.tenancy import TenantId
 SETTINGS_ROW = "settings"
 ROLES_ROW = "security-roles"
 AUDIT_PREFIX = "audit|"
-_MAX_MICROS = 10**19
+_MAX_REVISION = 10**19
 
 
 class RoleCatalogue(BaseModel):
@@ -29,8 +29,9 @@ class RoleCatalogue(BaseModel):
 
 
 def audit_row_key(event: AuditEvent) -> str:
-    micros = int(event.at.timestamp() * 1_000_000)
-    return f"{AUDIT_PREFIX}{_MAX_MICROS - micros:020d}|{event.id}"
+    # Inverted revision: newest first in RowKey order, and two changes can never share a key (the second
+    # transaction fails whole, like its stale settings write).
+    return f"{AUDIT_PREFIX}{_MAX_REVISION - event.sequence:020d}"
 
 
 class TableSettingsRepository:

@@ -67,7 +67,8 @@ def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: boo
     assert after.consent_status() is ConsentStatus.EXPIRED
     assert due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id) == []
     events = world.settings_service().audit(tenant_id, 5, None).events
-    assert (events[0].action, events[0].actor) == ("autoDisable", "system")
+    assert [(e.action, e.actor) for e in events[:2]] == [("exchangeDataPurged", "system"), ("autoDisable", "system")]
+    assert events[0].sequence == events[1].sequence + 1
 
 
 def test_running_twice_changes_nothing_the_second_time(world: bootstrap.Services, clock: FixedClock,

@@ -1,0 +1,145 @@
+"""CRM records and activity metadata, as a sync connector sends them (SPEC 4, 4.4: metadata only, no bodies).
+
+Every record carries the source's `version` (a number that grows with each change, like Dataverse's
+versionnumber): a record is stored only if its version is newer than the stored one, so replays and
+out-of-order batches never move data backwards.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s/\\#?]+@[^@\s/\\#?]+$",
+                                         to_lower=True, strip_whitespace=True)]
+Version = Annotated[int, Field(ge=0, le=2**62)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                              strict=True)
+
+    id: RecordId
+    version: Version
+
+
+class InternalUser(_Record):
+    email: Email
+    display_name: str = Field(default="", max_length=200)
+    security_role_ids: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=(),
+                                                                                           max_length=100)
+    group_ids: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=(), max_length=1000)
+    opted_out: bool = False
+    active: bool = True
+
+
+class Account(_Record):
+    name: str = Field(max_length=200)
+    primary_contact_id: RecordId | None = None
+    email_domains: tuple[Annotated[str, StringConstraints(max_length=253, to_lower=True)], ...] = ()
+
+
+class Contact(_Record):
+    email: Email | None = None
+    full_name: str = Field(default="", max_length=200)
+    account_id: RecordId | None = None
+    opted_out: bool = False
+
+
+class LeadState(StrEnum):
+    ACTIVE = "active"
+    QUALIFIED = "qualified"
+    DISQUALIFIED = "disqualified"
+
+
+class Lead(_Record):
+    owner_id: RecordId
+    email: Email | None = None
+    full_name: str = Field(default="", max_length=200)
+    stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
+    state: LeadState = LeadState.ACTIVE
+    created_on: datetime
+    opted_out: bool = False
+
+
+class OpportunityState(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class Opportunity(_Record):
+    owner_id: RecordId
+    sales_team_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
+    customer_contact_id: RecordId | None = None
+    stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
+    account_id: RecordId | None = None
+    state: OpportunityState = OpportunityState.OPEN
+    created_on: datetime
+
+
+class ActivityKind(StrEnum):
+    EMAIL = "email"
+    APPOINTMENT = "appointment"
+    PHONE_CALL = "phoneCall"
+    TASK = "task"
+
+
+class Source(StrEnum):
+    CRM = "crm"
+    EXCHANGE = "exchange"
+
+
+class Regarding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    type: Literal["account", "contact", "lead", "opportunity"]
+    id: RecordId
+
+
+class Activity(_Record):
+    """Metadata of one email, appointment, phone call or task. Parties are email addresses."""
+
+    source: Source
+    kind: ActivityKind
+    mailbox_owner_id: RecordId | None = Field(default=None, description="internal user whose mailbox it came "
+                                                                          "from (Exchange items)")
+    thread_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    sender: Email | None = Field(default=None, description="email From, call caller, meeting organizer")
+    to: tuple[Email, ...] = Field(default=(), max_length=500)
+    cc: tuple[Email, ...] = Field(default=(), max_length=500)
+    optional_attendees: tuple[Email, ...] = Field(default=(), max_length=500)
+    regarding: Regarding | None = None
+    start: datetime = Field(description="sent time of an email, start of a meeting or call, due time of a task")
+    duration_minutes: float | None = Field(default=None, ge=0, le=60 * 24 * 7)
+    completed: bool = True
+    in_reply_to_sent_at: datetime | None = Field(default=None, description="for a reply: when the message it "
+                                                                            "answers was sent")
+
+    @model_validator(mode="after")
+    def _exchange_items_name_their_mailbox(self) -> Activity:
+        if self.source is Source.EXCHANGE and self.mailbox_owner_id is None:
+            raise ValueError("an Exchange item needs mailboxOwnerId")
+        if self.start.tzinfo is None:
+            raise ValueError("start must carry a time zone (UTC)")
+        return self
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        addresses = ([self.sender] if self.sender else []) + [*self.to, *self.cc, *self.optional_attendees]
+        return tuple(dict.fromkeys(addresses))
+
+
+RECORD_KINDS: dict[str, type[_Record]] = {
+    "users": InternalUser,
+    "accounts": Account,
+    "contacts": Contact,
+    "leads": Lead,
+    "opportunities": Opportunity,
+    "activities": Activity,
+}

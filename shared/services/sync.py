@@ -1,0 +1,142 @@
+"""Ingestion of CRM records and activity metadata from a sync connector (SPEC 3, 4.4).
+
+Each item is validated on its own, so one bad item does not refuse the batch: the answer lists what was
+stored, what was already there (same or newer version) and what was refused, with a reason per item.
+Exchange items pass the data gates of SPEC 3 for their mailbox owner, or are refused with the closed gate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.api.requests import field_problems
+from shared.clock import Clock
+from shared.domain.gates import closed_gate
+from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source
+from shared.errors import ConcurrencyConflict, Conflict, NotFound
+from shared.services.settings import SettingsService
+from shared.storage.records_repository import StoredVersion, TableRecords, row_key
+from shared.tenancy import TenantId
+
+MAX_ITEMS = 1000
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    id: str | None
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class SyncReport:
+    kind: str
+    received: int
+    stored: int = 0
+    unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        return dict(Counter(r.reason for r in self.rejected))
+
+
+class SyncService:
+    def __init__(self, settings: SettingsService, records: TableRecords, clock: Clock) -> None:
+        self._settings = settings
+        self._records = records
+        self._clock = clock
+
+    def ingest(self, tenant_id: TenantId, kind: str, items: Sequence[Any]) -> SyncReport:
+        model = RECORD_KINDS.get(kind)
+        if model is None:
+            raise NotFound(f"unknown kind '{kind}'; use one of {', '.join(RECORD_KINDS)}")
+        settings = self._settings.current(tenant_id).settings
+        if not settings.enabled:
+            raise Conflict("relationship intelligence is not enabled for this tenant: no data is accepted")
+        report = SyncReport(kind, len(items))
+        valid: list[tuple[int, BaseModel]] = []
+        for index, item in enumerate(items):
+            record = _validate(model, item, index, report)
+            if record is not None:
+                valid.append((index, record))
+        valid = _last_of_each_id(valid, report)
+        if kind == "activities":
+            valid = self._gate(tenant_id, settings, valid, report)
+        self._store(tenant_id, kind, valid, report)
+        return report
+
+    def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],
+              report: SyncReport) -> list[tuple[int, BaseModel]]:
+        owner_ids = [a.mailbox_owner_id for _, a in valid
+                     if isinstance(a, Activity) and a.source is Source.EXCHANGE and a.mailbox_owner_id]
+        owners: dict[str, InternalUser] = self._records.get_many(tenant_id, "users", owner_ids) if owner_ids else {}
+        passed: list[tuple[int, BaseModel]] = []
+        for index, activity in valid:
+            assert isinstance(activity, Activity)
+            owner = owners.get(activity.mailbox_owner_id or "")
+            reason = closed_gate(settings, activity, owner)
+            if reason is None:
+                passed.append((index, activity))
+            else:
+                report.rejected.append(Rejection(index, activity.id, reason))
+        return passed
+
+    def _store(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport) -> None:
+        pending = valid
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                return
+            stored = self._records.versions(tenant_id, [row_key(kind, r) for _, r in pending])
+            newer: list[tuple[BaseModel, StoredVersion | None]] = []
+            for _, record in pending:
+                current = stored.get(row_key(kind, record))
+                if current is not None and current.version >= record.version:  # type: ignore[attr-defined]
+                    report.unchanged += 1
+                else:
+                    newer.append((record, current))
+            try:
+                self._records.write(tenant_id, kind, newer, self._clock.now())
+            except ConcurrencyConflict:
+                # Another batch wrote some of these rows meanwhile: re-read and decide again. Chunks written
+                # before the conflict are found unchanged on the next pass.
+                report.unchanged -= len(pending) - len(newer)
+                continue
+            report.stored += len(newer)
+            return
+        raise Conflict("these records are being written by another batch right now; send the batch again")
+
+
+def _validate(model: type[BaseModel], item: Any, index: int, report: SyncReport) -> BaseModel | None:
+    item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+    if not isinstance(item, dict):
+        report.rejected.append(Rejection(index, None, "invalid", "an item is a JSON object"))
+        return None
+    try:
+        return model.model_validate_json(json.dumps(item))
+    except ValidationError as exc:
+        problems = "; ".join(f"{p['field']}: {p['reason']}" for p in field_problems(exc))
+        report.rejected.append(Rejection(index, item_id, "invalid", problems[:500]))
+        return None
+
+
+def _last_of_each_id(valid: list[tuple[int, BaseModel]], report: SyncReport) -> list[tuple[int, BaseModel]]:
+    """One batch may carry the same record twice: the highest version wins, the others count as unchanged."""
+    best: dict[str, tuple[int, BaseModel]] = {}
+    for index, record in valid:
+        key = row_key(report.kind, record)
+        if key not in best or best[key][1].version <= record.version:  # type: ignore[attr-defined]
+            if key in best:
+                report.unchanged += 1
+            best[key] = (index, record)
+        else:
+            report.unchanged += 1
+    return list(best.values())

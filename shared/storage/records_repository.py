@@ -1,0 +1,107 @@
+"""CRM records and activities in the tenant's partition.
+
+Rows: `{kind}|{id}` for users, accounts, contacts, leads, opportunities; `activity|{source}|{id}` for activities,
+so that all Exchange-derived rows of a tenant are one RowKey range (the purge walks it). Each row keeps the
+source `Version` and `IngestedAt` beside the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.domain.records import RECORD_KINDS, Activity, Source
+from shared.storage.documents import decode, encode
+from shared.storage.tables import MAX_BATCH_OPERATIONS, Operation, StoredEntity, TableStore
+from shared.tenancy import TenantId
+
+_READERS = 8
+
+
+def row_key(kind: str, record: BaseModel) -> str:
+    if isinstance(record, Activity):
+        return f"activity|{record.source.value}|{record.id}"
+    return f"{kind}|{record.id}"  # type: ignore[attr-defined]
+
+
+def prefix(kind: str, source: Source | None = None) -> str:
+    if kind == "activities":
+        return "activity|" if source is None else f"activity|{source.value}|"
+    return f"{kind}|"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    etag: str
+
+
+class TableRecords:
+    def __init__(self, tables: TableStore) -> None:
+        self._tables = tables
+
+    def versions(self, tenant_id: TenantId, row_keys: Sequence[str]) -> dict[str, StoredVersion]:
+        """Stored versions of the given rows (absent rows are left out), read in parallel."""
+        def read(key: str) -> tuple[str, StoredEntity | None]:
+            return key, self._tables.get(tenant_id, key)
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(read, row_keys))
+        return {key: StoredVersion(int(e.properties.get("Version", -1)), e.etag)  # type: ignore[arg-type]
+                for key, e in found if e is not None}
+
+    def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
+        entity = self._tables.get(tenant_id, f"{kind}|{record_id}")
+        return None if entity is None else decode(entity, RECORD_KINDS[kind])
+
+    def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
+        def read(record_id: str) -> tuple[str, StoredEntity | None]:
+            return record_id, self._tables.get(tenant_id, f"{kind}|{record_id}")
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(read, list(dict.fromkeys(record_ids))))
+        return {rid: decode(e, RECORD_KINDS[kind]) for rid, e in found if e is not None}
+
+    def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
+              ingested_at: datetime) -> None:
+        """Creates new rows and replaces stored ones only if unchanged since read (ConcurrencyConflict if not)."""
+        operations = []
+        for record, stored in records:
+            properties = {**encode(kind, record), "Version": record.version,  # type: ignore[attr-defined]
+                          "IngestedAt": ingested_at}
+            key = row_key(kind, record)
+            operations.append(Operation("create", key, properties) if stored is None
+                              else Operation("replace", key, properties, stored.etag))
+        for start in range(0, len(operations), MAX_BATCH_OPERATIONS):
+            self._tables.transact(tenant_id, operations[start:start + MAX_BATCH_OPERATIONS])
+
+    def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
+        model = RECORD_KINDS[kind]
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
+            yield decode(entity, model)
+
+    def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int) -> tuple[int, bool]:
+        """Deletes up to `limit` Exchange-derived rows ingested at or before the given time.
+        Returns (deleted, finished)."""
+        batch: list[Operation] = []
+        deleted = 0
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities", Source.EXCHANGE)):
+            ingested = entity.properties.get("IngestedAt")
+            if isinstance(ingested, datetime) and ingested > ingested_before:
+                continue
+            batch.append(Operation("delete", entity.row_key))
+            if len(batch) == MAX_BATCH_OPERATIONS:
+                self._tables.transact(tenant_id, batch)
+                deleted += len(batch)
+                batch = []
+                if deleted >= limit:
+                    return deleted, False
+        if batch:
+            self._tables.transact(tenant_id, batch)
+            deleted += len(batch)
+        return deleted, True
