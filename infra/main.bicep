@@ -59,13 +59,18 @@ var functionAppName = 'func-${name}-${suffix}'
 var deploymentContainerName = 'app-package'
 var clientSecretName = 'ri-client-secret'
 
-// Built-in role definitions (ids are the same in every tenant).
+// Built-in role definitions (ids are the same in every tenant), granted to the app's identity and nothing more.
 var roles = {
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host: deployment package, timer leases
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // host: internal queues
-  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // app: tenant state
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // app setting reference to the client secret
-  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // telemetry with Entra auth
+  // Storage Blob Data Owner: host storage (leases, timer schedule monitor) and the deployment package container
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // Storage Queue Data Contributor: the host's internal queues
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  // Storage Table Data Contributor: the app's tables (TenantState, ...)
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  // Key Vault Secrets User: resolves the RI_CLIENT_SECRET Key Vault reference
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  // Monitoring Metrics Publisher: sends telemetry to Application Insights with Entra auth (local auth is off)
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
@@ -250,6 +255,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RI_PORTAL_URL: portalUrl
     RI_DEADLINE_SCHEDULE: deadlineSchedule
   }
+  // Writing the settings restarts the app: do it once the identity has its roles and the secret exists, so that
+  // host storage and the Key Vault reference resolve on that start.
+  dependsOn: [storageRoles, vaultRole, telemetryRole, clientSecretVersion]
 }
 
 resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
