@@ -1,4 +1,4 @@
-"""The project's own rules for infra/main.bicep, checked on the text (checkov covers the generic ones)."""
+"""The project's own rules for infra/*.bicep, checked on the text (checkov covers the generic ones)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,31 @@ from pathlib import Path
 
 import pytest
 
-BICEP = (Path(__file__).resolve().parents[2] / "infra" / "main.bicep").read_text()
-SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "local.settings.sample.json").read_text())["Values"]
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+BICEP = (INFRA / "main.bicep").read_text()
+SECRET_MODULE = (INFRA / "modules" / "keyvault-secret.bicep").read_text()
+SAMPLE = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
 
 
-def _block(resource: str) -> str:
-    match = re.search(rf"^resource {resource} .*?^}}", BICEP, re.S | re.M)
+def _block(resource: str, text: str = BICEP) -> str:
+    """The text of `resource <resource> ...` (or `module <resource> ...`) up to its closing brace."""
+    match = re.search(rf"^(?:resource|module) {resource} .*?^}}", text, re.S | re.M)
     assert match, f"resource {resource} not found"
     return match.group(0)
+
+
+def _settings() -> dict[str, str]:
+    """App settings name -> Bicep expression, from the appsettings resource's properties."""
+    properties = re.search(r"^  properties: \{\n(.*?)^  \}", _block("appSettings"), re.S | re.M)
+    assert properties
+    return dict(re.findall(r"^    (\w+): (.+)$", properties.group(1), re.M))
+
+
+def _param_default(name: str) -> str:
+    match = re.search(rf"^param {name} \w+ = (.+)$", BICEP, re.M)
+    assert match, f"param {name} has no default"
+    return match.group(1)
 
 
 def test_flex_consumption_linux_python_311() -> None:
@@ -25,67 +42,168 @@ def test_flex_consumption_linux_python_311() -> None:
     assert "reserved: true" in plan
     app = _block("functionApp")
     assert "kind: 'functionapp,linux'" in app
-    assert re.search(r"runtime: \{\s*name: 'python'\s*version: '3.11'", app)
+    assert "serverFarmId: plan.id" in app
+    assert re.search(r"runtime: \{\s*name: 'python'\s*version: '3.11'\s*\}", app)
+    assert re.search(r"scaleAndConcurrency: \{\s*maximumInstanceCount: \w+\s*instanceMemoryMB: \w+", app)
 
 
-def test_https_only_and_tls_12() -> None:
+def test_deployment_package_is_read_with_the_managed_identity() -> None:
+    app = _block("functionApp")
+    assert "type: 'blobContainer'" in app
+    assert "value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'" in app
+    assert "authentication: { type: 'SystemAssignedIdentity' }" in app
+    assert "identity: { type: 'SystemAssigned' }" in app
+    assert "publicAccess: 'None'" in _block("deploymentContainer")
+
+
+def test_https_only_tls_12_and_no_ftp() -> None:
     app = _block("functionApp")
     assert "httpsOnly: true" in app
     assert "minTlsVersion: '1.2'" in app
     assert "ftpsState: 'Disabled'" in app
-    assert "minimumTlsVersion: 'TLS1_2'" in _block("storage")
+    storage = _block("storage")
+    assert "minimumTlsVersion: 'TLS1_2'" in storage
+    assert "supportsHttpsTrafficOnly: true" in storage
 
 
 def test_storage_has_no_keys_and_no_public_blobs() -> None:
     storage = _block("storage")
+    assert "kind: 'StorageV2'" in storage
     assert "allowSharedKeyAccess: false" in storage
     assert "allowBlobPublicAccess: false" in storage
-    assert "name: stateTableName" in _block("stateTable")
-    assert "param stateTableName string = 'TenantState'" in BICEP
+    assert "AccountKey" not in BICEP
+    assert "listKeys" not in BICEP
+
+
+def test_the_state_table_is_created_and_named_by_a_parameter() -> None:
+    assert _param_default("stateTableName") == "'TenantState'"
+    table = _block("stateTable")
+    assert "'Microsoft.Storage/storageAccounts/tableServices/tables@" in table
+    assert "name: stateTableName" in table
+    assert _settings()["RI_STATE_TABLE"] == "stateTableName"
 
 
 def test_identity_based_host_storage_and_no_flex_forbidden_settings() -> None:
-    settings = _block("appSettings")
-    assert "AzureWebJobsStorage__credential: 'managedidentity'" in settings
-    assert "AzureWebJobsStorage__accountName" in settings
-    assert "FUNCTIONS_WORKER_RUNTIME" not in settings
-    assert "WEBSITE_RUN_FROM_PACKAGE" not in settings
-    assert "AccountKey" not in BICEP
+    settings = _settings()
+    assert settings["AzureWebJobsStorage__accountName"] == "storage.name"
+    assert settings["AzureWebJobsStorage__credential"] == "'managedidentity'"
+    assert "AzureWebJobsStorage__clientId" not in settings  # system-assigned identity: no client id
+    assert "AzureWebJobsStorage" not in settings  # no connection string
+    for forbidden in ("FUNCTIONS_WORKER_RUNTIME", "WEBSITE_RUN_FROM_PACKAGE"):  # Flex rejects both
+        assert forbidden not in settings
+        assert not re.search(rf"^\s*{forbidden}\s*:|'{forbidden}'", BICEP, re.M)  # nor anywhere else (siteConfig)
 
 
-def test_the_client_secret_comes_from_key_vault_with_rbac() -> None:
-    assert "enableRbacAuthorization: true" in _block("vault")
-    assert "enablePurgeProtection: true" in _block("vault")
-    assert re.search(r"RI_CLIENT_SECRET: '@Microsoft.KeyVault\(SecretUri=", _block("appSettings"))
+# The settings this template must wire, and the expression each gets.
+EXPECTED_SETTINGS = {
+    "RI_TABLES_ENDPOINT": "storage.properties.primaryEndpoints.table",
+    "RI_STATE_TABLE": "stateTableName",
+    "RI_AUTHORITY_HOST": "'https://login.microsoftonline.com'",
+    "RI_API_AUDIENCES": "apiAudiences",
+    "RI_CLIENT_ID": "clientId",
+    "RI_CLIENT_SECRET": "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'",
+    "RI_CONSENT_REDIRECT_URI": "'https://${functionApp.properties.defaultHostName}/api/consent/callback'",
+    "RI_PORTAL_URL": "portalUrl",
+    "RI_DEADLINE_SCHEDULE": "deadlineSchedule",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "appInsights.properties.ConnectionString",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
+}
 
 
-# Not wired on purpose: the local CA (development only), the secret (checked above) and the Graph permission
-# list (the app's default is the production list).
-NOT_WIRED = ("RI_CA_BUNDLE", "RI_CLIENT_SECRET", "RI_REQUIRED_GRAPH_PERMISSIONS")
+@pytest.mark.parametrize(("setting", "expression"), EXPECTED_SETTINGS.items())
+def test_app_setting_is_wired(setting: str, expression: str) -> None:
+    assert _settings().get(setting) == expression
+
+
+def test_settings_defaults() -> None:
+    assert _param_default("deadlineSchedule") == "'0 0 * * * *'"
+    assert _param_default("portalUrl") == "''"
+    assert re.search(r"^param apiAudiences string$", BICEP, re.M)  # required: no default audience
+    assert re.search(r"^param clientId string$", BICEP, re.M)
+
+
+# Not wired on purpose: the local CA (development only) and the Graph permission list (the app's default is the
+# production list).
+NOT_WIRED = ("RI_CA_BUNDLE", "RI_REQUIRED_GRAPH_PERMISSIONS")
 
 
 @pytest.mark.parametrize("setting", [k for k in SAMPLE if k.startswith("RI_") and k not in NOT_WIRED])
-def test_every_setting_of_the_app_is_wired(setting: str) -> None:
-    assert f"{setting}:" in _block("appSettings")
+def test_every_setting_of_the_local_sample_is_wired(setting: str) -> None:
+    assert setting in _settings()
 
 
-def test_the_identity_gets_data_roles_not_owner_or_contributor() -> None:
-    roles = re.search(r"var roles = \{(.*?)\}", BICEP, re.S)
+def test_key_vault_uses_rbac_soft_delete_and_purge_protection() -> None:
+    vault = _block("vault")
+    assert "enableRbacAuthorization: true" in vault
+    assert "enableSoftDelete: true" in vault
+    assert "enablePurgeProtection: true" in vault
+    assert "publicNetworkAccess: keyVaultPublicNetworkAccess" in vault
+    assert "accessPolicies" not in BICEP
+
+
+def test_client_secret_is_optional_and_never_overwritten_with_nothing() -> None:
+    assert re.search(r"^@secure\(\)\nparam clientSecret string = ''$", BICEP, re.M)
+    assert "var clientSecretName = 'ri-client-secret'" in BICEP
+    module = _block("clientSecretVersion")
+    assert "'modules/keyvault-secret.bicep' = if (!empty(clientSecret))" in module
+    assert "name: clientSecretName" in module
+    secret = _block("secret", SECRET_MODULE)
+    assert "exp: expiresOn" in secret
+    assert "contentType: contentType" in secret
+    assert re.search(r"^@secure\(\)\nparam value string$", SECRET_MODULE, re.M)
+
+
+ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "storage"),
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": ("Storage Queue Data Contributor", "storage"),
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": ("Storage Table Data Contributor", "storage"),
+    "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "vault"),
+    "3913510d-42f4-4e42-8a64-420c390055eb": ("Monitoring Metrics Publisher", "appInsights"),
+}
+
+
+def test_the_identity_gets_exactly_the_data_roles_it_needs() -> None:
+    roles = re.search(r"^var roles = \{\n(.*?)^\}", BICEP, re.S | re.M)
     assert roles
-    ids = set(re.findall(r"'([0-9a-f-]{36})'", roles.group(1)))
-    assert ids == {
-        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
-        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
-        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",  # Storage Table Data Contributor
-        "4633458b-17de-408a-b874-0445c86b69e6",  # Key Vault Secrets User
-        "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
-    }
+    entries = re.findall(r"// ([^:\n]+):.*\n\s+(\w+): '([0-9a-f-]{36})'", roles.group(1))
+    assert {guid: comment for comment, _, guid in entries} == {guid: name for guid, (name, _) in ROLES.items()}
+    keys = {guid: key for _, key, guid in entries}
+    assignments = re.findall(r"^resource \w+ 'Microsoft.Authorization/roleAssignments@.*?^\]?}", BICEP, re.S | re.M)
+    for guid, (_, scope) in ROLES.items():
+        assignment = next(block for block in assignments if f"roles.{keys[guid]}" in block)
+        assert f"scope: {scope}\n" in assignment
+        assert "principalId: functionApp.identity.principalId" in assignment
+        assert "principalType: 'ServicePrincipal'" in assignment
+    assert len(re.findall(r"'Microsoft.Authorization/roleAssignments@", BICEP)) == 3  # storage (x3 loop), vault, AI
     assert "b24988ac-6180-42a0-ab88-20f7382dd24c" not in BICEP  # Contributor
     assert "8e3af657-a8ff-443c-a75c-2fe8c4bcb635" not in BICEP  # Owner
 
 
+def test_application_insights_uses_entra_auth() -> None:
+    insights = _block("appInsights")
+    assert "DisableLocalAuth: true" in insights
+    assert "WorkspaceResourceId: logs.id" in insights
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["functionAppName", "defaultHostName", "consentRedirectUri", "storageAccountName", "keyVaultName", "principalId"],
+)
+def test_outputs(output: str) -> None:
+    assert re.search(rf"^output {output} string = ", BICEP, re.M)
+
+
+def test_parameters_file_names_only_existing_parameters() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    declared = set(re.findall(r"^param (\w+) ", BICEP, re.M))
+    assert set(parameters) <= declared
+    assert "clientSecret" not in parameters  # secrets are passed on the command line or set in the vault
+
+
 def test_every_checkov_skip_says_why() -> None:
-    for line in re.findall(r"checkov:skip=.*", BICEP):
+    skips = re.findall(r"checkov:skip=.*", BICEP + SECRET_MODULE)
+    assert skips
+    for line in skips:
         check, _, reason = line.removeprefix("checkov:skip=").partition(":")
         assert re.fullmatch(r"CKV_AZURE_\d+", check), line
         assert len(reason.strip()) > 15, line

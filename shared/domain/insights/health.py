@@ -1,0 +1,172 @@
+"""Relationship health (SPEC 4.2): a deterministic, explainable 0–100 score.
+
+    score = round(100 × Σ wᵢ·fᵢ / Σ wᵢ) over the factors that have data:
+      recency        R = 2^(−max(0, days since last completed activity − c) / c)          w = 0.35
+      frequency      F = min(1, Σ influence(a)·g(a)·2^(−age(a)/h) / Σₖ 2^(−k·c/h))          w = 0.35
+      reciprocity    Q = min(ours, theirs) / max(ours, theirs), by who initiated           w = 0.15
+      responsiveness P = the customer's response rate on Exchange threads (when known)    w = 0.15
+
+c is the tenant's communication frequency in days, h = 21 days (a short half-life: health reacts in weeks),
+influence(a) = 1 + the tenant's influence percent for the activity's type, g(a) = 1 for up to 4 recipients
+and 4/n beyond (mass mail says little about a tie), over the last 90 days. Frequency is measured against a
+seller who contacts the customer exactly every c days, so each cadence has the same scale. The trend compares
+the score with the one of 14 days earlier, with hysteresis (enter Improving/Declining at ±10 points, leave
+at ±5), so it moves slowly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from shared.domain.insights.directory import Directory, is_automated
+from shared.domain.records import Activity, ActivityKind
+from shared.domain.tenant_settings import ActivityInfluence, CommunicationFrequency, Grading
+
+WINDOW = timedelta(days=90)
+HALF_LIFE_DAYS = 21.0
+TREND_LOOKBACK = timedelta(days=14)
+TREND_ENTER, TREND_LEAVE = 10, 5
+MIN_ACTIVITIES = 3
+TOO_OLD = timedelta(days=730)
+MASS_MAIL_RECIPIENTS = 4
+WEIGHTS = {"recency": 0.35, "frequency": 0.35, "reciprocity": 0.15, "responsiveness": 0.15}
+CADENCE_DAYS = {CommunicationFrequency.DAILY: 1, CommunicationFrequency.WEEKLY: 7,
+                CommunicationFrequency.EVERY_TWO_WEEKS: 14, CommunicationFrequency.MONTHLY: 30,
+                CommunicationFrequency.QUARTERLY: 91}
+
+State = Literal["scored", "notEnoughInformation", "noClosedActivities", "olderThanTwoYears", "notApplicable"]
+Trend = Literal["improving", "steady", "declining", "notEnoughInformation", "notApplicable"]
+Grade = Literal["good", "fair", "poor"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Factor(_Out):
+    name: str
+    value: float  # 0..1
+    weight: float
+    points: float  # contribution to the score
+    detail: str
+
+
+class Driver(_Out):
+    activity_id: str
+    kind: ActivityKind
+    at: datetime
+    weight: float  # how much this activity adds to frequency today
+
+
+class Health(_Out):
+    state: State
+    score: int | None = None
+    grade: Grade | None = None
+    trend: Trend = "notEnoughInformation"
+    factors: list[Factor] = []
+    drivers: list[Driver] = []
+
+
+def grade_of(score: int, grading: Grading) -> Grade:
+    if score >= grading.good_min:
+        return "good"
+    return "fair" if score >= grading.fair_min else "poor"
+
+
+def _influence(kind: ActivityKind, influence: ActivityInfluence) -> float:
+    percent = {ActivityKind.EMAIL: influence.email, ActivityKind.APPOINTMENT: influence.meeting,
+               ActivityKind.PHONE_CALL: influence.phone_call, ActivityKind.TASK: influence.task}[kind]
+    return 1 + percent / 100
+
+
+def _group_discount(activity: Activity) -> float:
+    recipients = len(activity.parties) - 1
+    return 1.0 if recipients <= MASS_MAIL_RECIPIENTS else MASS_MAIL_RECIPIENTS / recipients
+
+
+def _decay(age: timedelta) -> float:
+    return float(2 ** (-(age.total_seconds() / 86400) / HALF_LIFE_DAYS))
+
+
+def _score_at(directory: Directory, activities: Sequence[Activity], now: datetime, cadence: int,
+              influence: ActivityInfluence, response_rate: float | None) -> tuple[int, list[Factor], list[Driver]]:
+    done = [a for a in activities if a.completed and a.start <= now and now - a.start <= WINDOW]
+    last = max(a.start for a in done)
+    days_since = (now - last).total_seconds() / 86400
+    recency = float(2 ** (-max(0.0, days_since - cadence) / cadence))
+    drivers = [Driver(activity_id=a.id, kind=a.kind, at=a.start,
+                      weight=round(_influence(a.kind, influence) * _group_discount(a) * _decay(now - a.start), 4))
+               for a in done]
+    expected = sum(2 ** (-k * cadence / HALF_LIFE_DAYS) for k in range(int(WINDOW.days / cadence) + 1))
+    frequency = min(1.0, sum(d.weight for d in drivers) / expected)
+    ours = sum(_influence(a.kind, influence) for a in done if a.sender and directory.is_internal(a.sender))
+    theirs = sum(_influence(a.kind, influence) for a in done if a.sender and not directory.is_internal(a.sender))
+    reciprocity = min(ours, theirs) / max(ours, theirs) if max(ours, theirs) > 0 else 0.0
+    values = {"recency": recency, "frequency": frequency, "reciprocity": reciprocity}
+    details = {
+        "recency": f"last completed activity {days_since:.1f} days ago; expected every {cadence} days",
+        "frequency": f"{sum(d.weight for d in drivers):.2f} weighted recent activities of {expected:.2f} expected",
+        "reciprocity": f"initiated by us {ours:.1f}, by the customer {theirs:.1f} (weighted)",
+    }
+    if response_rate is not None:
+        values["responsiveness"] = response_rate
+        details["responsiveness"] = f"the customer answered {response_rate:.0%} of our email threads"
+    total_weight = sum(WEIGHTS[name] for name in values)
+    factors = [Factor(name=name, value=round(value, 4), weight=WEIGHTS[name],
+                      points=round(100 * WEIGHTS[name] * value / total_weight, 2), detail=details[name])
+               for name, value in values.items()]
+    score = round(sum(f.points for f in factors))
+    drivers.sort(key=lambda d: d.weight, reverse=True)
+    return max(0, min(100, score)), factors, drivers[:10]
+
+
+def compute_health(directory: Directory, activities: Sequence[Activity], now: datetime, *, applicable: bool,
+                   created_on: datetime | None, frequency: CommunicationFrequency, influence: ActivityInfluence,
+                   grading: Grading, response_rate: float | None = None, previous_trend: Trend | None = None,
+                   ) -> Health:
+    if not applicable:
+        return Health(state="notApplicable", trend="notApplicable")
+    usable = [a for a in activities if not (a.sender and is_automated(a.sender))]
+    done = [a for a in usable if a.completed and a.start <= now]
+    if not done:
+        if created_on is not None and now - created_on > TOO_OLD:
+            return Health(state="olderThanTwoYears", trend="notApplicable")
+        return Health(state="noClosedActivities")
+    last = max(a.start for a in done)
+    if now - last > TOO_OLD and (created_on is None or now - created_on > TOO_OLD):
+        return Health(state="olderThanTwoYears", trend="notApplicable")
+    if sum(1 for a in done if now - a.start <= WINDOW) < MIN_ACTIVITIES:
+        return Health(state="notEnoughInformation")
+    cadence = CADENCE_DAYS[frequency]
+    score, factors, drivers = _score_at(directory, usable, now, cadence, influence, response_rate)
+    return Health(state="scored", score=score, grade=grade_of(score, grading),
+                  trend=_trend(directory, usable, now, cadence, influence, score, previous_trend),
+                  factors=factors, drivers=drivers)
+
+
+def _trend(directory: Directory, activities: Sequence[Activity], now: datetime, cadence: int,
+           influence: ActivityInfluence, score: int, previous: Trend | None) -> Trend:
+    then = now - TREND_LOOKBACK
+    earlier = [a for a in activities if a.completed and a.start <= then and then - a.start <= WINDOW]
+    if len(earlier) < MIN_ACTIVITIES:
+        return "notEnoughInformation"
+    before, _, _ = _score_at(directory, earlier, then, cadence, influence, None)
+    delta = score - before
+    if previous == "improving" and delta > TREND_LEAVE:
+        return "improving"
+    if previous == "declining" and delta < -TREND_LEAVE:
+        return "declining"
+    if delta >= TREND_ENTER:
+        return "improving"
+    if delta <= -TREND_ENTER:
+        return "declining"
+    return "steady"
+
+
+def needs_attention(health: Health) -> bool:
+    return health.state == "scored" and (health.grade == "poor" or health.trend == "declining")

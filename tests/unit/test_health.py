@@ -1,0 +1,107 @@
+"""The health model (SPEC 4.2): states, score, grade, trend with hysteresis, explanations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.domain.insights.directory import Directory
+from shared.domain.insights.health import compute_health, needs_attention
+from shared.domain.records import Activity, InternalUser
+from shared.domain.tenant_settings import ActivityInfluence, CommunicationFrequency, Grading
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+DIRECTORY = Directory.of(users=[InternalUser(id="ann", version=1, email="ann@contoso.com")])
+OURS, THEIRS = "ann@contoso.com", "sam@fabrikam.com"
+
+
+def email(days_ago: float, *, ours: bool = True, n: int = 0, **extra: Any) -> Activity:
+    sender, to = (OURS, THEIRS) if ours else (THEIRS, OURS)
+    return Activity.model_validate({"id": f"e{days_ago}-{ours}-{n}", "version": 1, "source": "crm",
+                                    "kind": extra.pop("kind", "email"), "sender": sender,
+                                    "to": [to, *extra.pop("more", [])], "start": NOW - timedelta(days=days_ago),
+                                    **extra}, strict=False)
+
+
+def health(activities: list[Activity], **options: Any) -> Any:
+    defaults: dict[str, Any] = {"applicable": True, "created_on": NOW - timedelta(days=400),
+                                "frequency": CommunicationFrequency.WEEKLY, "influence": ActivityInfluence(),
+                                "grading": Grading()}
+    return compute_health(DIRECTORY, activities, NOW, **{**defaults, **options})
+
+
+def weekly_both_ways(weeks: int, offset_days: float = 0) -> list[Activity]:
+    return [a for w in range(weeks) for a in (email(offset_days + 7 * w), email(offset_days + 7 * w + 1, ours=False))]
+
+
+def test_explicit_states() -> None:
+    assert health([], applicable=False).state == "notApplicable"
+    assert health([]).state == "noClosedActivities"
+    assert health([email(1), email(2)]).state == "notEnoughInformation"
+    assert health([email(800), email(801), email(802)], created_on=NOW - timedelta(days=900)).state == \
+        "olderThanTwoYears"
+    assert health([email(1, completed=False)] * 3).state == "noClosedActivities"
+
+
+def test_a_steady_two_way_weekly_relationship_is_good() -> None:
+    result = health(weekly_both_ways(12))
+    assert result.state == "scored"
+    assert result.grade == "good"
+    assert result.score >= 80
+    assert {f.name for f in result.factors} == {"recency", "frequency", "reciprocity"}
+    assert abs(sum(f.points for f in result.factors) - result.score) < 1
+    assert result.drivers[0].weight >= result.drivers[-1].weight
+
+
+def test_one_way_stale_contact_is_poor_and_needs_attention() -> None:
+    result = health([email(40), email(45), email(50)])
+    assert result.grade == "poor"
+    assert needs_attention(result)
+
+
+def test_the_score_is_deterministic() -> None:
+    assert health(weekly_both_ways(6)) == health(weekly_both_ways(6))
+
+
+def test_the_expected_frequency_changes_the_score() -> None:
+    activities = [email(d) for d in (3, 20, 40)] + [email(d, ours=False) for d in (4, 21, 41)]
+    daily = health(activities, frequency=CommunicationFrequency.DAILY).score
+    monthly = health(activities, frequency=CommunicationFrequency.MONTHLY).score
+    assert monthly > daily
+
+
+def test_activity_influence_weighs_types() -> None:
+    calls = [email(d, kind="phoneCall", duration_minutes=10) for d in (10, 20, 30)]
+    plain = health(calls).factors
+    raised = health(calls, influence=ActivityInfluence(phone_call=50)).factors
+    frequency = {f.name: f.value for f in plain}["frequency"]
+    assert {f.name: f.value for f in raised}["frequency"] == pytest.approx(frequency * 1.5, rel=1e-3)
+
+
+def test_mass_mail_counts_less() -> None:
+    one_to_one = health([email(d) for d in (1, 2, 3)]).factors
+    blast = health([email(d, more=[f"x{i}@other.com" for i in range(19)]) for d in (1, 2, 3)]).factors
+    assert {f.name: f.value for f in blast}["frequency"] < {f.name: f.value for f in one_to_one}["frequency"]
+
+
+def test_responsiveness_joins_when_known() -> None:
+    result = health(weekly_both_ways(8), response_rate=0.25)
+    assert "responsiveness" in {f.name for f in result.factors}
+
+
+def test_trend_declines_when_contact_stops_and_moves_with_hysteresis() -> None:
+    fading = weekly_both_ways(10, offset_days=15)  # nothing in the last two weeks
+    result = health(fading)
+    assert result.trend == "declining"
+    assert health(weekly_both_ways(10)).trend == "steady"
+    assert health(weekly_both_ways(10), previous_trend="declining").trend in {"steady", "declining"}
+
+
+def test_grading_bands_come_from_the_tenant() -> None:
+    activities = [email(d) for d in (3, 20, 40)] + [email(d, ours=False) for d in (4, 21)]
+    score = health(activities).score
+    assert health(activities, grading=Grading(good_min=score, fair_min=score - 1)).grade == "good"
+    assert health(activities, grading=Grading(good_min=score + 1, fair_min=score)).grade == "fair"
+    assert health(activities, grading=Grading(good_min=score + 2, fair_min=score + 1)).grade == "poor"
