@@ -17,10 +17,12 @@ from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.consent_timer import ConsentTimer
+from shared.services.insights import InsightsService
 from shared.services.settings import SettingsService
 from shared.services.sync import SyncService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
+from shared.storage.insights_repository import TableInsights
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
@@ -41,11 +43,16 @@ class Services:
         return SettingsService(TableSettingsRepository(self.tables), self.clock, TableScheduleIndex(self.tables))
 
     def sync_service(self) -> SyncService:
-        return SyncService(self.settings_service(), TableRecords(self.tables), self.clock)
+        return SyncService(self.settings_service(), TableRecords(self.tables), self.clock,
+                           TableScheduleIndex(self.tables))
+
+    def insights_service(self) -> InsightsService:
+        return InsightsService(self.settings_service(), TableRecords(self.tables), TableInsights(self.tables),
+                               self.clock)
 
     def consent_timer(self) -> ConsentTimer:
         return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service,
-                            TableRecords(self.tables))
+                            TableRecords(self.tables), self.insights_service())
 
     def consent_service(self) -> ConsentService:
         client_id, redirect_uri = self.settings.consent_settings()

@@ -110,6 +110,10 @@ class EmailTemplateBody(ApiModel):
         if unknown:
             raise ValueError(f"unknown placeholders {sorted(unknown)}; use {{introducer}}, {{target}}, "
                              f"{{requester}}")
+        try:
+            text.format_map(dict.fromkeys(TEMPLATE_PLACEHOLDERS, ""))
+        except (ValueError, IndexError) as exc:
+            raise ValueError("a lone '{' or '}' must be doubled ('{{' or '}}')") from exc
         return text
 
 

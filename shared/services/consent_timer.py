@@ -15,6 +15,7 @@ from shared import observability
 from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
 from shared.services.consent import ConsentService
+from shared.services.insights import InsightsService
 from shared.services.schedules import RECHECK_INTERVAL, IndexEntry, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import TableRecords
@@ -35,13 +36,15 @@ class RunReport:
 
 class ConsentTimer:
     def __init__(self, settings: SettingsService, index: ScheduleIndex, clock: Clock,
-                 consent: Callable[[], ConsentService], records: TableRecords, *,
+                 consent: Callable[[], ConsentService], records: TableRecords,
+                 insights: InsightsService | None = None, *,
                  workers: int = DEFAULT_WORKERS, purge_rows_per_run: int = PURGE_ROWS_PER_RUN) -> None:
         self._settings = settings
         self._index = index
         self._clock = clock
         self._consent = consent
         self._records = records
+        self._insights = insights
         self._workers = workers
         self._purge_rows = purge_rows_per_run
 
@@ -54,6 +57,9 @@ class ConsentTimer:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
             purges = list(self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()))
             outcomes += list(pool.map(lambda entry: self._step(entry, operation), purges))
+            # Last: recompute the insights of tenants whose data or settings changed (once per tenant).
+            recomputes = self._due_recomputes()
+            outcomes += list(pool.map(lambda group: self._recompute(group, operation), recomputes.values()))
         entries += purges
         report = RunReport(dict(Counter(outcomes)))
         log.info("consent timer: %d index rows due, outcomes %s", len(entries), report.outcomes)
@@ -80,6 +86,27 @@ class ConsentTimer:
             self._index.remove(entry.kind, entry.tenant_id, entry.due)
             return "stale"
         return "notYetDue"
+
+    def _due_recomputes(self) -> dict[str, list[IndexEntry]]:
+        if self._insights is None:
+            return {}
+        groups: dict[str, list[IndexEntry]] = {}
+        for entry in self._index.due(IndexKind.INSIGHTS_RECOMPUTE, self._clock.now()):
+            groups.setdefault(entry.tenant_id, []).append(entry)
+        return groups
+
+    def _recompute(self, entries: list[IndexEntry], operation: str | None) -> str:
+        tenant = entries[0].tenant_id
+        with observability.log_context(tenant_id=tenant, operation_id=operation):
+            try:
+                assert self._insights is not None
+                self._insights.recompute(tenant)
+                for entry in entries:  # rows added while computing stay due for the next run
+                    self._index.remove(entry.kind, entry.tenant_id, entry.due)
+                return "recomputed"
+            except Exception:
+                log.exception("insights recompute failed; retried next run")
+                return "failed"
 
     def _purge(self, entry: IndexEntry) -> str:
         """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many."""

@@ -17,6 +17,7 @@ class IndexKind(StrEnum):
     CONSENT_DEADLINE = "consent-deadline"
     CONSENT_RECHECK = "consent-recheck"
     EXCHANGE_PURGE = "exchange-purge"
+    INSIGHTS_RECOMPUTE = "insights-recompute"
 
 
 @dataclass(frozen=True)

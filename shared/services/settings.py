@@ -11,6 +11,7 @@ from typing import Protocol
 
 from shared.clock import Clock
 from shared.domain.audit import AuditEvent, diff
+from shared.domain.insights.snapshot import gate_fingerprint
 from shared.domain.security_roles import STANDARD_SALES_ROLES, SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict, Conflict, PreconditionFailed, ServiceUnavailable, Unprocessable
@@ -54,6 +55,11 @@ class SettingsRepository(Protocol):
     def audit(self, tenant_id: TenantId, page_size: int, continuation: str | None) -> AuditPage: ...
 
     def role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None: ...
+
+
+def _insight_inputs(settings: TenantSettings) -> tuple[object, ...]:
+    """What the computed insights depend on: a change here schedules a recompute."""
+    return (settings.status, gate_fingerprint(settings), settings.relationship_analytics)
 
 
 class SettingsService:
@@ -110,6 +116,8 @@ class SettingsService:
         purge = after.exchange.purge_requested_at
         if purge is not None and purge != before.exchange.purge_requested_at:
             self._index.add(IndexKind.EXCHANGE_PURGE, tenant_id, purge)
+        if _insight_inputs(before) != _insight_inputs(after):
+            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
 
     def _index_after_save(self, tenant_id: TenantId, before: TenantSettings, after: TenantSettings) -> None:
         old = before.consent_deadline

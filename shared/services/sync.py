@@ -20,6 +20,7 @@ from shared.clock import Clock
 from shared.domain.gates import closed_gate
 from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source
 from shared.errors import ConcurrencyConflict, Conflict, NotFound
+from shared.services.schedules import IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
 from shared.tenancy import TenantId
@@ -50,10 +51,12 @@ class SyncReport:
 
 
 class SyncService:
-    def __init__(self, settings: SettingsService, records: TableRecords, clock: Clock) -> None:
+    def __init__(self, settings: SettingsService, records: TableRecords, clock: Clock,
+                 index: ScheduleIndex | None = None) -> None:
         self._settings = settings
         self._records = records
         self._clock = clock
+        self._index = index
 
     def ingest(self, tenant_id: TenantId, kind: str, items: Sequence[dict[str, Any]]) -> SyncReport:
         model = RECORD_KINDS.get(kind)
@@ -72,6 +75,8 @@ class SyncService:
         if kind == "activities":
             valid = self._gate(tenant_id, settings, valid, report)
         self._store(tenant_id, kind, valid, report)
+        if report.stored and self._index is not None:
+            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         return report
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],

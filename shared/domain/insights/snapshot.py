@@ -1,0 +1,174 @@
+"""A tenant's insights, computed in one pass over its records and activities (SPEC 4).
+
+Each record gets two variants: from CRM data only, and with Exchange data (when it was usable at compute
+time). The read side serves the Exchange variant only while Exchange data is still usable with the same
+gates (`gate_fingerprint`), so a gate that closes takes effect at once, before any recompute or purge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from shared.domain.gates import closed_gate
+from shared.domain.insights.directory import ENTITY_TYPES, Directory, EntityType
+from shared.domain.insights.health import Health, compute_health
+from shared.domain.insights.kpis import Kpis, compute_kpis
+from shared.domain.insights.who_knows_whom import Introducer, introducers
+from shared.domain.records import Activity, LeadState, OpportunityState, Source
+from shared.domain.tenant_settings import TenantSettings
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Variant(_Out):
+    kpis: Kpis
+    health: Health
+
+
+class RecordInsight(_Out):
+    entity_type: EntityType
+    id: str
+    name: str
+    computed_at: datetime
+    gate_fingerprint: str
+    crm: Variant
+    with_exchange: Variant | None
+    introducers_basic: list[Introducer] | None = None
+    introducers_enhanced: list[Introducer] | None = None
+
+    def variant(self, settings: TenantSettings) -> tuple[Variant, Literal["complete", "partial"]]:
+        if self.with_exchange is not None and gate_fingerprint(settings) == self.gate_fingerprint:
+            return self.with_exchange, "complete"
+        return self.crm, "partial" if settings.exchange_eligible else "complete"
+
+    def introducers(self, settings: TenantSettings) -> list[Introducer]:
+        if settings.who_knows_whom_mode == "enhanced" and gate_fingerprint(settings) == self.gate_fingerprint:
+            return self.introducers_enhanced or []
+        return self.introducers_basic or []
+
+
+def row_key_of(insight: RecordInsight) -> tuple[EntityType, str]:
+    return insight.entity_type, insight.id
+
+
+def gate_fingerprint(settings: TenantSettings) -> str:
+    """What the tenant-level gates were: Exchange usable, selected roles, excluded groups."""
+    parts = [str(settings.exchange_data_usable), *sorted(r.lower() for r in settings.exchange.security_role_ids),
+             "|", *sorted(g.lower() for g in settings.exchange.excluded_security_group_ids)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _name(directory: Directory, entity_type: EntityType, record_id: str) -> str:
+    if entity_type == "account":
+        return directory.accounts[record_id].name
+    if entity_type == "contact":
+        return directory.contacts[record_id].full_name
+    if entity_type == "lead":
+        return directory.leads[record_id].full_name
+    return record_id
+
+
+def _records(directory: Directory) -> Iterable[tuple[EntityType, str]]:
+    for entity_type in ENTITY_TYPES:
+        if entity_type == "account":
+            ids: Iterable[str] = directory.accounts
+        elif entity_type == "contact":
+            ids = (c.id for c in directory.contacts.values() if not c.opted_out)
+        elif entity_type == "lead":
+            ids = (lead.id for lead in directory.leads.values() if not lead.opted_out)
+        else:
+            ids = directory.opportunities
+        for record_id in ids:
+            yield entity_type, record_id
+
+
+def link(directory: Directory, activities: Sequence[Activity]) -> dict[tuple[EntityType, str], list[Activity]]:
+    """Every record's linked activities, looking only at records an activity can possibly concern."""
+    candidates_by_email: dict[str, set[tuple[EntityType, str]]] = defaultdict(set)
+    people = {}
+    for key in _records(directory):
+        poi = directory.people_of_interest(*key)
+        people[key] = poi
+        for email in poi.external:
+            candidates_by_email[email].add(key)
+    linked: dict[tuple[EntityType, str], list[Activity]] = defaultdict(list)
+    for activity in activities:
+        candidates = set().union(*(candidates_by_email.get(p, set()) for p in activity.parties))
+        if activity.regarding is not None:
+            candidates.add((activity.regarding.type, activity.regarding.id))
+        for key in candidates:
+            if key in people and directory.linked(key[0], key[1], activity, people[key]):
+                linked[key].append(activity)
+    return linked
+
+
+def usable_activities(directory: Directory, settings: TenantSettings, activities: Iterable[Activity]) -> list[Activity]:
+    """Read-time gates: Exchange items whose gates closed since ingestion are left out."""
+    return [a for a in activities
+            if closed_gate(settings, a, directory.users.get(a.mailbox_owner_id or "")) is None]
+
+
+def compute(directory: Directory, settings: TenantSettings, activities: Sequence[Activity], now: datetime,
+            previous: dict[tuple[EntityType, str], RecordInsight] | None = None) -> list[RecordInsight]:
+    usable = usable_activities(directory, settings, activities)
+    with_exchange = settings.exchange_data_usable
+    crm_only = [a for a in usable if a.source is Source.CRM]
+    linked_all = link(directory, usable) if with_exchange else {}
+    linked_crm = link(directory, crm_only)
+    fingerprint = gate_fingerprint(settings)
+    results = []
+    for key in _records(directory):
+        entity_type, record_id = key
+        before = (previous or {}).get(key)
+        crm = _variant(directory, settings, key, linked_crm.get(key, []), before.crm if before else None, now)
+        full = (_variant(directory, settings, key, linked_all.get(key, []),
+                         before.with_exchange if before else None, now) if with_exchange else None)
+        basic = enhanced = None
+        if entity_type in ("lead", "contact"):
+            target = (directory.leads[record_id].email if entity_type == "lead"
+                      else directory.contacts[record_id].email)
+            if target:
+                basic = introducers(directory, _basic(settings), target, crm_only, now)
+                enhanced = introducers(directory, settings, target, usable, now) if with_exchange else None
+        results.append(RecordInsight(entity_type=entity_type, id=record_id,
+                                     name=_name(directory, entity_type, record_id), computed_at=now,
+                                     gate_fingerprint=fingerprint, crm=crm, with_exchange=full,
+                                     introducers_basic=basic, introducers_enhanced=enhanced))
+    return results
+
+
+def _variant(directory: Directory, settings: TenantSettings, key: tuple[EntityType, str], items: Sequence[Activity],
+             prior: Variant | None, now: datetime) -> Variant:
+    options = settings.relationship_analytics
+    kpis = compute_kpis(directory, items, now)
+    applicable, created_on = _applicability(directory, *key)
+    health = compute_health(directory, items, now, applicable=applicable, created_on=created_on,
+                            frequency=options.communication_frequency, influence=options.activity_influence,
+                            grading=options.grading, response_rate=kpis.customer.response_rate,
+                            previous_trend=prior.health.trend if prior else None)
+    return Variant(kpis=kpis, health=health)
+
+
+def _basic(settings: TenantSettings) -> TenantSettings:
+    """The same settings seen in basic mode (Exchange not usable), for the CRM-only introducers."""
+    return settings.model_copy(update={"exchange": settings.exchange.model_copy(update={"integration_enabled":
+                                                                                            False})})
+
+
+def _applicability(directory: Directory, entity_type: EntityType, record_id: str) -> tuple[bool, datetime | None]:
+    if entity_type == "lead":
+        lead = directory.leads[record_id]
+        return lead.state is LeadState.ACTIVE, lead.created_on
+    if entity_type == "opportunity":
+        opportunity = directory.opportunities[record_id]
+        return opportunity.state is OpportunityState.OPEN, opportunity.created_on
+    return True, None

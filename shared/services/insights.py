@@ -1,0 +1,104 @@
+"""Insights for sellers' apps (SPEC 4): recomputed per tenant from its records and activities, read back with
+the data gates and feature switches applied at read time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.clock import Clock
+from shared.domain.insights.directory import Directory, EntityType
+from shared.domain.insights.health import needs_attention
+from shared.domain.insights.snapshot import RecordInsight, compute, row_key_of
+from shared.domain.tenant_settings import TenantSettings
+from shared.errors import Conflict, NotFound
+from shared.services.settings import SettingsService
+from shared.storage.insights_repository import TableInsights, row_key
+from shared.storage.records_repository import TableRecords
+from shared.tenancy import TenantId
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecomputeReport:
+    records: int
+    activities: int
+    seconds: float
+
+
+class InsightsService:
+    def __init__(self, settings: SettingsService, records: TableRecords, insights: TableInsights,
+                 clock: Clock) -> None:
+        self._settings = settings
+        self._records = records
+        self._insights = insights
+        self._clock = clock
+
+    def recompute(self, tenant_id: TenantId) -> RecomputeReport:
+        started = time.perf_counter()
+        settings = self._settings.current(tenant_id).settings
+        previous = {row_key_of(i): i for i in self._insights.iter(tenant_id)}
+        if not settings.enabled:
+            self._insights.replace_all(tenant_id, [], [row_key(*k) for k in previous])
+            return RecomputeReport(0, 0, time.perf_counter() - started)
+        directory = Directory.of(
+            users=self._records.iter_records(tenant_id, "users"),
+            accounts=self._records.iter_records(tenant_id, "accounts"),
+            contacts=self._records.iter_records(tenant_id, "contacts"),
+            leads=self._records.iter_records(tenant_id, "leads"),
+            opportunities=self._records.iter_records(tenant_id, "opportunities"),
+        )
+        activities = list(self._records.iter_records(tenant_id, "activities"))
+        results = compute(directory, settings, activities, self._clock.now(), previous)
+        current = {row_key_of(i) for i in results}
+        self._insights.replace_all(tenant_id, results, [row_key(*k) for k in previous if k not in current])
+        report = RecomputeReport(len(results), len(activities), time.perf_counter() - started)
+        log.info("insights recomputed: %d records from %d activities in %.2f s", report.records,
+                 report.activities, report.seconds)
+        return report
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def _analytics_on(self, tenant_id: TenantId) -> TenantSettings:
+        settings = self._settings.current(tenant_id).settings
+        if not settings.enabled:
+            raise Conflict("relationship intelligence is not enabled for this organisation",
+                           extensions={"feature": "relationshipIntelligence"})
+        if not settings.relationship_analytics.enabled:
+            raise Conflict("relationship analytics is turned off by your administrator",
+                           extensions={"feature": "relationshipAnalytics"})
+        return settings
+
+    def record(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
+               ) -> tuple[RecordInsight, TenantSettings]:
+        settings = self._analytics_on(tenant_id)
+        insight = self._insights.get(tenant_id, entity_type, record_id)
+        if insight is None:
+            raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
+        return insight, settings
+
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType,
+                          ) -> tuple[list[RecordInsight], TenantSettings]:
+        """Poor grade or declining trend, worst first."""
+        settings = self._analytics_on(tenant_id)
+        flagged = [i for i in self._insights.iter(tenant_id, entity_type)
+                   if needs_attention(i.variant(settings)[0].health)]
+        flagged.sort(key=lambda i: (i.variant(settings)[0].health.score or 0, i.id))
+        return flagged, settings
+
+    def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
+                       ) -> tuple[RecordInsight, TenantSettings]:
+        settings = self._settings.current(tenant_id).settings
+        if not settings.enabled or not settings.who_knows_whom.enabled:
+            raise Conflict("who knows whom is turned off by your administrator", extensions={"feature":
+                                                                                                 "whoKnowsWhom"})
+        insight = self._insights.get(tenant_id, entity_type, record_id)
+        if insight is None:
+            raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
+        return insight, settings
+
+    def computed_at(self, tenant_id: TenantId) -> datetime | None:
+        return max((i.computed_at for i in self._insights.iter(tenant_id)), default=None)
