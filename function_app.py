@@ -2,9 +2,21 @@
 
 import azure.functions as func
 
-from functions import api_docs, caller, consent, consent_timer, health, settings_api, sync_api
+from functions import (
+    api_docs,
+    caller,
+    consent,
+    consent_timer,
+    health,
+    insights_api,
+    settings_api,
+    sync_api,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-for blueprint in (health.bp, api_docs.bp, caller.bp, settings_api.bp, consent.bp, consent_timer.bp, sync_api.bp):
+BLUEPRINTS = (health.bp, api_docs.bp, caller.bp, settings_api.bp, consent.bp, consent_timer.bp, sync_api.bp,
+              insights_api.bp)
+
+for blueprint in BLUEPRINTS:
     app.register_functions(blueprint)

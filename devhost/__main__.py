@@ -5,6 +5,7 @@
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
   python -m devhost grant --tenant T [--permissions Mail.ReadBasic.All,…]
   python -m devhost revoke --tenant T
+  python -m devhost seed --tenant T --accounts 20   a realistic tenant, through the running app's sync API
 """
 
 from __future__ import annotations
@@ -139,6 +140,41 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    import requests
+
+    from devhost.seed import generate
+
+    values = local.load_values()
+    idp = _identity_provider(values, args.state_dir)
+    admin = requests.Session()
+    admin.trust_env = False
+    admin.headers["Authorization"] = "Bearer " + idp.user_token(args.tenant, str(uuid.UUID(int=1)),
+                                                                ["SystemAdministrator"])
+    connector = requests.Session()
+    connector.trust_env = False
+    connector.headers["Authorization"] = "Bearer " + idp.app_token(args.tenant, "devhost-seed",
+                                                                   ["RelationshipIntelligence.Sync"])
+    api = f"{args.base_url}/api"
+    overview = admin.get(f"{api}/relationship-intelligence", timeout=30).json()
+    if overview.get("status") != "enabled":
+        admin.put(f"{api}/relationship-intelligence/prerequisites", timeout=30,
+                  json={"salesInsightsPremium": True, "office365DataLocation": args.location}).raise_for_status()
+        admin.post(f"{api}/relationship-intelligence/enable", timeout=30).raise_for_status()
+    data = generate(accounts=args.accounts, sellers=args.sellers, seed=args.seed)
+    for kind, items in data.items():
+        for start in range(0, len(items), 1000):
+            response = connector.post(f"{api}/sync/{kind}", json={"items": items[start:start + 1000]}, timeout=300)
+            response.raise_for_status()
+            report = response.json()
+            print(f"{kind:>13}: {report['stored']} stored, {report['unchanged']} unchanged, "
+                  f"{len(report['rejected'])} rejected {report['rejectedByReason'] or ''}")
+    requests.post(f"{args.base_url}/admin/functions/consent_deadline", headers={"x-devhost-wait": "true"},
+                  timeout=600).raise_for_status()
+    print("insights recomputed; try GET /api/insights/opportunity?needsAttention=true with a seller token")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="remove the grant (simulates a withdrawn consent)")
     revoke.add_argument("--tenant", type=_guid, required=True)
     revoke.set_defaults(run=cmd_revoke)
+
+    seed = sub.add_parser("seed", help="load a realistic, deterministic tenant into the running app")
+    seed.add_argument("--tenant", type=_guid, required=True)
+    seed.add_argument("--accounts", type=int, default=20)
+    seed.add_argument("--sellers", type=int, default=8)
+    seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--location", default="FR", help="Office 365 data location set when enabling")
+    seed.add_argument("--base-url", default="http://127.0.0.1:7071")
+    seed.set_defaults(run=cmd_seed)
 
     args = parser.parse_args(argv)
     return int(args.run(args))

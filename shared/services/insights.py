@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from shared.clock import Clock
 from shared.domain.insights.directory import Directory, EntityType
@@ -100,5 +99,7 @@ class InsightsService:
             raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
         return insight, settings
 
-    def computed_at(self, tenant_id: TenantId) -> datetime | None:
-        return max((i.computed_at for i in self._insights.iter(tenant_id)), default=None)
+    def all_of_type(self, tenant_id: TenantId, entity_type: EntityType) -> tuple[list[RecordInsight],
+                                                                                 TenantSettings]:
+        settings = self._analytics_on(tenant_id)
+        return sorted(self._insights.iter(tenant_id, entity_type), key=lambda i: (i.name.lower(), i.id)), settings

@@ -1,0 +1,157 @@
+"""Sellers' read API over a seeded tenant: KPIs and health, needs attention, who knows whom, the introduction
+draft, and every admin switch visibly changing what sellers see (issue 6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from devhost.host import FunctionHost
+from devhost.idp import IdentityProvider
+from devhost.seed import generate
+from shared import bootstrap
+from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.tenancy import TenantId
+from tests.e2e.conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+ROLE = {r.name: r.id for r in STANDARD_SALES_ROLES}
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def run_timer(host: FunctionHost) -> None:
+    response = requests.post(f"{host.base_url}/admin/functions/consent_deadline", headers={"x-devhost-wait": "true"},
+                             timeout=120)
+    assert response.status_code == 202
+
+
+@pytest.fixture
+def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, services: bootstrap.Services,
+           tenant_id: str) -> dict[str, Api]:
+    ok(admin.put("relationship-intelligence/prerequisites",
+                 {"salesInsightsPremium": True, "office365DataLocation": "FR"}))
+    ok(admin.post("relationship-intelligence/enable",
+                  {"securityRoleIds": [ROLE["Salesperson"], ROLE["Sales Manager"]]}))
+    services.settings_service().change(TenantId(tenant_id), "admin", "consentGranted",
+                                       lambda s, now: s.record_consent_granted("admin", (), now))
+    connector = Api(function_host.base_url, idp.app_token(tenant_id, "seed", ["RelationshipIntelligence.Sync"]))
+    for kind, items in generate(accounts=6, sellers=4, seed=11, now=NOW).items():
+        report = ok(connector.post(f"sync/{kind}", {"items": items}))
+        assert report["rejectedByReason"].keys() <= {"mailboxOwnerNotInSelectedRole"}, report["rejectedByReason"]
+    run_timer(function_host)
+    seller = Api(function_host.base_url, idp.user_token(tenant_id, str(uuid.uuid4()), ["Salesperson"], name="Sam"))
+    vp = Api(function_host.base_url, idp.user_token(tenant_id, str(uuid.uuid4()), ["VicePresidentOfSales"]))
+    return {"admin": admin, "seller": seller, "vp": vp, "connector": connector}
+
+
+def test_kpis_and_health_of_a_record(tenant: dict[str, Api]) -> None:
+    view = ok(tenant["seller"].get("insights/account/account-0"))
+    assert view["name"] == "Fabrikam"
+    assert view["completeness"] == "complete"
+    assert set(view["sources"]) == {"crm", "exchange"}
+    kpis = view["kpis"]
+    assert kpis["team"]["emailsSent"] > 0
+    assert kpis["activities"] > 0
+    assert len(kpis["mostContactedCustomer"]) <= 3
+    health = view["health"]
+    assert health["state"] in {"scored", "notEnoughInformation", "noClosedActivities"}
+    if health["state"] == "scored":
+        assert 0 <= health["score"] <= 100
+        assert {f["name"] for f in health["factors"]} >= {"recency", "frequency", "reciprocity"}
+    assert tenant["seller"].get("insights/account/nope").status_code == 404
+    assert tenant["seller"].get("insights/widget/x").status_code == 404
+
+
+def test_needs_attention_lists_poor_or_declining_worst_first(tenant: dict[str, Api]) -> None:
+    everything = ok(tenant["seller"].get("insights/contact", params={"pageSize": 100}))["items"]
+    flagged = ok(tenant["seller"].get("insights/contact", params={"needsAttention": "true", "pageSize": 100}))
+    items = flagged["items"]
+    assert all(i["grade"] == "poor" or i["trend"] == "declining" for i in items)
+    assert [i["score"] for i in items] == sorted(i["score"] for i in items)
+    expected = [i for i in everything if i["state"] == "scored" and (i["grade"] == "poor" or i["trend"] == "declining")]
+    assert len(items) == len(expected)
+    first = ok(tenant["seller"].get("insights/contact", params={"pageSize": 2}))
+    assert len(first["items"]) == 2
+    second = ok(tenant["seller"].get("insights/contact", params={"pageSize": 2,
+                                                                 "continuationToken": first["continuationToken"]}))
+    assert second["items"][0]["id"] != first["items"][0]["id"]
+
+
+def _known_contact(seller: Api) -> str:
+    """A contact somebody has talked to (the seed picks contacts at random)."""
+    contacts = ok(seller.get("insights/contact", params={"pageSize": 100}))["items"]
+    for contact in contacts:
+        if ok(seller.get(f"who-knows-whom/contact/{contact['id']}"))["introducers"]:
+            return str(contact["id"])
+    raise AssertionError("the seed gave no contact an introducer")
+
+
+def test_who_knows_whom_and_the_introduction_draft(tenant: dict[str, Api]) -> None:
+    contact = _known_contact(tenant["seller"])
+    view = ok(tenant["seller"].get(f"who-knows-whom/contact/{contact}"))
+    assert view["mode"] == "enhanced"
+    assert 1 <= len(view["introducers"]) <= 5
+    strengths = [i["strength"] for i in view["introducers"]]
+    assert strengths == sorted(strengths, reverse=True)
+    introducer = view["introducers"][0]
+    draft = ok(tenant["seller"].post(f"who-knows-whom/contact/{contact}/introductions",
+                                     {"introducerId": introducer["userId"]}))
+    assert draft["to"] == introducer["email"]
+    assert view["name"] in draft["subject"]
+    assert "Sam" in draft["body"]
+    refused = tenant["seller"].post(f"who-knows-whom/contact/{contact}/introductions", {"introducerId": "nobody"})
+    assert refused.status_code == 422
+    assert tenant["vp"].get(f"who-knows-whom/contact/{contact}").status_code == 403  # not a WKW role by default
+    lead = ok(tenant["seller"].get("who-knows-whom/lead/lead-0"))
+    assert lead["mode"] == "enhanced"
+    assert tenant["vp"].get("insights/account/account-0").status_code == 200
+
+
+def test_exchange_off_takes_effect_at_once_and_the_purge_follows(tenant: dict[str, Api],
+                                                                 function_host: FunctionHost) -> None:
+    ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": False}))
+    view = ok(tenant["seller"].get("insights/account/account-0"))
+    assert view["completeness"] == "partial"
+    assert view["sources"] == ["crm"]
+    assert ok(tenant["seller"].get("who-knows-whom/contact/contact-0-0"))["mode"] == "basic"
+    run_timer(function_host)  # purge of Exchange-derived data, then recompute
+    after = ok(tenant["seller"].get("insights/account/account-0"))
+    assert after["sources"] == ["crm"]
+    assert after["kpis"] == view["kpis"]  # the CRM variant was already what sellers saw
+
+
+def test_a_mailbox_owner_leaving_the_selected_roles_stops_counting_at_once(tenant: dict[str, Api],
+                                                                           function_host: FunctionHost) -> None:
+    before = ok(tenant["seller"].get("insights/account/account-1"))
+    ok(tenant["admin"].put("relationship-intelligence/security-roles",
+                           {"securityRoleIds": [ROLE["Vice President of Sales"]]}))
+    now_view = ok(tenant["seller"].get("insights/account/account-1"))
+    assert now_view["sources"] == ["crm"]  # no recompute needed: the gates changed
+    run_timer(function_host)
+    recomputed = ok(tenant["seller"].get("insights/account/account-1"))
+    assert recomputed["kpis"]["activities"] <= before["kpis"]["activities"]
+
+
+def test_features_that_are_off_answer_409(tenant: dict[str, Api]) -> None:
+    ok(tenant["admin"].put("relationship-intelligence/features/who-knows-whom", {"enabled": False}))
+    refused = tenant["seller"].get("who-knows-whom/contact/contact-0-0")
+    assert refused.status_code == 409
+    assert refused.json()["feature"] == "whoKnowsWhom"
+    ok(tenant["admin"].put("relationship-intelligence/features/relationship-analytics", {"healthDisplay": False}))
+    view = ok(tenant["seller"].get("insights/account/account-0"))
+    assert view["health"] is None
+    assert view["healthHidden"] is True
+    ok(tenant["admin"].put("relationship-intelligence/features/relationship-analytics", {"enabled": False}))
+    off = tenant["seller"].get("insights/account/account-0")
+    assert off.status_code == 409
+    assert off.json()["feature"] == "relationshipAnalytics"
