@@ -65,7 +65,7 @@ def generate(*, accounts: int = 20, sellers: int = 8, seed: int = 7, now: dateti
                                     "primaryContactId": contacts[0]["id"], "emailDomains": [domain]})
         owner: dict[str, Any] = users[a % sellers]
         team = [u for u in rng.sample(users, k=min(2, sellers)) if u is not owner]
-        created = now - timedelta(days=rng.randint(30, days))
+        created = now - timedelta(days=rng.randint(min(30, days), max(30, days)))
         records["opportunities"].append({
             "id": f"opp-{a}", "version": 1, "ownerId": owner["id"], "salesTeamIds": [u["id"] for u in team],
             "customerContactId": contacts[-1]["id"], "stakeholderContactIds": [c["id"] for c in contacts[1:2]],

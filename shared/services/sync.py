@@ -23,6 +23,7 @@ from shared.errors import ConcurrencyConflict, Conflict, NotFound
 from shared.services.schedules import IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
+from shared.storage.tables import MAX_BATCH_OPERATIONS
 from shared.tenancy import TenantId
 
 MAX_ITEMS = 1000
@@ -96,26 +97,33 @@ class SyncService:
         return passed
 
     def _store(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport) -> None:
-        pending = valid
+        # Fast path: most items are new (activities never change once done), so each chunk is first written as
+        # creates in one transaction. A chunk that meets an existing row wrote nothing (transactions are atomic)
+        # and takes the slow path: read the stored versions, then replace only what is newer.
+        for start in range(0, len(valid), MAX_BATCH_OPERATIONS):
+            chunk = valid[start:start + MAX_BATCH_OPERATIONS]
+            try:
+                self._records.write(tenant_id, kind, [(record, None) for _, record in chunk], self._clock.now())
+            except ConcurrencyConflict:
+                self._store_versioned(tenant_id, kind, chunk, report)
+            else:
+                report.stored += len(chunk)
+
+    def _store_versioned(self, tenant_id: TenantId, kind: str, pending: list[tuple[int, BaseModel]],
+                         report: SyncReport) -> None:
         for _ in range(MAX_ATTEMPTS):
-            if not pending:
-                return
             stored = self._records.versions(tenant_id, [row_key(kind, r) for _, r in pending])
             newer: list[tuple[BaseModel, StoredVersion | None]] = []
             for _, record in pending:
                 current = stored.get(row_key(kind, record))
-                if current is not None and current.version >= record.version:  # type: ignore[attr-defined]
-                    report.unchanged += 1
-                else:
+                if current is None or current.version < record.version:  # type: ignore[attr-defined]
                     newer.append((record, current))
             try:
                 self._records.write(tenant_id, kind, newer, self._clock.now())
             except ConcurrencyConflict:
-                # Another batch wrote some of these rows meanwhile: re-read and decide again. Chunks written
-                # before the conflict are found unchanged on the next pass.
-                report.unchanged -= len(pending) - len(newer)
-                continue
+                continue  # another batch wrote some of these rows meanwhile: read again and decide again
             report.stored += len(newer)
+            report.unchanged += len(pending) - len(newer)
             return
         raise Conflict("these records are being written by another batch right now; send the batch again")
 

@@ -125,6 +125,9 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
     linked_all = link(directory, usable) if with_exchange else {}
     linked_crm = link(directory, crm_only)
     fingerprint = gate_fingerprint(settings)
+    by_party_all = _by_party(usable)
+    by_party_crm = _by_party(crm_only)
+    basic_settings = _basic(settings)
     results = []
     for key in _records(directory):
         entity_type, record_id = key
@@ -137,8 +140,9 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
             target = (directory.leads[record_id].email if entity_type == "lead"
                       else directory.contacts[record_id].email)
             if target:
-                basic = introducers(directory, _basic(settings), target, crm_only, now)
-                enhanced = introducers(directory, settings, target, usable, now) if with_exchange else None
+                basic = introducers(directory, basic_settings, target, by_party_crm.get(target, []), now)
+                enhanced = (introducers(directory, settings, target, by_party_all.get(target, []), now)
+                            if with_exchange else None)
         results.append(RecordInsight(entity_type=entity_type, id=record_id,
                                      name=_name(directory, entity_type, record_id), computed_at=now,
                                      gate_fingerprint=fingerprint, crm=crm, with_exchange=full,
@@ -156,6 +160,14 @@ def _variant(directory: Directory, settings: TenantSettings, key: tuple[EntityTy
                             grading=options.grading, response_rate=kpis.customer.response_rate,
                             previous_trend=prior.health.trend if prior else None)
     return Variant(kpis=kpis, health=health)
+
+
+def _by_party(activities: Sequence[Activity]) -> dict[str, list[Activity]]:
+    index: dict[str, list[Activity]] = defaultdict(list)
+    for activity in activities:
+        for party in activity.parties:
+            index[party].append(activity)
+    return index
 
 
 def _basic(settings: TenantSettings) -> TenantSettings:
