@@ -22,7 +22,7 @@ import requests
 
 from bench._support import services_for
 from devhost.azurite import Azurite
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider, RegisteredApp
 from shared import bootstrap
 from shared.clock import SystemClock

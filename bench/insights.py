@@ -21,7 +21,7 @@ import requests
 
 from bench._support import services_for
 from devhost.azurite import Azurite
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider, RegisteredApp
 from devhost.seed import generate
 from shared import bootstrap

@@ -50,7 +50,7 @@ def _wait_for_stop() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from devhost.azurite import Azurite
-    from devhost.host import FunctionHost
+    from devhost.functionhost import FunctionHost
     from shared import observability
 
     values = local.load_values()

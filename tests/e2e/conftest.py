@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from shared import bootstrap
 

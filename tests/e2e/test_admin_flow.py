@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from shared.bootstrap import Services
 from shared.domain.security_roles import STANDARD_SALES_ROLES

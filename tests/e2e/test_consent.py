@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider
 from shared import bootstrap
 from shared.clock import FixedClock

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from shared import bootstrap
 from shared.clock import FixedClock
 from tests.e2e.conftest import Api

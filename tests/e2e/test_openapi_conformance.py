@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 import function_app  # noqa: F401 - declares every endpoint
-from devhost.host import FunctionHost
+from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from shared.api import openapi
 
