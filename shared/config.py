@@ -18,6 +18,13 @@ class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed; the app cannot serve until it is fixed."""
 
 
+def _secret(value: str | None) -> str | None:
+    """A Key Vault reference that the platform could not resolve reaches the app as its own text: not a secret."""
+    if not value or value.startswith("@Microsoft.KeyVault("):
+        return None
+    return value
+
+
 def _split(value: str | None, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     if value is None or not value.strip():
         return default
@@ -96,7 +103,7 @@ class Settings:
             who_knows_whom_roles=_split(env.get("RI_WHO_KNOWS_WHOM_ROLES"), DEFAULT_WHO_KNOWS_WHOM_ROLES),
             sync_roles=_split(env.get("RI_SYNC_ROLES"), DEFAULT_SYNC_ROLES),
             client_id=env.get("RI_CLIENT_ID") or None,
-            client_secret=env.get("RI_CLIENT_SECRET") or None,
+            client_secret=_secret(env.get("RI_CLIENT_SECRET")),
             client_certificate_path=env.get("RI_CLIENT_CERTIFICATE_PATH") or None,
             client_certificate_thumbprint=env.get("RI_CLIENT_CERTIFICATE_THUMBPRINT") or None,
             consent_redirect_uri=_https_or_loopback(env.get("RI_CONSENT_REDIRECT_URI"), "RI_CONSENT_REDIRECT_URI"),

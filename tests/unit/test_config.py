@@ -31,3 +31,11 @@ def test_a_dedicated_storage_connection_wins_over_the_host_storage() -> None:
 def test_missing_or_unsafe_settings_are_configuration_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         Settings.from_env(env)
+
+
+def test_an_unresolved_key_vault_reference_is_no_secret() -> None:
+    settings = Settings.from_env({"AzureWebJobsStorage": "x", "RI_API_AUDIENCES": "x",
+                                  "RI_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=https://kv/secrets/s)"})
+    assert settings.client_secret is None
+    with pytest.raises(ConfigurationError):
+        settings.client_credential()
