@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from devhost.azurite import Azurite
 from devhost.idp import IdentityProvider, RegisteredApp
@@ -64,6 +65,15 @@ def services(settings: Settings) -> Iterator[bootstrap.Services]:
     bootstrap.install(container)
     yield container
     bootstrap.install(None)
+
+
+@pytest.fixture
+def idp_session(idp: IdentityProvider) -> requests.Session:
+    """A client of the identity provider that trusts its CA (and nothing from the machine's environment)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(idp.tls.ca_cert)
+    return session
 
 
 @pytest.fixture

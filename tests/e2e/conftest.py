@@ -25,6 +25,12 @@ def function_host(services: bootstrap.Services) -> Iterator[FunctionHost]:
     host.stop()
 
 
+def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON body of a response that must have this status (the body is shown when it has not)."""
+    assert response.status_code == status, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
 class Api:
     """A portal-like client: bearer token, JSON, problem documents."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import uuid
-from typing import Any
 
 import pytest
 
@@ -14,17 +13,13 @@ from shared.bootstrap import Services
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.tenancy import TenantId
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, ok
 
 pytestmark = pytest.mark.e2e
 
 SALESPERSON = next(r.id for r in STANDARD_SALES_ROLES if r.name == "Salesperson")
 SALES_MANAGER = next(r.id for r in STANDARD_SALES_ROLES if r.name == "Sales Manager")
 
-
-def ok(response: Any, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 def test_the_whole_admin_flow(admin: Api) -> None:

@@ -9,7 +9,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -20,22 +19,15 @@ from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider
 from shared import bootstrap
 from shared.clock import FixedClock
 from tests.conftest import CLIENT_ID
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, ok
 
 pytestmark = pytest.mark.e2e
 
 
-def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
-
 
 @pytest.fixture
-def browser(idp: IdentityProvider) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(idp.tls.ca_cert)
-    return session
+def browser(idp_session: requests.Session) -> requests.Session:
+    return idp_session
 
 
 def enable(admin: Api) -> None:

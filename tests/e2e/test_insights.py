@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import requests
@@ -16,17 +15,13 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.tenancy import TenantId
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, ok
 
 pytestmark = pytest.mark.e2e
 
 ROLE = {r.name: r.id for r in STANDARD_SALES_ROLES}
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
-
-def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 def run_timer(host: FunctionHost) -> None:

@@ -17,7 +17,7 @@ from shared.domain.records import Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +26,6 @@ MARKETING = next(r.id for r in STANDARD_SALES_ROLES if r.name == "Marketing Mana
 EXCLUDED_GROUP = "7d4f5a8e-2c1b-4e6f-9a3d-5b8c7e1f0a2d"
 NOW = datetime.now(UTC)
 
-
-def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

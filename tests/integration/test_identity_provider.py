@@ -24,11 +24,8 @@ GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 
 
 @pytest.fixture
-def http(idp: IdentityProvider) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(idp.tls.ca_cert)
-    return session
+def http(idp_session: requests.Session) -> requests.Session:
+    return idp_session
 
 
 def _msal_app(idp: IdentityProvider, http: requests.Session, tenant: str,
