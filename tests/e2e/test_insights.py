@@ -3,6 +3,7 @@ draft, and every admin switch visibly changing what sellers see (issue 6)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -13,7 +14,10 @@ from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from devhost.seed import generate
 from shared import bootstrap
+from shared.clock import FixedClock
+from shared.domain.records import Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
 from tests.e2e.conftest import Api, ok
 
@@ -150,3 +154,41 @@ def test_features_that_are_off_answer_409(tenant: dict[str, Api]) -> None:
     off = tenant["seller"].get("insights/account/account-0")
     assert off.status_code == 409
     assert off.json()["feature"] == "relationshipAnalytics"
+
+
+def test_a_contact_who_opts_out_leaves_the_analytics(tenant: dict[str, Api], function_host: FunctionHost) -> None:
+    before = ok(tenant["seller"].get("insights/account/account-2"))["kpis"]["activities"]
+    contacts = [c for c in generate(accounts=6, sellers=4, seed=11, now=NOW)["contacts"]
+                if c["accountId"] == "account-2"]
+    opted = {**contacts[0], "version": 2, "optedOut": True}
+    ok(tenant["connector"].post("sync/contacts", {"items": [opted]}))
+    run_timer(function_host)
+    after = ok(tenant["seller"].get("insights/account/account-2"))["kpis"]
+    assert after["activities"] <= before
+    assert opted["email"] not in [c["address"] for c in after["mostContactedCustomer"]]
+    assert tenant["seller"].get(f"insights/contact/{opted['id']}").status_code == 404
+
+
+def test_auto_disable_turns_who_knows_whom_off_and_keeps_crm_analytics(
+        tenant: dict[str, Api], function_host: FunctionHost, services: bootstrap.Services, tenant_id: str) -> None:
+    ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": False}))
+    ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": True}))  # new window
+    deadline = services.settings_service().current(TenantId(tenant_id)).settings.consent_deadline
+    assert deadline is None  # consent is still on record: no window, nothing to disable
+    services.settings_service().change(TenantId(tenant_id), "admin", "withdraw",
+                                       lambda s, now: s.record_consent_withdrawn(now))
+    ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": True}))
+    settings = services.settings_service().current(TenantId(tenant_id)).settings
+    assert settings.consent_deadline is not None
+    timer_services = dataclasses.replace(services, clock=FixedClock(settings.consent_deadline))
+    bootstrap.install(timer_services)
+    try:
+        run_timer(function_host)
+    finally:
+        bootstrap.install(services)
+    assert tenant["seller"].get("who-knows-whom/lead/lead-0").status_code == 409
+    view = ok(tenant["seller"].get("insights/account/account-0"))
+    assert view["sources"] == ["crm"]
+    assert view["kpis"]["activities"] > 0
+    records = TableRecords(services.tables)
+    assert list(records.iter_records(TenantId(tenant_id), "activities", Source.EXCHANGE)) == []

@@ -61,6 +61,12 @@ class Directory:
             return self.leads.get(record_id)
         return self.opportunities.get(record_id)
 
+    def opted_out_addresses(self) -> frozenset[str]:
+        users = {u.email for u in self.users.values() if u.opted_out}
+        contacts = {c.email for c in self.contacts.values() if c.opted_out and c.email}
+        leads = {lead.email for lead in self.leads.values() if lead.opted_out and lead.email}
+        return frozenset(users | contacts | leads)
+
     def is_internal(self, address: str) -> bool:
         return address in self.users_by_email
 

@@ -112,9 +112,12 @@ def link(directory: Directory, activities: Sequence[Activity]) -> dict[tuple[Ent
 
 
 def usable_activities(directory: Directory, settings: TenantSettings, activities: Iterable[Activity]) -> list[Activity]:
-    """Read-time gates: Exchange items whose gates closed since ingestion are left out."""
+    """Read-time gates: Exchange items whose gates closed since ingestion are left out, and so is every activity
+    in which a person who opted out takes part (SPEC 4.4: their data is excluded from analytics)."""
+    opted_out = directory.opted_out_addresses()
     return [a for a in activities
-            if closed_gate(settings, a, directory.users.get(a.mailbox_owner_id or "")) is None]
+            if closed_gate(settings, a, directory.users.get(a.mailbox_owner_id or "")) is None
+            and not opted_out.intersection(a.parties)]
 
 
 def compute(directory: Directory, settings: TenantSettings, activities: Sequence[Activity], now: datetime,
