@@ -46,6 +46,12 @@ INTRODUCE = declare(Endpoint(
     summary="A draft email asking an introducer for an introduction, from the tenant's template."))
 
 
+RECOMPUTE = declare(Endpoint(
+    function_name="recompute_insights", method="POST", route="relationship-intelligence/insights/recompute",
+    tag="insights", auth="user", permission=Permission.MANAGE_SETTINGS, response=m.RecomputeView,
+    summary="Recompute every insight of the tenant now (the timer does it after data or settings change)."))
+
+
 def _entity_type(req: func.HttpRequest, allowed: tuple[EntityType, ...] = ENTITY_TYPES) -> EntityType:
     value = str(req.route_params.get("entityType", ""))
     for entity_type in allowed:
@@ -147,3 +153,13 @@ def _offset(token: str | None) -> int:
         raise ValidationFailed("the continuation token is not one this API issued",
                                errors=[{"field": "continuationToken", "reason": "malformed"}])
     return int(value)
+
+
+@route(bp, RECOMPUTE)
+def recompute_insights(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        report = call.services.insights_service().recompute(call.caller.tenant_id)
+        return json_response(m.RecomputeView(records=report.records, activities=report.activities,
+                                             seconds=round(report.seconds, 3)))
+
+    return respond(req, RECOMPUTE, work)

@@ -59,3 +59,9 @@ class IntroductionDraft(ApiModel):
     to: str
     subject: str
     body: str
+
+
+class RecomputeView(ApiModel):
+    records: int
+    activities: int
+    seconds: float

@@ -192,3 +192,10 @@ def test_auto_disable_turns_who_knows_whom_off_and_keeps_crm_analytics(
     assert view["kpis"]["activities"] > 0
     records = TableRecords(services.tables)
     assert list(records.iter_records(TenantId(tenant_id), "activities", Source.EXCHANGE)) == []
+
+
+def test_an_admin_can_recompute_at_once(tenant: dict[str, Api]) -> None:
+    report = ok(tenant["admin"].post("relationship-intelligence/insights/recompute"))
+    assert report["records"] == 6 * 3 + len([c for c in generate(accounts=6, sellers=4, seed=11, now=NOW)["contacts"]])
+    assert report["activities"] > 0
+    assert tenant["seller"].post("relationship-intelligence/insights/recompute").status_code == 403
