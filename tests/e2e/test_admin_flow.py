@@ -165,8 +165,9 @@ def test_concurrent_conflicting_updates_lose_nothing(function_host: FunctionHost
     stored = TableSettingsRepository(services.tables).load(TenantId(tenant))
     final = ok(api.get("relationship-intelligence"))
     # The stored state is the one whose response carried the final ETag: the last accepted write.
-    last = [freq for status, tag, freq in accepted if tag == stored.etag]
-    assert last == [final["features"]["relationshipAnalytics"]["communicationFrequency"]]
+    last = {freq for status, tag, freq in accepted if tag == stored.etag}
+    # (several answers can carry it: a request that found its value already stored changes nothing)
+    assert last == {final["features"]["relationshipAnalytics"]["communicationFrequency"]}
     events = ok(api.get("relationship-intelligence/audit", params={"pageSize": 100}))["events"]
     changes = [e for e in events if e["action"] == "setRelationshipAnalytics"]
     assert len(changes) <= len(accepted)  # every stored change has an accepted request; no phantom writes
