@@ -8,18 +8,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel
 
-from shared import bootstrap, observability
+from shared import observability
 from shared.api.openapi import Endpoint
 from shared.api.requests import MAX_BODY_BYTES, parse_json_body
-from shared.bootstrap import Services
 from shared.config import ConfigurationError
 from shared.errors import AppError, Forbidden, Unauthorized
 from shared.identity.tokens import Principal
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
 
 log = logging.getLogger("functions.http")
 
@@ -107,6 +109,8 @@ def respond(req: func.HttpRequest, endpoint: Endpoint, handler: Handler) -> func
     operation_id = observability.operation_id_from(req.headers.get("traceparent"))
     with observability.log_context(operation_id=operation_id):
         try:
+            from shared import bootstrap  # the adapters load on the first request, not when the host indexes
+
             services = bootstrap.services()
             principal = None if endpoint.auth == "anonymous" else authenticate(req, services, endpoint)
             response = handler(Call(req, services, principal))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
@@ -16,7 +17,9 @@ from shared.api.openapi import Endpoint, QueryParam, declare
 from shared.api.settings_models import ConsentLinkView
 from shared.errors import ServiceUnavailable
 from shared.identity.permissions import Permission
-from shared.services.consent import CallbackResult
+
+if TYPE_CHECKING:
+    from shared.services.consent import CallbackResult
 
 log = logging.getLogger(__name__)
 

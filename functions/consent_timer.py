@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared import bootstrap, observability
+from shared import observability
 
 log = logging.getLogger(__name__)
 
@@ -19,4 +19,6 @@ def consent_deadline(timer: func.TimerRequest) -> None:
     with observability.log_context(operation_id=observability.operation_id_from(None)):
         if timer.past_due:
             log.info("consent timer is running late; catching up on everything due")
+        from shared import bootstrap  # loaded when the timer first fires, not when the host indexes the app
+
         bootstrap.services().consent_timer().run()

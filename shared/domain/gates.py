@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from shared.domain.records import Activity, InternalUser, Source
 from shared.domain.tenant_settings import TenantSettings
 
@@ -29,3 +31,10 @@ def closed_gate(settings: TenantSettings, activity: Activity, owner: InternalUse
     if owner.opted_out:
         return "mailboxOwnerOptedOut"
     return None
+
+
+def gate_fingerprint(settings: TenantSettings) -> str:
+    """What the tenant-level gates were: Exchange usable, selected roles, excluded groups."""
+    parts = [str(settings.exchange_data_usable), *sorted(r.lower() for r in settings.exchange.security_role_ids),
+             "|", *sorted(g.lower() for g in settings.exchange.excluded_security_group_ids)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from shared.clock import Clock
 from shared.domain.audit import AuditEvent, diff
-from shared.domain.insights.snapshot import gate_fingerprint
+from shared.domain.gates import gate_fingerprint
 from shared.domain.security_roles import STANDARD_SALES_ROLES, SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict, Conflict, PreconditionFailed, ServiceUnavailable, Unprocessable

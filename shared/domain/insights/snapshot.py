@@ -7,7 +7,6 @@ gates (`gate_fingerprint`), so a gate that closes takes effect at once, before a
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from shared.domain.gates import closed_gate
+from shared.domain.gates import closed_gate, gate_fingerprint
 from shared.domain.insights.directory import ENTITY_TYPES, Directory, EntityType
 from shared.domain.insights.health import Health, compute_health
 from shared.domain.insights.kpis import Kpis, compute_kpis
@@ -58,13 +57,6 @@ class RecordInsight(_Out):
 
 def row_key_of(insight: RecordInsight) -> tuple[EntityType, str]:
     return insight.entity_type, insight.id
-
-
-def gate_fingerprint(settings: TenantSettings) -> str:
-    """What the tenant-level gates were: Exchange usable, selected roles, excluded groups."""
-    parts = [str(settings.exchange_data_usable), *sorted(r.lower() for r in settings.exchange.security_role_ids),
-             "|", *sorted(g.lower() for g in settings.exchange.excluded_security_group_ids)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _name(directory: Directory, entity_type: EntityType, record_id: str) -> str:
