@@ -109,13 +109,20 @@ class ConsentTimer:
                 return "failed"
 
     def _purge(self, entry: IndexEntry) -> str:
-        """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many."""
-        deleted, finished = self._records.purge_exchange(entry.tenant_id, entry.due, self._purge_rows)
+        """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many.
+        The row only says "look here": the settings say up to when (a row left by a change that was not
+        stored must never delete data ingested after the last real request)."""
+        requested = self._settings.current(entry.tenant_id).settings.exchange.purge_requested_at
+        if requested is None:
+            self._index.remove(entry.kind, entry.tenant_id, entry.due)
+            return "stale"
+        through = min(entry.due, requested)
+        deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows)
         log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
         self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
-                              lambda s, now: s.record_exchange_purged(entry.due))
+                              lambda s, now: s.record_exchange_purged(through))
         self._index.remove(entry.kind, entry.tenant_id, entry.due)
         return "purged"
 

@@ -224,3 +224,27 @@ def test_granted_consent_is_rechecked_daily_and_a_revocation_is_noticed(
     assert after.consent_status() is ConsentStatus.WITHDRAWN
     assert not after.exchange_data_usable
     assert due_rows(world, IndexKind.CONSENT_RECHECK, tenant_id) == []
+
+
+def test_a_purge_row_never_deletes_data_ingested_after_the_last_real_request(
+        world: bootstrap.Services, clock: FixedClock, tenant_id: TenantId) -> None:
+    from shared.storage.records_repository import TableRecords
+
+    enable(world, tenant_id)
+    world.settings_service().change(tenant_id, ADMIN, "consentGranted",
+                                    lambda s, now: s.record_consent_granted(ADMIN, (), now).select_security_roles(
+                                        ("r1",)))
+    sync = world.sync_service()
+    sync.ingest(tenant_id, "users", [{"id": "u1", "version": 1, "email": "u1@contoso.com", "securityRoleIds": ["r1"]}])
+    stored = sync.ingest(tenant_id, "activities", [{
+        "id": "x1", "version": 1, "source": "exchange", "kind": "email", "mailboxOwnerId": "u1",
+        "sender": "u1@contoso.com", "to": ["c@fabrikam.com"], "start": clock.now().isoformat()}])
+    assert stored.stored == 1
+    index = TableScheduleIndex(world.tables)
+    # A purge row whose change was never stored (the settings still want no purge) ...
+    index.add(IndexKind.EXCHANGE_PURGE, tenant_id, clock.now() + timedelta(minutes=5))
+    clock.advance(timedelta(minutes=10))
+    report = world.consent_timer().run()
+    assert report.count("stale") >= 1
+    assert settings_of(world, tenant_id).exchange.purged_through is None
+    assert [a.id for a in TableRecords(world.tables).iter_records(tenant_id, "activities")] == ["x1"]

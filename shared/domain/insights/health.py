@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
+from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import Directory, is_automated
 from shared.domain.records import Activity, ActivityKind
 from shared.domain.tenant_settings import ActivityInfluence, CommunicationFrequency, Grading
@@ -44,11 +44,8 @@ Trend = Literal["improving", "steady", "declining", "notEnoughInformation", "not
 Grade = Literal["good", "fair", "poor"]
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-
-class Factor(_Out):
+class Factor(InsightModel):
     name: str
     value: float  # 0..1
     weight: float
@@ -56,20 +53,20 @@ class Factor(_Out):
     detail: str
 
 
-class Driver(_Out):
+class Driver(InsightModel):
     activity_id: str
     kind: ActivityKind
     at: datetime
     weight: float  # how much this activity adds to frequency today
 
 
-class Health(_Out):
+class Health(InsightModel):
     state: State
     score: int | None = None
     grade: Grade | None = None
     trend: Trend = "notEnoughInformation"
-    factors: list[Factor] = []
-    drivers: list[Driver] = []
+    factors: list[Factor] = Field(default_factory=list)
+    drivers: list[Driver] = Field(default_factory=list)
 
 
 def grade_of(score: int, grading: Grading) -> Grade:

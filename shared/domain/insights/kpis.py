@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
+from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import Directory
 from shared.domain.records import Activity, ActivityKind, Source
 
@@ -22,11 +20,8 @@ MOST_CONTACTED = 3
 Side = Literal["team", "customer"]
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-
-class SideKpis(_Out):
+class SideKpis(InsightModel):
     emails_sent: int = 0
     meetings_initiated: int = 0
     meetings_attended: int = 0
@@ -37,13 +32,13 @@ class SideKpis(_Out):
     average_first_response_hours: float | None = None
 
 
-class WeekCount(_Out):
+class WeekCount(InsightModel):
     week: str  # ISO week, e.g. 2026-W48
     team: int
     customer: int
 
 
-class DayActivity(_Out):
+class DayActivity(InsightModel):
     day: date
     emails_sent: int = 0
     emails_received: int = 0
@@ -52,21 +47,21 @@ class DayActivity(_Out):
     phone_calls_received: int = 0
 
 
-class Interaction(_Out):
+class Interaction(InsightModel):
     activity_id: str
     kind: ActivityKind
     at: datetime
     direction: Literal["outgoing", "incoming"]
 
 
-class Contacted(_Out):
+class Contacted(InsightModel):
     address: str
     name: str
     interactions: int
     last_interaction: datetime
 
 
-class Kpis(_Out):
+class Kpis(InsightModel):
     team: SideKpis
     customer: SideKpis
     weekly: list[WeekCount]

@@ -12,10 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from shared.domain.gates import closed_gate, gate_fingerprint
+from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import ENTITY_TYPES, Directory, EntityType
 from shared.domain.insights.health import Health, compute_health
 from shared.domain.insights.kpis import Kpis, compute_kpis
@@ -24,16 +22,12 @@ from shared.domain.records import Activity, LeadState, OpportunityState, Source
 from shared.domain.tenant_settings import TenantSettings
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
-
-
-class Variant(_Out):
+class Variant(InsightModel):
     kpis: Kpis
     health: Health
 
 
-class RecordInsight(_Out):
+class RecordInsight(InsightModel):
     entity_type: EntityType
     id: str
     name: str

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from shared.domain.gates import closed_gate
+from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import Directory, is_automated
 from shared.domain.records import Activity, ActivityKind, Source
 from shared.domain.tenant_settings import EmailTemplate, TenantSettings
@@ -30,9 +28,7 @@ MASS_MAIL_RECIPIENTS = 4
 Mode = Literal["basic", "enhanced"]
 
 
-class Introducer(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
-
+class Introducer(InsightModel):
     user_id: str
     name: str
     email: str
