@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -129,7 +130,7 @@ class Activity(_Record):
             raise ValueError("start must carry a time zone (UTC)")
         return self
 
-    @property
+    @cached_property
     def parties(self) -> tuple[str, ...]:
         addresses = ([self.sender] if self.sender else []) + [*self.to, *self.cc, *self.optional_attendees]
         return tuple(dict.fromkeys(addresses))

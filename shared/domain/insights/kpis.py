@@ -15,6 +15,7 @@ from shared.domain.records import Activity, ActivityKind, Source
 EMAIL_WRITE_MINUTES = 5.0
 EMAIL_READ_MINUTES = 2.5
 DAILY_WINDOW_DAYS = 60
+WEEKLY_WINDOW_WEEKS = 52
 MOST_CONTACTED = 3
 
 Side = Literal["team", "customer"]
@@ -93,15 +94,25 @@ def _classify(directory: Directory, activity: Activity) -> _Classified:
     return _Classified(activity, initiator, internal, external)
 
 
-def compute_kpis(directory: Directory, activities: Sequence[Activity], now: datetime) -> Kpis:
+def compute_kpis(directory: Directory, activities: Sequence[Activity], now: datetime,
+                 classified_cache: dict[str, _Classified] | None = None) -> Kpis:
+    """`classified_cache` lets a pass over many records classify each activity once."""
     team: defaultdict[str, float] = defaultdict(float)
     customer: defaultdict[str, float] = defaultdict(float)
     sides = {"team": team, "customer": customer}
     weekly: dict[str, Counter[str]] = defaultdict(Counter)
     daily: dict[date, Counter[str]] = defaultdict(Counter)
     contacted: dict[str, list[datetime]] = defaultdict(list)
-    classified = [_classify(directory, a) for a in activities]
+    cache = {} if classified_cache is None else classified_cache
+    classified = []
+    for a in activities:
+        key = f"{a.source.value}|{a.id}"
+        item = cache.get(key)
+        if item is None:
+            item = cache[key] = _classify(directory, a)
+        classified.append(item)
     window_start = (now - timedelta(days=DAILY_WINDOW_DAYS)).date()
+    weeks_start = now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)
 
     for item in classified:
         a, initiator = item.activity, item.initiator
@@ -126,7 +137,8 @@ def compute_kpis(directory: Directory, activities: Sequence[Activity], now: date
             team["tasks"] += 1
             team["time"] += duration
         if a.completed and a.start <= now:
-            weekly[_iso_week(a.start)][initiator] += 1
+            if a.start >= weeks_start:
+                weekly[_iso_week(a.start)][initiator] += 1
             if a.start.date() >= window_start:
                 _count_day(daily[a.start.date()], a.kind, initiator)
             for address in item.internal + item.external:

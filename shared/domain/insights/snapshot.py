@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from shared.domain.gates import closed_gate, gate_fingerprint
 from shared.domain.insights.base import InsightModel
@@ -117,13 +117,15 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
     by_party_all = _by_party(usable)
     by_party_crm = _by_party(crm_only)
     basic_settings = _basic(settings)
+    classified: dict[str, Any] = {}
     results = []
     for key in _records(directory):
         entity_type, record_id = key
         before = (previous or {}).get(key)
-        crm = _variant(directory, settings, key, linked_crm.get(key, []), before.crm if before else None, now)
+        crm = _variant(directory, settings, key, linked_crm.get(key, []), before.crm if before else None, now,
+                       classified)
         full = (_variant(directory, settings, key, linked_all.get(key, []),
-                         before.with_exchange if before else None, now) if with_exchange else None)
+                         before.with_exchange if before else None, now, classified) if with_exchange else None)
         basic = enhanced = None
         if entity_type in ("lead", "contact"):
             target = (directory.leads[record_id].email if entity_type == "lead"
@@ -140,9 +142,9 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
 
 
 def _variant(directory: Directory, settings: TenantSettings, key: tuple[EntityType, str], items: Sequence[Activity],
-             prior: Variant | None, now: datetime) -> Variant:
+             prior: Variant | None, now: datetime, classified: dict[str, Any]) -> Variant:
     options = settings.relationship_analytics
-    kpis = compute_kpis(directory, items, now)
+    kpis = compute_kpis(directory, items, now, classified)
     applicable, created_on = _applicability(directory, *key)
     health = compute_health(directory, items, now, applicable=applicable, created_on=created_on,
                             frequency=options.communication_frequency, influence=options.activity_influence,
