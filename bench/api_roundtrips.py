@@ -92,8 +92,9 @@ def main() -> None:
                 print(f"{method + ' /api/' + path:<64} {statistics.mean(trips):>9.1f} "
                       f"{statistics.median(latencies):>10.1f} {quantiles[18]:>8.1f}")
             print("\nA mutation reads the settings once and writes them with their audit event in one entity-group "
-                  "transaction;\nopening or closing a consent window adds one index write; enabling an enabled "
-                  "tenant only reads.\nSelecting roles reads the role catalogue too.")
+                  "transaction;\nopening or closing a consent window, requesting a purge or changing what insights "
+                  "depend on adds one index write each;\nenabling an enabled tenant only reads; selecting roles "
+                  "reads the role catalogue too.")
         bootstrap.install(None)
 
 
