@@ -55,7 +55,8 @@ class ConsentTimer:
         operation = observability.current_operation_id()
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="consent-timer") as pool:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
-            purges = list(self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()))
+            purges = [*self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()),
+                      *self._index.due(IndexKind.OPT_OUT_PURGE, self._clock.now())]
             outcomes += list(pool.map(lambda entry: self._step(entry, operation), purges))
             # Last: recompute the insights of tenants whose data or settings changed (once per tenant).
             recomputes = self._due_recomputes()
@@ -72,6 +73,8 @@ class ConsentTimer:
                     return self._deadline(entry)
                 if entry.kind is IndexKind.EXCHANGE_PURGE:
                     return self._purge(entry)
+                if entry.kind is IndexKind.OPT_OUT_PURGE:
+                    return self._purge_opted_out(entry)
                 return self._recheck(entry)
             except Exception:
                 log.exception("consent timer step %s failed; retried next run", entry.kind.value)
@@ -125,6 +128,21 @@ class ConsentTimer:
                               lambda s, now: s.record_exchange_purged(through))
         self._index.remove(entry.kind, entry.tenant_id, entry.due)
         return "purged"
+
+    def _purge_opted_out(self, entry: IndexEntry) -> str:
+        """Deletes the activity rows of everyone who opted out (as a party, or as the owner of the mailbox)."""
+        users = list(self._records.iter_records(entry.tenant_id, "users"))
+        contacts = list(self._records.iter_records(entry.tenant_id, "contacts"))
+        leads = list(self._records.iter_records(entry.tenant_id, "leads"))
+        addresses = frozenset({u.email for u in users if u.opted_out}
+                              | {p.email for p in [*contacts, *leads] if p.opted_out and p.email})
+        user_ids = frozenset(u.id for u in users if u.opted_out)
+        deleted, finished = self._records.purge_people(entry.tenant_id, addresses, user_ids, self._purge_rows)
+        log.info("purged %d activity rows of people who opted out%s", deleted, "" if finished else "; more next run")
+        if not finished:
+            return "purgeContinues"
+        self._index.remove(entry.kind, entry.tenant_id, entry.due)
+        return "optOutPurged"
 
     def _recheck(self, entry: IndexEntry) -> str:
         if not self._settings.current(entry.tenant_id).settings.consent_granted:

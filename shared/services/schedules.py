@@ -18,6 +18,7 @@ class IndexKind(StrEnum):
     CONSENT_RECHECK = "consent-recheck"
     EXCHANGE_PURGE = "exchange-purge"
     INSIGHTS_RECOMPUTE = "insights-recompute"
+    OPT_OUT_PURGE = "opt-out-purge"
 
 
 @dataclass(frozen=True)

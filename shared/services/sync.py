@@ -77,7 +77,11 @@ class SyncService:
             valid = self._gate(tenant_id, settings, valid, report)
         self._store(tenant_id, kind, valid, report)
         if report.stored and self._index is not None:
-            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
+            now = self._clock.now()
+            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+            if any(getattr(record, "opted_out", False) for _, record in valid):
+                # Their stored data goes too, not only from what sellers see (SPEC 4.4).
+                self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)
         return report
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],

@@ -105,3 +105,25 @@ class TableRecords:
             self._tables.transact(tenant_id, batch)
             deleted += len(batch)
         return deleted, True
+
+    def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
+                     limit: int) -> tuple[int, bool]:
+        """Deletes up to `limit` activity rows in which one of these people takes part, or that came from one of
+        these users' mailboxes (their data, after an opt-out). Returns (deleted, finished)."""
+        batch: list[Operation] = []
+        deleted = 0
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities")):
+            activity = decode(entity, Activity)
+            if not (addresses.intersection(activity.parties) or activity.mailbox_owner_id in user_ids):
+                continue
+            batch.append(Operation("delete", entity.row_key))
+            if len(batch) == MAX_BATCH_OPERATIONS:
+                self._tables.transact(tenant_id, batch)
+                deleted += len(batch)
+                batch = []
+                if deleted >= limit:
+                    return deleted, False
+        if batch:
+            self._tables.transact(tenant_id, batch)
+            deleted += len(batch)
+        return deleted, True

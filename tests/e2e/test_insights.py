@@ -169,6 +169,23 @@ def test_a_contact_who_opts_out_leaves_the_analytics(tenant: dict[str, Api], fun
     assert tenant["seller"].get(f"insights/contact/{opted['id']}").status_code == 404
 
 
+def test_an_opt_out_removes_the_person_s_stored_activities(tenant: dict[str, Api], function_host: FunctionHost,
+                                                          services: bootstrap.Services, tenant_id: str) -> None:
+    data = generate(accounts=6, sellers=4, seed=11, now=NOW)
+    records = TableRecords(services.tables)
+    seller = data["users"][1]
+    contact = next(c for c in data["contacts"]
+                   if any(c["email"] in a.parties for a in records.iter_records(TenantId(tenant_id), "activities")))
+    total = len(list(records.iter_records(TenantId(tenant_id), "activities")))
+    ok(tenant["connector"].post("sync/contacts", {"items": [{**contact, "version": 2, "optedOut": True}]}))
+    ok(tenant["connector"].post("sync/users", {"items": [{**seller, "version": 2, "optedOut": True}]}))
+    run_timer(function_host)
+    left = list(records.iter_records(TenantId(tenant_id), "activities"))
+    assert 0 < len(left) < total
+    assert not [a for a in left if contact["email"] in a.parties or seller["email"] in a.parties
+                or a.mailbox_owner_id == seller["id"]]
+
+
 def test_auto_disable_turns_who_knows_whom_off_and_keeps_crm_analytics(
         tenant: dict[str, Api], function_host: FunctionHost, services: bootstrap.Services, tenant_id: str) -> None:
     ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": False}))
