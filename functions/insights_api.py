@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import azure.functions as func
 
@@ -39,6 +40,12 @@ WHO = declare(Endpoint(
     tag="insights", auth="user", permission=Permission.READ_WHO_KNOWS_WHOM, response=m.IntroducersView,
     errors=(404, 409), path_values=_PEOPLE,
     summary="Up to five colleagues best placed to introduce you to a lead or contact."))
+WHO_AT_DOMAIN = declare(Endpoint(
+    function_name="get_who_knows_whom_at_domain", method="GET", route="who-knows-whom", tag="insights",
+    auth="user", permission=Permission.READ_WHO_KNOWS_WHOM, response=m.IntroducersView, errors=(400, 404, 409),
+    query=(QueryParam("domain", "an email domain of the company, e.g. fabrikam.com", required=True,
+                      max_length=253),),
+    summary="Up to five colleagues best placed to introduce you to a company (by its email domain)."))
 INTRODUCE = declare(Endpoint(
     function_name="draft_introduction", method="POST", route="who-knows-whom/{entityType}/{id}/introductions",
     tag="insights", auth="user", permission=Permission.READ_WHO_KNOWS_WHOM, request=m.IntroductionRequest,
@@ -118,6 +125,22 @@ def get_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
             introducers=insight.introducers(settings)))
 
     return respond(req, WHO, work)
+
+
+@route(bp, WHO_AT_DOMAIN)
+def get_who_knows_whom_at_domain(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        domain = req.params.get("domain", "")
+        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain) or len(domain) > 253:
+            raise ValidationFailed("domain must be an email domain such as fabrikam.com",
+                                   errors=[{"field": "domain", "reason": "not a domain"}])
+        insight, settings = call.services.insights_service().who_knows_whom_at(call.caller.tenant_id, domain)
+        return json_response(m.IntroducersView(
+            entity_type=insight.entity_type, id=insight.id, name=insight.name,
+            mode=settings.who_knows_whom_mode, computed_at=insight.computed_at,
+            introducers=insight.introducers(settings)))
+
+    return respond(req, WHO_AT_DOMAIN, work)
 
 
 @route(bp, INTRODUCE)

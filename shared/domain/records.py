@@ -42,7 +42,8 @@ class InternalUser(_Record):
 class Account(_Record):
     name: str = Field(max_length=200)
     primary_contact_id: RecordId | None = None
-    email_domains: tuple[Annotated[str, StringConstraints(max_length=253, to_lower=True)], ...] = ()
+    email_domains: tuple[Annotated[str, StringConstraints(max_length=253, to_lower=True,
+                                                          pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")], ...] = ()
 
 
 class Contact(_Record):

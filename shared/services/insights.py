@@ -88,12 +88,24 @@ class InsightsService:
         flagged.sort(key=lambda i: (i.variant(settings)[0].health.score or 0, i.id))
         return flagged, settings
 
-    def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
-                       ) -> tuple[RecordInsight, TenantSettings]:
+    def who_knows_whom_at(self, tenant_id: TenantId, domain: str) -> tuple[RecordInsight, TenantSettings]:
+        """Introducers to a company, found by one of its email domains."""
+        account = self._insights.account_of_domain(tenant_id, domain.strip().lower())
+        if account is None:
+            self._who_knows_whom_on(tenant_id)
+            raise NotFound(f"no account with the email domain {domain}")
+        return self.who_knows_whom(tenant_id, "account", account)
+
+    def _who_knows_whom_on(self, tenant_id: TenantId) -> TenantSettings:
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled or not settings.who_knows_whom.enabled:
             raise Conflict("who knows whom is turned off by your administrator", extensions={"feature":
                                                                                                  "whoKnowsWhom"})
+        return settings
+
+    def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
+                       ) -> tuple[RecordInsight, TenantSettings]:
+        settings = self._who_knows_whom_on(tenant_id)
         insight = self._insights.get(tenant_id, entity_type, record_id)
         if insight is None:
             raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")

@@ -113,6 +113,11 @@ def test_who_knows_whom_and_the_introduction_draft(tenant: dict[str, Api]) -> No
     assert tenant["vp"].get(f"who-knows-whom/contact/{contact}").status_code == 403  # not a WKW role by default
     lead = ok(tenant["seller"].get("who-knows-whom/lead/lead-0"))
     assert lead["mode"] == "enhanced"
+    company = ok(tenant["seller"].get("who-knows-whom", params={"domain": "Fabrikam.com"}))
+    assert (company["entityType"], company["id"], company["name"]) == ("account", "account-0", "Fabrikam")
+    assert 1 <= len(company["introducers"]) <= 5
+    assert tenant["seller"].get("who-knows-whom", params={"domain": "nowhere.test"}).status_code == 404
+    assert tenant["seller"].get("who-knows-whom", params={"domain": "not a domain"}).status_code == 400
     assert tenant["vp"].get("insights/account/account-0").status_code == 200
 
 

@@ -41,21 +41,21 @@ def mail(sender: str, days_ago: float, source: str = "crm", n: int = 0, **extra:
 def test_basic_mode_counts_crm_emails_and_meetings_only() -> None:
     activities = [mail("ann", d) for d in (1, 2, 3)] + [mail("bob", 1, "exchange", n=i) for i in range(10)]
     activities += [mail("cyd", 1, kind="phoneCall")]
-    ranked = introducers(DIRECTORY, settings(enhanced=False), TARGET, activities, NOW)
+    ranked = introducers(DIRECTORY, settings(enhanced=False), frozenset({TARGET}), activities, NOW)
     assert [i.user_id for i in ranked] == ["ann"]
     assert ranked[0].interactions == 3
 
 
 def test_enhanced_mode_adds_exchange_and_prefers_recent_ties() -> None:
     activities = [mail("ann", 400, n=i) for i in range(4)] + [mail("bob", 5, "exchange", n=i) for i in range(3)]
-    ranked = introducers(DIRECTORY, settings(enhanced=True), TARGET, activities, NOW)
+    ranked = introducers(DIRECTORY, settings(enhanced=True), frozenset({TARGET}), activities, NOW)
     assert [i.user_id for i in ranked] == ["bob", "ann"]
     assert ranked[1].strength > 0  # a quiet, older tie still counts
 
 
 def test_exclusions() -> None:
     activities = [mail(u, 1) for u in ("dan", "eve")] + [mail("cyd", 2, "exchange"), mail("cyd", 3)]
-    ranked = introducers(DIRECTORY, settings(enhanced=True), TARGET, activities, NOW)
+    ranked = introducers(DIRECTORY, settings(enhanced=True), frozenset({TARGET}), activities, NOW)
     # opted out and excluded group: never; outside the selected roles: CRM data only.
     assert [(i.user_id, i.interactions) for i in ranked] == [("cyd", 1)]
 
@@ -65,7 +65,7 @@ def test_mass_mail_weighs_less_and_at_most_five_introducers() -> None:
     directory = Directory.of(users=users)
     activities = [mail(f"u{i}", 1, n=k) for i in range(7) for k in range(i + 1)]
     activities += [mail("u0", 1, n=99 + k, more=[f"x{j}@other.com" for j in range(30)]) for k in range(10)]
-    ranked = introducers(directory, settings(enhanced=False), TARGET, activities, NOW)
+    ranked = introducers(directory, settings(enhanced=False), frozenset({TARGET}), activities, NOW)
     assert len(ranked) == 5
     assert [i.user_id for i in ranked] == ["u6", "u5", "u4", "u3", "u2"]
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from shared.domain.gates import closed_gate, gate_fingerprint
 from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import ENTITY_TYPES, Directory, EntityType
@@ -37,6 +39,7 @@ class RecordInsight(InsightModel):
     with_exchange: Variant | None
     introducers_basic: list[Introducer] | None = None
     introducers_enhanced: list[Introducer] | None = None
+    email_domains: list[str] = Field(default_factory=list)  # accounts: whom "introducers to the company" reach
 
     def variant(self, settings: TenantSettings) -> tuple[Variant, Literal["complete", "partial"]]:
         if self.with_exchange is not None and gate_fingerprint(settings) == self.gate_fingerprint:
@@ -127,17 +130,17 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
         full = (_variant(directory, settings, key, linked_all.get(key, []),
                          before.with_exchange if before else None, now, classified) if with_exchange else None)
         basic = enhanced = None
-        if entity_type in ("lead", "contact"):
-            target = (directory.leads[record_id].email if entity_type == "lead"
-                      else directory.contacts[record_id].email)
-            if target:
-                basic = introducers(directory, basic_settings, target, by_party_crm.get(target, []), now)
-                enhanced = (introducers(directory, settings, target, by_party_all.get(target, []), now)
-                            if with_exchange else None)
+        targets = _targets(directory, entity_type, record_id, by_party_all)
+        if targets:
+            basic = introducers(directory, basic_settings, targets, _about(by_party_crm, targets), now)
+            enhanced = (introducers(directory, settings, targets, _about(by_party_all, targets), now)
+                        if with_exchange else None)
         results.append(RecordInsight(entity_type=entity_type, id=record_id,
                                      name=_name(directory, entity_type, record_id), computed_at=now,
                                      gate_fingerprint=fingerprint, crm=crm, with_exchange=full,
-                                     introducers_basic=basic, introducers_enhanced=enhanced))
+                                     introducers_basic=basic, introducers_enhanced=enhanced,
+                                     email_domains=list(directory.accounts[record_id].email_domains)
+                                     if entity_type == "account" else []))
     return results
 
 
@@ -151,6 +154,29 @@ def _variant(directory: Directory, settings: TenantSettings, key: tuple[EntityTy
                             grading=options.grading, response_rate=kpis.customer.response_rate,
                             previous_trend=prior.health.trend if prior else None)
     return Variant(kpis=kpis, health=health)
+
+
+def _targets(directory: Directory, entity_type: EntityType, record_id: str,
+             by_party: dict[str, list[Activity]]) -> frozenset[str]:
+    """Whom introducers lead to: the lead or contact, or everyone at an account's email domains."""
+    if entity_type == "lead":
+        email = directory.leads[record_id].email
+        return frozenset({email} if email else set())
+    if entity_type == "contact":
+        email = directory.contacts[record_id].email
+        return frozenset({email} if email else set())
+    if entity_type == "account":
+        domains = tuple(f"@{d}" for d in directory.accounts[record_id].email_domains)
+        return frozenset(a for a in by_party if domains and a.endswith(domains))
+    return frozenset()
+
+
+def _about(by_party: dict[str, list[Activity]], targets: frozenset[str]) -> list[Activity]:
+    seen: dict[int, Activity] = {}
+    for target in targets:
+        for activity in by_party.get(target, []):
+            seen[id(activity)] = activity
+    return list(seen.values())
 
 
 def _by_party(activities: Sequence[Activity]) -> dict[str, list[Activity]]:

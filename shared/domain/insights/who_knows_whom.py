@@ -1,6 +1,7 @@
 """Who knows whom (SPEC 4.3): the colleagues best placed to introduce a seller to a lead or contact.
 
-Strength between a colleague and the target only, so every seller sees the same introducers:
+Strength between a colleague and the target only (a person, or everyone at a company's email domains), so every
+seller sees the same introducers:
     basic    (CRM emails and meetings):           s = Σ g(a)
     enhanced (plus Exchange, when usable):        s = Σ g(a) · 2^(−age(a) / 180 days)
 g(a) = 1 up to 4 recipients, 4/n beyond; automated senders are ignored. Shown as 100·(1 − e^(−s/3)). The long
@@ -37,8 +38,9 @@ class Introducer(InsightModel):
     last_interaction: datetime
 
 
-def introducers(directory: Directory, settings: TenantSettings, target_email: str, activities: Sequence[Activity],
-                now: datetime) -> list[Introducer]:
+def introducers(directory: Directory, settings: TenantSettings, targets: frozenset[str],
+                activities: Sequence[Activity], now: datetime) -> list[Introducer]:
+    """Introducers to a person (one address) or to a company (all its people's addresses)."""
     mode: Mode = settings.who_knows_whom_mode
     excluded_groups = {g.lower() for g in settings.exchange.excluded_security_group_ids}
     strength: dict[str, float] = defaultdict(float)
@@ -52,7 +54,7 @@ def introducers(directory: Directory, settings: TenantSettings, target_email: st
         if activity.source is Source.EXCHANGE and mode == "basic":
             continue
         parties = activity.parties
-        if target_email not in parties:
+        if not targets.intersection(parties):
             continue
         weight = 1.0 if len(parties) - 1 <= MASS_MAIL_RECIPIENTS else MASS_MAIL_RECIPIENTS / (len(parties) - 1)
         if mode == "enhanced":
