@@ -48,7 +48,7 @@ class Services:
 
     def insights_service(self) -> InsightsService:
         return InsightsService(self.settings_service(), TableRecords(self.tables), TableInsights(self.tables),
-                               self.clock)
+                               self.clock, TableScheduleIndex(self.tables))
 
     def consent_timer(self) -> ConsentTimer:
         return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service,

@@ -94,19 +94,26 @@ class ConsentTimer:
         if self._insights is None:
             return {}
         groups: dict[str, list[IndexEntry]] = {}
-        for entry in self._index.due(IndexKind.INSIGHTS_RECOMPUTE, self._clock.now()):
-            groups.setdefault(entry.tenant_id, []).append(entry)
+        now = self._clock.now()
+        for kind in (IndexKind.INSIGHTS_RECOMPUTE, IndexKind.INSIGHTS_REFRESH):
+            for entry in self._index.due(kind, now):
+                groups.setdefault(entry.tenant_id, []).append(entry)
         return groups
 
     def _recompute(self, entries: list[IndexEntry], operation: str | None) -> str:
+        """One computation per tenant: everything if anything asks for it, else only what new activities touch."""
         tenant = entries[0].tenant_id
+        full = any(entry.kind is IndexKind.INSIGHTS_RECOMPUTE for entry in entries)
         with observability.log_context(tenant_id=tenant, operation_id=operation):
             try:
                 assert self._insights is not None
-                self._insights.recompute(tenant)
+                if full:
+                    self._insights.recompute(tenant)
+                else:
+                    self._insights.refresh(tenant)
                 for entry in entries:  # rows added while computing stay due for the next run
                     self._index.remove(entry.kind, entry.tenant_id, entry.due)
-                return "recomputed"
+                return "recomputed" if full else "refreshed"
             except Exception:
                 log.exception("insights recompute failed; retried next run")
                 return "failed"

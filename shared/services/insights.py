@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from shared.clock import Clock
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.health import needs_attention
-from shared.domain.insights.snapshot import RecordInsight, compute, row_key_of
+from shared.domain.insights.snapshot import RecordInsight, compute, row_key_of, touched
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound
+from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.insights_repository import TableInsights, row_key
 from shared.storage.records_repository import TableRecords
@@ -30,14 +31,24 @@ class RecomputeReport:
 
 class InsightsService:
     def __init__(self, settings: SettingsService, records: TableRecords, insights: TableInsights,
-                 clock: Clock) -> None:
+                 clock: Clock, index: ScheduleIndex | None = None) -> None:
         self._settings = settings
         self._records = records
         self._insights = insights
         self._clock = clock
+        self._index = index
 
     def recompute(self, tenant_id: TenantId) -> RecomputeReport:
+        """Every record's insights, from all the tenant's data."""
+        return self._compute(tenant_id, incremental=False)
+
+    def refresh(self, tenant_id: TenantId) -> RecomputeReport:
+        """Only the records touched by activities stored since the last computation (a full one when unknown)."""
+        return self._compute(tenant_id, incremental=True)
+
+    def _compute(self, tenant_id: TenantId, *, incremental: bool) -> RecomputeReport:
         started = time.perf_counter()
+        now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
         previous = {row_key_of(i): i for i in self._insights.iter(tenant_id)}
         if not settings.enabled:
@@ -50,13 +61,27 @@ class InsightsService:
             leads=self._records.iter_records(tenant_id, "leads"),
             opportunities=self._records.iter_records(tenant_id, "opportunities"),
         )
-        activities = list(self._records.iter_records(tenant_id, "activities"))
-        results = compute(directory, settings, activities, self._clock.now(), previous)
-        current = {row_key_of(i) for i in results}
-        self._insights.replace_all(tenant_id, results, [row_key(*k) for k in previous if k not in current])
+        stored = list(self._records.iter_activities(tenant_id))
+        activities = [a for a, _ in stored]
+        through = max((at for _, at in stored if at is not None), default=None)
+        mark = self._insights.refreshed_through(tenant_id) if incremental else None
+        if mark is None:
+            results = compute(directory, settings, activities, now, previous)
+            current = {row_key_of(i) for i in results}
+            self._insights.replace_all(tenant_id, results, [row_key(*k) for k in previous if k not in current])
+            if self._index is not None:  # scores move with time (recency): recompute daily even without data
+                self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+        else:
+            new = [a for a, at in stored if at is not None and at > mark]
+            results = (compute(directory, settings, activities, now, previous,
+                               only=touched(directory, settings, new)) if new else [])
+            self._insights.update(tenant_id, results)
+        if through is not None:
+            self._insights.mark_refreshed(tenant_id, through)
         report = RecomputeReport(len(results), len(activities), time.perf_counter() - started)
-        log.info("insights recomputed: %d records from %d activities in %.2f s", report.records,
-                 report.activities, report.seconds)
+        log.info("insights %s: %d records from %d activities in %.2f s",
+                 "refreshed" if mark is not None else "recomputed", report.records, report.activities,
+                 report.seconds)
         return report
 
     # -- reads ------------------------------------------------------------------------------------------

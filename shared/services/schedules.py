@@ -11,13 +11,15 @@ from typing import Protocol
 from shared.tenancy import TenantId
 
 RECHECK_INTERVAL = timedelta(days=1)
+FULL_RECOMPUTE_INTERVAL = timedelta(days=1)  # scores move with time even without new data (recency)
 
 
 class IndexKind(StrEnum):
     CONSENT_DEADLINE = "consent-deadline"
     CONSENT_RECHECK = "consent-recheck"
     EXCHANGE_PURGE = "exchange-purge"
-    INSIGHTS_RECOMPUTE = "insights-recompute"
+    INSIGHTS_RECOMPUTE = "insights-recompute"  # everything: data of every kind or settings changed, or a day passed
+    INSIGHTS_REFRESH = "insights-refresh"  # only the records that new activities touch
     OPT_OUT_PURGE = "opt-out-purge"
 
 

@@ -78,7 +78,8 @@ class SyncService:
         self._store(tenant_id, kind, valid, report)
         if report.stored and self._index is not None:
             now = self._clock.now()
-            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+            kind_of_work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
+            self._index.add(kind_of_work, tenant_id, now)
             if any(getattr(record, "opted_out", False) for _, record in valid):
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4).
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.snapshot import RecordInsight
@@ -12,6 +13,7 @@ from shared.tenancy import TenantId
 
 PREFIX = "insight|"
 DOMAIN_PREFIX = "wkw-domain|"
+META_ROW = "insights-meta"
 _BATCH_BYTES = 3 * 1024 * 1024  # below the 4 MiB of a transaction, with room for the envelope
 
 
@@ -36,6 +38,15 @@ class TableInsights:
         entity = self._tables.get(tenant_id, DOMAIN_PREFIX + domain)
         return None if entity is None else str(entity.properties["AccountId"])
 
+    def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
+        """Activities stored up to this moment are reflected in the stored insights."""
+        entity = self._tables.get(tenant_id, META_ROW)
+        value = entity.properties.get("RefreshedThrough") if entity else None
+        return value if isinstance(value, datetime) else None
+
+    def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
+        self._tables.upsert(tenant_id, META_ROW, {"RefreshedThrough": through})
+
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Sequence[str]) -> None:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
         gone, in size-bounded transactions."""
@@ -49,6 +60,14 @@ class TableInsights:
             elif domain not in domains:
                 operations.append(Operation("delete", entity.row_key))
         operations += [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a}) for d, a in domains.items()]
+        self._write(tenant_id, operations)
+
+    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
+        """Upserts some records' insights, leaving the others (and the domain rows) as they are."""
+        self._write(tenant_id, [Operation("upsert", row_key(i.entity_type, i.id), encode("insight", i))
+                                for i in insights])
+
+    def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
         batch: list[Operation] = []
         size = 0
         for op in operations:

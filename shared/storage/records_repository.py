@@ -85,6 +85,12 @@ class TableRecords:
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
             yield decode(entity, model)
 
+    def iter_activities(self, tenant_id: TenantId) -> Iterator[tuple[Activity, datetime | None]]:
+        """Every activity with the moment it was stored."""
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities")):
+            ingested = entity.properties.get("IngestedAt")
+            yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
+
     def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int) -> tuple[int, bool]:
         """Deletes up to `limit` Exchange-derived rows ingested at or before the given time.
         Returns (deleted, finished)."""

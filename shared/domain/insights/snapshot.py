@@ -109,8 +109,30 @@ def usable_activities(directory: Directory, settings: TenantSettings, activities
             and not opted_out.intersection(a.parties)]
 
 
+def touched(directory: Directory, settings: TenantSettings, new: Sequence[Activity]) -> set[tuple[EntityType, str]]:
+    """The records whose insights new activities can change: those they link to, and those whose introducers
+    they can change (the lead or contact taking part, the account of a party's email domain)."""
+    usable = usable_activities(directory, settings, new)
+    keys: set[tuple[EntityType, str]] = set(link(directory, usable))
+    domains = {d: a.id for a in directory.accounts.values() for d in a.email_domains}
+    for activity in usable:
+        for party in activity.parties:
+            contact = directory.contacts_by_email.get(party)
+            if contact is not None:
+                keys.add(("contact", contact.id))
+            lead = directory.leads_by_email.get(party)
+            if lead is not None:
+                keys.add(("lead", lead.id))
+            account = domains.get(party.rsplit("@", 1)[-1])
+            if account is not None:
+                keys.add(("account", account))
+    return keys
+
+
 def compute(directory: Directory, settings: TenantSettings, activities: Sequence[Activity], now: datetime,
-            previous: dict[tuple[EntityType, str], RecordInsight] | None = None) -> list[RecordInsight]:
+            previous: dict[tuple[EntityType, str], RecordInsight] | None = None,
+            only: set[tuple[EntityType, str]] | None = None) -> list[RecordInsight]:
+    """Insights of every record, or of the `only` ones (an incremental refresh)."""
     usable = usable_activities(directory, settings, activities)
     with_exchange = settings.exchange_data_usable
     crm_only = [a for a in usable if a.source is Source.CRM]
@@ -123,6 +145,8 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
     classified: dict[str, Any] = {}
     results = []
     for key in _records(directory):
+        if only is not None and key not in only:
+            continue
         entity_type, record_id = key
         before = (previous or {}).get(key)
         crm = _variant(directory, settings, key, linked_crm.get(key, []), before.crm if before else None, now,

@@ -1,0 +1,68 @@
+"""Incremental refresh: new activities recompute only the records they touch; a full recompute comes daily."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devhost.seed import generate
+from shared import bootstrap
+from shared.clock import FixedClock
+from shared.config import Settings
+from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.schedules import IndexKind
+from shared.storage.insights_repository import TableInsights
+from shared.storage.schedule_index import TableScheduleIndex
+from shared.tenancy import TenantId
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(settings: Settings) -> bootstrap.Services:
+    return bootstrap.build(dataclasses.replace(settings, state_table=f"Refresh{uuid.uuid4().hex[:16]}"),
+                           clock=FixedClock(NOW))
+
+
+def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Services) -> None:
+    tenant = TenantId(str(uuid.uuid4()))
+    settings = world.settings_service()
+    settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
+    settings.change(tenant, "a", "e", lambda s, now: s.enable(
+        "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
+    data = generate(accounts=5, sellers=3, seed=3, now=NOW)
+    sync = world.sync_service()
+    for kind, items in data.items():
+        sync.ingest(tenant, kind, items)
+    assert isinstance(world.clock, FixedClock)
+    world.consent_timer().run()  # the first computation is a full one
+    insights = TableInsights(world.tables)
+    before = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
+    assert len(before) == 5 * 3 + len(data["contacts"])
+    due = [e for e in TableScheduleIndex(world.tables).due(IndexKind.INSIGHTS_RECOMPUTE, NOW + timedelta(days=2))
+           if e.tenant_id == tenant]
+    assert [e.due for e in due] == [NOW + timedelta(days=1)]  # tomorrow's full recompute is scheduled
+
+    world.clock.advance(timedelta(hours=2))
+    contact = next(c for c in data["contacts"] if c["accountId"] == "account-3")
+    seller = data["users"][1]
+    report = sync.ingest(tenant, "activities", [{
+        "id": "fresh-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
+        "to": [contact["email"]], "start": (NOW + timedelta(hours=1)).isoformat(), "durationMinutes": 12}])
+    assert report.stored == 1
+    outcome = world.consent_timer().run()
+    assert outcome.count("refreshed") == 1
+
+    after = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
+    changed = {key for key in after if after[key].computed_at != before[key].computed_at}
+    assert ("contact", contact["id"]) in changed
+    assert ("account", "account-3") in changed
+    assert ("account", "account-0") not in changed
+    assert len(changed) < len(after) / 2
+    assert after[("contact", contact["id"])].crm.kpis.team.phone_calls_made == \
+        before[("contact", contact["id"])].crm.kpis.team.phone_calls_made + 1
