@@ -59,6 +59,13 @@ RECOMPUTE = declare(Endpoint(
     summary="Recompute every insight of the tenant now (the timer does it after data or settings change)."))
 
 
+EXPORT = declare(Endpoint(
+    function_name="export_data_subject", method="GET", route="data-subjects/{entityType}/{id}", tag="privacy",
+    auth="user", permission=Permission.MANAGE_SETTINGS, response=m.DataSubjectExport, errors=(404,),
+    path_values=(("entityType", ("contact", "lead", "user")),),
+    summary="Everything stored about one person: record, activity metadata, computed insights (SPEC 4.4)."))
+
+
 def _entity_type(req: func.HttpRequest, allowed: tuple[EntityType, ...] = ENTITY_TYPES) -> EntityType:
     value = str(req.route_params.get("entityType", ""))
     for entity_type in allowed:
@@ -186,3 +193,20 @@ def recompute_insights(req: func.HttpRequest) -> func.HttpResponse:
                                              seconds=round(report.seconds, 3)))
 
     return respond(req, RECOMPUTE, work)
+
+
+@route(bp, EXPORT)
+def export_data_subject(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        entity_type = str(req.route_params.get("entityType", ""))
+        if entity_type not in ("contact", "lead", "user"):
+            raise NotFound(f"unknown entity type '{entity_type}'; use contact, lead or user")
+        record, activities, insight = call.services.insights_service().export(
+            call.caller.tenant_id, entity_type, req.route_params["id"])
+        return json_response(m.DataSubjectExport(
+            entity_type=entity_type, id=record.id,  # type: ignore[arg-type]
+            record=record.model_dump(mode="json", by_alias=True),
+            activities=[a.model_dump(mode="json", by_alias=True) for a in activities],
+            insights=None if insight is None else insight.model_dump(mode="json", by_alias=True)))
+
+    return respond(req, EXPORT, work)

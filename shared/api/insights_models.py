@@ -65,3 +65,14 @@ class RecomputeView(ApiModel):
     records: int
     activities: int
     seconds: float
+
+
+class DataSubjectExport(ApiModel):
+    """Everything stored about one person (SPEC 4.4): their record, the activity metadata they take part in, and
+    the insights computed for them."""
+
+    entity_type: Literal["contact", "lead", "user"]
+    id: str
+    record: dict[str, object]
+    activities: list[dict[str, object]]
+    insights: dict[str, object] | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from shared.clock import Clock
 from shared.domain.insights.directory import Directory, EntityType
@@ -140,3 +141,16 @@ class InsightsService:
                                                                                  TenantSettings]:
         settings = self._analytics_on(tenant_id)
         return sorted(self._insights.iter(tenant_id, entity_type), key=lambda i: (i.name.lower(), i.id)), settings
+
+    def export(self, tenant_id: TenantId, entity_type: str, record_id: str) -> tuple[Any, list[Any], Any]:
+        """A person's record, the activities they take part in (or that came from their mailbox), their insights."""
+        kind = {"contact": "contacts", "lead": "leads", "user": "users"}[entity_type]
+        record = self._records.get(tenant_id, kind, record_id)
+        if record is None:
+            raise NotFound(f"no {entity_type} {record_id} is stored for this organisation")
+        email = getattr(record, "email", None)
+        activities = [a for a, _ in self._records.iter_activities(tenant_id)
+                      if (email and email in a.parties) or (entity_type == "user" and a.mailbox_owner_id == record_id)]
+        insight = (self._insights.get(tenant_id, entity_type, record_id)  # type: ignore[arg-type]
+                   if entity_type != "user" else None)
+        return record, activities, insight

@@ -221,3 +221,14 @@ def test_an_admin_can_recompute_at_once(tenant: dict[str, Api]) -> None:
     assert report["records"] == 6 * 3 + len([c for c in generate(accounts=6, sellers=4, seed=11, now=NOW)["contacts"]])
     assert report["activities"] > 0
     assert tenant["seller"].post("relationship-intelligence/insights/recompute").status_code == 403
+
+
+def test_a_data_subject_export_lists_what_is_stored_about_a_person(tenant: dict[str, Api]) -> None:
+    contact = generate(accounts=6, sellers=4, seed=11, now=NOW)["contacts"][2]
+    export = ok(tenant["admin"].get(f"data-subjects/contact/{contact['id']}"))
+    assert export["record"]["email"] == contact["email"]
+    assert all(contact["email"] in [a.get("sender"), *a["to"], *a["cc"], *a["optionalAttendees"]]
+               for a in export["activities"])
+    assert export["insights"] is None or export["insights"]["id"] == contact["id"]
+    assert tenant["seller"].get(f"data-subjects/contact/{contact['id']}").status_code == 403
+    assert tenant["admin"].get("data-subjects/contact/nobody").status_code == 404
