@@ -7,7 +7,7 @@ source `Version` and `IngestedAt` beside the document.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,33 +94,29 @@ class TableRecords:
     def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int) -> tuple[int, bool]:
         """Deletes up to `limit` Exchange-derived rows ingested at or before the given time.
         Returns (deleted, finished)."""
-        batch: list[Operation] = []
-        deleted = 0
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities", Source.EXCHANGE)):
+        def due(entity: StoredEntity) -> bool:
             ingested = entity.properties.get("IngestedAt")
-            if isinstance(ingested, datetime) and ingested > ingested_before:
-                continue
-            batch.append(Operation("delete", entity.row_key))
-            if len(batch) == MAX_BATCH_OPERATIONS:
-                self._tables.transact(tenant_id, batch)
-                deleted += len(batch)
-                batch = []
-                if deleted >= limit:
-                    return deleted, False
-        if batch:
-            self._tables.transact(tenant_id, batch)
-            deleted += len(batch)
-        return deleted, True
+            return not (isinstance(ingested, datetime) and ingested > ingested_before)
+
+        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, limit)
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
                      limit: int) -> tuple[int, bool]:
         """Deletes up to `limit` activity rows in which one of these people takes part, or that came from one of
         these users' mailboxes (their data, after an opt-out). Returns (deleted, finished)."""
+        def theirs(entity: StoredEntity) -> bool:
+            activity = decode(entity, Activity)
+            return bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in user_ids
+
+        return self._delete_where(tenant_id, prefix("activities"), theirs, limit)
+
+    def _delete_where(self, tenant_id: TenantId, row_prefix: str, wanted: Callable[[StoredEntity], bool],
+                      limit: int) -> tuple[int, bool]:
+        """Bounded, resumable deletion in transactions of 100: (deleted, finished)."""
         batch: list[Operation] = []
         deleted = 0
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities")):
-            activity = decode(entity, Activity)
-            if not (addresses.intersection(activity.parties) or activity.mailbox_owner_id in user_ids):
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix):
+            if not wanted(entity):
                 continue
             batch.append(Operation("delete", entity.row_key))
             if len(batch) == MAX_BATCH_OPERATIONS:

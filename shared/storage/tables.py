@@ -122,10 +122,14 @@ class TableStore:
     # -- single entities ------------------------------------------------------------------------------
 
     def get(self, partition_key: str, row_key: str) -> StoredEntity | None:
+        """The row, or None. A key that no write could have stored (ids from a URL) is simply not found."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        check_key("PartitionKey", partition_key)
-        check_key("RowKey", row_key)
+        try:
+            check_key("PartitionKey", partition_key)
+            check_key("RowKey", row_key)
+        except ValueError:
+            return None
         table = self._table()
         with _mapped_errors():
             try:

@@ -149,9 +149,10 @@ def test_transaction_limits_are_enforced_before_calling_the_service(
 
 
 @pytest.mark.parametrize("key", ["a/b", "a#b", "a?b", "a\\b", "tab\there", "", "x" * 1025])
-def test_invalid_keys_are_refused(store: TableStore, key: str) -> None:
+def test_invalid_keys_are_refused_for_writes_and_not_found_for_reads(store: TableStore, key: str) -> None:
     with pytest.raises(ValueError, match="invalid"):
         store.upsert(key or "", "row", {})
+    assert store.get("tenant", key) is None
 
 
 def test_partition_pages_and_prefix_iteration(store: TableStore, tenant_id: TenantId) -> None:
