@@ -82,6 +82,12 @@ def _summary(insight: RecordInsight, settings: TenantSettings) -> m.InsightSumma
                             trend="hidden" if hidden else health.trend, state=health.state)
 
 
+def _introducers_view(insight: RecordInsight, settings: TenantSettings) -> m.IntroducersView:
+    return m.IntroducersView(entity_type=insight.entity_type, id=insight.id, name=insight.name,
+                             mode=settings.who_knows_whom_mode, computed_at=insight.computed_at,
+                             introducers=insight.introducers(settings))
+
+
 @route(bp, RECORD)
 def get_record_insights(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
@@ -126,10 +132,7 @@ def get_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         insight, settings = call.services.insights_service().who_knows_whom(
             call.caller.tenant_id, _entity_type(req, ("lead", "contact")), req.route_params["id"])
-        return json_response(m.IntroducersView(
-            entity_type=insight.entity_type, id=insight.id, name=insight.name,
-            mode=settings.who_knows_whom_mode, computed_at=insight.computed_at,
-            introducers=insight.introducers(settings)))
+        return json_response(_introducers_view(insight, settings))
 
     return respond(req, WHO, work)
 
@@ -142,10 +145,7 @@ def get_who_knows_whom_at_domain(req: func.HttpRequest) -> func.HttpResponse:
             raise ValidationFailed("domain must be an email domain such as fabrikam.com",
                                    errors=[{"field": "domain", "reason": "not a domain"}])
         insight, settings = call.services.insights_service().who_knows_whom_at(call.caller.tenant_id, domain)
-        return json_response(m.IntroducersView(
-            entity_type=insight.entity_type, id=insight.id, name=insight.name,
-            mode=settings.who_knows_whom_mode, computed_at=insight.computed_at,
-            introducers=insight.introducers(settings)))
+        return json_response(_introducers_view(insight, settings))
 
     return respond(req, WHO_AT_DOMAIN, work)
 
