@@ -75,14 +75,16 @@ class SyncService:
         valid = _last_of_each_id(valid, report)
         if kind == "activities":
             valid = self._gate(tenant_id, settings, valid, report)
-        self._store(tenant_id, kind, valid, report)
-        if report.stored and self._index is not None:
+        if valid and self._index is not None:
+            # Written before the data, like every index row: a crash in between leaves a row with nothing to do,
+            # never data that no recompute or purge will look at.
             now = self._clock.now()
             kind_of_work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
             self._index.add(kind_of_work, tenant_id, now)
             if any(getattr(record, "opted_out", False) for _, record in valid):
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4).
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)
+        self._store(tenant_id, kind, valid, report)
         return report
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],
