@@ -82,10 +82,6 @@ class NotFound(AppError):
     status, slug, title = 404, "not-found", "Not Found"
 
 
-class MethodNotAllowed(AppError):
-    status, slug, title = 405, "method-not-allowed", "Method Not Allowed"
-
-
 class Conflict(AppError):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -100,10 +96,6 @@ class PayloadTooLarge(AppError):
 
 class UnsupportedMediaType(AppError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported Media Type"
-
-
-class PreconditionRequired(AppError):
-    status, slug, title = 428, "precondition-required", "Precondition Required"
 
 
 class ServiceUnavailable(AppError):

@@ -12,10 +12,3 @@ _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 def is_guid(value: str) -> bool:
     return bool(_GUID.match(value))
-
-
-def parse_tenant_id(value: str) -> TenantId:
-    normalized = value.strip().lower()
-    if not is_guid(normalized):
-        raise ValueError("a tenant id is a GUID")
-    return TenantId(normalized)

@@ -29,7 +29,6 @@ _STATUS_TEXT = {
     413: "The request body is too large.",
     415: "The request body is not JSON.",
     422: "Well formed but breaks a rule of the product.",
-    428: "If-Match is required.",
     503: "A dependency (storage, identity provider) is unavailable; retry after Retry-After seconds.",
 }
 

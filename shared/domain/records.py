@@ -39,6 +39,12 @@ class InternalUser(_Record):
     active: bool = True
 
 
+class SecurityRoleRecord(_Record):
+    """A role of the tenant's security-role catalogue (SPEC 2.3); once any is synced, it replaces the standard one."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
 class Account(_Record):
     name: str = Field(max_length=200)
     primary_contact_id: RecordId | None = None
@@ -138,6 +144,7 @@ class Activity(_Record):
 
 
 RECORD_KINDS: dict[str, type[_Record]] = {
+    "securityRoles": SecurityRoleRecord,
     "users": InternalUser,
     "accounts": Account,
     "contacts": Contact,

@@ -1,31 +1,25 @@
 """Tenant settings, their audit trail and the synced role catalogue, in the tenant's partition.
 
-Rows: `settings` (the aggregate), `audit|{inverted revision}` (newest first in RowKey order),
-`security-roles` (the catalogue a connector synced, if any).
+Rows: `settings` (the aggregate), `audit|{inverted revision}` (newest first in RowKey order); the role catalogue
+a connector synced is read from its `securityRoles|{id}` rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel
-
 from shared.domain.audit import AuditEvent
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.services.settings import AuditPage, Current
 from shared.storage.documents import DocumentStore, decode, encode
+from shared.storage.records_repository import TableRecords
 from shared.storage.tables import Operation, TableStore
 from shared.tenancy import TenantId
 
 SETTINGS_ROW = "settings"
-ROLES_ROW = "security-roles"
 AUDIT_PREFIX = "audit|"
 _MAX_REVISION = 10**19
-
-
-class RoleCatalogue(BaseModel):
-    roles: list[SecurityRole]
 
 
 def audit_row_key(event: AuditEvent) -> str:
@@ -60,8 +54,7 @@ class TableSettingsRepository:
         return AuditPage([decode(e, AuditEvent) for e in page.entities], page.continuation)
 
     def role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None:
-        stored = self._documents.load(tenant_id, ROLES_ROW, RoleCatalogue)
-        return None if stored is None else stored.document.roles
-
-    def store_role_catalogue(self, tenant_id: TenantId, roles: Sequence[SecurityRole]) -> None:
-        self._tables.upsert(tenant_id, ROLES_ROW, encode(ROLES_ROW, RoleCatalogue(roles=list(roles))))
+        """The catalogue a connector synced (`POST /api/sync/securityRoles`), or None when there is none."""
+        roles = [SecurityRole(id=r.id.lower(), name=r.name)
+                 for r in TableRecords(self._tables).iter_records(tenant_id, "securityRoles")]
+        return roles or None

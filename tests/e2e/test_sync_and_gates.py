@@ -176,3 +176,17 @@ def test_exchange_data_is_purged_when_its_use_ends_and_crm_data_stays(
     assert overview["exchange"]["consent"]["status"] == "granted"
     actions = [e["action"] for e in ok(admin.get("relationship-intelligence/audit"))["events"]]
     assert actions[0] == "exchangeDataPurged"
+
+
+def test_a_synced_role_catalogue_replaces_the_standard_one(admin: Api, connector: Api,
+                                                           services: bootstrap.Services, tenant_id: str) -> None:
+    enable(admin, services, tenant_id, consent=False)
+    assert ok(admin.get("security-roles"))["source"] == "standard"
+    custom = "9A1B2C3D-0000-4000-8000-00000000AB01"
+    ok(connector.post("sync/securityRoles", {"items": [{"id": custom, "version": 1, "name": "Key account manager"}]}))
+    catalogue = ok(admin.get("security-roles"))
+    assert catalogue == {"source": "tenant", "roles": [{"id": custom.lower(), "name": "Key account manager"}]}
+    overview = ok(admin.put("relationship-intelligence/security-roles", {"securityRoleIds": [custom]}))
+    assert overview["exchange"]["securityRoleIds"] == [custom.lower()]
+    assert admin.put("relationship-intelligence/security-roles",
+                     {"securityRoleIds": [SALESPERSON]}).status_code == 422

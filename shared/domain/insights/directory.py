@@ -25,7 +25,6 @@ def is_automated(address: str) -> bool:
 class PeopleOfInterest:
     internal: frozenset[str] | None  # user ids; None means "any internal user"
     external: frozenset[str]  # email addresses
-    regarding_only_external: frozenset[str] = frozenset()  # count only through Regarding (see linkage)
 
 
 @dataclass
@@ -90,12 +89,11 @@ class Directory:
             return PeopleOfInterest(frozenset({lead.owner_id}), frozenset(emails | ({lead.email} if lead.email
                                                                                     else set())))
         opportunity = self.opportunities[record_id]
+        # The account's primary contact is a person of interest too, but only through Regarding: the product's
+        # worked example counts a meeting with them for the account and the contact, not for the opportunity.
         emails = {e for e in (self.contact_email(c) for c in (opportunity.customer_contact_id,
                                                               *opportunity.stakeholder_contact_ids)) if e}
-        owner_account = self.accounts.get(opportunity.account_id or "")
-        primary = self.contact_email(owner_account.primary_contact_id) if owner_account else None
-        return PeopleOfInterest(frozenset({opportunity.owner_id, *opportunity.sales_team_ids}), frozenset(emails),
-                                frozenset({primary} - emails) if primary else frozenset())
+        return PeopleOfInterest(frozenset({opportunity.owner_id, *opportunity.sales_team_ids}), frozenset(emails))
 
     def linked(self, entity_type: EntityType, record_id: str, activity: Activity,
                people: PeopleOfInterest | None = None) -> bool:
