@@ -18,7 +18,8 @@ SYNC = declare(Endpoint(
     function_name="sync_records", method="POST", route="sync/{kind}", tag="data", auth="app",
     permission=Permission.SYNC_DATA, request=SyncBatchRequest, response=SyncReportView, errors=(404, 409),
     summary="Upsert a batch of records or activities (idempotent by id and version).",
-    description="Kinds: users, accounts, contacts, leads, opportunities, activities. Items are validated one by "
+    description="Kinds: securityRoles, users, accounts, contacts, leads, opportunities, activities. Items are "
+                "validated one by "
                 "one; invalid ones and Exchange items whose data gates are closed are listed in `rejected`.",
     path_values=(("kind", tuple(RECORD_KINDS)),),
 ))
