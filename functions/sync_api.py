@@ -19,8 +19,8 @@ SYNC = declare(Endpoint(
     permission=Permission.SYNC_DATA, request=SyncBatchRequest, response=SyncReportView, errors=(404, 409),
     summary="Upsert a batch of records or activities (idempotent by id and version).",
     description="Kinds: securityRoles, users, accounts, contacts, leads, opportunities, activities. Items are "
-                "validated one by "
-                "one; invalid ones and Exchange items whose data gates are closed are listed in `rejected`.",
+                "validated one by one; invalid ones and Exchange items whose data gates are closed are listed in "
+                "`rejected`.",
     path_values=(("kind", tuple(RECORD_KINDS)),),
 ))
 
