@@ -74,9 +74,9 @@ class DocumentStore:
         return self.replace(tenant_id, row_key, document, etag)
 
     @staticmethod
-    def operation(row_key: str, document: BaseModel, etag: str | None, *, kind: str | None = None) -> Operation:
+    def operation(row_key: str, document: BaseModel, etag: str | None) -> Operation:
         """The same write as `save`, as one step of a transaction in the tenant's partition."""
-        properties = encode(kind or row_key, document)
+        properties = encode(row_key, document)
         if etag is None:
             return Operation("create", row_key, properties)
         return Operation("replace", row_key, properties, etag)
