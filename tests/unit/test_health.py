@@ -91,12 +91,34 @@ def test_responsiveness_joins_when_known() -> None:
     assert "responsiveness" in {f.name for f in result.factors}
 
 
-def test_trend_declines_when_contact_stops_and_moves_with_hysteresis() -> None:
-    fading = weekly_both_ways(10, offset_days=15)  # nothing in the last two weeks
-    result = health(fading)
-    assert result.trend == "declining"
-    assert health(weekly_both_ways(10)).trend == "steady"
-    assert health(weekly_both_ways(10), previous_trend="declining").trend in {"steady", "declining"}
+EARLIER_WEEKLY = [email(d) for d in range(30, 113, 7)]  # 12 days with contact in the 84 days before the last 28
+
+
+def test_trend_declines_when_a_weekly_contact_falls_silent_for_four_weeks() -> None:
+    assert health([*EARLIER_WEEKLY, email(3, ours=False), email(2)]).trend == "steady"
+    assert health(EARLIER_WEEKLY).trend == "declining"
+
+
+def test_trend_moves_slowly_two_quiet_weeks_are_not_a_decline() -> None:
+    assert health(weekly_both_ways(14, offset_days=15)).trend == "steady"
+
+
+def test_trend_improves_when_contact_picks_up() -> None:
+    rare = [email(d) for d in (40, 75, 110)]
+    assert health(rare + [email(d) for d in (1, 4, 8, 11, 15, 18)]).trend == "improving"
+    assert health([email(d) for d in (1, 2, 3)]).trend == "notEnoughInformation"  # scored, but only 3 days
+
+
+def test_trend_has_hysteresis() -> None:
+    one_recent_day = [*EARLIER_WEEKLY, email(10)]  # z ≈ −1.4: not enough to enter Declining, enough to stay
+    assert health(one_recent_day).trend == "steady"
+    assert health(one_recent_day, previous_trend="declining").trend == "declining"
+    assert health(one_recent_day, previous_trend="improving").trend == "steady"
+
+
+def test_a_busy_day_counts_once_for_the_trend() -> None:
+    busy_day = [email(5, n=i) for i in range(15)]  # a thread of 15 messages in one day is one day of contact
+    assert health(EARLIER_WEEKLY + busy_day + [email(20)]).trend == "steady"
 
 
 def test_grading_bands_come_from_the_tenant() -> None:

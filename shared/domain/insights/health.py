@@ -9,15 +9,25 @@
 c is the tenant's communication frequency in days, h = 21 days (a short half-life: health reacts in weeks),
 influence(a) = 1 + the tenant's influence percent for the activity's type, g(a) = 1 for up to 4 recipients
 and 4/n beyond (mass mail says little about a tie), over the last 90 days. Frequency is measured against a
-seller who contacts the customer exactly every c days, so each cadence has the same scale. The trend compares
-the score with the one of 14 days earlier, with hysteresis (enter Improving/Declining at ±10 points, leave
-at ±5), so it moves slowly.
+seller who contacts the customer exactly every c days, so each cadence has the same scale.
+
+The trend follows the number and value of recent contact: days with a completed activity (each day weighing
+its most valuable activity, influence·g, so that a thread of replies on one day counts once) in the last 28
+days, S, against the 84 days before, B. If the pace had not changed, S would hold a quarter of S + B, so
+
+    z = (S − N/4) / √(N · 1/4 · 3/4),  N = S + B,  pace ratio = (S/28) / (B/84)
+
+Improving needs z ≥ 2 and a pace at least 1.5 times the earlier one; declining needs z ≤ −2 and at most 2/3
+of it; once entered, a trend holds while |z| ≥ 1 in its direction (hysteresis), so it moves slowly and random
+gaps do not flip it. With N < 4 there is not enough information. `devhost.health_evaluation` measures all this
+on relationships whose truth is known (`python bench/health_eval.py`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -29,8 +39,11 @@ from shared.domain.tenant_settings import ActivityInfluence, CommunicationFreque
 
 WINDOW = timedelta(days=90)
 HALF_LIFE_DAYS = 21.0
-TREND_LOOKBACK = timedelta(days=14)
-TREND_ENTER, TREND_LEAVE = 10, 5
+TREND_RECENT = timedelta(days=28)
+TREND_BASELINE = timedelta(days=84)  # the 84 days before the recent 28
+TREND_ENTER_Z, TREND_LEAVE_Z = 2.0, 1.0
+TREND_MIN_RATIO = 1.5
+TREND_MIN_WEIGHT = 4.0
 MIN_ACTIVITIES = 3
 TOO_OLD = timedelta(days=730)
 MASS_MAIL_RECIPIENTS = 4
@@ -142,25 +155,33 @@ def compute_health(directory: Directory, activities: Sequence[Activity], now: da
     cadence = CADENCE_DAYS[frequency]
     score, factors, drivers = _score_at(directory, usable, now, cadence, influence, response_rate)
     return Health(state="scored", score=score, grade=grade_of(score, grading),
-                  trend=_trend(directory, usable, now, cadence, influence, score, previous_trend),
+                  trend=_trend(usable, now, influence, previous_trend),
                   factors=factors, drivers=drivers)
 
 
-def _trend(directory: Directory, activities: Sequence[Activity], now: datetime, cadence: int,
-           influence: ActivityInfluence, score: int, previous: Trend | None) -> Trend:
-    then = now - TREND_LOOKBACK
-    earlier = [a for a in activities if a.completed and a.start <= then and then - a.start <= WINDOW]
-    if len(earlier) < MIN_ACTIVITIES:
+def _trend(activities: Sequence[Activity], now: datetime, influence: ActivityInfluence,
+           previous: Trend | None) -> Trend:
+    days: dict[tuple[bool, date], float] = {}  # (recent?, day) → the most valuable activity of that day
+    for a in activities:
+        if not a.completed or a.start > now or now - a.start > TREND_RECENT + TREND_BASELINE:
+            continue
+        key = (now - a.start <= TREND_RECENT, a.start.date())
+        days[key] = max(days.get(key, 0.0), _influence(a.kind, influence) * _group_discount(a))
+    recent = sum(v for (is_recent, _), v in days.items() if is_recent)
+    baseline = sum(v for (is_recent, _), v in days.items() if not is_recent)
+    total = recent + baseline
+    if total < TREND_MIN_WEIGHT:
         return "notEnoughInformation"
-    before, _, _ = _score_at(directory, earlier, then, cadence, influence, None)
-    delta = score - before
-    if previous == "improving" and delta > TREND_LEAVE:
+    share = TREND_RECENT / (TREND_RECENT + TREND_BASELINE)
+    z = (recent - total * share) / math.sqrt(total * share * (1 - share))
+    pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
+    if previous == "improving" and z >= TREND_LEAVE_Z:
         return "improving"
-    if previous == "declining" and delta < -TREND_LEAVE:
+    if previous == "declining" and z <= -TREND_LEAVE_Z:
         return "declining"
-    if delta >= TREND_ENTER:
+    if z >= TREND_ENTER_Z and pace >= TREND_MIN_RATIO:
         return "improving"
-    if delta <= -TREND_ENTER:
+    if z <= -TREND_ENTER_Z and pace <= 1 / TREND_MIN_RATIO:
         return "declining"
     return "steady"
 
