@@ -1,0 +1,49 @@
+"""How well the health model separates strong from weak relationships, and how its trend behaves, on
+synthetic ties whose truth is known (see devhost/health_evaluation.py for the method).
+
+    .venv/bin/python bench/health_eval.py [--relationships 300] [--seeds 11 12 13]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devhost.health_evaluation import evaluate
+from devhost.ties import generate
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def _weeks(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} wk"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--relationships", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
+    args = parser.parse_args()
+    print("seed | ties | activities | scored | AUC truth: model / recency / volume | AUC next 30 d: model / recency / "
+          "volume | Spearman | cooling → declining | warming → improving | steady false alarms | flips/quarter")
+    for seed in args.seeds:
+        started = time.perf_counter()
+        data = generate(relationships=args.relationships, seed=seed, now=NOW)
+        result = evaluate(data, NOW)
+        truth, future = result.auc_truth, result.auc_future
+        print(f"{seed} | {args.relationships} | {len(data.records['activities'])} | {result.coverage:.0%} | "
+              f"{truth['model']:.3f} / {truth['recency']:.3f} / {truth['volume90d']:.3f} | "
+              f"{future['model']:.3f} / {future['recency']:.3f} / {future['volume90d']:.3f} | "
+              f"{result.spearman:.2f} | {result.cooling_declining:.0%} in {_weeks(result.cooling_delay_weeks)} | "
+              f"{result.warming_improving:.0%} in {_weeks(result.warming_delay_weeks)} | "
+              f"{result.steady_false_alarms:.1%} | {result.steady_flips_per_quarter:.2f} "
+              f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
