@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.alias_generators import to_camel
 
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s/\\#?]+@[^@\s/\\#?]+$",
+_ADDRESS_PART = r"[^@\s/\\#?\x00-\x1f\x7f-\x9f]+"  # also what a Table Storage key may hold
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=rf"^{_ADDRESS_PART}@{_ADDRESS_PART}$",
                                          to_lower=True, strip_whitespace=True)]
 Version = Annotated[int, Field(ge=0, le=2**62)]
 

@@ -129,13 +129,15 @@ def test_invalid_items_are_listed_and_the_rest_is_stored(admin: Api, connector: 
         {**email("naive", "crm", None), "start": "2026-01-01T10:00:00"},
         {**email("no-owner", "exchange", None)},
         {"id": "body", "version": 1, "source": "crm", "kind": "email", "start": NOW.isoformat(), "body": "secret"},
+        {**email("control", "crm", None), "to": ["lee\u0001@fabrikam.com"]},
     ]}))
     assert report["stored"] == 1
     reasons = {r["index"]: (r["reason"], r["detail"] or "") for r in report["rejected"]}
-    assert set(reasons) == {1, 2, 3}
+    assert set(reasons) == {1, 2, 3, 4}
     assert "time zone" in reasons[1][1]
     assert "mailboxOwnerId" in reasons[2][1]
     assert "body: unknown field" in reasons[3][1]  # metadata only: no message bodies, ever
+    assert reasons[4][0] == "invalid"  # a control character is no address (nor a valid table key)
 
 
 @pytest.mark.parametrize(("path", "body", "status"), [
@@ -172,6 +174,9 @@ def test_exchange_data_is_purged_when_its_use_ends_and_crm_data_stays(
     assert run.status_code == 202
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
     assert len(list(records.iter_records(tenant, "activities", Source.CRM))) == 20
+    every_row = list(services.tables.iter_partition(tenant_id))
+    assert not [e.row_key for e in every_row if e.properties.get("Source") == "exchange"
+                or "|exchange|" in e.row_key or '"source":"exchange"' in str(e.properties.get("Doc0", ""))]
     overview = ok(admin.get("relationship-intelligence"))
     assert overview["exchange"]["consent"]["status"] == "granted"
     actions = [e["action"] for e in ok(admin.get("relationship-intelligence/audit"))["events"]]
