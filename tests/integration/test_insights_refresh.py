@@ -12,6 +12,7 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
 from shared.config import Settings
+from shared.domain.insights.snapshot import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.schedules import IndexKind
 from shared.storage.insights_repository import TableInsights
@@ -66,3 +67,65 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Ser
     assert len(changed) < len(after) / 2
     assert after[("contact", contact["id"])].crm.kpis.team.phone_calls_made == \
         before[("contact", contact["id"])].crm.kpis.team.phone_calls_made + 1
+
+
+def _enabled_with_exchange(world: bootstrap.Services) -> TenantId:
+    tenant = TenantId(str(uuid.uuid4()))
+    settings = world.settings_service()
+    settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
+    settings.change(tenant, "a", "e", lambda s, now: s.enable(
+        "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
+    settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
+    return tenant
+
+
+def _content(insight: RecordInsight) -> tuple[object, ...]:
+    """What activities decide (the trend also depends on the previous answer, so it is left out)."""
+    def variant(v: Variant | None) -> object:
+        return None if v is None else (v.kpis, v.health.score, v.health.state, v.health.factors)
+
+    return (variant(insight.crm), variant(insight.with_exchange), insight.introducers_basic,
+            insight.introducers_enhanced)
+
+
+def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) -> None:
+    tenant = _enabled_with_exchange(world)
+    data = generate(accounts=8, sellers=4, seed=5, now=NOW)
+    sync = world.sync_service()
+    for kind, items in data.items():
+        sync.ingest(tenant, kind, items)
+    insights = world.insights_service()
+    full = insights.recompute(tenant)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(timedelta(hours=1))
+    contact = next(c for c in data["contacts"] if c["accountId"] == "account-2")
+    seller, lead = data["users"][2], data["leads"][5]
+    at = (NOW + timedelta(minutes=30)).isoformat()
+    delta = [
+        {"id": "d-mail", "version": 1, "source": "exchange", "kind": "email", "mailboxOwnerId": seller["id"],
+         "sender": contact["email"], "to": [seller["email"]], "start": at, "threadId": "t-d"},
+        {"id": "d-task", "version": 1, "source": "crm", "kind": "task", "sender": seller["email"], "start": at,
+         "regarding": {"type": "opportunity", "id": "opp-6"}},
+        {"id": "d-lead", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
+         "to": [lead["email"]], "start": at, "durationMinutes": 7},
+    ]
+    assert sync.ingest(tenant, "activities", delta).stored == 3
+    refreshed = insights.refresh(tenant)
+    assert 0 < refreshed.records < full.records
+
+    after_refresh = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
+    changed = {k for k, i in after_refresh.items() if i.computed_at == world.clock.now()}
+    assert {("contact", contact["id"]), ("account", "account-2"), ("opportunity", "opp-6"),
+            ("lead", lead["id"])} <= changed
+    insights.recompute(tenant)
+    after_full = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
+    for key in changed:
+        assert _content(after_refresh[key]) == _content(after_full[key]), key
+    for key in after_full.keys() - changed:  # the others: nothing new about them (time alone moves scores)
+        for old, new in ((after_refresh[key].crm, after_full[key].crm),
+                         (after_refresh[key].with_exchange, after_full[key].with_exchange)):
+            assert old is not None
+            assert new is not None
+            assert old.kpis.activities == new.kpis.activities, key
+
+    assert insights.refresh(tenant).records == 0  # nothing new since
