@@ -225,3 +225,34 @@ def test_tenants_never_see_each_others_rows(store: TableStore) -> None:
     documents.save(a, "profile", Profile(name="a"), None)
     assert documents.load(b, "profile", Profile) is None
     assert list(store.iter_partition(b)) == []
+
+
+def test_a_scan_fetches_only_the_selected_properties(store: TableStore, tenant_id: TenantId) -> None:
+    store.create(tenant_id, "a|1", {"Keep": "x", "Drop": "y"})
+    store.create(tenant_id, "a|2", {"Drop": "y"})
+    rows = list(store.iter_partition(tenant_id, row_key_prefix="a|", select=["Keep"]))
+    assert [(r.partition_key, r.row_key) for r in rows] == [(tenant_id, "a|1"), (tenant_id, "a|2")]
+    assert all("Drop" not in r.properties for r in rows)
+    assert rows[0].properties.get("Keep") == "x"
+    assert rows[0].etag == store.get(tenant_id, "a|1").etag  # type: ignore[union-attr]
+
+
+def test_activities_larger_than_one_property_survive_the_narrow_scan(store: TableStore, tenant_id: TenantId) -> None:
+    from datetime import UTC, datetime
+
+    from shared.domain.records import Activity
+    from shared.storage.records_repository import TableRecords
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    many = [f"{'x' * 180}{i}@fabrikam.com" for i in range(450)]  # about 90,000 characters: several properties
+    big = Activity.model_validate({"id": "big", "version": 1, "source": "crm", "kind": "email",
+                                   "sender": "ann@contoso.com", "to": many, "start": now}, strict=False)
+    small = big.model_copy(update={"id": "small", "to": ("lee@fabrikam.com",)})
+    records = TableRecords(store)
+    records.write(tenant_id, "activities", [(big, None), (small, None)], now)
+    assert store.get(tenant_id, "activity|crm|big").properties["DocChunks"] > 1  # type: ignore[union-attr,operator]
+    found = {a.id: (a, at) for a, at in records.iter_activities(tenant_id)}
+    assert found["big"] == (big, now)
+    assert found["small"] == (small, now)
+    assert {a.id: at for a, at in records.iter_activities(tenant_id, with_ingested_at=False)} == {
+        "big": None, "small": None}
