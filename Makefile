@@ -46,6 +46,8 @@ bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/api_roundtrips.py
 	$(PY) bench/deadline_scale.py
+	$(PY) bench/insights.py
+	$(PY) bench/health_eval.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from typing import Any
 from shared.clock import Clock
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.health import needs_attention
-from shared.domain.insights.snapshot import RecordInsight, compute, row_key_of, touched
+from shared.domain.insights.snapshot import RecordInsight, compute, relevant_to, row_key_of, touched
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound
 from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, IndexKind, ScheduleIndex
@@ -62,10 +62,11 @@ class InsightsService:
             leads=self._records.iter_records(tenant_id, "leads"),
             opportunities=self._records.iter_records(tenant_id, "opportunities"),
         )
-        stored = list(self._records.iter_activities(tenant_id))
-        activities = [a for a, _ in stored]
-        through = max((at for _, at in stored if at is not None), default=None)
         mark = self._insights.refreshed_through(tenant_id) if incremental else None
+        # A full recompute has seen everything stored before it started; only a refresh needs each moment.
+        stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None))
+        activities = [a for a, _ in stored]
+        through = max((at for _, at in stored if at is not None), default=None) if mark is not None else now
         if mark is None:
             results = compute(directory, settings, activities, now, previous)
             current = {row_key_of(i) for i in results}
@@ -74,8 +75,9 @@ class InsightsService:
                 self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         else:
             new = [a for a, at in stored if at is not None and at > mark]
-            results = (compute(directory, settings, activities, now, previous,
-                               only=touched(directory, settings, new)) if new else [])
+            keys = touched(directory, settings, new) if new else set()
+            results = (compute(directory, settings, relevant_to(directory, keys, activities), now, previous,
+                               only=keys) if keys else [])
             self._insights.update(tenant_id, results)
         if through is not None:
             self._insights.mark_refreshed(tenant_id, through)

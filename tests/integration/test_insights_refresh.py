@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -30,16 +31,26 @@ def world(settings: Settings) -> bootstrap.Services:
                            clock=FixedClock(NOW))
 
 
-def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Services) -> None:
+def _seeded(world: bootstrap.Services, *, consent: bool, accounts: int, sellers: int, seed: int,
+            ) -> tuple[TenantId, dict[str, list[dict[str, Any]]]]:
+    """A tenant with relationship intelligence on (and Exchange consented if asked), holding a generated dataset."""
     tenant = TenantId(str(uuid.uuid4()))
     settings = world.settings_service()
     settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
     settings.change(tenant, "a", "e", lambda s, now: s.enable(
         "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
-    data = generate(accounts=5, sellers=3, seed=3, now=NOW)
+    if consent:
+        settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
+    data = generate(accounts=accounts, sellers=sellers, seed=seed, now=NOW)
     sync = world.sync_service()
     for kind, items in data.items():
         sync.ingest(tenant, kind, items)
+    return tenant, data
+
+
+def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Services) -> None:
+    tenant, data = _seeded(world, consent=False, accounts=5, sellers=3, seed=3)
+    sync = world.sync_service()
     assert isinstance(world.clock, FixedClock)
     world.consent_timer().run()  # the first computation is a full one
     insights = TableInsights(world.tables)
@@ -69,16 +80,6 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Ser
         before[("contact", contact["id"])].crm.kpis.team.phone_calls_made + 1
 
 
-def _enabled_with_exchange(world: bootstrap.Services) -> TenantId:
-    tenant = TenantId(str(uuid.uuid4()))
-    settings = world.settings_service()
-    settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
-    settings.change(tenant, "a", "e", lambda s, now: s.enable(
-        "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
-    settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
-    return tenant
-
-
 def _content(insight: RecordInsight) -> tuple[object, ...]:
     """What activities decide (the trend also depends on the previous answer, so it is left out)."""
     def variant(v: Variant | None) -> object:
@@ -89,11 +90,8 @@ def _content(insight: RecordInsight) -> tuple[object, ...]:
 
 
 def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) -> None:
-    tenant = _enabled_with_exchange(world)
-    data = generate(accounts=8, sellers=4, seed=5, now=NOW)
+    tenant, data = _seeded(world, consent=True, accounts=8, sellers=4, seed=5)
     sync = world.sync_service()
-    for kind, items in data.items():
-        sync.ingest(tenant, kind, items)
     insights = world.insights_service()
     full = insights.recompute(tenant)
     assert isinstance(world.clock, FixedClock)
@@ -108,15 +106,17 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) 
          "regarding": {"type": "opportunity", "id": "opp-6"}},
         {"id": "d-lead", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
          "to": [lead["email"]], "start": at, "durationMinutes": 7},
+        {"id": "d-stranger", "version": 1, "source": "crm", "kind": "email", "sender": seller["email"],
+         "to": [f"someone.new@{data['accounts'][3]['emailDomains'][0]}"], "start": at},  # only the company knows
     ]
-    assert sync.ingest(tenant, "activities", delta).stored == 3
+    assert sync.ingest(tenant, "activities", delta).stored == 4
     refreshed = insights.refresh(tenant)
     assert 0 < refreshed.records < full.records
 
     after_refresh = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
     changed = {k for k, i in after_refresh.items() if i.computed_at == world.clock.now()}
     assert {("contact", contact["id"]), ("account", "account-2"), ("opportunity", "opp-6"),
-            ("lead", lead["id"])} <= changed
+            ("lead", lead["id"]), ("account", "account-3")} <= changed
     insights.recompute(tenant)
     after_full = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
     for key in changed:

@@ -129,6 +129,24 @@ def touched(directory: Directory, settings: TenantSettings, new: Sequence[Activi
     return keys
 
 
+def relevant_to(directory: Directory, keys: set[tuple[EntityType, str]],
+              activities: Iterable[Activity]) -> list[Activity]:
+    """The activities these records' insights can depend on: those with a person of interest of theirs, with
+    someone at an account's email domain (its introducers), or regarding one of them. An incremental refresh
+    computes from these only."""
+    addresses: set[str] = set()
+    domains: set[str] = set()
+    for entity_type, record_id in keys:
+        if directory.record(entity_type, record_id) is None:
+            continue
+        addresses |= directory.people_of_interest(entity_type, record_id).external
+        if entity_type == "account":
+            domains |= set(directory.accounts[record_id].email_domains)
+    return [a for a in activities
+            if (a.regarding is not None and (a.regarding.type, a.regarding.id) in keys)
+            or any(p in addresses or p.rpartition("@")[2] in domains for p in a.parties)]
+
+
 def compute(directory: Directory, settings: TenantSettings, activities: Sequence[Activity], now: datetime,
             previous: dict[tuple[EntityType, str], RecordInsight] | None = None,
             only: set[tuple[EntityType, str]] | None = None) -> list[RecordInsight]:
