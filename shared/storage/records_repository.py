@@ -92,7 +92,10 @@ class TableRecords:
         wanted = ["DocChunks", "Doc0", *(["IngestedAt"] if with_ingested_at else [])]
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities"), select=wanted):
             if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
-                entity = self._tables.get(tenant_id, entity.row_key) or entity
+                whole = self._tables.get(tenant_id, entity.row_key)
+                if whole is None:  # deleted (purged) since the scan passed it
+                    continue
+                entity = whole
             ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
             yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
 

@@ -256,3 +256,22 @@ def test_activities_larger_than_one_property_survive_the_narrow_scan(store: Tabl
     assert found["small"] == (small, now)
     assert {a.id: at for a, at in records.iter_activities(tenant_id, with_ingested_at=False)} == {
         "big": None, "small": None}
+
+
+def test_a_large_activity_deleted_while_a_scan_runs_is_skipped(store: TableStore, tenant_id: TenantId) -> None:
+    from datetime import UTC, datetime
+
+    from shared.domain.records import Activity
+    from shared.storage.records_repository import TableRecords
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    big = Activity.model_validate({"id": "big", "version": 1, "source": "crm", "kind": "email",
+                                   "sender": "ann@contoso.com", "to": [f"{'x' * 180}{i}@fabrikam.com"
+                                                                       for i in range(450)], "start": now},
+                                  strict=False)
+    records = TableRecords(store)
+    records.write(tenant_id, "activities", [(big.model_copy(update={"id": "a-first"}), None), (big, None)], now)
+    scan = records.iter_activities(tenant_id)
+    assert next(scan)[0].id == "a-first"  # the page holding both rows' first parts has been fetched
+    store.delete(tenant_id, "activity|crm|big")  # a purge, meanwhile
+    assert list(scan) == []
