@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import Clock
@@ -21,6 +22,12 @@ from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
+
+# A sync call stamps each batch just before writing it, so a batch stamped before a scan began may still commit
+# after the scan has passed its keys. A computation therefore says it has seen only what was stored this long
+# before it began: the next refresh looks at that margin again (recomputing a record twice is harmless; missing
+# an activity until the daily recompute is not). Far longer than a batch write, and than clock skew between hosts.
+WRITE_SETTLE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class InsightsService:
         # A full recompute has seen everything stored before it started; only a refresh needs each moment.
         stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None))
         activities = [a for a, _ in stored]
-        through = max((at for _, at in stored if at is not None), default=None) if mark is not None else now
+        through = _seen_through(mark, [at for _, at in stored], now)
         if mark is None:
             results = compute(directory, settings, activities, now, previous)
             current = {row_key_of(i) for i in results}
@@ -79,7 +86,7 @@ class InsightsService:
             results = (compute(directory, settings, relevant_to(directory, keys, activities), now, previous,
                                only=keys) if keys else [])
             self._insights.update(tenant_id, results)
-        if through is not None:
+        if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
         report = RecomputeReport(len(results), len(activities), time.perf_counter() - started)
         log.info("insights %s: %d records from %d activities in %.2f s",
@@ -156,3 +163,15 @@ class InsightsService:
         insight = (self._insights.get(tenant_id, entity_type, record_id)  # type: ignore[arg-type]
                    if entity_type != "user" else None)
         return record, activities, insight
+
+
+def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:
+    """The mark the next refresh starts from: every activity stored up to it has been computed, and no batch
+    stamped up to it can still be committing. Never moves back."""
+    settled = now - WRITE_SETTLE
+    if mark is None:  # a full recompute has seen everything that had settled when it began
+        return settled
+    newest = max((at for at in stored_at if at is not None), default=None)
+    if newest is None:
+        return mark
+    return max(mark, min(newest, settled))

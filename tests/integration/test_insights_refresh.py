@@ -15,6 +15,7 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.domain.insights.snapshot import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.insights import WRITE_SETTLE
 from shared.services.schedules import IndexKind
 from shared.storage.insights_repository import TableInsights
 from shared.storage.schedule_index import TableScheduleIndex
@@ -52,13 +53,14 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Ser
     tenant, data = _seeded(world, consent=False, accounts=5, sellers=3, seed=3)
     sync = world.sync_service()
     assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)  # the sync has settled
     world.consent_timer().run()  # the first computation is a full one
     insights = TableInsights(world.tables)
     before = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
     assert len(before) == 5 * 3 + len(data["contacts"])
     due = [e for e in TableScheduleIndex(world.tables).due(IndexKind.INSIGHTS_RECOMPUTE, NOW + timedelta(days=2))
            if e.tenant_id == tenant]
-    assert [e.due for e in due] == [NOW + timedelta(days=1)]  # tomorrow's full recompute is scheduled
+    assert [e.due for e in due] == [world.clock.now() + timedelta(days=1)]  # tomorrow's full recompute is due
 
     world.clock.advance(timedelta(hours=2))
     contact = next(c for c in data["contacts"] if c["accountId"] == "account-3")
@@ -93,8 +95,9 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) 
     tenant, data = _seeded(world, consent=True, accounts=8, sellers=4, seed=5)
     sync = world.sync_service()
     insights = world.insights_service()
-    full = insights.recompute(tenant)
     assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    full = insights.recompute(tenant)
     world.clock.advance(timedelta(hours=1))
     contact = next(c for c in data["contacts"] if c["accountId"] == "account-2")
     seller, lead = data["users"][2], data["leads"][5]
@@ -128,4 +131,29 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) 
             assert new is not None
             assert old.kpis.activities == new.kpis.activities, key
 
-    assert insights.refresh(tenant).records == 0  # nothing new since
+    world.clock.advance(WRITE_SETTLE)  # what was stored just before a computation began is looked at once more
+    assert insights.refresh(tenant).records == len(changed)
+    assert insights.refresh(tenant).records == 0  # then nothing is new
+
+
+def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(world: bootstrap.Services,
+                                                                                ) -> None:
+    tenant, data = _seeded(world, consent=False, accounts=4, sellers=2, seed=8)
+    insights = world.insights_service()
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(timedelta(hours=1))
+    insights.recompute(tenant)
+    contact = next(c for c in data["contacts"] if c["accountId"] == "account-1")
+    before = insights.record(tenant, "contact", contact["id"])[0].crm
+    # A sync call stamped its batch a minute before the recompute began, and committed it only after the scan
+    # had passed: the stamp is in the past of the recompute that did not see it.
+    world.clock.advance(timedelta(minutes=-1))
+    assert world.sync_service().ingest(tenant, "activities", [{
+        "id": "late-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
+        "to": [contact["email"]], "start": NOW.isoformat(), "durationMinutes": 5}]).stored == 1
+    world.clock.advance(timedelta(minutes=20))
+    assert insights.refresh(tenant).records > 0
+    after = insights.record(tenant, "contact", contact["id"])[0].crm
+    assert before is not None
+    assert after is not None
+    assert after.kpis.team.phone_calls_made == before.kpis.team.phone_calls_made + 1
