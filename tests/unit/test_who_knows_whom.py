@@ -74,3 +74,14 @@ def test_the_introduction_email_fills_the_template() -> None:
     subject, body = introduction_email(EmailTemplate(subject="Meet {target}", body="Hi {introducer}, {requester}"),
                                        introducer="Ann", target="Lee", requester="Bob")
     assert (subject, body) == ("Meet Lee", "Hi Ann, Bob")
+
+
+def test_a_new_activity_touches_every_account_of_its_domain() -> None:
+    from shared.domain.insights.snapshot import touched
+    from shared.domain.records import Account
+
+    accounts = [Account.model_validate({"id": i, "version": 1, "name": i, "emailDomains": ["fabrikam.com"]},
+                                       strict=False) for i in ("fabrikam-eu", "fabrikam-us")]
+    directory = Directory.of(users=[user("ann")], accounts=accounts)
+    keys = touched(directory, settings(enhanced=False), [mail("ann", 1)])
+    assert {("account", "fabrikam-eu"), ("account", "fabrikam-us")} <= keys

@@ -114,7 +114,10 @@ def touched(directory: Directory, settings: TenantSettings, new: Sequence[Activi
     they can change (the lead or contact taking part, the account of a party's email domain)."""
     usable = usable_activities(directory, settings, new)
     keys: set[tuple[EntityType, str]] = set(link(directory, usable))
-    domains = {d: a.id for a in directory.accounts.values() for d in a.email_domains}
+    accounts_at: dict[str, set[str]] = {}  # a domain can be shared (a group's companies, a parent's domain)
+    for account in directory.accounts.values():
+        for domain in account.email_domains:
+            accounts_at.setdefault(domain, set()).add(account.id)
     for activity in usable:
         for party in activity.parties:
             contact = directory.contacts_by_email.get(party)
@@ -123,9 +126,7 @@ def touched(directory: Directory, settings: TenantSettings, new: Sequence[Activi
             lead = directory.leads_by_email.get(party)
             if lead is not None:
                 keys.add(("lead", lead.id))
-            account = domains.get(party.rsplit("@", 1)[-1])
-            if account is not None:
-                keys.add(("account", account))
+            keys.update(("account", a) for a in accounts_at.get(party.rpartition("@")[2], ()))
     return keys
 
 
