@@ -116,6 +116,27 @@ def test_trend_has_hysteresis() -> None:
     assert health(one_recent_day, previous_trend="improving").trend == "steady"
 
 
+def test_a_new_relationship_has_no_earlier_pace_to_compare_with() -> None:
+    first_weeks = [email(d) for d in (1, 4, 8, 11, 15, 18)]
+    assert health(first_weeks, created_on=NOW - timedelta(days=20)).trend == "notEnoughInformation"
+    assert health(first_weeks, created_on=None).trend == "notEnoughInformation"
+    assert health(first_weeks).trend == "improving"  # a record known for long: from silence to contact
+
+
+def test_a_younger_relationship_compares_with_the_history_it_has() -> None:
+    twice_a_week = [email(d + k) for d in range(0, 63, 7) for k in (0, 3)]
+    assert health(twice_a_week, created_on=NOW - timedelta(days=63)).trend == "steady"
+    silent_lately = [a for a in twice_a_week if a.start < NOW - timedelta(days=28)]
+    assert health(silent_lately, created_on=NOW - timedelta(days=63)).trend == "declining"
+
+
+def test_influence_settings_do_not_change_how_sure_the_trend_must_be() -> None:
+    one_recent_day = [*(email(d) for d in range(30, 113, 6)), email(10)]  # z ≈ −1.6 whatever emails weigh
+    assert health(one_recent_day).trend == "steady"
+    assert health(one_recent_day, influence=ActivityInfluence(email=50)).trend == "steady"
+    assert health(one_recent_day, influence=ActivityInfluence(email=-50)).trend == "steady"
+
+
 def test_a_busy_day_counts_once_for_the_trend() -> None:
     busy_day = [email(5, n=i) for i in range(15)]  # a thread of 15 messages in one day is one day of contact
     assert health(EARLIER_WEEKLY + busy_day + [email(20)]).trend == "steady"
