@@ -1,21 +1,24 @@
 """How well the health model tells strong relationships from weak ones, on ties whose truth is known
 (`devhost.ties`), with the proxy tasks of peers.md §3.3 step 5.
 
-The product's own computation runs (`snapshot.compute`, with Exchange data usable and the default options) once
-a week over the last 17 weeks, each time on the activities known by then, carrying the previous trend forward
-as the timer does. Then:
+The product's own computation (`snapshot.compute`, with Exchange data usable and the default options) runs over
+the last 17 weeks, each time on the activities known by then, carrying the previous trend forward as the daily
+recompute does: once a day by default (the product's own rhythm, which gives a trend the most chances to
+flip), or once a week for a quicker run. Then, over every answer:
 - ranking: the area under the ROC curve of the score, against the truth (the tie's rate at that moment is at
   least half the expected cadence) and against the future (at least two touches in the next 30 days), beside
   two baselines (days since the last activity; activities in the last 90 days);
 - Spearman's rank correlation between the score and the true rate;
 - trend: share of cooling ties called declining, and of warming ties called improving, within 8 weeks of
-  their change, and the median delay; false alarms (the share of a steady tie's weekly answers that say
-  improving or declining) and trend flips per steady tie and quarter.
+  their change, and the median delay, beside the same share among steady ties over their last 8 weeks (what
+  chance alone would give); false alarms (the share of a steady tie's answers that say improving or
+  declining) and trend changes per steady tie and quarter.
 Unscored answers (not enough information) rank below every score: abstaining is not rewarded.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import statistics
 from collections import defaultdict
@@ -31,6 +34,8 @@ from shared.domain.records import Account, Activity, Contact, InternalUser
 from shared.domain.tenant_settings import TenantSettings
 
 WEEKS = 17
+DAILY, WEEKLY = timedelta(days=1), timedelta(weeks=1)
+QUARTER = timedelta(days=91)
 FUTURE = timedelta(days=30)
 DETECTION_WINDOW = timedelta(weeks=8)
 UNSCORED = -1.0
@@ -57,6 +62,8 @@ class Evaluation:
     cooling_delay_weeks: float | None = None  # median, of those detected
     warming_improving: float = 0.0
     warming_delay_weeks: float | None = None
+    steady_declining: float = 0.0  # chance: steady ties called declining at least once in their last 8 weeks
+    steady_improving: float = 0.0
     steady_false_alarms: float = 0.0
     steady_flips_per_quarter: float = 0.0
 
@@ -69,7 +76,7 @@ def settings_for(now: datetime) -> TenantSettings:
     return settings.record_consent_granted("admin", (), start)
 
 
-def observe(data: Ties, now: datetime) -> list[Observation]:
+def observe(data: Ties, now: datetime, step: timedelta = DAILY) -> list[Observation]:
     records = data.records
     directory = Directory.of(
         users=[InternalUser.model_validate(u, strict=False) for u in records["users"]],
@@ -77,18 +84,20 @@ def observe(data: Ties, now: datetime) -> list[Observation]:
         contacts=[Contact.model_validate(c, strict=False) for c in records["contacts"]])
     activities = sorted((Activity.model_validate(a, strict=False) for a in records["activities"]),
                         key=lambda a: a.start)
+    starts = [a.start for a in activities]
     touches: dict[str, list[Activity]] = defaultdict(list)
     for activity in activities:
         if activity.in_reply_to_sent_at is None:
             touches[next(p for p in activity.parties if not directory.is_internal(p))].append(activity)
     settings = settings_for(now)
     email_of = {c.id: c.email for c in directory.contacts.values()}
+    contacts: set[tuple[EntityType, str]] = {("contact", tie.contact_id) for tie in data.ties}
     previous: dict[tuple[EntityType, str], RecordInsight] = {}
     observations = []
-    for week in range(WEEKS - 1, -1, -1):
-        at = now - timedelta(weeks=week)
-        known = [a for a in activities if a.start <= at]
-        results = compute(directory, settings, known, at, previous)
+    for n in range(int(_span() / step), -1, -1):
+        at = now - n * step
+        known = activities[:bisect.bisect_right(starts, at)]
+        results = compute(directory, settings, known, at, previous, only=contacts)
         previous = {row_key_of(i): i for i in results}
         for tie in data.ties:
             insight = previous[("contact", tie.contact_id)]
@@ -103,8 +112,12 @@ def observe(data: Ties, now: datetime) -> list[Observation]:
     return observations
 
 
-def evaluate(data: Ties, now: datetime) -> Evaluation:
-    observations = observe(data, now)
+def _span() -> timedelta:
+    return timedelta(weeks=WEEKS - 1)
+
+
+def evaluate(data: Ties, now: datetime, step: timedelta = DAILY) -> Evaluation:
+    observations = observe(data, now, step)
     weekly_cadence = 7 / CADENCE_DAYS[settings_for(now).relationship_analytics.communication_frequency]
     truth = [o.tie.rate_at(o.at) >= weekly_cadence / 2 for o in observations]
     future = [o.future_touches >= 2 for o in observations]
@@ -121,13 +134,15 @@ def evaluate(data: Ties, now: datetime) -> Evaluation:
     result.cooling_declining, result.cooling_delay_weeks = _detection(observations, now, "cooling", "declining")
     result.warming_improving, result.warming_delay_weeks = _detection(observations, now, "warming", "improving")
     steady = [o for o in observations if o.tie.scenario.startswith("steady") and o.health.score is not None]
+    result.steady_declining, result.steady_improving = (_by_chance(steady, now, trend)
+                                                        for trend in ("declining", "improving"))
     result.steady_false_alarms = (sum(o.health.trend in ("improving", "declining") for o in steady) / len(steady)
                                   if steady else 0.0)
     by_tie: dict[str, list[str]] = defaultdict(list)
     for o in steady:
         by_tie[o.tie.contact_id].append(o.health.trend)
     flips = sum(sum(1 for a, b in itertools.pairwise(trends) if a != b) for trends in by_tie.values())
-    result.steady_flips_per_quarter = flips / max(1, len(by_tie)) * 13 / WEEKS
+    result.steady_flips_per_quarter = flips / max(1, len(by_tie)) * (QUARTER / _span())
     return result
 
 
@@ -135,7 +150,7 @@ def _detection(observations: Sequence[Observation], now: datetime, scenario: str
                ) -> tuple[float, float | None]:
     """Of the ties of a scenario whose first 8 weeks after the change were all observed: the share whose trend
     said so within those 8 weeks, and the median delay in weeks."""
-    first_seen = now - timedelta(weeks=WEEKS - 1)
+    first_seen = now - _span()
     ties = {o.tie.contact_id: o.tie for o in observations if o.tie.scenario == scenario
             and o.tie.changed_at >= first_seen and now - o.tie.changed_at >= DETECTION_WINDOW}
     delays = []
@@ -145,6 +160,14 @@ def _detection(observations: Sequence[Observation], now: datetime, scenario: str
         if hits:
             delays.append(min(hits) / timedelta(weeks=1))
     return (len(delays) / len(ties) if ties else 0.0), (statistics.median(delays) if delays else None)
+
+
+def _by_chance(steady: Sequence[Observation], now: datetime, trend: str) -> float:
+    """The share of steady ties whose trend said `trend` at least once in the last 8 weeks: what a detection
+    rate above must be compared with."""
+    ties = {o.tie.contact_id for o in steady}
+    said = {o.tie.contact_id for o in steady if o.health.trend == trend and now - o.at <= DETECTION_WINDOW}
+    return len(said) / len(ties) if ties else 0.0
 
 
 def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
