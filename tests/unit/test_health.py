@@ -96,7 +96,11 @@ EARLIER_WEEKLY = [email(d) for d in range(30, 113, 7)]  # 12 days with contact i
 
 def test_trend_declines_when_a_weekly_contact_falls_silent_for_four_weeks() -> None:
     assert health([*EARLIER_WEEKLY, email(3, ours=False), email(2)]).trend == "steady"
-    assert health(EARLIER_WEEKLY).trend == "declining"
+    assert health(EARLIER_WEEKLY).trend == "declining"  # z = −2 exactly
+    for percent in (-20, 10, 20):  # weights that do not add up exactly in floating point
+        assert health(EARLIER_WEEKLY, influence=ActivityInfluence(email=percent)).trend == "declining", percent
+    five_recipients = [email(d, more=[f"x{i}@other.com" for i in range(4)]) for d in range(30, 113, 7)]
+    assert health(five_recipients).trend == "declining"
 
 
 def test_trend_moves_slowly_two_quiet_weeks_are_not_a_decline() -> None:
@@ -121,6 +125,10 @@ def test_a_new_relationship_has_no_earlier_pace_to_compare_with() -> None:
     assert health(first_weeks, created_on=NOW - timedelta(days=20)).trend == "notEnoughInformation"
     assert health(first_weeks, created_on=None).trend == "notEnoughInformation"
     assert health(first_weeks).trend == "improving"  # a record known for long: from silence to contact
+    weekly_since_first_contact = [email(d) for d in range(0, 57, 7)]  # 28 days of history after the first day
+    assert health(weekly_since_first_contact, created_on=None).trend == "steady"
+    a_day_younger = [*weekly_since_first_contact[:-1], email(55)]
+    assert health(a_day_younger, created_on=None).trend == "notEnoughInformation"
 
 
 def test_a_younger_relationship_compares_with_the_history_it_has() -> None:

@@ -11,10 +11,11 @@ influence(a) = 1 + the tenant's influence percent for the activity's type, g(a) 
 and 4/n beyond (mass mail says little about a tie), over the last 90 days. Frequency is measured against a
 seller who contacts the customer exactly every c days, so each cadence has the same scale.
 
-The trend follows the number and value of recent contact, by UTC day: each day with a completed activity
-weighs its most valuable activity, w = influence·g (a thread of replies on one day counts once). S is the
-weight of the last 28 days, B of the 84 days before (fewer when the relationship — the record's creation or its
-first activity — is younger; with less than 28 such days there is no earlier pace to compare with). If the pace
+The trend follows the number and value of recent contact, by 24-hour day counted back from now: each day with
+a completed activity weighs its most valuable activity, w = influence·g (a thread of replies on one day counts
+once). S is the weight of the last 28 days, B of the 84 days before (fewer when the relationship is younger: it
+is known since the record's creation when that came first, else since the day after its first contact, a
+contact day by construction; with less than 28 such days there is no earlier pace to compare with). If the pace
 had not changed, each day with contact would fall in the recent window with probability p = 28 / (28 + baseline
 days), so
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -170,36 +171,50 @@ def compute_health(directory: Directory, activities: Sequence[Activity], now: da
 
 def _trend(activities: Sequence[Activity], now: datetime, created_on: datetime | None,
            influence: ActivityInfluence, previous: Trend | None) -> Trend:
-    today = now.astimezone(UTC).date()
     done = [a for a in activities if a.completed and a.start <= now]
     if not done:
         return "notEnoughInformation"
-    known_since = min([a.start for a in done] + ([created_on] if created_on is not None else []))
-    recent_days, history_days = TREND_RECENT.days, (today - known_since.astimezone(UTC).date()).days + 1
-    baseline_days = min(TREND_BASELINE.days, history_days - recent_days)
+    first = min(a.start for a in done)
+    if created_on is not None and created_on < first:
+        known_days = _days_back(now, created_on) + 1
+    else:  # the first contact's own day is a contact day by construction: the history starts after it
+        known_days = _days_back(now, first)
+    recent_days = TREND_RECENT.days
+    baseline_days = min(TREND_BASELINE.days, known_days - recent_days)
     if baseline_days < TREND_MIN_BASELINE.days:
         return "notEnoughInformation"
-    weights: dict[date, float] = {}  # each day with contact: its most valuable activity
+    weights: dict[int, float] = {}  # each day with contact (days back from now): its most valuable activity
     for a in done:
-        day = a.start.astimezone(UTC).date()
-        if (today - day).days < recent_days + baseline_days:
+        day = _days_back(now, a.start)
+        if day < recent_days + baseline_days:
             weights[day] = max(weights.get(day, 0.0), _influence(a.kind, influence) * _group_discount(a))
     if len(weights) < TREND_MIN_DAYS:
         return "notEnoughInformation"
-    recent = sum(w for day, w in weights.items() if (today - day).days < recent_days)
+    recent = sum(w for day, w in weights.items() if day < recent_days)
     baseline = sum(weights.values()) - recent
     share = recent_days / (recent_days + baseline_days)
     z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for w in weights.values()))
     pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
-    if previous == "improving" and z >= TREND_LEAVE_Z:
+    if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
         return "improving"
-    if previous == "declining" and z <= -TREND_LEAVE_Z:
+    if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
         return "declining"
-    if z >= TREND_IMPROVING_Z and pace >= TREND_MIN_RATIO:
+    if _at_least(z, TREND_IMPROVING_Z) and _at_least(pace, TREND_MIN_RATIO):
         return "improving"
-    if z <= -TREND_DECLINING_Z and pace <= 1 / TREND_MIN_RATIO:
+    if _at_least(-z, TREND_DECLINING_Z) and _at_least(1 / pace if pace else math.inf, TREND_MIN_RATIO):
         return "declining"
     return "steady"
+
+
+def _days_back(now: datetime, moment: datetime) -> int:
+    """Whole 24-hour days from a moment to now: day 0 is the last 24 hours, so every day is a full one."""
+    return int((now - moment) / timedelta(days=1))
+
+
+def _at_least(value: float, bound: float) -> bool:
+    """value ≥ bound, without floating-point rounding deciding the boundary (weights like 1.1 do not add up
+    exactly: twelve days at 1.1 give z = −1.9999999999999996, which is the −2 a silent weekly contact reaches)."""
+    return value >= bound - 1e-9
 
 
 def needs_attention(health: Health) -> bool:
