@@ -167,7 +167,8 @@ class InsightsService:
 
 def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:
     """The mark the next refresh starts from: every activity stored up to it has been computed, and no batch
-    stamped up to it can still be committing. Never moves back."""
+    stamped up to it can still be committing. A refresh never moves it back; a full recompute sets it to what
+    had settled when it began (lower than before only if an earlier computation began later: still safe)."""
     settled = now - WRITE_SETTLE
     if mark is None:  # a full recompute has seen everything that had settled when it began
         return settled
