@@ -12,7 +12,7 @@ flip), or once a week for a quicker run. Then, over every answer:
 - trend: share of cooling ties called declining, and of warming ties called improving, within 8 weeks of
   their change, and the median delay, beside the same share among steady ties over their last 8 weeks (what
   chance alone would give); false alarms (the share of a steady tie's answers that say improving or
-  declining) and trend changes per steady tie and quarter.
+  declining) and trend changes per steady tie and quarter of the time it was followed.
 Unscored answers (not enough information) rank below every score: abstaining is not rewarded.
 """
 
@@ -36,6 +36,7 @@ from shared.domain.tenant_settings import TenantSettings
 WEEKS = 17
 DAILY, WEEKLY = timedelta(days=1), timedelta(weeks=1)
 QUARTER = timedelta(days=91)
+TRENDS = ("improving", "steady", "declining")
 FUTURE = timedelta(days=30)
 DETECTION_WINDOW = timedelta(weeks=8)
 UNSCORED = -1.0
@@ -138,12 +139,25 @@ def evaluate(data: Ties, now: datetime, step: timedelta = DAILY) -> Evaluation:
                                                         for trend in ("declining", "improving"))
     result.steady_false_alarms = (sum(o.health.trend in ("improving", "declining") for o in steady) / len(steady)
                                   if steady else 0.0)
-    by_tie: dict[str, list[str]] = defaultdict(list)
-    for o in steady:
-        by_tie[o.tie.contact_id].append(o.health.trend)
-    flips = sum(sum(1 for a, b in itertools.pairwise(trends) if a != b) for trends in by_tie.values())
-    result.steady_flips_per_quarter = flips / max(1, len(by_tie)) * (QUARTER / _span())
+    result.steady_flips_per_quarter = _changes_per_quarter(
+        [o for o in observations if o.tie.scenario.startswith("steady")])
     return result
+
+
+def _changes_per_quarter(observations: Sequence[Observation]) -> float:
+    """Changes between improving, steady and declining from one answer to the next, per quarter of the time a
+    tie was followed: only pairs of consecutive answers that both say one of these count, for changes and time."""
+    by_tie: dict[str, list[Observation]] = defaultdict(list)
+    for o in observations:
+        by_tie[o.tie.contact_id].append(o)
+    changes, followed = 0, timedelta(0)
+    for answers in by_tie.values():
+        answers.sort(key=lambda o: o.at)
+        for a, b in itertools.pairwise(answers):
+            if a.health.trend in TRENDS and b.health.trend in TRENDS:
+                followed += b.at - a.at
+                changes += a.health.trend != b.health.trend
+    return changes * (QUARTER / followed) if followed else 0.0
 
 
 def _detection(observations: Sequence[Observation], now: datetime, scenario: str, trend: str,
@@ -165,8 +179,9 @@ def _detection(observations: Sequence[Observation], now: datetime, scenario: str
 def _by_chance(steady: Sequence[Observation], now: datetime, trend: str) -> float:
     """The share of steady ties whose trend said `trend` at least once in the last 8 weeks: what a detection
     rate above must be compared with."""
-    ties = {o.tie.contact_id for o in steady}
-    said = {o.tie.contact_id for o in steady if o.health.trend == trend and now - o.at <= DETECTION_WINDOW}
+    last_weeks = [o for o in steady if now - o.at <= DETECTION_WINDOW]
+    ties = {o.tie.contact_id for o in last_weeks}
+    said = {o.tie.contact_id for o in last_weeks if o.health.trend == trend}
     return len(said) / len(ties) if ties else 0.0
 
 

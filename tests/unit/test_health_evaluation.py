@@ -1,7 +1,7 @@
 """The health model measured on relationships whose truth is known (devhost.ties): it must rank strong ties
 above weak ones, see a change within weeks (far more often than chance calls a steady tie so), and keep a steady
 tie's trend steady. It steps weekly to stay quick; `bench/health_eval.py` steps daily, as the product
-recomputes, on five times as many ties (AUC about 0.95, about 90 % of changes caught, false alarms about 7 %).
+recomputes, on five times as many ties (AUC about 0.95, about 90 % of changes caught, false alarms 4–7 %).
 The bounds sit below what both measure, so a change that makes the model clearly worse fails here."""
 
 from __future__ import annotations
