@@ -67,6 +67,11 @@ def test_kpis_and_health_of_a_record(tenant: dict[str, Api]) -> None:
     if health["state"] == "scored":
         assert 0 <= health["score"] <= 100
         assert {f["name"] for f in health["factors"]} >= {"recency", "frequency", "reciprocity"}
+    contacts = ok(tenant["seller"].get("insights/contact", params={"pageSize": 100}))["items"]
+    scored = next(c for c in contacts if c["state"] == "scored")
+    health = ok(tenant["seller"].get(f"insights/contact/{scored['id']}"))["health"]
+    assert {f["name"] for f in health["factors"]} >= {"recency", "frequency", "reciprocity"}
+    assert health["trendDetail"].startswith(("contact on", "known for")), health["trendDetail"]
     assert tenant["seller"].get("insights/account/nope").status_code == 404
     assert tenant["seller"].get("insights/widget/x").status_code == 404
 

@@ -145,6 +145,14 @@ def test_influence_settings_do_not_change_how_sure_the_trend_must_be() -> None:
     assert health(one_recent_day, influence=ActivityInfluence(email=-50)).trend == "steady"
 
 
+def test_the_trend_says_what_it_was_read_from() -> None:
+    assert health(EARLIER_WEEKLY).trend_detail == ("contact on 0 of the last 28 days against 12 of the 84 before: "
+                                                   "0.00× the earlier pace, z = -2.00")
+    held = health([*EARLIER_WEEKLY, email(10)], previous_trend="declining").trend_detail
+    assert held.endswith("z = -1.44 (held while z ≤ −1)")
+    assert health([email(d) for d in (1, 2, 3)], created_on=None).trend_detail.startswith("known for 3 days")
+
+
 def test_a_busy_day_counts_once_for_the_trend() -> None:
     busy_day = [email(5, n=i) for i in range(15)]  # a thread of 15 messages in one day is one day of contact
     assert health(EARLIER_WEEKLY + busy_day + [email(20)]).trend == "steady"

@@ -88,6 +88,7 @@ class Health(InsightModel):
     score: int | None = None
     grade: Grade | None = None
     trend: Trend = "notEnoughInformation"
+    trend_detail: str | None = None  # what the trend was read from, in words
     factors: list[Factor] = Field(default_factory=list)
     drivers: list[Driver] = Field(default_factory=list)
 
@@ -164,16 +165,16 @@ def compute_health(directory: Directory, activities: Sequence[Activity], now: da
         return Health(state="notEnoughInformation")
     cadence = CADENCE_DAYS[frequency]
     score, factors, drivers = _score_at(directory, usable, now, cadence, influence, response_rate)
-    return Health(state="scored", score=score, grade=grade_of(score, grading),
-                  trend=_trend(usable, now, created_on, influence, previous_trend),
-                  factors=factors, drivers=drivers)
+    trend, trend_detail = _trend(usable, now, created_on, influence, previous_trend)
+    return Health(state="scored", score=score, grade=grade_of(score, grading), trend=trend,
+                  trend_detail=trend_detail, factors=factors, drivers=drivers)
 
 
 def _trend(activities: Sequence[Activity], now: datetime, created_on: datetime | None,
-           influence: ActivityInfluence, previous: Trend | None) -> Trend:
+           influence: ActivityInfluence, previous: Trend | None) -> tuple[Trend, str]:
     done = [a for a in activities if a.completed and a.start <= now]
     if not done:
-        return "notEnoughInformation"
+        return "notEnoughInformation", "no completed activity yet"
     first = min(a.start for a in done)
     if created_on is not None and created_on < first:
         known_days = _days_back(now, created_on) + 1
@@ -182,28 +183,34 @@ def _trend(activities: Sequence[Activity], now: datetime, created_on: datetime |
     recent_days = TREND_RECENT.days
     baseline_days = min(TREND_BASELINE.days, known_days - recent_days)
     if baseline_days < TREND_MIN_BASELINE.days:
-        return "notEnoughInformation"
+        return "notEnoughInformation", (f"known for {max(0, known_days)} days; a trend compares the last "
+                                        f"{recent_days} with at least {TREND_MIN_BASELINE.days} before")
     weights: dict[int, float] = {}  # each day with contact (days back from now): its most valuable activity
     for a in done:
         day = _days_back(now, a.start)
         if day < recent_days + baseline_days:
             weights[day] = max(weights.get(day, 0.0), _influence(a.kind, influence) * _group_discount(a))
     if len(weights) < TREND_MIN_DAYS:
-        return "notEnoughInformation"
+        return "notEnoughInformation", (f"contact on {len(weights)} of the last {recent_days + baseline_days} "
+                                        f"days; a trend needs {TREND_MIN_DAYS}")
     recent = sum(w for day, w in weights.items() if day < recent_days)
     baseline = sum(weights.values()) - recent
     share = recent_days / (recent_days + baseline_days)
     z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for w in weights.values()))
     pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
+    recent_count = sum(1 for day in weights if day < recent_days)
+    detail = (f"contact on {recent_count} of the last {recent_days} days against {len(weights) - recent_count} "
+              f"of the {baseline_days} before: "
+              f"{'none before' if baseline == 0 else f'{pace:.2f}× the earlier pace'}, z = {z:+.2f}")
     if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
-        return "improving"
+        return "improving", f"{detail} (held while z ≥ {TREND_LEAVE_Z:g})"
     if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
-        return "declining"
+        return "declining", f"{detail} (held while z ≤ −{TREND_LEAVE_Z:g})"
     if _at_least(z, TREND_IMPROVING_Z) and _at_least(pace, TREND_MIN_RATIO):
-        return "improving"
+        return "improving", detail
     if _at_least(-z, TREND_DECLINING_Z) and _at_least(1 / pace if pace else math.inf, TREND_MIN_RATIO):
-        return "declining"
-    return "steady"
+        return "declining", detail
+    return "steady", detail
 
 
 def _days_back(now: datetime, moment: datetime) -> int:
