@@ -7,12 +7,11 @@ out-of-order batches never move data backwards.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -72,7 +71,7 @@ class Lead(_Record):
     full_name: str = Field(default="", max_length=200)
     stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
     state: LeadState = LeadState.ACTIVE
-    created_on: datetime
+    created_on: AwareDatetime
     opted_out: bool = False
 
 
@@ -89,7 +88,7 @@ class Opportunity(_Record):
     stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
     account_id: RecordId | None = None
     state: OpportunityState = OpportunityState.OPEN
-    created_on: datetime
+    created_on: AwareDatetime
 
 
 class ActivityKind(StrEnum):
@@ -124,18 +123,16 @@ class Activity(_Record):
     cc: tuple[Email, ...] = Field(default=(), max_length=500)
     optional_attendees: tuple[Email, ...] = Field(default=(), max_length=500)
     regarding: Regarding | None = None
-    start: datetime = Field(description="sent time of an email, start of a meeting or call, due time of a task")
+    start: AwareDatetime = Field(description="sent time of an email, start of a meeting or call, due time of a task")
     duration_minutes: float | None = Field(default=None, ge=0, le=60 * 24 * 7)
     completed: bool = True
-    in_reply_to_sent_at: datetime | None = Field(default=None, description="for a reply: when the message it "
+    in_reply_to_sent_at: AwareDatetime | None = Field(default=None, description="for a reply: when the message it "
                                                                             "answers was sent")
 
     @model_validator(mode="after")
     def _exchange_items_name_their_mailbox(self) -> Activity:
         if self.source is Source.EXCHANGE and self.mailbox_owner_id is None:
             raise ValueError("an Exchange item needs mailboxOwnerId")
-        if self.start.tzinfo is None:
-            raise ValueError("start must carry a time zone (UTC)")
         return self
 
     @cached_property

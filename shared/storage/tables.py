@@ -326,7 +326,16 @@ def _entity(partition_key: str, row_key: str, properties: Properties) -> dict[st
             raise ValueError(f"{name} is a reserved property name")
         if isinstance(value, str) and len(value) > MAX_STRING_PROPERTY_CHARS:
             raise ValueError(f"property {name} exceeds 64 KiB")
-    return {"PartitionKey": partition_key, "RowKey": row_key, **properties}
+    return {"PartitionKey": partition_key, "RowKey": row_key, **{n: _typed(v) for n, v in properties.items()}}
+
+
+def _typed(value: PropertyValue) -> Any:
+    # The SDK sends a plain int as Int32 (and refuses one beyond it); larger ones must say they are Int64.
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**31 <= value < 2**31:
+        from azure.data.tables import EdmType, EntityProperty
+
+        return EntityProperty(value, EdmType.INT64)
+    return value
 
 
 def _stored(entity: Any, partition_key: str | None = None) -> StoredEntity:
