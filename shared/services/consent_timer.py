@@ -16,9 +16,10 @@ from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
 from shared.services.consent import ConsentService
 from shared.services.insights import InsightsService
-from shared.services.schedules import RECHECK_INTERVAL, IndexEntry, IndexKind, ScheduleIndex
+from shared.services.schedules import RECHECK_INTERVAL, WRITE_SETTLE, IndexEntry, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import TableRecords
+from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class ConsentTimer:
         if requested is None:
             self._index.remove(entry.kind, entry.tenant_id, entry.due)
             return "stale"
+        if self._clock.now() < requested + WRITE_SETTLE:
+            return "notYetDue"  # sync calls that read the gates open may still be writing
         through = min(entry.due, requested)
         deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows)
         log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
@@ -133,6 +136,7 @@ class ConsentTimer:
             return "purgeContinues"
         self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
                               lambda s, now: s.record_exchange_purged(through))
+        self._recompute_after_purge(entry.tenant_id)
         self._index.remove(entry.kind, entry.tenant_id, entry.due)
         return "purged"
 
@@ -148,8 +152,13 @@ class ConsentTimer:
         log.info("purged %d activity rows of people who opted out%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
+        self._recompute_after_purge(entry.tenant_id)
         self._index.remove(entry.kind, entry.tenant_id, entry.due)
         return "optOutPurged"
+
+    def _recompute_after_purge(self, tenant_id: TenantId) -> None:
+        """Insights computed while the purge ran may still count what it deleted (Exchange may be back on)."""
+        self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
 
     def _recheck(self, entry: IndexEntry) -> str:
         if not self._settings.current(entry.tenant_id).settings.consent_granted:

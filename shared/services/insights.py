@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.clock import Clock
@@ -15,7 +15,7 @@ from shared.domain.insights.health import needs_attention
 from shared.domain.insights.snapshot import RecordInsight, compute, relevant_to, row_key_of, touched
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound
-from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, IndexKind, ScheduleIndex
+from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.insights_repository import TableInsights, row_key
 from shared.storage.records_repository import TableRecords
@@ -23,11 +23,9 @@ from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
-# A sync call stamps each batch just before writing it, so a batch stamped before a scan began may still commit
-# after the scan has passed its keys. A computation therefore says it has seen only what was stored this long
-# before it began: the next refresh looks at that margin again (recomputing a record twice is harmless; missing
-# an activity until the daily recompute is not). Far longer than a batch write, and than clock skew between hosts.
-WRITE_SETTLE = timedelta(minutes=5)
+# A row stamped before a scan began may still commit after the scan has passed its key (WRITE_SETTLE). A
+# computation therefore says it has seen only what was stored that long before it began: the next refresh looks
+# at that margin again (recomputing a record twice is harmless; missing an activity until tomorrow is not).
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from shared.tenancy import TenantId
 
 RECHECK_INTERVAL = timedelta(days=1)
 FULL_RECOMPUTE_INTERVAL = timedelta(days=1)  # scores move with time even without new data (recency)
+# A sync call stamps its rows with the moment it began, before it read the data gates, and may commit them until
+# the host stops it (host.json functionTimeout, 10 minutes). Whoever needs every row stamped up to a moment —
+# the insights refresh mark, a purge's cut-off — waits this long past that moment before trusting a scan.
+WRITE_SETTLE = timedelta(minutes=15)
 
 
 class IndexKind(StrEnum):

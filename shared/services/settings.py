@@ -15,7 +15,7 @@ from shared.domain.gates import gate_fingerprint
 from shared.domain.security_roles import STANDARD_SALES_ROLES, SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict, Conflict, PreconditionFailed, ServiceUnavailable, Unprocessable
-from shared.services.schedules import RECHECK_INTERVAL, IndexKind, ScheduleIndex
+from shared.services.schedules import RECHECK_INTERVAL, WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class SettingsService:
             self._index.add(IndexKind.CONSENT_RECHECK, tenant_id, now + RECHECK_INTERVAL)
         purge = after.exchange.purge_requested_at
         if purge is not None and purge != before.exchange.purge_requested_at:
-            self._index.add(IndexKind.EXCHANGE_PURGE, tenant_id, purge)
+            self._index.add(IndexKind.EXCHANGE_PURGE, tenant_id, purge + WRITE_SETTLE)  # sync calls in flight
         if _insight_inputs(before) != _insight_inputs(after):
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
 

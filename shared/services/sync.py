@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,7 +21,7 @@ from shared.clock import Clock
 from shared.domain.gates import closed_gate
 from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source
 from shared.errors import ConcurrencyConflict, Conflict, NotFound
-from shared.services.schedules import IndexKind, ScheduleIndex
+from shared.services.schedules import WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
 from shared.storage.tables import MAX_BATCH_OPERATIONS
@@ -60,6 +61,9 @@ class SyncService:
         self._index = index
 
     def ingest(self, tenant_id: TenantId, kind: str, items: Sequence[dict[str, Any]]) -> SyncReport:
+        # Every row of the call carries this moment: taken before the gates are read, so a row whose gates were
+        # open is never stamped after the moment they closed (the purge's cut-off).
+        started = self._clock.now()
         model = RECORD_KINDS.get(kind)
         if model is None:
             raise NotFound(f"unknown kind '{kind}'; use one of {', '.join(RECORD_KINDS)}")
@@ -78,13 +82,13 @@ class SyncService:
         if valid and self._index is not None:
             # Written before the data, like every index row: a crash in between leaves a row with nothing to do,
             # never data that no recompute or purge will look at.
-            now = self._clock.now()
             kind_of_work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
-            self._index.add(kind_of_work, tenant_id, now)
+            self._index.add(kind_of_work, tenant_id, started)
             if any(getattr(record, "opted_out", False) for _, record in valid):
-                # Their stored data goes too, not only from what sellers see (SPEC 4.4).
-                self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)
-        self._store(tenant_id, kind, valid, report)
+                # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
+                # (the opt-out itself among them) are surely stored.
+                self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
+        self._store(tenant_id, kind, valid, report, started)
         return report
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],
@@ -103,21 +107,22 @@ class SyncService:
                 report.rejected.append(Rejection(index, activity.id, reason))
         return passed
 
-    def _store(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport) -> None:
+    def _store(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport,
+               started: datetime) -> None:
         # Fast path: most items are new (activities never change once done), so each chunk is first written as
         # creates in one transaction. A chunk that meets an existing row wrote nothing (transactions are atomic)
         # and takes the slow path: read the stored versions, then replace only what is newer.
         for start in range(0, len(valid), MAX_BATCH_OPERATIONS):
             chunk = valid[start:start + MAX_BATCH_OPERATIONS]
             try:
-                self._records.write(tenant_id, kind, [(record, None) for _, record in chunk], self._clock.now())
+                self._records.write(tenant_id, kind, [(record, None) for _, record in chunk], started)
             except ConcurrencyConflict:
-                self._store_versioned(tenant_id, kind, chunk, report)
+                self._store_versioned(tenant_id, kind, chunk, report, started)
             else:
                 report.stored += len(chunk)
 
     def _store_versioned(self, tenant_id: TenantId, kind: str, pending: list[tuple[int, BaseModel]],
-                         report: SyncReport) -> None:
+                         report: SyncReport, started: datetime) -> None:
         for _ in range(MAX_ATTEMPTS):
             stored = self._records.versions(tenant_id, [row_key(kind, r) for _, r in pending])
             newer: list[tuple[BaseModel, StoredVersion | None]] = []
@@ -126,7 +131,7 @@ class SyncService:
                 if current is None or current.version < record.version:  # type: ignore[attr-defined]
                     newer.append((record, current))
             try:
-                self._records.write(tenant_id, kind, newer, self._clock.now())
+                self._records.write(tenant_id, kind, newer, started)
             except ConcurrencyConflict:
                 continue  # another batch wrote some of these rows meanwhile: read again and decide again
             report.stored += len(newer)

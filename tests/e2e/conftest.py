@@ -3,8 +3,10 @@ from the local identity provider."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import requests
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from shared import bootstrap
+from shared.clock import FixedClock
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +26,19 @@ def function_host(services: bootstrap.Services) -> Iterator[FunctionHost]:
     host.start()
     yield host
     host.stop()
+
+
+def run_timer(host: FunctionHost, services: bootstrap.Services | None = None, at: datetime | None = None) -> None:
+    """Runs the timer through the host's admin endpoint, as the scheduler does; at a given moment if asked."""
+    if services is not None and at is not None:
+        bootstrap.install(dataclasses.replace(services, clock=FixedClock(at)))
+    try:
+        response = requests.post(f"{host.base_url}/admin/functions/consent_deadline",
+                                 headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=120)
+        assert response.status_code == 202
+    finally:
+        if services is not None and at is not None:
+            bootstrap.install(services)
 
 
 def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:

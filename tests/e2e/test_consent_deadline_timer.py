@@ -12,6 +12,7 @@ import requests
 from devhost.functionhost import FunctionHost
 from shared import bootstrap
 from shared.clock import FixedClock
+from shared.services.schedules import WRITE_SETTLE
 from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,14 @@ def test_the_timer_disables_who_knows_whom_and_exchange_after_14_days(
         assert overview["exchange"]["integrationEnabled"] is False
         assert overview["exchange"]["consent"]["status"] == "expired"
         events = admin.get("relationship-intelligence/audit").json()["events"]
-        # The same run auto-disables, then purges the (here empty) Exchange-derived data: newest first.
+        assert [(e["action"], e["actor"]) for e in events[:1]] == [("autoDisable", "system")]
+        # A later run purges the (here empty) Exchange-derived data, once sync calls that began before the
+        # auto-disable have surely finished writing.
+        clock.advance(WRITE_SETTLE)
+        run = requests.post(f"{function_host.base_url}/admin/functions/consent_deadline",
+                            headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=60)
+        assert run.status_code == 202
+        events = admin.get("relationship-intelligence/audit").json()["events"]
         assert [(e["action"], e["actor"]) for e in events[:2]] == [("exchangeDataPurged", "system"),
                                                                    ("autoDisable", "system")]
 

@@ -3,35 +3,27 @@ draft, and every admin switch visibly changing what sellers see (issue 6)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-import requests
 
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from devhost.seed import generate
 from shared import bootstrap
-from shared.clock import FixedClock
 from shared.domain.records import Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.schedules import WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
-from tests.e2e.conftest import Api, ok
+from tests.e2e.conftest import Api, ok, run_timer
 
 pytestmark = pytest.mark.e2e
 
 ROLE = {r.name: r.id for r in STANDARD_SALES_ROLES}
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
-
-
-def run_timer(host: FunctionHost) -> None:
-    response = requests.post(f"{host.base_url}/admin/functions/consent_deadline", headers={"x-devhost-wait": "true"},
-                             timeout=120)
-    assert response.status_code == 202
 
 
 @pytest.fixture
@@ -190,6 +182,8 @@ def test_an_opt_out_removes_the_person_s_stored_activities(tenant: dict[str, Api
     ok(tenant["connector"].post("sync/contacts", {"items": [{**contact, "version": 2, "optedOut": True}]}))
     ok(tenant["connector"].post("sync/users", {"items": [{**seller, "version": 2, "optedOut": True}]}))
     run_timer(function_host)
+    assert len(list(records.iter_records(TenantId(tenant_id), "activities"))) == total  # not before the writes settle
+    run_timer(function_host, services, at=services.clock.now() + WRITE_SETTLE)
     left = list(records.iter_records(TenantId(tenant_id), "activities"))
     assert 0 < len(left) < total
     assert not [a for a in left if contact["email"] in a.parties or seller["email"] in a.parties
@@ -207,12 +201,8 @@ def test_auto_disable_turns_who_knows_whom_off_and_keeps_crm_analytics(
     ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": True}))
     settings = services.settings_service().current(TenantId(tenant_id)).settings
     assert settings.consent_deadline is not None
-    timer_services = dataclasses.replace(services, clock=FixedClock(settings.consent_deadline))
-    bootstrap.install(timer_services)
-    try:
-        run_timer(function_host)
-    finally:
-        bootstrap.install(services)
+    run_timer(function_host, services, at=settings.consent_deadline)  # auto-disable
+    run_timer(function_host, services, at=settings.consent_deadline + WRITE_SETTLE)  # purge
     assert tenant["seller"].get("who-knows-whom/lead/lead-0").status_code == 409
     view = ok(tenant["seller"].get("insights/account/account-0"))
     assert view["sources"] == ["crm"]

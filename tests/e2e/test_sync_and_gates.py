@@ -8,16 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from shared import bootstrap
 from shared.domain.records import Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.schedules import WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
-from tests.e2e.conftest import Api, ok
+from tests.e2e.conftest import Api, ok, run_timer
 
 pytestmark = pytest.mark.e2e
 
@@ -185,9 +185,7 @@ def test_exchange_data_is_purged_when_its_use_ends_and_crm_data_stays(
     rejected = ok(connector.post("sync/activities", {"items": [email("late", "exchange", "u-seller")]}))
     assert rejected["rejectedByReason"] == {"exchangeIntegrationOff": 1}
 
-    run = requests.post(f"{function_host.base_url}/admin/functions/consent_deadline",
-                        headers={"x-devhost-wait": "true"}, timeout=60)
-    assert run.status_code == 202
+    run_timer(function_host, services, at=services.clock.now() + WRITE_SETTLE)
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
     assert len(list(records.iter_records(tenant, "activities", Source.CRM))) == 20
     every_row = list(services.tables.iter_partition(tenant_id))

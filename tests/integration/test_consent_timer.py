@@ -15,7 +15,7 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.domain.tenant_settings import ConsentStatus, TenantSettings
 from shared.services.consent_timer import ConsentTimer
-from shared.services.schedules import IndexKind
+from shared.services.schedules import WRITE_SETTLE, IndexKind
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -69,6 +69,12 @@ def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: boo
     assert after.relationship_analytics.enabled
     assert after.consent_status() is ConsentStatus.EXPIRED
     assert due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id) == []
+    events = world.settings_service().audit(tenant_id, 5, None).events
+    assert [(e.action, e.actor) for e in events[:1]] == [("autoDisable", "system")]
+    clock.set(deadline + WRITE_SETTLE - timedelta(seconds=1))
+    assert world.consent_timer().run().count("purged") == 0  # sync calls that began before may still write
+    clock.set(deadline + WRITE_SETTLE)
+    assert world.consent_timer().run().count("purged") == 1
     events = world.settings_service().audit(tenant_id, 5, None).events
     assert [(e.action, e.actor) for e in events[:2]] == [("exchangeDataPurged", "system"), ("autoDisable", "system")]
     assert events[0].sequence == events[1].sequence + 1

@@ -15,8 +15,7 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.domain.insights.snapshot import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.insights import WRITE_SETTLE
-from shared.services.schedules import IndexKind
+from shared.services.schedules import WRITE_SETTLE, IndexKind
 from shared.storage.insights_repository import TableInsights
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId

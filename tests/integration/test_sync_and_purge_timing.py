@@ -1,0 +1,92 @@
+"""A sync call racing the end of Exchange use: every row it writes must fall on one side of the purge's cut-off."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared import bootstrap
+from shared.clock import FixedClock
+from shared.config import Settings
+from shared.domain.records import Activity, Source
+from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.schedules import WRITE_SETTLE
+from shared.storage.records_repository import TableRecords
+from shared.tenancy import TenantId
+
+pytestmark = pytest.mark.integration
+
+SELLER = {"id": "u-1", "version": 1, "email": "ann@contoso.com", "securityRoleIds": [STANDARD_SALES_ROLES[0].id]}
+
+
+class TickingClock(FixedClock):
+    """A clock that moves a second each time it is read: a call that reads it twice sees two moments."""
+
+    def now(self) -> datetime:
+        moment = super().now()
+        self.advance(timedelta(seconds=1))
+        return moment
+
+
+@pytest.fixture
+def world(settings: Settings, services: bootstrap.Services) -> bootstrap.Services:
+    return bootstrap.build(dataclasses.replace(settings, state_table=f"Race{uuid.uuid4().hex[:16]}"),
+                           clock=TickingClock(services.clock.now()))
+
+
+def _exchange_on(world: bootstrap.Services) -> TenantId:
+    tenant = TenantId(str(uuid.uuid4()))
+    settings = world.settings_service()
+    settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
+    settings.change(tenant, "a", "e", lambda s, now: s.enable(
+        "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
+    settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
+    world.sync_service().ingest(tenant, "users", [SELLER])
+    return tenant
+
+
+def _mail(n: int, start: datetime) -> dict[str, object]:
+    return {"id": f"x{n}", "version": 1, "source": "exchange", "kind": "email", "mailboxOwnerId": "u-1",
+            "sender": "ann@contoso.com", "to": ["lee@fabrikam.com"], "start": start.isoformat()}
+
+
+def test_every_row_of_a_sync_call_carries_the_moment_it_began(world: bootstrap.Services) -> None:
+    tenant = _exchange_on(world)
+    began = world.clock.now() + timedelta(seconds=1)  # the next reading is the call's first
+    report = world.sync_service().ingest(tenant, "activities", [_mail(n, began) for n in range(250)])
+    assert report.stored == 250
+    stamps = {at for _, at in TableRecords(world.tables).iter_activities(tenant)}
+    assert stamps == {began}  # not the moment each chunk of 100 was written
+
+
+def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(world: bootstrap.Services) -> None:
+    tenant = _exchange_on(world)
+    records = TableRecords(world.tables)
+    began = world.clock.now()
+    world.settings_service().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
+    ended = world.settings_service().current(tenant).settings.exchange.purge_requested_at
+    assert ended is not None
+    assert ended > began
+    # A call that read the gates open at `began` commits its rows only now, after Exchange use ended.
+    late = Activity.model_validate_json(json.dumps(_mail(1, began)))
+    records.write(tenant, "activities", [(late, None)], began)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.set(ended + WRITE_SETTLE - timedelta(seconds=2))
+    assert world.consent_timer().run().count("purged") == 0  # such calls may still be writing: not yet
+    assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == [late]
+    world.clock.set(ended + WRITE_SETTLE)
+    outcome = world.consent_timer().run()
+    assert outcome.count("purged") == 1
+    assert outcome.count("recomputed") == 1  # insights computed meanwhile may have counted what the purge deleted
+    assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
+
+
+def test_the_settle_time_outlasts_any_call_the_host_lets_run(repo_root: Path) -> None:
+    hours, minutes, seconds = map(int, json.loads((repo_root / "host.json").read_text())["functionTimeout"].split(":"))
+    longest_call = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    assert longest_call < WRITE_SETTLE
