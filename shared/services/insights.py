@@ -12,7 +12,14 @@ from typing import Any
 from shared.clock import Clock
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.health import needs_attention
-from shared.domain.insights.snapshot import RecordInsight, compute, relevant_to, row_key_of, touched
+from shared.domain.insights.snapshot import (
+    RecordInsight,
+    compute,
+    of_someone_opted_out,
+    relevant_to,
+    row_key_of,
+    touched,
+)
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound
 from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE, IndexKind, ScheduleIndex
@@ -72,6 +79,9 @@ class InsightsService:
         stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None))
         activities = [a for a, _ in stored]
         through = _seen_through(mark, [at for _, at in stored], now)
+        new = activities if mark is None else [a for a, at in stored if at is not None and at > mark]
+        if self._index is not None and of_someone_opted_out(directory, new):
+            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         if mark is None:
             results = compute(directory, settings, activities, now, previous)
             current = {row_key_of(i) for i in results}
@@ -79,7 +89,6 @@ class InsightsService:
             if self._index is not None:  # scores move with time (recency): recompute daily even without data
                 self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         else:
-            new = [a for a, at in stored if at is not None and at > mark]
             keys = touched(directory, settings, new) if new else set()
             results = (compute(directory, settings, relevant_to(directory, keys, activities), now, previous,
                                only=keys) if keys else [])

@@ -1,4 +1,5 @@
-"""A sync call racing the end of Exchange use: every row it writes must fall on one side of the purge's cut-off."""
+"""Purges against the sync: a call racing the end of Exchange use must put every row on one side of the purge's
+cut-off, and data a connector sends after a person opted out must not stay stored."""
 
 from __future__ import annotations
 
@@ -84,6 +85,21 @@ def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(worl
     assert outcome.count("purged") == 1
     assert outcome.count("recomputed") == 1  # insights computed meanwhile may have counted what the purge deleted
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
+
+
+def test_an_activity_sent_after_its_person_opted_out_is_deleted_too(world: bootstrap.Services) -> None:
+    tenant = _exchange_on(world)
+    sync = world.sync_service()
+    sync.ingest(tenant, "contacts", [{"id": "c-1", "version": 1, "email": "lee@fabrikam.com", "optedOut": True}])
+    assert world.consent_timer().run().count("recomputed") == 1
+    crm_call = {"id": "k-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": "ann@contoso.com",
+                "to": ["lee@fabrikam.com"], "start": world.clock.now().isoformat(), "durationMinutes": 5}
+    someone_else = {**crm_call, "id": "k-2", "to": ["sam@fabrikam.com"]}
+    assert sync.ingest(tenant, "activities", [crm_call, _mail(2, world.clock.now()), someone_else]).stored == 3
+    records = TableRecords(world.tables)
+    assert world.consent_timer().run().count("refreshed") == 1  # which notices it, and asks for a purge
+    assert world.consent_timer().run().count("optOutPurged") == 1
+    assert [a.id for a, _ in records.iter_activities(tenant)] == ["k-2"]
 
 
 def test_the_settle_time_outlasts_any_call_the_host_lets_run(repo_root: Path) -> None:

@@ -109,6 +109,14 @@ def usable_activities(directory: Directory, settings: TenantSettings, activities
             and not opted_out.intersection(a.parties)]
 
 
+def of_someone_opted_out(directory: Directory, activities: Iterable[Activity]) -> bool:
+    """Whether any of these activities belongs to a person who opted out: one takes part, or it came from their
+    mailbox. Their data must not stay stored (SPEC 4.4), even when a connector sends it after the opt-out."""
+    addresses = directory.opted_out_addresses()
+    owners = {u.id for u in directory.users.values() if u.opted_out}
+    return any(addresses.intersection(a.parties) or a.mailbox_owner_id in owners for a in activities)
+
+
 def touched(directory: Directory, settings: TenantSettings, new: Sequence[Activity]) -> set[tuple[EntityType, str]]:
     """The records whose insights new activities can change: those they link to, and those whose introducers
     they can change (the lead or contact taking part, the account of a party's email domain)."""
