@@ -23,8 +23,9 @@ from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source
 from shared.errors import ConcurrencyConflict, Conflict, NotFound
 from shared.services.schedules import WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
+from shared.storage.documents import DocumentTooLarge
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
-from shared.storage.tables import MAX_BATCH_OPERATIONS
+from shared.storage.tables import MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS
 from shared.tenancy import TenantId
 
 MAX_ITEMS = 1000
@@ -79,6 +80,8 @@ class SyncService:
         valid = _last_of_each_id(valid, report)
         if kind == "activities":
             valid = self._gate(tenant_id, settings, valid, report)
+        chunks = self._chunks(kind, valid, report)
+        valid = [item for chunk in chunks for item in chunk]
         if valid and self._index is not None:
             # Written before the data, like every index row: a crash in between leaves a row with nothing to do,
             # never data that no recompute or purge will look at.
@@ -88,8 +91,30 @@ class SyncService:
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
                 # (the opt-out itself among them) are surely stored.
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
-        self._store(tenant_id, kind, valid, report, started)
+        for chunk in chunks:
+            self._store(tenant_id, kind, chunk, report, started)
         return report
+
+    def _chunks(self, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport,
+                ) -> list[list[tuple[int, BaseModel]]]:
+        """The items, cut into groups that one transaction each can hold (by count and by size); an item that no
+        row can hold is refused here, before anything is written."""
+        chunks: list[list[tuple[int, BaseModel]]] = []
+        size = 0
+        for index, record in valid:
+            try:
+                cost = self._records.row_bytes(kind, record)
+            except DocumentTooLarge:
+                report.rejected.append(Rejection(index, record.id, "tooLarge",  # type: ignore[attr-defined]
+                                                 "the item is larger than one stored row can hold (about 480 K "
+                                                 "characters)"))
+                continue
+            if not chunks or len(chunks[-1]) == MAX_BATCH_OPERATIONS or size + cost > MAX_BATCH_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append((index, record))
+            size += cost
+        return chunks
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],
               report: SyncReport) -> list[tuple[int, BaseModel]]:
@@ -107,19 +132,17 @@ class SyncService:
                 report.rejected.append(Rejection(index, activity.id, reason))
         return passed
 
-    def _store(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport,
+    def _store(self, tenant_id: TenantId, kind: str, chunk: list[tuple[int, BaseModel]], report: SyncReport,
                started: datetime) -> None:
         # Fast path: most items are new (activities never change once done), so each chunk is first written as
         # creates in one transaction. A chunk that meets an existing row wrote nothing (transactions are atomic)
         # and takes the slow path: read the stored versions, then replace only what is newer.
-        for start in range(0, len(valid), MAX_BATCH_OPERATIONS):
-            chunk = valid[start:start + MAX_BATCH_OPERATIONS]
-            try:
-                self._records.write(tenant_id, kind, [(record, None) for _, record in chunk], started)
-            except ConcurrencyConflict:
-                self._store_versioned(tenant_id, kind, chunk, report, started)
-            else:
-                report.stored += len(chunk)
+        try:
+            self._records.write(tenant_id, kind, [(record, None) for _, record in chunk], started)
+        except ConcurrencyConflict:
+            self._store_versioned(tenant_id, kind, chunk, report, started)
+        else:
+            report.stored += len(chunk)
 
     def _store_versioned(self, tenant_id: TenantId, kind: str, pending: list[tuple[int, BaseModel]],
                          report: SyncReport, started: datetime) -> None:

@@ -11,12 +11,25 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.storage.tables import MAX_STRING_PROPERTY_CHARS, Operation, Properties, StoredEntity, TableStore
+from shared.storage.tables import (
+    MAX_STRING_PROPERTY_CHARS,
+    Operation,
+    Properties,
+    StoredEntity,
+    TableStore,
+    utf16_units,
+)
 from shared.tenancy import TenantId
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_DOCUMENT_CHUNKS = 30  # about 960 K characters: below the 1 MiB entity limit with room to spare
+# The service counts an entity's strings in UTF-16: 15 full properties are 960 KiB, below the 1 MiB entity limit
+# with room for the keys and the other properties.
+MAX_DOCUMENT_CHUNKS = 15
+
+
+class DocumentTooLarge(ValueError):
+    """A document that no entity can hold."""
 
 
 class CorruptDocument(Exception):
@@ -31,13 +44,29 @@ class Versioned(Generic[M]):
 
 def encode(kind: str, document: BaseModel, schema_version: int = 1) -> Properties:
     payload = document.model_dump_json(by_alias=True)
-    chunks = [payload[i : i + MAX_STRING_PROPERTY_CHARS] for i in range(0, len(payload), MAX_STRING_PROPERTY_CHARS)]
+    chunks = _chunks(payload)
     if len(chunks) > MAX_DOCUMENT_CHUNKS:
-        raise ValueError(f"{kind} document is too large for one entity")
+        raise DocumentTooLarge(f"{kind} document is too large for one entity")
     properties: Properties = {"Kind": kind, "SchemaVersion": schema_version, "DocChunks": len(chunks)}
     for index, chunk in enumerate(chunks or [""]):
         properties[f"Doc{index}"] = chunk
     return properties
+
+
+def _chunks(payload: str) -> list[str]:
+    """Pieces of at most MAX_STRING_PROPERTY_CHARS UTF-16 units, never splitting a surrogate pair."""
+    size = MAX_STRING_PROPERTY_CHARS
+    if payload.isascii() or utf16_units(payload) == len(payload):
+        return [payload[i : i + size] for i in range(0, len(payload), size)]
+    chunks, start, units = [], 0, 0
+    for index, char in enumerate(payload):
+        width = 2 if ord(char) > 0xFFFF else 1
+        if units + width > size:
+            chunks.append(payload[start:index])
+            start, units = index, 0
+        units += width
+    chunks.append(payload[start:])
+    return chunks
 
 
 def decode(entity: StoredEntity, model: type[M]) -> M:

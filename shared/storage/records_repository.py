@@ -17,7 +17,14 @@ from pydantic import BaseModel
 
 from shared.domain.records import RECORD_KINDS, Activity, Source
 from shared.storage.documents import decode, encode
-from shared.storage.tables import MAX_BATCH_OPERATIONS, Operation, StoredEntity, TableStore
+from shared.storage.tables import (
+    MAX_BATCH_OPERATIONS,
+    Operation,
+    StoredEntity,
+    TableStore,
+    operation_bytes,
+    transactions,
+)
 from shared.tenancy import TenantId
 
 _READERS = 8
@@ -70,15 +77,14 @@ class TableRecords:
     def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
               ingested_at: datetime) -> None:
         """Creates new rows and replaces stored ones only if unchanged since read (ConcurrencyConflict if not)."""
-        operations = []
-        for record, stored in records:
-            properties = {**encode(kind, record), "Version": record.version,  # type: ignore[attr-defined]
-                          "IngestedAt": ingested_at}
-            key = row_key(kind, record)
-            operations.append(Operation("create", key, properties) if stored is None
-                              else Operation("replace", key, properties, stored.etag))
-        for start in range(0, len(operations), MAX_BATCH_OPERATIONS):
-            self._tables.transact(tenant_id, operations[start:start + MAX_BATCH_OPERATIONS])
+        operations = [_operation(kind, record, stored, ingested_at) for record, stored in records]
+        for transaction in transactions(operations):
+            self._tables.transact(tenant_id, transaction)
+
+    @staticmethod
+    def row_bytes(kind: str, record: BaseModel) -> int:
+        """What a record weighs in a transaction; DocumentTooLarge when no row can hold it."""
+        return operation_bytes(_operation(kind, record, None, datetime.min))
 
     def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
         model = RECORD_KINDS[kind]
@@ -137,3 +143,11 @@ class TableRecords:
             self._tables.transact(tenant_id, batch)
             deleted += len(batch)
         return deleted, True
+
+
+def _operation(kind: str, record: BaseModel, stored: StoredVersion | None, ingested_at: datetime) -> Operation:
+    properties = {**encode(kind, record), "Version": record.version,  # type: ignore[attr-defined]
+                  "IngestedAt": ingested_at}
+    key = row_key(kind, record)
+    return (Operation("create", key, properties) if stored is None
+            else Operation("replace", key, properties, stored.etag))

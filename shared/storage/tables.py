@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_KEY_CHARS = 1024
-MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16
+MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16 (a character outside the BMP takes two)
 MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey, Timestamp
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -324,7 +325,7 @@ def _entity(partition_key: str, row_key: str, properties: Properties) -> dict[st
     for name, value in properties.items():
         if name in ("PartitionKey", "RowKey", "Timestamp", "etag"):
             raise ValueError(f"{name} is a reserved property name")
-        if isinstance(value, str) and len(value) > MAX_STRING_PROPERTY_CHARS:
+        if isinstance(value, str) and utf16_units(value) > MAX_STRING_PROPERTY_CHARS:
             raise ValueError(f"property {name} exceeds 64 KiB")
     return {"PartitionKey": partition_key, "RowKey": row_key, **{n: _typed(v) for n, v in properties.items()}}
 
@@ -354,6 +355,31 @@ def _plain(value: Any) -> PropertyValue:
     return inner  # type: ignore[no-any-return]
 
 
+def utf16_units(text: str) -> int:
+    """How the service measures a string: UTF-16 code units."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
+def operation_bytes(operation: Operation) -> int:
+    """An upper estimate of one operation's share of a transaction's payload (JSON, escaped as sent)."""
+    return 512 + len(operation.row_key) + sum(len(name) + _approx_size(v) for name, v in operation.properties.items())
+
+
+def transactions(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
+    """The operations in order, cut into transactions the service accepts: by count and by payload size."""
+    batch: list[Operation] = []
+    size = 0
+    for operation in operations:
+        cost = operation_bytes(operation)
+        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + cost > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(operation)
+        size += cost
+    if batch:
+        yield batch
+
+
 def _check_batch(partition_key: str, operations: Sequence[Operation]) -> None:
     check_key("PartitionKey", partition_key)
     if not operations:
@@ -363,14 +389,14 @@ def _check_batch(partition_key: str, operations: Sequence[Operation]) -> None:
     row_keys = [op.row_key for op in operations]
     if len(set(row_keys)) != len(row_keys):
         raise ValueError("a transaction may touch each row only once")
-    size = sum(len(op.row_key) + sum(_approx_size(v) for v in op.properties.values()) for op in operations)
+    size = sum(operation_bytes(op) for op in operations)
     if size > MAX_BATCH_BYTES:
         raise ValueError("a transaction's payload is at most 4 MiB")
 
 
 def _approx_size(value: PropertyValue) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8")) + 64
+    if isinstance(value, str):  # as the SDK sends it: JSON-escaped quotes and backslashes, \uXXXX beyond ASCII
+        return len(json.dumps(value)) + 64
     if isinstance(value, bytes):
         return len(value) * 4 // 3 + 64
     return 64

@@ -156,6 +156,26 @@ def test_versions_beyond_32_bits_and_times_without_a_zone(admin: Api, connector:
             for r in report["rejected"]] == [("invalid", True)]
 
 
+def test_heavy_items_are_stored_in_transactions_the_service_accepts(admin: Api, connector: Api,
+                                                                    services: bootstrap.Services,
+                                                                    tenant_id: str) -> None:
+    enable(admin, services, tenant_id, consent=False)
+    light = [{"id": f"s{i}", "version": 1, "email": f"s{i}@contoso.com"} for i in range(100)]
+    heavy = [{"id": f"h{i}", "version": 1, "email": f"h{i}@contoso.com",
+              "groupIds": [str(uuid.uuid4()) for _ in range(1000)],
+              "securityRoleIds": [str(uuid.uuid4()) for _ in range(100)]} for i in range(100)]
+    assert ok(connector.post("sync/users", {"items": light + heavy}))["stored"] == 200  # over 4 MiB in 100 heavy
+    assert len(list(TableRecords(services.tables).iter_records(TenantId(tenant_id), "users"))) == 200
+
+    def crowd(field: str) -> list[str]:  # 500 addresses of 200 emoji: each emoji is two UTF-16 units
+        return [f"{chr(0x1F600) * 200}.{field}{i}@fabrikam.com" for i in range(500)]
+
+    huge = {**email("huge", "crm", None), "to": crowd("to"), "cc": crowd("cc"), "optionalAttendees": crowd("opt")}
+    report = ok(connector.post("sync/activities", {"items": [huge, email("fine", "crm", None)]}))
+    assert report["stored"] == 1
+    assert [(r["id"], r["reason"]) for r in report["rejected"]] == [("huge", "tooLarge")]
+
+
 @pytest.mark.parametrize(("path", "body", "status"), [
     ("sync/widgets", {"items": [{"id": "x", "version": 1}]}, 404),
     ("sync/users", {"items": []}, 400),
