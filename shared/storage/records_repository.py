@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.domain.records import RECORD_KINDS, Activity, Source
+from shared.errors import ConcurrencyConflict
 from shared.storage.documents import decode, encode
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
@@ -132,17 +133,33 @@ class TableRecords:
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix):
             if not wanted(entity):
                 continue
-            batch.append(Operation("delete", entity.row_key))
+            # Only the version that was judged: a row replaced since (a newer version, ingested after Exchange
+            # came back) is not this purge's to delete.
+            batch.append(Operation("delete", entity.row_key, etag=entity.etag))
             if len(batch) == MAX_BATCH_OPERATIONS:
-                self._tables.transact(tenant_id, batch)
-                deleted += len(batch)
+                deleted += self._delete(tenant_id, batch)
                 batch = []
                 if deleted >= limit:
                     return deleted, False
         if batch:
-            self._tables.transact(tenant_id, batch)
-            deleted += len(batch)
+            deleted += self._delete(tenant_id, batch)
         return deleted, True
+
+    def _delete(self, tenant_id: TenantId, batch: list[Operation]) -> int:
+        """One transaction; if a row changed or went meanwhile (another purge of the tenant, a newer version),
+        row by row, leaving those."""
+        try:
+            self._tables.transact(tenant_id, batch)
+            return len(batch)
+        except ConcurrencyConflict:
+            deleted = 0
+            for operation in batch:
+                try:
+                    self._tables.delete(tenant_id, operation.row_key, operation.etag)
+                    deleted += 1
+                except ConcurrencyConflict:
+                    continue
+            return deleted
 
 
 def _operation(kind: str, record: BaseModel, stored: StoredVersion | None, ingested_at: datetime) -> Operation:
