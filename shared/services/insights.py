@@ -30,10 +30,6 @@ from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
-# A row stamped before a scan began may still commit after the scan has passed its key (WRITE_SETTLE). A
-# computation therefore says it has seen only what was stored that long before it began: the next refresh looks
-# at that margin again (recomputing a record twice is harmless; missing an activity until tomorrow is not).
-
 
 @dataclass(frozen=True)
 class RecomputeReport:
@@ -173,9 +169,12 @@ class InsightsService:
 
 
 def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:
-    """The mark the next refresh starts from: every activity stored up to it has been computed, and no batch
-    stamped up to it can still be committing. A refresh never moves it back; a full recompute sets it to what
-    had settled when it began (lower than before only if an earlier computation began later: still safe)."""
+    """The mark the next refresh starts from: every activity stored up to it has been computed, and no row
+    stamped up to it can still be committing (a row stamped before a scan began may commit after the scan has
+    passed its key, for up to WRITE_SETTLE; the next refresh looks at that margin again: recomputing a record
+    twice is harmless, missing an activity until tomorrow is not). A refresh never moves it back; a full
+    recompute sets it to what had settled when it began (lower than before only if an earlier computation began
+    later: still safe)."""
     settled = now - WRITE_SETTLE
     if mark is None:  # a full recompute has seen everything that had settled when it began
         return settled
