@@ -20,7 +20,9 @@ SYNC = declare(Endpoint(
     summary="Upsert a batch of records or activities (idempotent by id and version).",
     description="Kinds: securityRoles, users, accounts, contacts, leads, opportunities, activities. Items are "
                 "validated one by one; invalid ones and Exchange items whose data gates are closed are listed in "
-                "`rejected`.",
+                "`rejected`. A batch is stored in transactions of up to 100 items: after a 503 or 409 some of "
+                "them may be stored, and sending the same batch again is always safe (a stored version is "
+                "never stored twice).",
     path_values=(("kind", tuple(RECORD_KINDS)),),
 ))
 

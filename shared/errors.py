@@ -106,7 +106,8 @@ class ServiceUnavailable(AppError):
 
 
 class StorageUnavailable(ServiceUnavailable):
-    """Table storage could not be reached or is throttling; nothing was written."""
+    """Table storage could not be reached or is throttling; the failed call wrote nothing (a write made of
+    several transactions may have stored the ones before it)."""
 
     slug = "storage-unavailable"
 

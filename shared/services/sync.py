@@ -87,13 +87,22 @@ class SyncService:
             # never data that no recompute or purge will look at.
             kind_of_work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
             self._index.add(kind_of_work, tenant_id, started)
-            if any(getattr(record, "opted_out", False) for _, record in valid):
+            if self._new_opt_outs(tenant_id, kind, valid):
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
                 # (the opt-out itself among them) are surely stored.
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
         for chunk in chunks:
             self._store(tenant_id, kind, chunk, report, started)
         return report
+
+    def _new_opt_outs(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]]) -> bool:
+        """Whether this batch brings an opt-out not stored yet. A connector that sends every record again each
+        day must not start a purge (a scan of every activity) each day."""
+        opted = {row_key(kind, r): r.version for _, r in valid if getattr(r, "opted_out", False)}  # type: ignore[attr-defined]
+        if not opted:
+            return False
+        stored = self._records.versions(tenant_id, list(opted))
+        return any(key not in stored or stored[key].version < version for key, version in opted.items())
 
     def _chunks(self, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport,
                 ) -> list[list[tuple[int, BaseModel]]]:
@@ -160,7 +169,8 @@ class SyncService:
             report.stored += len(newer)
             report.unchanged += len(pending) - len(newer)
             return
-        raise Conflict("these records are being written by another batch right now; send the batch again")
+        raise Conflict("these records are being written by another batch right now; send the batch again",
+                       headers={"Retry-After": "2"})
 
 
 def _validate(model: type[BaseModel], item: dict[str, Any], index: int, report: SyncReport) -> BaseModel | None:

@@ -16,8 +16,9 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.domain.records import Activity, Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.schedules import WRITE_SETTLE
+from shared.services.schedules import WRITE_SETTLE, IndexKind
 from shared.storage.records_repository import TableRecords
+from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
 
 pytestmark = pytest.mark.integration
@@ -100,6 +101,28 @@ def test_an_activity_sent_after_its_person_opted_out_is_deleted_too(world: boots
     assert world.consent_timer().run().count("refreshed") == 1  # which notices it, and asks for a purge
     assert world.consent_timer().run().count("optOutPurged") == 1
     assert [a.id for a, _ in records.iter_activities(tenant)] == ["k-2"]
+
+
+def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Services) -> None:
+    tenant = _exchange_on(world)
+    sync = world.sync_service()
+    index = TableScheduleIndex(world.tables)
+
+    def purges() -> int:
+        return len([e for e in index.due(IndexKind.OPT_OUT_PURGE, world.clock.now() + timedelta(days=1))
+                    if e.tenant_id == tenant])
+
+    lee = {"id": "c-1", "version": 1, "email": "lee@fabrikam.com", "optedOut": True}
+    sync.ingest(tenant, "contacts", [lee])
+    assert purges() == 1
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    assert world.consent_timer().run().count("optOutPurged") == 1
+    assert purges() == 0
+    sync.ingest(tenant, "contacts", [lee])  # the connector's daily full sync: nothing new
+    assert purges() == 0
+    sync.ingest(tenant, "contacts", [{**lee, "version": 2}])
+    assert purges() == 1
 
 
 def test_the_settle_time_outlasts_any_call_the_host_lets_run(repo_root: Path) -> None:
