@@ -51,14 +51,20 @@ class ConsentTimer:
 
     def run(self) -> RunReport:
         now = self._clock.now()
-        # Deadlines first: an auto-disable may request a purge that the same run then starts.
+        # Deadlines first; the purge an auto-disable requests is due WRITE_SETTLE later, in a later run.
         entries = [*self._index.due(IndexKind.CONSENT_DEADLINE, now), *self._index.due(IndexKind.CONSENT_RECHECK, now)]
         operation = observability.current_operation_id()
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="consent-timer") as pool:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
             purges = [*self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()),
                       *self._index.due(IndexKind.OPT_OUT_PURGE, self._clock.now())]
-            outcomes += list(pool.map(lambda entry: self._step(entry, operation), purges))
+            by_tenant: dict[TenantId, dict[IndexKind, list[IndexEntry]]] = {}
+            for entry in purges:
+                by_tenant.setdefault(entry.tenant_id, {}).setdefault(entry.kind, []).append(entry)
+            # One worker per tenant, each kind once: two rows of a tenant would scan and delete the same rows.
+            for done in pool.map(lambda kinds: [self._purge_step(rows, operation) for rows in kinds.values()],
+                                 by_tenant.values()):
+                outcomes += done
             # Last: recompute the insights of tenants whose data or settings changed (once per tenant).
             recomputes = self._due_recomputes()
             outcomes += list(pool.map(lambda group: self._recompute(group, operation), recomputes.values()))
@@ -72,14 +78,25 @@ class ConsentTimer:
             try:
                 if entry.kind is IndexKind.CONSENT_DEADLINE:
                     return self._deadline(entry)
-                if entry.kind is IndexKind.EXCHANGE_PURGE:
-                    return self._purge(entry)
-                if entry.kind is IndexKind.OPT_OUT_PURGE:
-                    return self._purge_opted_out(entry)
                 return self._recheck(entry)
             except Exception:
                 log.exception("consent timer step %s failed; retried next run", entry.kind.value)
                 return "failed"
+
+    def _purge_step(self, rows: list[IndexEntry], operation: str | None) -> str:
+        """The rows of one tenant and kind that are due: one purge does what each asks."""
+        with observability.log_context(tenant_id=rows[0].tenant_id, operation_id=operation):
+            try:
+                if rows[0].kind is IndexKind.EXCHANGE_PURGE:
+                    return self._purge(rows)
+                return self._purge_opted_out(rows)
+            except Exception:
+                log.exception("purge %s failed; retried next run", rows[0].kind.value)
+                return "failed"
+
+    def _done(self, rows: list[IndexEntry]) -> None:
+        for row in rows:
+            self._index.remove(row.kind, row.tenant_id, row.due)
 
     def _deadline(self, entry: IndexEntry) -> str:
         outcome = self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "autoDisable",
@@ -119,13 +136,14 @@ class ConsentTimer:
                 log.exception("insights recompute failed; retried next run")
                 return "failed"
 
-    def _purge(self, entry: IndexEntry) -> str:
+    def _purge(self, rows: list[IndexEntry]) -> str:
         """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many.
         The row only says "look here": the settings say up to when (a row left by a change that was not
         stored must never delete data ingested after the last real request)."""
+        entry = max(rows, key=lambda row: row.due)
         requested = self._settings.current(entry.tenant_id).settings.exchange.purge_requested_at
         if requested is None:
-            self._index.remove(entry.kind, entry.tenant_id, entry.due)
+            self._done(rows)
             return "stale"
         if self._clock.now() < requested + WRITE_SETTLE:
             return "notYetDue"  # sync calls that read the gates open may still be writing
@@ -137,11 +155,12 @@ class ConsentTimer:
         self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
                               lambda s, now: s.record_exchange_purged(through))
         self._recompute_after_purge(entry.tenant_id)
-        self._index.remove(entry.kind, entry.tenant_id, entry.due)
+        self._done(rows)
         return "purged"
 
-    def _purge_opted_out(self, entry: IndexEntry) -> str:
+    def _purge_opted_out(self, rows: list[IndexEntry]) -> str:
         """Deletes the activity rows of everyone who opted out (as a party, or as the owner of the mailbox)."""
+        entry = rows[0]
         users = list(self._records.iter_records(entry.tenant_id, "users"))
         contacts = list(self._records.iter_records(entry.tenant_id, "contacts"))
         leads = list(self._records.iter_records(entry.tenant_id, "leads"))
@@ -153,7 +172,7 @@ class ConsentTimer:
         if not finished:
             return "purgeContinues"
         self._recompute_after_purge(entry.tenant_id)
-        self._index.remove(entry.kind, entry.tenant_id, entry.due)
+        self._done(rows)
         return "optOutPurged"
 
     def _recompute_after_purge(self, tenant_id: TenantId) -> None:

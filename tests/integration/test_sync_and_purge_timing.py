@@ -122,7 +122,12 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Ser
     sync.ingest(tenant, "contacts", [lee])  # the connector's daily full sync: nothing new
     assert purges() == 0
     sync.ingest(tenant, "contacts", [{**lee, "version": 2}])
-    assert purges() == 1
+    world.clock.advance(timedelta(minutes=1))
+    sync.ingest(tenant, "contacts", [{"id": "c-2", "version": 1, "email": "sam@fabrikam.com", "optedOut": True}])
+    assert purges() == 2
+    world.clock.advance(WRITE_SETTLE)
+    assert world.consent_timer().run().count("optOutPurged") == 1  # one scan does what both rows ask
+    assert purges() == 0
 
 
 def test_the_settle_time_outlasts_any_call_the_host_lets_run(repo_root: Path) -> None:
