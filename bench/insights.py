@@ -27,6 +27,7 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.schedules import WRITE_SETTLE
 from shared.tenancy import TenantId
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -70,7 +71,7 @@ def main() -> None:
               f"({counting.total / len(activities):.2f} table calls per activity, batches of 1,000)")
 
         insights = services.insights_service()
-        clock.advance(timedelta(days=1))  # the daily recompute, some time after the load (not within WRITE_SETTLE)
+        clock.advance(timedelta(hours=1))  # a recompute some time after the load (not within WRITE_SETTLE)
         started = time.perf_counter()
         report = insights.recompute(tenant)
         print(f"full recompute: {report.records} records from {report.activities} activities in "
@@ -107,6 +108,15 @@ def main() -> None:
             print(f"who knows whom over HTTP: median {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms "
                   f"({len(latencies)} queries)")
         bootstrap.install(None)
+
+        exchange = sum(1 for a in activities if a["source"] == "exchange")
+        settings.change(tenant, "admin", "off", lambda s, now: s.set_exchange_integration(False, now))
+        clock.advance(WRITE_SETTLE)
+        started = time.perf_counter()
+        outcome = services.consent_timer().run()
+        elapsed = time.perf_counter() - started
+        print(f"purge of {exchange} Exchange-derived activities (and the recompute after it) in one timer run: "
+              f"{elapsed:.1f} s, {outcome.outcomes}")
 
 
 def _iso(moment: datetime) -> str:

@@ -6,6 +6,7 @@ for the next run."""
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,10 @@ from shared.tenancy import TenantId
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
-PURGE_ROWS_PER_RUN = 20_000  # per tenant and run: bounded work; an hourly timer clears 480,000 rows a day
+# Bounded work per tenant and run, resumed by the next run: the time budget keeps a run well inside the host's
+# 10-minute functionTimeout; the row cap bounds one step whatever the store's speed.
+PURGE_SECONDS_PER_RUN = 300.0
+PURGE_ROWS_PER_RUN = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class ConsentTimer:
     def __init__(self, settings: SettingsService, index: ScheduleIndex, clock: Clock,
                  consent: Callable[[], ConsentService], records: TableRecords,
                  insights: InsightsService | None = None, *,
-                 workers: int = DEFAULT_WORKERS, purge_rows_per_run: int = PURGE_ROWS_PER_RUN) -> None:
+                 workers: int = DEFAULT_WORKERS, purge_rows_per_run: int = PURGE_ROWS_PER_RUN,
+                 purge_seconds_per_run: float = PURGE_SECONDS_PER_RUN) -> None:
         self._settings = settings
         self._index = index
         self._clock = clock
@@ -48,6 +53,8 @@ class ConsentTimer:
         self._insights = insights
         self._workers = workers
         self._purge_rows = purge_rows_per_run
+        self._purge_seconds = purge_seconds_per_run
+        self._purge_until = 0.0  # this run's time budget for purges (monotonic)
 
     def run(self) -> RunReport:
         now = self._clock.now()
@@ -58,6 +65,7 @@ class ConsentTimer:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
             purges = [*self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()),
                       *self._index.due(IndexKind.OPT_OUT_PURGE, self._clock.now())]
+            self._purge_until = time.monotonic() + self._purge_seconds
             by_tenant: dict[TenantId, dict[IndexKind, list[IndexEntry]]] = {}
             for entry in purges:
                 by_tenant.setdefault(entry.tenant_id, {}).setdefault(entry.kind, []).append(entry)
@@ -148,7 +156,7 @@ class ConsentTimer:
         if self._clock.now() < requested + WRITE_SETTLE:
             return "notYetDue"  # sync calls that read the gates open may still be writing
         through = min(entry.due, requested)
-        deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows)
+        deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows, self._enough)
         log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
@@ -167,13 +175,17 @@ class ConsentTimer:
         addresses = frozenset({u.email for u in users if u.opted_out}
                               | {p.email for p in [*contacts, *leads] if p.opted_out and p.email})
         user_ids = frozenset(u.id for u in users if u.opted_out)
-        deleted, finished = self._records.purge_people(entry.tenant_id, addresses, user_ids, self._purge_rows)
+        deleted, finished = self._records.purge_people(entry.tenant_id, addresses, user_ids, self._purge_rows,
+                                                       self._enough)
         log.info("purged %d activity rows of people who opted out%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
         self._recompute_after_purge(entry.tenant_id)
         self._done(rows)
         return "optOutPurged"
+
+    def _enough(self) -> bool:
+        return time.monotonic() >= self._purge_until
 
     def _recompute_after_purge(self, tenant_id: TenantId) -> None:
         """Insights computed while the purge ran may still count what it deleted (Exchange may be back on)."""

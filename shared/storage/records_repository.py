@@ -106,27 +106,28 @@ class TableRecords:
             ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
             yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
 
-    def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int) -> tuple[int, bool]:
-        """Deletes up to `limit` Exchange-derived rows ingested at or before the given time.
-        Returns (deleted, finished)."""
+    def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int,
+                       enough: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
+        """Deletes up to `limit` Exchange-derived rows ingested at or before the given time, stopping early once
+        `enough` says so. Returns (deleted, finished)."""
         def due(entity: StoredEntity) -> bool:
             ingested = entity.properties.get("IngestedAt")
             return not (isinstance(ingested, datetime) and ingested > ingested_before)
 
-        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, limit)
+        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, limit, enough)
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
-                     limit: int) -> tuple[int, bool]:
+                     limit: int, enough: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
         """Deletes up to `limit` activity rows in which one of these people takes part, or that came from one of
         these users' mailboxes (their data, after an opt-out). Returns (deleted, finished)."""
         def theirs(entity: StoredEntity) -> bool:
             activity = decode(entity, Activity)
             return bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in user_ids
 
-        return self._delete_where(tenant_id, prefix("activities"), theirs, limit)
+        return self._delete_where(tenant_id, prefix("activities"), theirs, limit, enough)
 
     def _delete_where(self, tenant_id: TenantId, row_prefix: str, wanted: Callable[[StoredEntity], bool],
-                      limit: int) -> tuple[int, bool]:
+                      limit: int, enough: Callable[[], bool]) -> tuple[int, bool]:
         """Bounded, resumable deletion in transactions of 100: (deleted, finished)."""
         batch: list[Operation] = []
         deleted = 0
@@ -139,7 +140,7 @@ class TableRecords:
             if len(batch) == MAX_BATCH_OPERATIONS:
                 deleted += self._delete(tenant_id, batch)
                 batch = []
-                if deleted >= limit:
+                if deleted >= limit or enough():
                     return deleted, False
         if batch:
             deleted += self._delete(tenant_id, batch)

@@ -16,6 +16,7 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.domain.records import Activity, Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.consent_timer import ConsentTimer
 from shared.services.schedules import WRITE_SETTLE, IndexKind
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -128,6 +129,21 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Ser
     world.clock.advance(WRITE_SETTLE)
     assert world.consent_timer().run().count("optOutPurged") == 1  # one scan does what both rows ask
     assert purges() == 0
+
+
+def test_a_purge_out_of_time_resumes_in_the_next_run(world: bootstrap.Services) -> None:
+    tenant = _exchange_on(world)
+    assert world.sync_service().ingest(tenant, "activities", [_mail(n, world.clock.now()) for n in range(150)]).stored
+    world.settings_service().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE + timedelta(minutes=1))
+    hurried = ConsentTimer(world.settings_service(), TableScheduleIndex(world.tables), world.clock,
+                           world.consent_service, TableRecords(world.tables), purge_seconds_per_run=0)
+    records = TableRecords(world.tables)
+    assert hurried.run().count("purgeContinues") == 1  # one transaction of 100, then the budget is spent
+    assert len(list(records.iter_records(tenant, "activities", Source.EXCHANGE))) == 50
+    assert hurried.run().count("purged") == 1
+    assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
 
 
 def test_the_settle_time_outlasts_any_call_the_host_lets_run(repo_root: Path) -> None:
