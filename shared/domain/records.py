@@ -7,11 +7,12 @@ out-of-order batches never move data backwards.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -19,6 +20,17 @@ _ADDRESS_PART = r"[^@\s/\\#?\x00-\x1f\x7f-\x9f]+"  # also what a Table Storage k
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=rf"^{_ADDRESS_PART}@{_ADDRESS_PART}$",
                                          to_lower=True, strip_whitespace=True)]
 Version = Annotated[int, Field(ge=0, le=2**62)]
+
+
+def _with_zone(value: datetime, info: ValidationInfo) -> datetime:
+    if value.tzinfo is not None:
+        return value
+    if info.context and info.context.get("stored"):  # a row stored before zones were required: it meant UTC
+        return value.replace(tzinfo=UTC)
+    raise ValueError("a time needs its zone (for example 2026-11-26T09:30:00Z)")
+
+
+Moment = Annotated[datetime, AfterValidator(_with_zone)]
 
 
 class _Record(BaseModel):
@@ -71,7 +83,7 @@ class Lead(_Record):
     full_name: str = Field(default="", max_length=200)
     stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
     state: LeadState = LeadState.ACTIVE
-    created_on: AwareDatetime
+    created_on: Moment
     opted_out: bool = False
 
 
@@ -88,7 +100,7 @@ class Opportunity(_Record):
     stakeholder_contact_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
     account_id: RecordId | None = None
     state: OpportunityState = OpportunityState.OPEN
-    created_on: AwareDatetime
+    created_on: Moment
 
 
 class ActivityKind(StrEnum):
@@ -123,10 +135,10 @@ class Activity(_Record):
     cc: tuple[Email, ...] = Field(default=(), max_length=500)
     optional_attendees: tuple[Email, ...] = Field(default=(), max_length=500)
     regarding: Regarding | None = None
-    start: AwareDatetime = Field(description="sent time of an email, start of a meeting or call, due time of a task")
+    start: Moment = Field(description="sent time of an email, start of a meeting or call, due time of a task")
     duration_minutes: float | None = Field(default=None, ge=0, le=60 * 24 * 7)
     completed: bool = True
-    in_reply_to_sent_at: AwareDatetime | None = Field(default=None, description="for a reply: when the message it "
+    in_reply_to_sent_at: Moment | None = Field(default=None, description="for a reply: when the message it "
                                                                             "answers was sent")
 
     @model_validator(mode="after")

@@ -17,7 +17,14 @@ from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
 from shared.services.consent import ConsentService
 from shared.services.insights import InsightsService
-from shared.services.schedules import RECHECK_INTERVAL, WRITE_SETTLE, IndexEntry, IndexKind, ScheduleIndex
+from shared.services.schedules import (
+    CUTOFF_MARGIN,
+    RECHECK_INTERVAL,
+    WRITE_SETTLE,
+    IndexEntry,
+    IndexKind,
+    ScheduleIndex,
+)
 from shared.services.settings import SettingsService
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
@@ -155,7 +162,7 @@ class ConsentTimer:
             return "stale"
         if self._clock.now() < requested + WRITE_SETTLE:
             return "notYetDue"  # sync calls that read the gates open may still be writing
-        through = min(entry.due, requested)
+        through = requested + CUTOFF_MARGIN  # the newest row decides when, the settings say up to what
         deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows, self._enough)
         log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
         if not finished:

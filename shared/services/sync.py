@@ -25,7 +25,7 @@ from shared.services.schedules import WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.documents import DocumentTooLarge
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
-from shared.storage.tables import MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS
+from shared.storage.tables import MAX_BATCH_OPERATIONS, WRITER_BATCH_BYTES
 from shared.tenancy import TenantId
 
 MAX_ITEMS = 1000
@@ -89,7 +89,8 @@ class SyncService:
             self._index.add(kind_of_work, tenant_id, started)
             if self._new_opt_outs(tenant_id, kind, valid):
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
-                # (the opt-out itself among them) are surely stored.
+                # (the opt-out itself among them) are surely stored. Rows of calls that began before the opt-out
+                # was stored and end after the purge are found by the next insights computation.
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
         for chunk in chunks:
             self._store(tenant_id, kind, chunk, report, started)
@@ -98,11 +99,11 @@ class SyncService:
     def _new_opt_outs(self, tenant_id: TenantId, kind: str, valid: list[tuple[int, BaseModel]]) -> bool:
         """Whether this batch brings an opt-out not stored yet. A connector that sends every record again each
         day must not start a purge (a scan of every activity) each day."""
-        opted = {row_key(kind, r): r.version for _, r in valid if getattr(r, "opted_out", False)}  # type: ignore[attr-defined]
+        opted = [r.id for _, r in valid if getattr(r, "opted_out", False)]  # type: ignore[attr-defined]
         if not opted:
             return False
-        stored = self._records.versions(tenant_id, list(opted))
-        return any(key not in stored or stored[key].version < version for key, version in opted.items())
+        stored = self._records.get_many(tenant_id, kind, opted)
+        return any(not getattr(stored.get(record_id), "opted_out", False) for record_id in opted)
 
     def _chunks(self, kind: str, valid: list[tuple[int, BaseModel]], report: SyncReport,
                 ) -> list[list[tuple[int, BaseModel]]]:
@@ -118,7 +119,7 @@ class SyncService:
                                                  "the item is larger than one stored row can hold (about 480 K "
                                                  "characters)"))
                 continue
-            if not chunks or len(chunks[-1]) == MAX_BATCH_OPERATIONS or size + cost > MAX_BATCH_BYTES:
+            if not chunks or len(chunks[-1]) == MAX_BATCH_OPERATIONS or size + cost > WRITER_BATCH_BYTES:
                 chunks.append([])
                 size = 0
             chunks[-1].append((index, record))

@@ -8,13 +8,12 @@ from datetime import datetime
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.snapshot import RecordInsight
 from shared.storage.documents import decode, encode
-from shared.storage.tables import MAX_BATCH_OPERATIONS, Operation, TableStore
+from shared.storage.tables import Operation, TableStore, transactions
 from shared.tenancy import TenantId
 
 PREFIX = "insight|"
 DOMAIN_PREFIX = "wkw-domain|"
 META_ROW = "insights-meta"
-_BATCH_BYTES = 3 * 1024 * 1024  # below the 4 MiB of a transaction, with room for the envelope
 
 
 def row_key(entity_type: str, record_id: str) -> str:
@@ -68,14 +67,5 @@ class TableInsights:
                                 for i in insights])
 
     def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
-        batch: list[Operation] = []
-        size = 0
-        for op in operations:
-            op_size = sum(len(str(v)) for v in op.properties.values()) + 256
-            if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + op_size > _BATCH_BYTES):
-                self._tables.transact(tenant_id, batch)
-                batch, size = [], 0
-            batch.append(op)
-            size += op_size
-        if batch:
-            self._tables.transact(tenant_id, batch)
+        for transaction in transactions(operations):
+            self._tables.transact(tenant_id, transaction)

@@ -131,7 +131,9 @@ class TableRecords:
         """Bounded, resumable deletion in transactions of 100: (deleted, finished)."""
         batch: list[Operation] = []
         deleted = 0
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix):
+        for scanned, entity in enumerate(self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix), 1):
+            if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
+                return deleted + (self._delete(tenant_id, batch) if batch else 0), False
             if not wanted(entity):
                 continue
             # Only the version that was judged: a row replaced since (a newer version, ingested after Exchange

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+WRITER_BATCH_BYTES = MAX_BATCH_BYTES - 256 * 1024  # what writers aim at: the estimate misses the batch envelope
 MAX_KEY_CHARS = 1024
 MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16 (a character outside the BMP takes two)
 MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey, Timestamp
@@ -361,7 +362,7 @@ def utf16_units(text: str) -> int:
 
 
 def operation_bytes(operation: Operation) -> int:
-    """An upper estimate of one operation's share of a transaction's payload (JSON, escaped as sent)."""
+    """One operation's share of a transaction's payload (JSON, escaped as sent), with some room for headers."""
     return 512 + len(operation.row_key) + sum(len(name) + _approx_size(v) for name, v in operation.properties.items())
 
 
@@ -371,7 +372,7 @@ def transactions(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
     size = 0
     for operation in operations:
         cost = operation_bytes(operation)
-        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + cost > MAX_BATCH_BYTES):
+        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + cost > WRITER_BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(operation)

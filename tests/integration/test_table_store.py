@@ -322,3 +322,20 @@ def test_a_purge_deletes_only_the_versions_it_judged(store: TableStore, tenant_i
     assert deleted >= 1  # Azurite reports a conditional delete of a missing row as done; the service would not
     left = [(a.id, a.version) for a, _ in TableRecords(store).iter_activities(tenant_id)]
     assert left == [("x2", 2)]
+
+
+def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, tenant_id: TenantId) -> None:
+    from datetime import UTC, datetime
+
+    from shared.domain.records import Activity
+    from shared.storage.records_repository import TableRecords
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    calls = [Activity.model_validate({"id": f"k{n}", "version": 1, "source": "crm", "kind": "phoneCall",
+                                      "sender": "ann@contoso.com", "to": ["lee@fabrikam.com"], "start": now},
+                                     strict=False) for n in range(600)]
+    records = TableRecords(store)
+    records.write(tenant_id, "activities", [(c, None) for c in calls], now)
+    nobody = frozenset({"nobody@fabrikam.com"})
+    assert records.purge_people(tenant_id, nobody, frozenset(), 10**6, enough=lambda: True) == (0, False)
+    assert records.purge_people(tenant_id, nobody, frozenset(), 10**6) == (0, True)

@@ -36,3 +36,19 @@ def test_transactions_are_cut_by_count_and_by_payload_size() -> None:
     sizes = [len(t) for t in transactions(heavy)]
     assert sum(sizes) == 100
     assert len(sizes) == 2
+
+
+def test_a_row_stored_before_times_needed_a_zone_still_reads_as_utc() -> None:
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from shared.domain.records import Lead
+    from shared.storage.documents import decode
+    from shared.storage.tables import StoredEntity
+
+    naive = '{"id":"l-1","version":1,"ownerId":"u-1","createdOn":"2026-01-01T10:00:00"}'
+    stored = StoredEntity("t", "leads|l-1", {"DocChunks": 1, "Doc0": naive}, "etag")
+    assert decode(stored, Lead).created_on == datetime(2026, 1, 1, 10, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="needs its zone"):
+        Lead.model_validate_json(naive)  # what a connector sends now must say its zone
