@@ -61,7 +61,6 @@ class ConsentTimer:
         self._workers = workers
         self._purge_rows = purge_rows_per_run
         self._purge_seconds = purge_seconds_per_run
-        self._purge_until = 0.0  # this run's time budget for purges (monotonic)
 
     def run(self) -> RunReport:
         now = self._clock.now()
@@ -72,13 +71,17 @@ class ConsentTimer:
             outcomes = list(pool.map(lambda entry: self._step(entry, operation), entries))
             purges = [*self._index.due(IndexKind.EXCHANGE_PURGE, self._clock.now()),
                       *self._index.due(IndexKind.OPT_OUT_PURGE, self._clock.now())]
-            self._purge_until = time.monotonic() + self._purge_seconds
+            until = time.monotonic() + self._purge_seconds
+
+            def enough() -> bool:  # this run's time budget for purges
+                return time.monotonic() >= until
+
             by_tenant: dict[TenantId, dict[IndexKind, list[IndexEntry]]] = {}
             for entry in purges:
                 by_tenant.setdefault(entry.tenant_id, {}).setdefault(entry.kind, []).append(entry)
             # One worker per tenant, each kind once: two rows of a tenant would scan and delete the same rows.
-            for done in pool.map(lambda kinds: [self._purge_step(rows, operation) for rows in kinds.values()],
-                                 by_tenant.values()):
+            for done in pool.map(lambda kinds: [self._purge_step(rows, operation, enough)
+                                                for rows in kinds.values()], by_tenant.values()):
                 outcomes += done
             # Last: recompute the insights of tenants whose data or settings changed (once per tenant).
             recomputes = self._due_recomputes()
@@ -98,13 +101,13 @@ class ConsentTimer:
                 log.exception("consent timer step %s failed; retried next run", entry.kind.value)
                 return "failed"
 
-    def _purge_step(self, rows: list[IndexEntry], operation: str | None) -> str:
+    def _purge_step(self, rows: list[IndexEntry], operation: str | None, enough: Callable[[], bool]) -> str:
         """The rows of one tenant and kind that are due: one purge does what each asks."""
         with observability.log_context(tenant_id=rows[0].tenant_id, operation_id=operation):
             try:
                 if rows[0].kind is IndexKind.EXCHANGE_PURGE:
-                    return self._purge(rows)
-                return self._purge_opted_out(rows)
+                    return self._purge(rows, enough)
+                return self._purge_opted_out(rows, enough)
             except Exception:
                 log.exception("purge %s failed; retried next run", rows[0].kind.value)
                 return "failed"
@@ -151,29 +154,29 @@ class ConsentTimer:
                 log.exception("insights recompute failed; retried next run")
                 return "failed"
 
-    def _purge(self, rows: list[IndexEntry]) -> str:
+    def _purge(self, rows: list[IndexEntry], enough: Callable[[], bool]) -> str:
         """Deletes Exchange-derived rows ingested up to the moment their use ended; resumes next run if many.
         The row only says "look here": the settings say up to when (a row left by a change that was not
         stored must never delete data ingested after the last real request)."""
-        entry = max(rows, key=lambda row: row.due)
-        requested = self._settings.current(entry.tenant_id).settings.exchange.purge_requested_at
+        tenant = rows[0].tenant_id
+        requested = self._settings.current(tenant).settings.exchange.purge_requested_at
         if requested is None:
             self._done(rows)
             return "stale"
         if self._clock.now() < requested + WRITE_SETTLE:
             return "notYetDue"  # sync calls that read the gates open may still be writing
-        through = requested + CUTOFF_MARGIN  # the newest row decides when, the settings say up to what
-        deleted, finished = self._records.purge_exchange(entry.tenant_id, through, self._purge_rows, self._enough)
+        through = requested + CUTOFF_MARGIN
+        deleted, finished = self._records.purge_exchange(tenant, through, self._purge_rows, enough)
         log.info("purged %d Exchange-derived rows%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
-        self._settings.change(entry.tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
+        self._settings.change(tenant, SYSTEM_ACTOR, "exchangeDataPurged",
                               lambda s, now: s.record_exchange_purged(through))
-        self._recompute_after_purge(entry.tenant_id)
+        self._recompute_after_purge(tenant)
         self._done(rows)
         return "purged"
 
-    def _purge_opted_out(self, rows: list[IndexEntry]) -> str:
+    def _purge_opted_out(self, rows: list[IndexEntry], enough: Callable[[], bool]) -> str:
         """Deletes the activity rows of everyone who opted out (as a party, or as the owner of the mailbox)."""
         entry = rows[0]
         users = list(self._records.iter_records(entry.tenant_id, "users"))
@@ -183,16 +186,13 @@ class ConsentTimer:
                               | {p.email for p in [*contacts, *leads] if p.opted_out and p.email})
         user_ids = frozenset(u.id for u in users if u.opted_out)
         deleted, finished = self._records.purge_people(entry.tenant_id, addresses, user_ids, self._purge_rows,
-                                                       self._enough)
+                                                       enough)
         log.info("purged %d activity rows of people who opted out%s", deleted, "" if finished else "; more next run")
         if not finished:
             return "purgeContinues"
         self._recompute_after_purge(entry.tenant_id)
         self._done(rows)
         return "optOutPurged"
-
-    def _enough(self) -> bool:
-        return time.monotonic() >= self._purge_until
 
     def _recompute_after_purge(self, tenant_id: TenantId) -> None:
         """Insights computed while the purge ran may still count what it deleted (Exchange may be back on)."""

@@ -25,7 +25,7 @@ from shared.services.schedules import WRITE_SETTLE, IndexKind, ScheduleIndex
 from shared.services.settings import SettingsService
 from shared.storage.documents import DocumentTooLarge
 from shared.storage.records_repository import StoredVersion, TableRecords, row_key
-from shared.storage.tables import MAX_BATCH_OPERATIONS, WRITER_BATCH_BYTES
+from shared.storage.tables import cut_into_transactions
 from shared.tenancy import TenantId
 
 MAX_ITEMS = 1000
@@ -109,22 +109,16 @@ class SyncService:
                 ) -> list[list[tuple[int, BaseModel]]]:
         """The items, cut into groups that one transaction each can hold (by count and by size); an item that no
         row can hold is refused here, before anything is written."""
-        chunks: list[list[tuple[int, BaseModel]]] = []
-        size = 0
+        weighed: list[tuple[int, BaseModel, int]] = []
         for index, record in valid:
             try:
-                cost = self._records.row_bytes(kind, record)
+                weighed.append((index, record, self._records.row_bytes(kind, record)))
             except DocumentTooLarge:
                 report.rejected.append(Rejection(index, record.id, "tooLarge",  # type: ignore[attr-defined]
                                                  "the item is larger than one stored row can hold (about 480 K "
                                                  "characters)"))
-                continue
-            if not chunks or len(chunks[-1]) == MAX_BATCH_OPERATIONS or size + cost > WRITER_BATCH_BYTES:
-                chunks.append([])
-                size = 0
-            chunks[-1].append((index, record))
-            size += cost
-        return chunks
+        return [[(index, record) for index, record, _ in chunk]
+                for chunk in cut_into_transactions(weighed, lambda item: item[2])]
 
     def _gate(self, tenant_id: TenantId, settings: Any, valid: list[tuple[int, BaseModel]],
               report: SyncReport) -> list[tuple[int, BaseModel]]:

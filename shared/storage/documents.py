@@ -56,7 +56,7 @@ def encode(kind: str, document: BaseModel, schema_version: int = 1) -> Propertie
 def _chunks(payload: str) -> list[str]:
     """Pieces of at most MAX_STRING_PROPERTY_CHARS UTF-16 units, never splitting a surrogate pair."""
     size = MAX_STRING_PROPERTY_CHARS
-    if payload.isascii() or utf16_units(payload) == len(payload):
+    if utf16_units(payload) == len(payload):
         return [payload[i : i + size] for i in range(0, len(payload), size)]
     chunks, start, units = [], 0, 0
     for index, char in enumerate(payload):

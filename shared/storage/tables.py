@@ -14,11 +14,11 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from shared.errors import ConcurrencyConflict, StorageUnavailable
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -368,15 +370,20 @@ def operation_bytes(operation: Operation) -> int:
 
 def transactions(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
     """The operations in order, cut into transactions the service accepts: by count and by payload size."""
-    batch: list[Operation] = []
+    return cut_into_transactions(operations, operation_bytes)
+
+
+def cut_into_transactions(items: Iterable[T], cost: Callable[[T], int]) -> Iterator[list[T]]:
+    """Items in order, in groups that one transaction each can hold, given what each weighs in it."""
+    batch: list[T] = []
     size = 0
-    for operation in operations:
-        cost = operation_bytes(operation)
-        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + cost > WRITER_BATCH_BYTES):
+    for item in items:
+        weight = cost(item)
+        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + weight > WRITER_BATCH_BYTES):
             yield batch
             batch, size = [], 0
-        batch.append(operation)
-        size += cost
+        batch.append(item)
+        size += weight
     if batch:
         yield batch
 
