@@ -37,7 +37,7 @@ lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP_PY)
-	$(VENV)/bin/mypy shared functions devhost function_app.py
+	$(VENV)/bin/mypy shared functions devhost bench/evaluation function_app.py
 
 infra-check:
 	bash scripts/checkov.sh

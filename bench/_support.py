@@ -9,8 +9,7 @@ from typing import Any
 
 from shared import bootstrap
 from shared.clock import Clock
-from shared.config import Settings
-from shared.storage.documents import DocumentStore
+from shared.config import AppConfig
 from shared.storage.tables import TableStore
 
 
@@ -63,11 +62,11 @@ class CountingTableStore(TableStore):
         return super().transact(*args, **kwargs)
 
 
-def services_for(connection_string: str, table: str, clock: Clock, **settings: Any) -> tuple[bootstrap.Services,
+def services_for(connection_string: str, table: str, clock: Clock, **settings: Any) -> tuple[bootstrap.Container,
                                                                                                CountingTableStore]:
     values: dict[str, Any] = {"authority_host": "https://127.0.0.1:9", "api_audiences": ("api://bench",),
                               "ca_bundle": None, **settings}
-    base = Settings(storage_connection=connection_string, tables_endpoint=None, state_table=table, **values)
+    base = AppConfig(storage_connection=connection_string, tables_endpoint=None, state_table=table, **values)
     built = bootstrap.build(base, clock=clock)
     counting = CountingTableStore(built.tables)
-    return dataclasses.replace(built, tables=counting, documents=DocumentStore(counting)), counting
+    return dataclasses.replace(built, tables=counting), counting

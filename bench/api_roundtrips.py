@@ -38,14 +38,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state, Azurite() as azurite, IdentityProvider(
             Path(state), RegisteredApp("bench", "bench", ("http://127.0.0.1/cb",)), api_audience=AUDIENCE,
             port=0) as idp:
-        services, counting = services_for(azurite.connection_string, "Bench", SystemClock(),
+        container, counting = services_for(azurite.connection_string, "Bench", SystemClock(),
                                           authority_host=idp.base_url, api_audiences=(AUDIENCE,),
                                           ca_bundle=str(idp.tls.ca_cert))
-        bootstrap.install(services)
+        bootstrap.install(container)
         import function_app
 
         with FunctionHost(function_app.app, port=0, run_timers=False,
-                          settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *"}) as host:
+                          settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *"}) as host:
             tenant = str(uuid.uuid4())
             session = requests.Session()
             session.trust_env = False

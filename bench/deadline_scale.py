@@ -21,7 +21,7 @@ from bench._support import services_for
 from devhost.azurite import Azurite
 from shared.clock import FixedClock
 from shared.domain.tenant_settings import CONSENT_WINDOW, TenantSettings
-from shared.services.schedules import IndexKind
+from shared.services.ports import IndexKind
 from shared.storage.documents import encode
 from shared.storage.schedule_index import _partition, _row_key
 from shared.storage.tables import Operation, TableStore
@@ -57,20 +57,20 @@ def load(store: TableStore, count: int, due: int) -> datetime:
 
 def measure(azurite: Azurite, count: int, due: int) -> tuple[float, int, int]:
     clock = FixedClock(T0)
-    services, counting = services_for(azurite.connection_string, f"Scale{count}x{due}{uuid.uuid4().hex[:6]}", clock)
+    container, counting = services_for(azurite.connection_string, f"Scale{count}x{due}{uuid.uuid4().hex[:6]}", clock)
     started = time.perf_counter()
-    now = load(services.tables, count, due)
+    now = load(container.tables, count, due)
     print(f"  loaded {count:>6} tenants ({due} due) in {time.perf_counter() - started:6.1f} s", flush=True)
     clock.set(now)
     counting.reset()
     started = time.perf_counter()
-    report = services.consent_timer().run()
+    report = container.background().run()
     elapsed = time.perf_counter() - started
     assert report.count("autoDisabled") == due, report.outcomes
     if due < count:  # a tenant that is not due yet was left alone
-        waiting = next(iter(services.tables.iter_partition(_partition(IndexKind.CONSENT_DEADLINE))))
+        waiting = next(iter(container.tables.iter_partition(_partition(IndexKind.CONSENT_DEADLINE))))
         tenant = TenantId(str(waiting.properties["TenantId"]))
-        assert services.settings_service().current(tenant).settings.exchange.integration_enabled
+        assert container.tenant_settings().current(tenant).settings.exchange.integration_enabled
     return elapsed, counting.total, report.count("autoDisabled")
 
 

@@ -1,5 +1,5 @@
 """How well the health model separates strong from weak relationships, and how its trend behaves, on
-synthetic ties whose truth is known (see devhost/health_evaluation.py for the method).
+synthetic ties whose truth is known (see bench/evaluation/health_model.py for the method).
 
     .venv/bin/python bench/health_eval.py [--relationships 300] [--seeds 11 12 13] [--step daily|weekly]
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devhost.health_evaluation import DAILY, WEEKLY, evaluate
-from devhost.ties import generate
+from bench.evaluation.health_model import DAILY, WEEKLY, evaluate
+from bench.evaluation.ties import generate
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

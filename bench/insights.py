@@ -27,7 +27,7 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.schedules import WRITE_SETTLE
+from shared.services.timing import WRITE_SETTLE
 from shared.tenancy import TenantId
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -48,16 +48,16 @@ def main() -> None:
             Path(state), RegisteredApp("bench", "bench", ("http://127.0.0.1/cb",)), api_audience=AUDIENCE,
             port=0) as idp:
         clock = FixedClock(NOW)
-        services, counting = services_for(azurite.connection_string, "Insights", clock,
+        container, counting = services_for(azurite.connection_string, "Insights", clock,
                                           authority_host=idp.base_url, api_audiences=(AUDIENCE,),
                                           ca_bundle=str(idp.tls.ca_cert))
         tenant = TenantId(str(uuid.uuid4()))
-        settings = services.settings_service()
+        settings = container.tenant_settings()
         roles = tuple(r.id for r in STANDARD_SALES_ROLES)
         settings.change(tenant, "admin", "prerequisites", lambda s, now: s.set_prerequisites(True, "FR", now))
         settings.change(tenant, "admin", "enable", lambda s, now: s.enable("admin", now, security_role_ids=roles))
         settings.change(tenant, "admin", "consent", lambda s, now: s.record_consent_granted("admin", (), now))
-        sync = services.sync_service()
+        sync = container.sync()
         for kind in ("users", "accounts", "contacts", "leads", "opportunities"):
             for start in range(0, len(data[kind]), 1000):
                 sync.ingest(tenant, kind, data[kind][start:start + 1000])
@@ -70,7 +70,7 @@ def main() -> None:
         print(f"ingestion: {len(activities)} activities in {elapsed:.1f} s = {len(activities) / elapsed:,.0f}/s "
               f"({counting.total / len(activities):.2f} table calls per activity, batches of 1,000)")
 
-        insights = services.insights_service()
+        insights = container.insights()
         clock.advance(timedelta(hours=1))  # a recompute some time after the load (not within WRITE_SETTLE)
         started = time.perf_counter()
         report = insights.recompute(tenant)
@@ -89,11 +89,11 @@ def main() -> None:
             print(f"incremental refresh after {len(new)} new activities: {refreshed.records} records recomputed "
                   f"from {refreshed.activities} activities read in {time.perf_counter() - started:.1f} s")
 
-        bootstrap.install(services)
+        bootstrap.install(container)
         import function_app
 
         with FunctionHost(function_app.app, port=0, run_timers=False,
-                          settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *"}) as host:
+                          settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *"}) as host:
             session = requests.Session()
             session.trust_env = False
             session.headers["Authorization"] = "Bearer " + idp.user_token(tenant, str(uuid.uuid4()), ["Salesperson"])
@@ -113,7 +113,7 @@ def main() -> None:
         settings.change(tenant, "admin", "off", lambda s, now: s.set_exchange_integration(False, now))
         clock.advance(WRITE_SETTLE)
         started = time.perf_counter()
-        outcome = services.consent_timer().run()
+        outcome = container.background().run()
         elapsed = time.perf_counter() - started
         print(f"purge of {exchange} Exchange-derived activities (and the recompute after it) in one timer run: "
               f"{elapsed:.1f} s, {outcome.outcomes}")

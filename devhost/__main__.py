@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host.start()
         print(f"""
 Relationship intelligence is running (Ctrl-C stops everything).
-  API            {host.base_url}/api/health   {host.base_url}/api/openapi.json
+  API            {host.base_url}/api/status   {host.base_url}/api/openapi.json
   timers         POST {host.base_url}/admin/functions/<name>
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
   table storage  {f"Azurite on 127.0.0.1:{azurite.port}, data in {azurite.location}" if azurite else "as configured"}
@@ -169,7 +169,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
             report = response.json()
             print(f"{kind:>13}: {report['stored']} stored, {report['unchanged']} unchanged, "
                   f"{len(report['rejected'])} rejected {report['rejectedByReason'] or ''}")
-    requests.post(f"{args.base_url}/admin/functions/consent_deadline", headers={"x-devhost-wait": "true"},
+    requests.post(f"{args.base_url}/admin/functions/schedule_background_work", headers={"x-devhost-wait": "true"},
                   timeout=600).raise_for_status()
     print("insights recomputed; try GET /api/insights/opportunity?needsAttention=true with a seller token")
     return 0

@@ -37,13 +37,14 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.pki import TlsFiles, ensure_signing_key, ensure_tls
+from shared.tenancy import GUID_PATTERN
 
 log = logging.getLogger("devhost.idp")
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 DEFAULT_GRAPH_PERMISSIONS = ("Mail.ReadBasic.All", "Calendars.ReadBasic.All", "User.Read.All",
                              "GroupMember.Read.All")
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_GUID = re.compile(rf"^{GUID_PATTERN}$")
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,57 @@
 """What every HTTP entry point does the same way: operation id and tenant in the logs, bearer-token
-authentication and permission check, problem documents for errors, JSON rendering."""
+authentication and permission check, the request's body and query parsed as its endpoint declares them,
+problem documents for errors, JSON rendering.
+
+Nothing heavy is imported here at import time: the host indexes the app before any request, and the API
+models, the adapters and the SDKs load on the first request that needs them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
-from pydantic import BaseModel
 
 from shared import observability
-from shared.api.openapi import Endpoint
-from shared.api.requests import MAX_BODY_BYTES, parse_json_body
+from shared.api.endpoints import Endpoint
 from shared.config import ConfigurationError
 from shared.errors import AppError, Forbidden, Unauthorized
-from shared.identity.tokens import Principal
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Services
+    from pydantic import BaseModel
+
+    from shared.api.query import Query
+    from shared.bootstrap import Container
+    from shared.identity.tokens import Principal
+    from shared.tenancy import TenantId
 
 log = logging.getLogger("functions.http")
-
-M = TypeVar("M", bound=BaseModel)
 
 PROBLEM_JSON = "application/problem+json"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+def lazy_module(name: str) -> Any:
+    """A module imported on its first attribute access (the import system's lock makes it thread-safe)."""
+
+    class _Lazy:
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(importlib.import_module(name), attribute)
+
+    return _Lazy()
+
+
 @dataclass(frozen=True)
 class Call:
     req: func.HttpRequest
-    services: Services
+    endpoint: Endpoint
+    container: Container
     principal: Principal | None
 
     @property
@@ -43,8 +60,38 @@ class Call:
             raise Unauthorized("this endpoint needs a bearer token", error="")
         return self.principal
 
-    def body(self, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> M:
-        return parse_json_body(self.req.get_body(), self.req.headers.get("Content-Type"), model, max_bytes=max_bytes)
+    @property
+    def tenant(self) -> TenantId:
+        """Always the validated token's tenant: no route or body names one."""
+        return self.caller.tenant_id
+
+    @property
+    def actor(self) -> str:
+        return self.caller.object_id
+
+    @property
+    def if_match(self) -> str | None:
+        value = self.req.headers.get("If-Match")
+        return None if value is None else str(value)
+
+    def path(self, name: str) -> str:
+        return str(self.req.route_params.get(name, ""))
+
+    def body(self, *, optional: bool = False, max_bytes: int | None = None) -> Any:
+        """The body as the endpoint's request model; with `optional`, None for an empty body."""
+        from shared.api.requests import MAX_BODY_BYTES, parse_json_body
+
+        model = self.endpoint.request_model()
+        assert model is not None, f"{self.endpoint.function_name} declares no request model"
+        raw = self.req.get_body()
+        if optional and not raw:
+            return None
+        return parse_json_body(raw, self.req.headers.get("Content-Type"), model, max_bytes=max_bytes or MAX_BODY_BYTES)
+
+    def query(self) -> Query:
+        from shared.api.query import parse_query
+
+        return parse_query(self.endpoint, self.req.params)
 
 
 Handler = Callable[[Call], func.HttpResponse]
@@ -63,7 +110,7 @@ def route(bp: func.Blueprint, endpoint: Endpoint) -> Callable[[Callable[..., Any
 
 def json_response(data: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None,
                   ) -> func.HttpResponse:
-    payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
+    payload = data if isinstance(data, dict) else data.model_dump(mode="json", by_alias=True)
     return func.HttpResponse(json.dumps(payload, ensure_ascii=False), status_code=status,
                              headers={**_NO_STORE, **(headers or {})}, mimetype="application/json",
                              charset="utf-8")
@@ -92,15 +139,15 @@ def _bearer_token(req: func.HttpRequest) -> str:
     return token.strip()
 
 
-def authenticate(req: func.HttpRequest, services: Services, endpoint: Endpoint) -> Principal:
-    principal = services.tokens.validate(_bearer_token(req))
+def authenticate(req: func.HttpRequest, container: Container, endpoint: Endpoint) -> Principal:
+    principal = container.tokens.validate(_bearer_token(req))
     observability.bind_tenant(principal.tenant_id)
     if endpoint.auth == "user" and principal.is_app:
         raise Forbidden("this endpoint is for signed-in users, not app-only tokens")
     if endpoint.auth == "app" and not principal.is_app:
         raise Forbidden("this endpoint is for app-only tokens of a data connector")
     if endpoint.permission is not None:
-        services.roles.require(principal.roles, endpoint.permission)
+        container.roles.require(principal.roles, endpoint.permission)
     return principal
 
 
@@ -111,9 +158,9 @@ def respond(req: func.HttpRequest, endpoint: Endpoint, handler: Handler) -> func
         try:
             from shared import bootstrap  # the adapters load on the first request, not when the host indexes
 
-            services = bootstrap.services()
-            principal = None if endpoint.auth == "anonymous" else authenticate(req, services, endpoint)
-            response = handler(Call(req, services, principal))
+            container = bootstrap.container()
+            principal = None if endpoint.auth == "anonymous" else authenticate(req, container, endpoint)
+            response = handler(Call(req, endpoint, container, principal))
         except AppError as error:
             if error.status >= 500:
                 log.warning("%s failed: %s", endpoint.function_name, error.detail)

@@ -3,28 +3,28 @@ show or hide the admin pages)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from functions._http import Call, json_response, respond, route
-from shared.api.models import Caller
-from shared.api.openapi import Endpoint, declare
+from functions._http import Call, json_response, lazy_module, respond, route
+from shared.api import endpoints as e
+
+if TYPE_CHECKING:
+    from shared.api import models as m
+else:
+    m = lazy_module("shared.api.models")
 
 bp = func.Blueprint()
 
-ME = declare(Endpoint(
-    function_name="me", method="GET", route="me", tag="service", auth="user",
-    summary="The calling user's tenant, id, roles and the permissions they grant.",
-    response=Caller,
-))
 
-
-@route(bp, ME)
+@route(bp, e.ME)
 def me(req: func.HttpRequest) -> func.HttpResponse:
-    return respond(req, ME, _me)
+    return respond(req, e.ME, _me)
 
 
 def _me(call: Call) -> func.HttpResponse:
     principal = call.caller
-    permissions = sorted(p.value for p in call.services.roles.permissions_of(principal.roles))
-    return json_response(Caller(tenant_id=principal.tenant_id, object_id=principal.object_id,
-                                roles=sorted(principal.roles), permissions=permissions, is_app=principal.is_app))
+    permissions = sorted(p.value for p in call.container.roles.permissions_of(principal.roles))
+    return json_response(m.Caller(tenant_id=principal.tenant_id, object_id=principal.object_id,
+                                  roles=sorted(principal.roles), permissions=permissions, is_app=principal.is_app))

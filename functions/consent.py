@@ -12,39 +12,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from functions._http import Call, json_response, respond, route
-from shared.api.openapi import Endpoint, QueryParam, declare
-from shared.api.settings_models import ConsentLinkView
+from functions._http import Call, json_response, lazy_module, respond, route
+from shared.api import endpoints as e
 from shared.errors import ServiceUnavailable
-from shared.identity.permissions import Permission
 
 if TYPE_CHECKING:
+    from shared.api import consent_models as m
     from shared.services.consent import CallbackResult
+else:
+    m = lazy_module("shared.api.consent_models")
 
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
-
-CONSENT_REQUEST = declare(Endpoint(
-    function_name="create_consent_request", method="POST", route="relationship-intelligence/consent-requests",
-    summary="A Microsoft 365 admin-consent link for this tenant (single use, 15 minutes).", tag="consent",
-    auth="user", permission=Permission.MANAGE_SETTINGS, response=ConsentLinkView, status=201, errors=(409,),
-))
-CALLBACK = declare(Endpoint(
-    function_name="consent_callback", method="GET", route="consent/callback", tag="consent", auth="anonymous",
-    summary="Where Microsoft sends the admin's browser after the consent page.", media_type="text/html",
-    status=302, errors=(400, 503), query=(
-        QueryParam("state", "the state our consent link carried", max_length=2048),
-        QueryParam("admin_consent", "True when the admin answered the consent page", max_length=16),
-        QueryParam("tenant", "the tenant Microsoft says consented (checked against the state)", max_length=64),
-        QueryParam("scope", "the scopes consented", max_length=2048),
-        QueryParam("error", "set when consent was refused or failed", max_length=64),
-        QueryParam("error_description", "Microsoft's text about the error (not shown, not logged)",
-                   max_length=2048),
-    ),
-    description="Redirects to the portal with `consent=granted|declined|invalid`, or shows a small page when no "
-                "portal is configured.",
-))
 
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -81,31 +61,31 @@ _PAGES = {
 }
 
 
-@route(bp, CONSENT_REQUEST)
+@route(bp, e.CONSENT_REQUEST)
 def create_consent_request(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        link = call.services.consent_service().request_link(call.caller.tenant_id, call.caller.object_id)
-        return json_response(ConsentLinkView(consent_url=link.url, expires_at=link.expires_at), status=201)
+        link = call.container.consent().request_link(call.tenant, call.actor)
+        return json_response(m.ConsentLinkView(consent_url=link.url, expires_at=link.expires_at), status=201)
 
-    return respond(req, CONSENT_REQUEST, work)
+    return respond(req, e.CONSENT_REQUEST, work)
 
 
-@route(bp, CALLBACK)
+@route(bp, e.CONSENT_CALLBACK)
 def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         try:
-            result = call.services.consent_service().complete(dict(req.params))
+            result = call.container.consent().complete(dict(req.params))
         except ServiceUnavailable as error:
             log.warning("consent callback could not complete: %s", error.detail)
             return _page(req, "unavailable", "", 503, error.headers)
         log.info("consent callback: %s (%s)", result.outcome, result.reason if result.outcome != "granted" else "")
-        portal = call.services.settings.portal_url
+        portal = call.container.config.portal_url
         if portal:
             return _redirect(portal, result)
         status = 400 if result.outcome == "invalid" else 200
         return _page(req, result.outcome, result.reason, status)
 
-    return respond(req, CALLBACK, work)
+    return respond(req, e.CONSENT_CALLBACK, work)
 
 
 def _redirect(portal: str, result: CallbackResult) -> func.HttpResponse:

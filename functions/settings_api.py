@@ -1,220 +1,134 @@
 """The admin's settings API (SPEC 6): Overview, prerequisites, enable/disable, roles, Exchange toggle,
-excluded groups, feature options and the audit trail. Rules live in shared.domain.tenant_settings."""
+excluded groups, feature options and the audit trail."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from functions._http import Call, json_response, respond, route
-from shared.api import settings_models as m
-from shared.api.openapi import Endpoint, QueryParam, declare
-from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.domain.tenant_settings import (
-    ActivityInfluence,
-    EmailTemplate,
-    Grading,
-    RelationshipAnalytics,
-    TenantSettings,
-    WhoKnowsWhom,
-)
-from shared.errors import ValidationFailed
-from shared.identity.permissions import Permission
-from shared.services.settings import Rule
+from functions._http import Call, json_response, lazy_module, respond, route
+from shared.api import endpoints as e
+
+if TYPE_CHECKING:
+    from shared.api import settings_models as m
+    from shared.services.tenant_settings import Outcome
+else:
+    m = lazy_module("shared.api.settings_models")
 
 bp = func.Blueprint()
 
-ADMIN = Permission.MANAGE_SETTINGS
-BASE = "relationship-intelligence"
+
+def _overview(call: Call, outcome: Outcome) -> func.HttpResponse:
+    headers = {"ETag": outcome.etag} if outcome.etag else None
+    return json_response(m.overview_of(outcome, call.container.clock.now()), headers=headers)
 
 
-def _admin(name: str, method: str, route_: str, summary: str, **facts: object) -> Endpoint:
-    return declare(Endpoint(function_name=name, method=method, route=route_, summary=summary, tag="settings",
-                            auth="user", permission=ADMIN, **facts))  # type: ignore[arg-type]
-
-
-OVERVIEW = _admin("get_overview", "GET", BASE, "The Overview: state, prerequisites, features, Exchange, consent, "
-                  "banner.", response=m.Overview, etag=True)
-PREREQUISITES = _admin("put_prerequisites", "PUT", f"{BASE}/prerequisites",
-                       "Set the organisation profile: Premium Sales Insights and Office 365 data location.",
-                       request=m.PrerequisitesRequest, response=m.Overview, etag=True, errors=(409, 412))
-ENABLE = _admin("enable", "POST", f"{BASE}/enable", "Enable relationship intelligence (idempotent).",
-                request=m.EnableRequest, response=m.Overview, etag=True, errors=(409, 412, 422),
-                description="The body is optional. Both features start on; Exchange integration starts on "
-                            "when the data location allows it, opening the 14-day consent window.")
-DISABLE = _admin("disable", "POST", f"{BASE}/disable", "Disable relationship intelligence; settings are kept.",
-                 response=m.Overview, etag=True, errors=(412,))
-ROLE_CATALOGUE = _admin("get_security_roles", "GET", "security-roles", "The tenant's security-role catalogue.",
-                        response=m.SecurityRolesView)
-SECURITY_ROLES = _admin("put_security_roles", "PUT", f"{BASE}/security-roles",
-                        "Select the security roles whose members' Exchange data is used.",
-                        request=m.SecurityRolesRequest, response=m.Overview, etag=True, errors=(412, 422))
-EXCHANGE = _admin("put_exchange_integration", "PUT", f"{BASE}/exchange-integration",
-                  "Turn Exchange integration on (new consent window if consent is missing) or off.",
-                  request=m.ExchangeIntegrationRequest, response=m.Overview, etag=True, errors=(409, 412))
-EXCLUDED_GROUPS = _admin("put_excluded_security_groups", "PUT", f"{BASE}/excluded-security-groups",
-                         "Security groups whose members never contribute Exchange data.",
-                         request=m.ExcludedGroupsRequest, response=m.Overview, etag=True, errors=(412,))
-ANALYTICS = _admin("put_relationship_analytics", "PUT", f"{BASE}/features/relationship-analytics",
-                   "Relationship analytics and health options; fields left out keep their value.",
-                   request=m.RelationshipAnalyticsRequest, response=m.Overview, etag=True, errors=(409, 412))
-WHO_KNOWS_WHOM = _admin("put_who_knows_whom", "PUT", f"{BASE}/features/who-knows-whom",
-                        "Who knows whom: on/off and the introduction email template.",
-                        request=m.WhoKnowsWhomRequest, response=m.Overview, etag=True, errors=(409, 412))
-AUDIT = _admin("get_audit", "GET", f"{BASE}/audit", "Audit events, newest first, paged.",
-               response=m.AuditPageView, errors=(400,), query=(
-                   QueryParam("pageSize", "events per page, 1 to 100 (default 20)", "integer", minimum=1, maximum=100),
-                   QueryParam("continuationToken", "from the previous page", max_length=2048)))
-
-
-def _respond_overview(call: Call, settings: TenantSettings, etag: str | None, changed: bool | None,
-                      ) -> func.HttpResponse:
-    body = m.overview(settings, call.services.clock.now(), etag, changed)
-    return json_response(body, headers={"ETag": etag} if etag else None)
-
-
-def _mutate(call: Call, action: str, rule: Rule) -> func.HttpResponse:
-    caller = call.caller
-    outcome = call.services.settings_service().change(
-        caller.tenant_id, caller.object_id, action, rule, if_match=call.req.headers.get("If-Match"))
-    return _respond_overview(call, outcome.settings, outcome.etag, outcome.changed)
-
-
-@route(bp, OVERVIEW)
+@route(bp, e.OVERVIEW)
 def get_overview(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        current = call.services.settings_service().current(call.caller.tenant_id)
-        return _respond_overview(call, current.settings, current.etag, None)
+        current = call.container.tenant_settings().current(call.tenant)
+        overview = m.overview(current.settings, call.container.clock.now(), current.etag)
+        return json_response(overview, headers={"ETag": current.etag} if current.etag else None)
 
-    return respond(req, OVERVIEW, work)
+    return respond(req, e.OVERVIEW, work)
 
 
-@route(bp, PREREQUISITES)
+@route(bp, e.PREREQUISITES)
 def put_prerequisites(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.PrerequisitesRequest)
-        return _mutate(call, "setPrerequisites", lambda s, now: s.set_prerequisites(
-            body.sales_insights_premium, body.office365_data_location, now))
+        body: m.PrerequisitesRequest = call.body()
+        return _overview(call, call.container.tenant_settings().set_prerequisites(
+            call.tenant, call.actor, body.sales_insights_premium, body.office365_data_location,
+            if_match=call.if_match))
 
-    return respond(req, PREREQUISITES, work)
+    return respond(req, e.PREREQUISITES, work)
 
 
-@route(bp, ENABLE)
+@route(bp, e.ENABLE)
 def enable(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.EnableRequest) if req.get_body() else m.EnableRequest()
-        service = call.services.settings_service()
-        roles = (None if body.security_role_ids is None
-                 else service.known_role_ids(call.caller.tenant_id, body.security_role_ids))
-        actor = call.caller.object_id
-        return _mutate(call, "enable", lambda s, now: s.enable(
-            actor, now, security_role_ids=roles, exchange_integration=body.exchange_integration))
+        body: m.EnableRequest = call.body(optional=True) or m.EnableRequest()
+        return _overview(call, call.container.tenant_settings().enable(
+            call.tenant, call.actor, security_role_ids=body.security_role_ids,
+            exchange_integration=body.exchange_integration, if_match=call.if_match))
 
-    return respond(req, ENABLE, work)
+    return respond(req, e.ENABLE, work)
 
 
-@route(bp, DISABLE)
+@route(bp, e.DISABLE)
 def disable(req: func.HttpRequest) -> func.HttpResponse:
-    return respond(req, DISABLE, lambda call: _mutate(call, "disable", lambda s, now: s.disable(now)))
+    def work(call: Call) -> func.HttpResponse:
+        return _overview(call, call.container.tenant_settings().disable(call.tenant, call.actor,
+                                                                        if_match=call.if_match))
+
+    return respond(req, e.DISABLE, work)
 
 
-@route(bp, ROLE_CATALOGUE)
+@route(bp, e.ROLE_CATALOGUE)
 def get_security_roles(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        synced = call.services.settings_service().synced_role_catalogue(call.caller.tenant_id)
-        return json_response(m.roles_view(list(synced or STANDARD_SALES_ROLES), synced is not None))
+        return json_response(m.roles_view(call.container.tenant_settings().role_catalogue(call.tenant)))
 
-    return respond(req, ROLE_CATALOGUE, work)
+    return respond(req, e.ROLE_CATALOGUE, work)
 
 
-@route(bp, SECURITY_ROLES)
+@route(bp, e.SECURITY_ROLES)
 def put_security_roles(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.SecurityRolesRequest)
-        roles = call.services.settings_service().known_role_ids(call.caller.tenant_id, body.security_role_ids)
-        return _mutate(call, "selectSecurityRoles", lambda s, now: s.select_security_roles(roles))
+        body: m.SecurityRolesRequest = call.body()
+        return _overview(call, call.container.tenant_settings().select_security_roles(
+            call.tenant, call.actor, body.security_role_ids, if_match=call.if_match))
 
-    return respond(req, SECURITY_ROLES, work)
+    return respond(req, e.SECURITY_ROLES, work)
 
 
-@route(bp, EXCHANGE)
+@route(bp, e.EXCHANGE)
 def put_exchange_integration(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.ExchangeIntegrationRequest)
-        return _mutate(call, "setExchangeIntegration",
-                       lambda s, now: s.set_exchange_integration(body.enabled, now))
+        body: m.ExchangeIntegrationRequest = call.body()
+        return _overview(call, call.container.tenant_settings().set_exchange_integration(
+            call.tenant, call.actor, body.enabled, if_match=call.if_match))
 
-    return respond(req, EXCHANGE, work)
+    return respond(req, e.EXCHANGE, work)
 
 
-@route(bp, EXCLUDED_GROUPS)
+@route(bp, e.EXCLUDED_GROUPS)
 def put_excluded_security_groups(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.ExcludedGroupsRequest)
-        groups = tuple(body.group_ids)
-        return _mutate(call, "setExcludedSecurityGroups", lambda s, now: s.set_excluded_security_groups(groups))
+        body: m.ExcludedGroupsRequest = call.body()
+        return _overview(call, call.container.tenant_settings().set_excluded_security_groups(
+            call.tenant, call.actor, body.group_ids, if_match=call.if_match))
 
-    return respond(req, EXCLUDED_GROUPS, work)
+    return respond(req, e.EXCLUDED_GROUPS, work)
 
 
-@route(bp, ANALYTICS)
+@route(bp, e.ANALYTICS)
 def put_relationship_analytics(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.RelationshipAnalyticsRequest)
+        body: m.RelationshipAnalyticsRequest = call.body()
+        return _overview(call, call.container.tenant_settings().update_relationship_analytics(
+            call.tenant, call.actor, body.changes(), if_match=call.if_match))
 
-        def rule(s: TenantSettings, _now: object) -> TenantSettings:
-            current = s.relationship_analytics
-            try:
-                grading = (current.grading if body.grading is None
-                           else Grading(good_min=body.grading.good_min, fair_min=body.grading.fair_min))
-            except ValueError as exc:
-                raise ValidationFailed("the health grading bands are inconsistent", errors=[
-                    {"field": "grading", "reason": "goodMin must be greater than fairMin"}]) from exc
-            options = RelationshipAnalytics(
-                enabled=current.enabled if body.enabled is None else body.enabled,
-                health_display=current.health_display if body.health_display is None else body.health_display,
-                activity_influence=(current.activity_influence if body.activity_influence is None
-                                    else ActivityInfluence(**body.activity_influence.model_dump())),
-                communication_frequency=body.communication_frequency or current.communication_frequency,
-                grading=grading,
-            )
-            return s.set_relationship_analytics(options)
-
-        return _mutate(call, "setRelationshipAnalytics", rule)
-
-    return respond(req, ANALYTICS, work)
+    return respond(req, e.ANALYTICS, work)
 
 
-@route(bp, WHO_KNOWS_WHOM)
+@route(bp, e.WHO_KNOWS_WHOM_OPTIONS)
 def put_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        body = call.body(m.WhoKnowsWhomRequest)
+        body: m.WhoKnowsWhomRequest = call.body()
+        return _overview(call, call.container.tenant_settings().update_who_knows_whom(
+            call.tenant, call.actor, enabled=body.enabled, template=body.template(), if_match=call.if_match))
 
-        def rule(s: TenantSettings, _now: object) -> TenantSettings:
-            current = s.who_knows_whom
-            template = (current.introduction_email_template if body.introduction_email_template is None
-                        else EmailTemplate(**body.introduction_email_template.model_dump()))
-            return s.set_who_knows_whom(WhoKnowsWhom(
-                enabled=current.enabled if body.enabled is None else body.enabled,
-                introduction_email_template=template))
-
-        return _mutate(call, "setWhoKnowsWhom", rule)
-
-    return respond(req, WHO_KNOWS_WHOM, work)
+    return respond(req, e.WHO_KNOWS_WHOM_OPTIONS, work)
 
 
-@route(bp, AUDIT)
+@route(bp, e.AUDIT)
 def get_audit(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        raw_size = req.params.get("pageSize", "20")
-        if not raw_size.isdigit() or not 1 <= int(raw_size) <= 100:
-            raise ValidationFailed("pageSize must be a whole number from 1 to 100",
-                                   errors=[{"field": "pageSize", "reason": "expected 1 to 100"}])
-        token = req.params.get("continuationToken") or None
-        try:
-            page = call.services.settings_service().audit(call.caller.tenant_id, int(raw_size), token)
-        except ValueError as exc:
-            raise ValidationFailed("the continuation token is not one this API issued",
-                                   errors=[{"field": "continuationToken", "reason": "malformed"}]) from exc
+        query = call.query()
+        page = call.container.tenant_settings().audit(call.tenant, query.integer("pageSize"),
+                                                      query.text("continuationToken"))
         return json_response(m.audit_view(page.events, page.continuation))
 
-    return respond(req, AUDIT, work)
+    return respond(req, e.AUDIT, work)

@@ -31,8 +31,8 @@ param portalUrl string = ''
 @description('Name of the table that holds tenant state.')
 param stateTableName string = 'TenantState'
 
-@description('NCRONTAB schedule of the consent_deadline timer (UTC).')
-param deadlineSchedule string = '0 0 * * * *'
+@description('NCRONTAB schedule of the schedule_background_work timer (UTC).')
+param backgroundSchedule string = '0 0 * * * *'
 
 @description('Flex Consumption scale limits.')
 param maximumInstanceCount int = 40
@@ -253,7 +253,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RI_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'
     RI_CONSENT_REDIRECT_URI: 'https://${functionApp.properties.defaultHostName}/api/consent/callback'
     RI_PORTAL_URL: portalUrl
-    RI_DEADLINE_SCHEDULE: deadlineSchedule
+    RI_BACKGROUND_SCHEDULE: backgroundSchedule
   }
   // Writing the settings restarts the app: do it once the identity has its roles and the secret exists, so that
   // host storage and the Key Vault reference resolve on that start.

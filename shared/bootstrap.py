@@ -1,6 +1,7 @@
-"""Composition root: builds the adapters once per process, from settings, on first use.
+"""Composition root: builds the adapters once per process, from the app's configuration, on first use, and
+wires them into the services.
 
-Entry points call `services()`; nothing touches the network or imports heavy SDKs at import time.
+Entry points call `container()`; nothing touches the network or imports heavy SDKs at import time.
 Tests and the dev host may `install()` their own container (for example with a fixed clock).
 """
 
@@ -11,15 +12,21 @@ from dataclasses import dataclass
 
 from shared import observability
 from shared.clock import Clock, SystemClock
-from shared.config import Settings
-from shared.identity.consent_verifier import ConsentVerifier, MsalConsentVerifier
+from shared.config import AppConfig
+from shared.identity.consent_verifier import MsalConsentVerifier
 from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
+from shared.services.background.consent_deadline import ConsentDeadlines
+from shared.services.background.consent_recheck import ConsentRechecks
+from shared.services.background.exchange_purge import ExchangePurge
+from shared.services.background.insights_update import InsightsUpdate
+from shared.services.background.opt_out_purge import OptOutPurge
+from shared.services.background.scheduler import BackgroundScheduler
 from shared.services.consent import ConsentConfig, ConsentService
-from shared.services.consent_timer import ConsentTimer
 from shared.services.insights import InsightsService
-from shared.services.settings import SettingsService
+from shared.services.ports import ConsentVerifier
 from shared.services.sync import SyncService
+from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
@@ -30,81 +37,90 @@ from shared.storage.tables import TableStore
 
 
 @dataclass
-class Services:
-    settings: Settings
+class Container:
+    config: AppConfig
     clock: Clock
     tables: TableStore
-    documents: DocumentStore
     tokens: AccessTokenValidator
     roles: RolePolicy
     consent_verifier: ConsentVerifier
 
-    def settings_service(self) -> SettingsService:
-        return SettingsService(TableSettingsRepository(self.tables), self.clock, TableScheduleIndex(self.tables))
+    @property
+    def index(self) -> TableScheduleIndex:
+        return TableScheduleIndex(self.tables)
 
-    def sync_service(self) -> SyncService:
-        return SyncService(self.settings_service(), TableRecords(self.tables), self.clock,
-                           TableScheduleIndex(self.tables))
+    @property
+    def records(self) -> TableRecords:
+        return TableRecords(self.tables)
 
-    def insights_service(self) -> InsightsService:
-        return InsightsService(self.settings_service(), TableRecords(self.tables), TableInsights(self.tables),
-                               self.clock, TableScheduleIndex(self.tables))
+    def tenant_settings(self) -> TenantSettingsService:
+        return TenantSettingsService(TableSettingsRepository(self.tables), self.clock, self.index)
 
-    def consent_timer(self) -> ConsentTimer:
-        return ConsentTimer(self.settings_service(), TableScheduleIndex(self.tables), self.clock, self.consent_service,
-                            TableRecords(self.tables), self.insights_service())
+    def sync(self) -> SyncService:
+        return SyncService(self.tenant_settings(), self.records, self.clock, self.index)
 
-    def consent_service(self) -> ConsentService:
-        client_id, redirect_uri = self.settings.consent_settings()
+    def insights(self) -> InsightsService:
+        return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
+                               self.index)
+
+    def consent(self) -> ConsentService:
+        client_id, redirect_uri = self.config.consent_settings()
         return ConsentService(
-            self.settings_service(), TableConsentRequests(self.documents), self.consent_verifier, self.clock,
-            ConsentConfig(authority_host=self.settings.authority_host, client_id=client_id,
-                          redirect_uri=redirect_uri,
-                          proof_backoff_seconds=self.settings.consent_proof_backoff_seconds))
+            self.tenant_settings(), TableConsentRequests(DocumentStore(self.tables)), self.consent_verifier,
+            self.clock, ConsentConfig(authority_host=self.config.authority_host, client_id=client_id,
+                                      redirect_uri=redirect_uri,
+                                      proof_backoff_seconds=self.config.consent_proof_backoff_seconds))
+
+    def background(self) -> BackgroundScheduler:
+        settings, index, clock, records = self.tenant_settings(), self.index, self.clock, self.records
+        return BackgroundScheduler(index, clock, phases=(
+            (ConsentDeadlines(settings, index), ConsentRechecks(settings, index, clock, self.consent)),
+            (ExchangePurge(settings, index, clock, records), OptOutPurge(index, clock, records)),
+            (InsightsUpdate(self.insights(), index),),
+        ))
 
 
-_services: Services | None = None
+_container: Container | None = None
 _lock = threading.Lock()
 
 
-def build(settings: Settings, *, clock: Clock | None = None) -> Services:
+def build(config: AppConfig, *, clock: Clock | None = None) -> Container:
     observability.install()
-    if settings.storage_connection:
-        tables = TableStore.from_connection_string(settings.storage_connection, settings.state_table)
+    if config.storage_connection:
+        tables = TableStore.from_connection_string(config.storage_connection, config.state_table)
     else:
         from shared.identity.managed_identity import ManagedIdentityCredential
 
-        assert settings.tables_endpoint is not None
-        tables = TableStore.from_endpoint(settings.tables_endpoint, ManagedIdentityCredential(), settings.state_table)
-    keys = SigningKeys(settings.authority_host, https_json_getter(settings.ca_bundle))
-    return Services(
-        settings=settings,
+        assert config.tables_endpoint is not None
+        tables = TableStore.from_endpoint(config.tables_endpoint, ManagedIdentityCredential(), config.state_table)
+    keys = SigningKeys(config.authority_host, https_json_getter(config.ca_bundle))
+    return Container(
+        config=config,
         clock=clock or SystemClock(),
         tables=tables,
-        documents=DocumentStore(tables),
-        tokens=AccessTokenValidator(settings.authority_host, settings.api_audiences, keys),
-        roles=RolePolicy.from_settings(settings),
+        tokens=AccessTokenValidator(config.authority_host, config.api_audiences, keys),
+        roles=RolePolicy.from_config(config),
         consent_verifier=MsalConsentVerifier(
-            authority_host=settings.authority_host,
-            client_id=settings.client_id or "",
-            client_credential=settings.client_credential,
-            required_roles=settings.required_graph_permissions,
-            http_client_factory=lambda: https_session(settings.ca_bundle),
+            authority_host=config.authority_host,
+            client_id=config.client_id or "",
+            client_credential=config.client_credential,
+            required_roles=config.required_graph_permissions,
+            http_client_factory=lambda: https_session(config.ca_bundle),
         ),
     )
 
 
-def services() -> Services:
-    global _services
-    if _services is None:
+def container() -> Container:
+    global _container
+    if _container is None:
         with _lock:
-            if _services is None:
-                _services = build(Settings.from_env())
-    return _services
+            if _container is None:
+                _container = build(AppConfig.from_env())
+    return _container
 
 
-def install(container: Services | None) -> None:
+def install(replacement: Container | None) -> None:
     """Replace the process-wide container (None: rebuild from the environment on next use)."""
-    global _services
+    global _container
     with _lock:
-        _services = container
+        _container = replacement

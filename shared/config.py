@@ -42,7 +42,9 @@ def _https_or_loopback(value: str | None, name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class Settings:
+class AppConfig:
+    """The app's configuration (app settings); not to be confused with a tenant's TenantSettings."""
+
     storage_connection: str | None
     tables_endpoint: str | None
     state_table: str
@@ -77,7 +79,7 @@ class Settings:
         return self.client_id, self.consent_redirect_uri
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
         env = os.environ if env is None else env
         connection = env.get("RI_STORAGE_CONNECTION") or env.get("AzureWebJobsStorage") or None
         endpoint = env.get("RI_TABLES_ENDPOINT") or None

@@ -6,7 +6,10 @@ Rules and adapters raise these; the HTTP entry points render them. Nothing here 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 PROBLEM_BASE = "urn:relationship-intelligence:problem:"
 
@@ -116,3 +119,13 @@ class ConcurrencyConflict(PreconditionFailed):
     """The stored version changed since it was read (ETag mismatch)."""
 
     slug = "concurrency-conflict"
+
+
+def field_problems(exc: ValidationError) -> list[dict[str, str]]:
+    """A model's validation errors as the `errors` of a problem: a path and a reason per field."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = "/".join(str(part) for part in error["loc"])
+        reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append({"field": path, "reason": reason})
+    return problems

@@ -15,7 +15,7 @@ import requests
 from devhost.azurite import Azurite
 from devhost.idp import IdentityProvider, RegisteredApp
 from shared import bootstrap
-from shared.config import Settings
+from shared.config import AppConfig
 from shared.tenancy import TenantId
 
 CLIENT_ID = "6f1b0c52-8a4e-4d7b-9c3a-2e5f7a9b1c0d"
@@ -38,8 +38,8 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
         yield provider
 
 
-def make_settings(connection_string: str, idp: IdentityProvider, **overrides: object) -> Settings:
-    base = Settings(
+def make_config(connection_string: str, idp: IdentityProvider, **overrides: object) -> AppConfig:
+    base = AppConfig(
         storage_connection=connection_string,
         tables_endpoint=None,
         state_table="TenantState",
@@ -55,13 +55,13 @@ def make_settings(connection_string: str, idp: IdentityProvider, **overrides: ob
 
 
 @pytest.fixture(scope="session")
-def settings(azurite: Azurite, idp: IdentityProvider) -> Settings:
-    return make_settings(azurite.connection_string, idp)
+def config(azurite: Azurite, idp: IdentityProvider) -> AppConfig:
+    return make_config(azurite.connection_string, idp)
 
 
 @pytest.fixture(scope="session")
-def services(settings: Settings) -> Iterator[bootstrap.Services]:
-    container = bootstrap.build(settings)
+def container(config: AppConfig) -> Iterator[bootstrap.Container]:
+    container = bootstrap.build(config)
     bootstrap.install(container)
     yield container
     bootstrap.install(None)

@@ -10,8 +10,11 @@ from pydantic import Field
 from shared.api.models import ApiModel
 from shared.domain.insights.health import Health
 from shared.domain.insights.kpis import Kpis
+from shared.domain.insights.model import SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Source
+from shared.services.insights import DataSubject, Introducers, IntroductionDraft, RecomputeReport
+from shared.services.paging import Page
 
 
 class InsightView(ApiModel):
@@ -55,7 +58,7 @@ class IntroductionRequest(ApiModel):
     introducer_id: str = Field(min_length=1, max_length=100)
 
 
-class IntroductionDraft(ApiModel):
+class IntroductionDraftView(ApiModel):
     to: str
     subject: str
     body: str
@@ -76,3 +79,47 @@ class DataSubjectExport(ApiModel):
     record: dict[str, object]
     activities: list[dict[str, object]]
     insights: dict[str, object] | None
+
+
+# -- mapping --------------------------------------------------------------------------------------------
+
+
+def insight_view(view: SellerView) -> InsightView:
+    insight = view.insight
+    return InsightView(entity_type=insight.entity_type, id=insight.id, name=insight.name,
+                       computed_at=insight.computed_at, completeness=view.completeness,
+                       sources=view.variant.kpis.sources, kpis=view.variant.kpis, health=view.health,
+                       health_hidden=view.health_hidden)
+
+
+def summary(view: SellerView) -> InsightSummary:
+    insight, health = view.insight, view.variant.health
+    return InsightSummary(entity_type=insight.entity_type, id=insight.id, name=insight.name,
+                          score=None if view.health_hidden else health.score,
+                          grade=None if view.health_hidden else health.grade,
+                          trend="hidden" if view.health_hidden else health.trend, state=health.state)
+
+
+def page_view(page: Page[SellerView]) -> InsightPage:
+    return InsightPage(items=[summary(v) for v in page.items], continuation_token=page.continuation)
+
+
+def introducers_view(found: Introducers) -> IntroducersView:
+    insight = found.insight
+    return IntroducersView(entity_type=insight.entity_type, id=insight.id, name=insight.name, mode=found.mode,
+                           computed_at=insight.computed_at, introducers=found.introducers)
+
+
+def draft_view(draft: IntroductionDraft) -> IntroductionDraftView:
+    return IntroductionDraftView(to=draft.to, subject=draft.subject, body=draft.body)
+
+
+def recompute_view(report: RecomputeReport) -> RecomputeView:
+    return RecomputeView(records=report.records, activities=report.activities, seconds=round(report.seconds, 3))
+
+
+def export_view(entity_type: Literal["contact", "lead", "user"], subject: DataSubject) -> DataSubjectExport:
+    return DataSubjectExport(
+        entity_type=entity_type, id=subject.record.id, record=subject.record.model_dump(mode="json", by_alias=True),
+        activities=[a.model_dump(mode="json", by_alias=True) for a in subject.activities],
+        insights=None if subject.insight is None else subject.insight.model_dump(mode="json", by_alias=True))

@@ -35,14 +35,16 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = None
 
 
-class HealthCheck(ApiModel):
+class DependencyCheck(ApiModel):
     status: Literal["ok", "failing"]
     detail: str | None = None
 
 
-class HealthReport(ApiModel):
-    status: Literal["healthy", "unhealthy"]
-    checks: dict[str, HealthCheck]
+class ServiceStatus(ApiModel):
+    """Whether the service can serve (liveness and readiness), not a relationship's health."""
+
+    status: Literal["serving", "unavailable"]
+    checks: dict[str, DependencyCheck]
 
 
 class Caller(ApiModel):

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed, field_problems
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,12 +37,3 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[M], *, ma
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise ValidationFailed("the request body has invalid fields", errors=field_problems(exc)) from exc
-
-
-def field_problems(exc: ValidationError) -> list[dict[str, str]]:
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        path = "/".join(str(part) for part in error["loc"])
-        reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
-        problems.append({"field": path, "reason": reason})
-    return problems

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,21 +9,25 @@ from pydantic import Field, field_validator
 
 from shared.api.models import ApiModel
 from shared.domain.audit import AuditEvent
-from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import (
     ActivityInfluence,
     CommunicationFrequency,
     ConsentStatus,
     EmailTemplate,
+    FairMin,
+    GoodMin,
     Grading,
+    Influence,
     Status,
+    TemplateBody,
+    TemplateSubject,
     TenantSettings,
 )
+from shared.services.tenant_settings import AnalyticsChanges, Outcome, RoleCatalogue
+from shared.tenancy import GUID_PATTERN_ANY_CASE
 
 RoleId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
-GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-GroupId = Annotated[str, Field(pattern=GUID_PATTERN)]
-TEMPLATE_PLACEHOLDERS = frozenset({"introducer", "target", "requester"})
+GroupId = Annotated[str, Field(pattern=f"^{GUID_PATTERN_ANY_CASE}$")]
 
 
 def _no_duplicates(values: list[str]) -> list[str]:
@@ -86,35 +89,31 @@ class RelationshipAnalyticsRequest(ApiModel):
     communication_frequency: CommunicationFrequency | None = None
     grading: GradingBody | None = None
 
+    def changes(self) -> AnalyticsChanges:
+        influence = self.activity_influence
+        return AnalyticsChanges(
+            enabled=self.enabled, health_display=self.health_display,
+            activity_influence=None if influence is None else ActivityInfluence(**influence.model_dump()),
+            communication_frequency=self.communication_frequency,
+            good_min=None if self.grading is None else self.grading.good_min,
+            fair_min=None if self.grading is None else self.grading.fair_min)
+
 
 class ActivityInfluenceBody(ApiModel):
-    email: int = Field(default=0, ge=-50, le=50)
-    meeting: int = Field(default=0, ge=-50, le=50)
-    phone_call: int = Field(default=0, ge=-50, le=50)
-    task: int = Field(default=0, ge=-50, le=50)
+    email: Influence = 0
+    meeting: Influence = 0
+    phone_call: Influence = 0
+    task: Influence = 0
 
 
 class GradingBody(ApiModel):
-    good_min: int = Field(ge=2, le=100)
-    fair_min: int = Field(ge=1, le=99)
+    good_min: GoodMin
+    fair_min: FairMin
 
 
 class EmailTemplateBody(ApiModel):
-    subject: str = Field(min_length=1, max_length=255)
-    body: str = Field(min_length=1, max_length=10_000)
-
-    @field_validator("subject", "body")
-    @classmethod
-    def _known_placeholders(cls, text: str) -> str:
-        unknown = set(re.findall(r"\{([^{}]*)\}", text)) - TEMPLATE_PLACEHOLDERS
-        if unknown:
-            raise ValueError(f"unknown placeholders {sorted(unknown)}; use {{introducer}}, {{target}}, "
-                             f"{{requester}}")
-        try:
-            text.format_map(dict.fromkeys(TEMPLATE_PLACEHOLDERS, ""))
-        except (ValueError, IndexError) as exc:
-            raise ValueError("a lone '{' or '}' must be doubled ('{{' or '}}')") from exc
-        return text
+    subject: TemplateSubject
+    body: TemplateBody
 
 
 class WhoKnowsWhomRequest(ApiModel):
@@ -122,6 +121,10 @@ class WhoKnowsWhomRequest(ApiModel):
 
     enabled: bool | None = None
     introduction_email_template: EmailTemplateBody | None = None
+
+    def template(self) -> EmailTemplate | None:
+        body = self.introduction_email_template
+        return None if body is None else EmailTemplate(subject=body.subject, body=body.body)
 
 
 RelationshipAnalyticsRequest.model_rebuild()
@@ -226,6 +229,11 @@ class AuditPageView(ApiModel):
 # -- mapping --------------------------------------------------------------------------------------------
 
 
+def overview_of(outcome: Outcome, now: datetime) -> Overview:
+    """The Overview a mutation answers with: the new settings, their ETag, and whether anything changed."""
+    return overview(outcome.settings, now, outcome.etag, outcome.changed)
+
+
 def overview(settings: TenantSettings, now: datetime, etag: str | None, changed: bool | None = None) -> Overview:
     consent = settings.exchange.consent
     banner = settings.banner(now)
@@ -272,9 +280,9 @@ def overview(settings: TenantSettings, now: datetime, etag: str | None, changed:
     )
 
 
-def roles_view(roles: list[SecurityRole], synced: bool) -> SecurityRolesView:
-    return SecurityRolesView(source="tenant" if synced else "standard",
-                             roles=[SecurityRoleView(id=r.id, name=r.name) for r in roles])
+def roles_view(catalogue: RoleCatalogue) -> SecurityRolesView:
+    return SecurityRolesView(source=catalogue.source,
+                             roles=[SecurityRoleView(id=r.id, name=r.name) for r in catalogue.roles])
 
 
 def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageView:
@@ -284,29 +292,3 @@ def audit_view(events: list[AuditEvent], continuation: str | None) -> AuditPageV
                 for e in events],
         continuation_token=continuation,
     )
-
-
-class ConsentLinkView(ApiModel):
-    consent_url: str
-    expires_at: datetime
-
-
-class SyncBatchRequest(ApiModel):
-    items: list[dict[str, object]] = Field(min_length=1, max_length=1000, description=(
-        "Records of the kind in the path, camelCase, each with `id` and the source's `version`."))
-
-
-class SyncRejectionView(ApiModel):
-    index: int
-    id: str | None
-    reason: str
-    detail: str | None
-
-
-class SyncReportView(ApiModel):
-    kind: str
-    received: int
-    stored: int
-    unchanged: int
-    rejected: list[SyncRejectionView]
-    rejected_by_reason: dict[str, int]

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.tenancy import TenantId
+from shared.tenancy import GUID_PATTERN, TenantId
 
 STATE_LIFETIME = timedelta(minutes=15)
-_STATE = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$")
+_STATE = re.compile(rf"^({GUID_PATTERN})\.([A-Za-z0-9_-]{{43}})$")
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"  # what the admin consents to: our app's Graph roles
 
 
 class ConsentRequest(BaseModel):

@@ -15,11 +15,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.domain.vocabulary import EMAIL_DOMAIN_PATTERN, RECORD_KIND_NAMES
+
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
 _ADDRESS_PART = r"[^@\s/\\#?\x00-\x1f\x7f-\x9f]+"  # also what a Table Storage key may hold
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=rf"^{_ADDRESS_PART}@{_ADDRESS_PART}$",
                                          to_lower=True, strip_whitespace=True)]
 Version = Annotated[int, Field(ge=0, le=2**62)]
+EmailDomain = Annotated[str, StringConstraints(max_length=253, to_lower=True, pattern=EMAIL_DOMAIN_PATTERN)]
 
 
 def _with_zone(value: datetime, info: ValidationInfo) -> datetime:
@@ -60,8 +63,7 @@ class SecurityRoleRecord(_Record):
 class Account(_Record):
     name: str = Field(max_length=200)
     primary_contact_id: RecordId | None = None
-    email_domains: tuple[Annotated[str, StringConstraints(max_length=253, to_lower=True,
-                                                          pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")], ...] = ()
+    email_domains: tuple[EmailDomain, ...] = ()
 
 
 class Contact(_Record):
@@ -153,12 +155,13 @@ class Activity(_Record):
         return tuple(dict.fromkeys(addresses))
 
 
-RECORD_KINDS: dict[str, type[_Record]] = {
-    "securityRoles": SecurityRoleRecord,
-    "users": InternalUser,
-    "accounts": Account,
-    "contacts": Contact,
-    "leads": Lead,
-    "opportunities": Opportunity,
-    "activities": Activity,
-}
+def record_key(record: BaseModel) -> str:
+    """What identifies a record within its kind: its id, and for an activity its source too (a CRM email and
+    an Exchange message may share an id)."""
+    if isinstance(record, Activity):
+        return f"{record.source.value}|{record.id}"
+    return str(record.id)  # type: ignore[attr-defined]
+
+
+RECORD_KINDS: dict[str, type[_Record]] = dict(zip(
+    RECORD_KIND_NAMES, (SecurityRoleRecord, InternalUser, Account, Contact, Lead, Opportunity, Activity), strict=True))

@@ -7,11 +7,12 @@ that says why the action is refused. Everything the Overview shows is derived fr
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.domain.geography import Geography, geography_of, is_country_code
@@ -48,6 +49,25 @@ class _State(BaseModel):
 
 
 Influence = Annotated[int, Field(ge=-50, le=50, description="percent, -50 to +50")]
+GoodMin = Annotated[int, Field(ge=2, le=100, description="lowest score graded Good")]
+FairMin = Annotated[int, Field(ge=1, le=99, description="lowest score graded Fair (below it: Poor)")]
+TEMPLATE_PLACEHOLDERS = frozenset({"introducer", "target", "requester"})
+
+
+def check_template_text(text: str) -> str:
+    """An introduction template may use only our placeholders, and a lone brace must be doubled."""
+    unknown = set(re.findall(r"\{([^{}]*)\}", text)) - TEMPLATE_PLACEHOLDERS
+    if unknown:
+        raise ValueError(f"unknown placeholders {sorted(unknown)}; use {{introducer}}, {{target}}, {{requester}}")
+    try:
+        text.format_map(dict.fromkeys(TEMPLATE_PLACEHOLDERS, ""))
+    except (ValueError, IndexError) as exc:
+        raise ValueError("a lone '{' or '}' must be doubled ('{{' or '}}')") from exc
+    return text
+
+
+TemplateSubject = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(check_template_text)]
+TemplateBody = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(check_template_text)]
 
 
 class ActivityInfluence(_State):
@@ -58,8 +78,8 @@ class ActivityInfluence(_State):
 
 
 class Grading(_State):
-    good_min: int = Field(default=60, ge=1, le=100)
-    fair_min: int = Field(default=40, ge=1, le=99)
+    good_min: GoodMin = 60
+    fair_min: FairMin = 40
 
     @model_validator(mode="after")
     def _ordered(self) -> Grading:
@@ -77,12 +97,13 @@ class RelationshipAnalytics(_State):
 
 
 class EmailTemplate(_State):
-    subject: str = Field(default="Introduction to {target}", min_length=1, max_length=255)
-    body: str = Field(
-        default=("Hi {introducer},\n\nCould you introduce me to {target}? I think we have something valuable to "
-                 "discuss, and a word from you would help.\n\nThanks,\n{requester}"),
-        min_length=1, max_length=10_000,
-    )
+    subject: TemplateSubject = "Introduction to {target}"
+    body: TemplateBody = ("Hi {introducer},\n\nCould you introduce me to {target}? I think we have something "
+                          "valuable to discuss, and a word from you would help.\n\nThanks,\n{requester}")
+
+    def render(self, *, introducer: str, target: str, requester: str) -> tuple[str, str]:
+        values = {"introducer": introducer, "target": target, "requester": requester}
+        return self.subject.format_map(values), self.body.format_map(values)
 
 
 class WhoKnowsWhom(_State):
@@ -291,10 +312,36 @@ class TenantSettings(_State):
             return self._exchange_on(now)
         return self._exchange_off(now)
 
-    def set_relationship_analytics(self, options: RelationshipAnalytics) -> TenantSettings:
+    def update_relationship_analytics(self, *, enabled: bool | None = None, health_display: bool | None = None,
+                                      activity_influence: ActivityInfluence | None = None,
+                                      communication_frequency: CommunicationFrequency | None = None,
+                                      good_min: int | None = None, fair_min: int | None = None,
+                                      ) -> TenantSettings:
+        """The options given change; those left out (None) keep their value."""
+        current = self.relationship_analytics
+        try:
+            grading = Grading(good_min=current.grading.good_min if good_min is None else good_min,
+                              fair_min=current.grading.fair_min if fair_min is None else fair_min)
+        except ValidationError as exc:
+            raise ValidationFailed("the health grading bands are inconsistent", errors=[
+                {"field": "grading", "reason": "goodMin must be greater than fairMin, and fairMin greater than 0"}],
+            ) from exc
+        options = RelationshipAnalytics(
+            enabled=current.enabled if enabled is None else enabled,
+            health_display=current.health_display if health_display is None else health_display,
+            activity_influence=current.activity_influence if activity_influence is None else activity_influence,
+            communication_frequency=communication_frequency or current.communication_frequency,
+            grading=grading,
+        )
         return self.model_copy(update={"relationship_analytics": options})
 
-    def set_who_knows_whom(self, options: WhoKnowsWhom) -> TenantSettings:
+    def update_who_knows_whom(self, *, enabled: bool | None = None,
+                              introduction_email_template: EmailTemplate | None = None) -> TenantSettings:
+        """The options given change; those left out (None) keep their value."""
+        current = self.who_knows_whom
+        options = WhoKnowsWhom(
+            enabled=current.enabled if enabled is None else enabled,
+            introduction_email_template=introduction_email_template or current.introduction_email_template)
         if options.enabled and not self.enabled:
             raise Conflict("enable relationship intelligence first")
         return self.model_copy(update={"who_knows_whom": options})

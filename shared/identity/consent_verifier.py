@@ -7,40 +7,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
+from shared.domain.consent import GRAPH_DEFAULT_SCOPE
+from shared.services.ports import GrantCheck
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
-GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
-
-Outcome = Literal["granted", "missingPermissions", "servicePrincipalMissing", "tokenError", "transient"]
-
-
-@dataclass(frozen=True)
-class GrantCheck:
-    outcome: Outcome
-    roles: tuple[str, ...] = ()
-    error_code: str | None = None  # e.g. AADSTS700016; never the raw description
-
-    @property
-    def granted(self) -> bool:
-        return self.outcome == "granted"
-
-    @property
-    def definitive(self) -> bool:
-        """A "no" that proves the consent is not (or no longer) in place."""
-        return self.outcome in ("missingPermissions", "servicePrincipalMissing")
-
-
-class ConsentVerifier(Protocol):
-    def check(self, tenant_id: TenantId) -> GrantCheck: ...
-
 
 class MsalConsentVerifier:
-    """One ConfidentialClientApplication per tenant authority, reused across invocations."""
+    """Implements the ConsentVerifier port: one ConfidentialClientApplication per tenant authority, reused
+    across invocations."""
 
     def __init__(self, *, authority_host: str, client_id: str, client_credential: Callable[[], Any],
                  required_roles: tuple[str, ...], http_client_factory: Callable[[], Any]) -> None:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-from shared.config import Settings
+from shared.config import AppConfig
+from shared.domain.permissions import Permission
 from shared.errors import Forbidden
-
-
-class Permission(StrEnum):
-    MANAGE_SETTINGS = "settings.manage"
-    READ_INSIGHTS = "insights.read"
-    READ_WHO_KNOWS_WHOM = "whoKnowsWhom.read"
-    SYNC_DATA = "data.sync"
 
 
 @dataclass(frozen=True)
@@ -22,7 +15,7 @@ class RolePolicy:
     grants: dict[str, frozenset[Permission]]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RolePolicy:
+    def from_config(cls, settings: AppConfig) -> RolePolicy:
         grants: dict[str, set[Permission]] = {}
         for roles, permission in (
             (settings.admin_roles, Permission.MANAGE_SETTINGS),

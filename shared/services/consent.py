@@ -9,16 +9,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlencode
 
 from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
-from shared.domain.consent import STATE_LIFETIME, ConsentRequest, new_state, parse_state
+from shared.domain.consent import GRAPH_DEFAULT_SCOPE, STATE_LIFETIME, ConsentRequest, new_state, parse_state
 from shared.errors import ConcurrencyConflict, Conflict
-from shared.identity.consent_verifier import GRAPH_DEFAULT_SCOPE, ConsentVerifier, GrantCheck
-from shared.services.settings import SettingsService
-from shared.storage.documents import Versioned
+from shared.services.ports import ConsentRequests, ConsentVerifier, GrantCheck
+from shared.services.tenant_settings import TenantSettingsService
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
@@ -27,14 +26,6 @@ MAX_PARAMETER_LENGTH = 2048
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 CallbackOutcome = Literal["granted", "declined", "invalid"]
-
-
-class ConsentRequests(Protocol):
-    def create(self, tenant_id: TenantId, secret_hash: str, request: ConsentRequest) -> None: ...
-
-    def get(self, tenant_id: TenantId, secret_hash: str) -> Versioned[ConsentRequest] | None: ...
-
-    def consume(self, tenant_id: TenantId, secret_hash: str, used: ConsentRequest, etag: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ class ConsentConfig:
 
 
 class ConsentService:
-    def __init__(self, settings: SettingsService, requests: ConsentRequests, verifier: ConsentVerifier,
+    def __init__(self, settings: TenantSettingsService, requests: ConsentRequests, verifier: ConsentVerifier,
                  clock: Clock, config: ConsentConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self._settings = settings
         self._requests = requests

@@ -7,28 +7,25 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from shared.clock import Clock
+from shared.domain.insights.computation import compute, of_someone_opted_out, relevant_to, touched
 from shared.domain.insights.directory import Directory, EntityType
-from shared.domain.insights.health import needs_attention
-from shared.domain.insights.snapshot import (
-    RecordInsight,
-    compute,
-    of_someone_opted_out,
-    relevant_to,
-    row_key_of,
-    touched,
-)
+from shared.domain.insights.model import RecordInsight, SellerView
+from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.tenant_settings import TenantSettings
-from shared.errors import Conflict, NotFound
-from shared.services.schedules import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE, IndexKind, ScheduleIndex
-from shared.services.settings import SettingsService
-from shared.storage.insights_repository import TableInsights, row_key
-from shared.storage.records_repository import TableRecords
+from shared.domain.vocabulary import DataSubjectType
+from shared.errors import Conflict, NotFound, Unprocessable
+from shared.services.paging import Page, page_of
+from shared.services.ports import IndexKind, InsightRepository, RecordRepository, ScheduleIndex
+from shared.services.tenant_settings import TenantSettingsService
+from shared.services.timing import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
+
+_SUBJECT_KINDS: dict[DataSubjectType, str] = {"contact": "contacts", "lead": "leads", "user": "users"}
 
 
 @dataclass(frozen=True)
@@ -38,14 +35,39 @@ class RecomputeReport:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Introducers:
+    insight: RecordInsight
+    mode: Literal["basic", "enhanced"]
+    introducers: list[Introducer]
+
+
+@dataclass(frozen=True)
+class IntroductionDraft:
+    to: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class DataSubject:
+    """Everything stored about one person (SPEC 4.4)."""
+
+    record: Any
+    activities: list[Any]
+    insight: RecordInsight | None
+
+
 class InsightsService:
-    def __init__(self, settings: SettingsService, records: TableRecords, insights: TableInsights,
+    def __init__(self, settings: TenantSettingsService, records: RecordRepository, insights: InsightRepository,
                  clock: Clock, index: ScheduleIndex | None = None) -> None:
         self._settings = settings
         self._records = records
         self._insights = insights
         self._clock = clock
         self._index = index
+
+    # -- computing --------------------------------------------------------------------------------------
 
     def recompute(self, tenant_id: TenantId) -> RecomputeReport:
         """Every record's insights, from all the tenant's data."""
@@ -59,9 +81,9 @@ class InsightsService:
         started = time.perf_counter()
         now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
-        previous = {row_key_of(i): i for i in self._insights.iter(tenant_id)}
+        previous = {i.key: i for i in self._insights.iter(tenant_id)}
         if not settings.enabled:
-            self._insights.replace_all(tenant_id, [], [row_key(*k) for k in previous])
+            self._insights.replace_all(tenant_id, [], previous)
             return RecomputeReport(0, 0, time.perf_counter() - started)
         directory = Directory.of(
             users=self._records.iter_records(tenant_id, "users"),
@@ -80,8 +102,8 @@ class InsightsService:
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         if mark is None:
             results = compute(directory, settings, activities, now, previous)
-            current = {row_key_of(i) for i in results}
-            self._insights.replace_all(tenant_id, results, [row_key(*k) for k in previous if k not in current])
+            current = {i.key for i in results}
+            self._insights.replace_all(tenant_id, results, [k for k in previous if k not in current])
             if self._index is not None:  # scores move with time (recency): recompute daily even without data
                 self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         else:
@@ -97,7 +119,56 @@ class InsightsService:
                  report.seconds)
         return report
 
-    # -- reads ------------------------------------------------------------------------------------------
+    # -- sellers' reads ---------------------------------------------------------------------------------
+
+    def record(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> SellerView:
+        settings = self._analytics_on(tenant_id)
+        insight = self._insights.get(tenant_id, entity_type, record_id)
+        if insight is None:
+            raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
+        return insight.seen_by_seller(settings)
+
+    def list_records(self, tenant_id: TenantId, entity_type: EntityType, *, needs_attention: bool, page_size: int,
+                     continuation: str | None) -> Page[SellerView]:
+        """Records of a type by name; with `needs_attention`, only Poor or Declining ones, worst first."""
+        settings = self._analytics_on(tenant_id)
+        insights = list(self._insights.iter(tenant_id, entity_type))
+        if needs_attention:
+            chosen = sorted((i for i in insights if i.needs_attention(settings)),
+                            key=lambda i: i.attention_order(settings))
+        else:
+            chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
+        page = page_of(chosen, page_size, continuation)
+        return Page([i.seen_by_seller(settings) for i in page.items], page.continuation)
+
+    def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> Introducers:
+        settings = self._who_knows_whom_on(tenant_id)
+        insight = self._insights.get(tenant_id, entity_type, record_id)
+        if insight is None:
+            raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
+        return Introducers(insight, settings.who_knows_whom_mode, insight.introducers(settings))
+
+    def who_knows_whom_at(self, tenant_id: TenantId, domain: str) -> Introducers:
+        """Introducers to a company, found by one of its email domains."""
+        self._who_knows_whom_on(tenant_id)
+        account = self._insights.account_of_domain(tenant_id, domain.strip().lower())
+        if account is None:
+            raise NotFound(f"no account with the email domain {domain}")
+        return self.who_knows_whom(tenant_id, "account", account)
+
+    def draft_introduction(self, tenant_id: TenantId, entity_type: EntityType, record_id: str, introducer_id: str,
+                           requester: str | None) -> IntroductionDraft:
+        """"Get introduced": an email to one of the record's introducers, from the tenant's template."""
+        settings = self._who_knows_whom_on(tenant_id)
+        found = self.who_knows_whom(tenant_id, entity_type, record_id)
+        introducer = found.insight.introducer(settings, introducer_id)
+        if introducer is None:
+            raise Unprocessable("that colleague is not among the introducers of this person",
+                                errors=[{"field": "introducerId", "reason": "not an introducer"}])
+        subject, body = settings.who_knows_whom.introduction_email_template.render(
+            introducer=introducer.name or introducer.email, target=found.insight.name,
+            requester=requester or "a colleague")
+        return IntroductionDraft(to=introducer.email, subject=subject, body=body)
 
     def _analytics_on(self, tenant_id: TenantId) -> TenantSettings:
         settings = self._settings.current(tenant_id).settings
@@ -109,63 +180,25 @@ class InsightsService:
                            extensions={"feature": "relationshipAnalytics"})
         return settings
 
-    def record(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
-               ) -> tuple[RecordInsight, TenantSettings]:
-        settings = self._analytics_on(tenant_id)
-        insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
-            raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
-        return insight, settings
-
-    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType,
-                          ) -> tuple[list[RecordInsight], TenantSettings]:
-        """Poor grade or declining trend, worst first."""
-        settings = self._analytics_on(tenant_id)
-        flagged = [i for i in self._insights.iter(tenant_id, entity_type)
-                   if needs_attention(i.variant(settings)[0].health)]
-        flagged.sort(key=lambda i: (i.variant(settings)[0].health.score or 0, i.id))
-        return flagged, settings
-
-    def who_knows_whom_at(self, tenant_id: TenantId, domain: str) -> tuple[RecordInsight, TenantSettings]:
-        """Introducers to a company, found by one of its email domains."""
-        account = self._insights.account_of_domain(tenant_id, domain.strip().lower())
-        if account is None:
-            self._who_knows_whom_on(tenant_id)
-            raise NotFound(f"no account with the email domain {domain}")
-        return self.who_knows_whom(tenant_id, "account", account)
-
     def _who_knows_whom_on(self, tenant_id: TenantId) -> TenantSettings:
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled or not settings.who_knows_whom.enabled:
-            raise Conflict("who knows whom is turned off by your administrator", extensions={"feature":
-                                                                                                 "whoKnowsWhom"})
+            raise Conflict("who knows whom is turned off by your administrator",
+                           extensions={"feature": "whoKnowsWhom"})
         return settings
 
-    def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str,
-                       ) -> tuple[RecordInsight, TenantSettings]:
-        settings = self._who_knows_whom_on(tenant_id)
-        insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
-            raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
-        return insight, settings
+    # -- privacy ----------------------------------------------------------------------------------------
 
-    def all_of_type(self, tenant_id: TenantId, entity_type: EntityType) -> tuple[list[RecordInsight],
-                                                                                 TenantSettings]:
-        settings = self._analytics_on(tenant_id)
-        return sorted(self._insights.iter(tenant_id, entity_type), key=lambda i: (i.name.lower(), i.id)), settings
-
-    def export(self, tenant_id: TenantId, entity_type: str, record_id: str) -> tuple[Any, list[Any], Any]:
+    def export(self, tenant_id: TenantId, entity_type: DataSubjectType, record_id: str) -> DataSubject:
         """A person's record, the activities they take part in (or that came from their mailbox), their insights."""
-        kind = {"contact": "contacts", "lead": "leads", "user": "users"}[entity_type]
-        record = self._records.get(tenant_id, kind, record_id)
+        record = self._records.get(tenant_id, _SUBJECT_KINDS[entity_type], record_id)
         if record is None:
             raise NotFound(f"no {entity_type} {record_id} is stored for this organisation")
         email = getattr(record, "email", None)
-        activities = [a for a, _ in self._records.iter_activities(tenant_id)
+        activities = [a for a, _ in self._records.iter_activities(tenant_id, with_ingested_at=False)
                       if (email and email in a.parties) or (entity_type == "user" and a.mailbox_owner_id == record_id)]
-        insight = (self._insights.get(tenant_id, entity_type, record_id)  # type: ignore[arg-type]
-                   if entity_type != "user" else None)
-        return record, activities, insight
+        insight = None if entity_type == "user" else self._insights.get(tenant_id, entity_type, record_id)
+        return DataSubject(record, activities, insight)
 
 
 def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:

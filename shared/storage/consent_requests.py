@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from shared.domain.consent import ConsentRequest
-from shared.storage.documents import DocumentStore, Versioned
+from shared.services.ports import Versioned
+from shared.storage.documents import DocumentStore
 from shared.tenancy import TenantId
 
 PREFIX = "consent-request|"
 
 
 class TableConsentRequests:
+    """Implements the ConsentRequests port on the tenant's partition."""
+
     def __init__(self, documents: DocumentStore) -> None:
         self._documents = documents
 

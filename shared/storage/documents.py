@@ -6,11 +6,11 @@ holds at most 64 KiB while an entity may hold 1 MiB. `Kind` and `SchemaVersion` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shared.services.ports import Versioned
 from shared.storage.tables import (
     MAX_STRING_PROPERTY_CHARS,
     Operation,
@@ -34,12 +34,6 @@ class DocumentTooLarge(ValueError):
 
 class CorruptDocument(Exception):
     """A stored row does not decode into its model (manual edit, bug, or an unknown schema)."""
-
-
-@dataclass(frozen=True)
-class Versioned(Generic[M]):
-    document: M
-    etag: str
 
 
 def encode(kind: str, document: BaseModel, schema_version: int = 1) -> Properties:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from shared.domain.insights.directory import EntityType
-from shared.domain.insights.snapshot import RecordInsight
+from shared.domain.insights.model import RecordInsight
+from shared.services.ports import RecordKey
 from shared.storage.documents import decode, encode
 from shared.storage.tables import Operation, TableStore, transactions
 from shared.tenancy import TenantId
@@ -21,6 +22,8 @@ def row_key(entity_type: str, record_id: str) -> str:
 
 
 class TableInsights:
+    """Implements the InsightRepository port on the tenant's partition."""
+
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
 
@@ -46,11 +49,12 @@ class TableInsights:
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
         self._tables.upsert(tenant_id, META_ROW, {"RefreshedThrough": through})
 
-    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Sequence[str]) -> None:
+    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
+                    ) -> None:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
         gone, in size-bounded transactions."""
         operations = [Operation("upsert", row_key(i.entity_type, i.id), encode("insight", i)) for i in insights]
-        operations += [Operation("delete", key) for key in stale]
+        operations += [Operation("delete", row_key(*key)) for key in stale]
         domains = {d: i.id for i in insights for d in i.email_domains}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
             domain = entity.row_key.removeprefix(DOMAIN_PREFIX)

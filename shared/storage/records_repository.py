@@ -9,24 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from shared.domain.records import RECORD_KINDS, Activity, Source
+from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
 from shared.errors import ConcurrencyConflict
-from shared.storage.documents import decode, encode
+from shared.services.ports import PurgeProgress, RecordTooLarge, StoredVersion
+from shared.storage.documents import DocumentTooLarge, decode, encode
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
     Operation,
     StoredEntity,
     TableStore,
+    cut_into_transactions,
     operation_bytes,
     transactions,
 )
 from shared.tenancy import TenantId
+
+D = TypeVar("D")
 
 _READERS = 8
 
@@ -43,23 +46,19 @@ def prefix(kind: str, source: Source | None = None) -> str:
     return f"{kind}|"
 
 
-@dataclass(frozen=True)
-class StoredVersion:
-    version: int
-    etag: str
-
-
 class TableRecords:
+    """Implements the RecordRepository port on the tenant's partition."""
+
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
 
-    def versions(self, tenant_id: TenantId, row_keys: Sequence[str]) -> dict[str, StoredVersion]:
-        """Stored versions of the given rows (absent rows are left out), read in parallel."""
-        def read(key: str) -> tuple[str, StoredEntity | None]:
-            return key, self._tables.get(tenant_id, key)
+    def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:
+        """Stored versions of these records by record key (absent ones left out), read in parallel."""
+        def read(record: BaseModel) -> tuple[str, StoredEntity | None]:
+            return record_key(record), self._tables.get(tenant_id, row_key(kind, record))
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            found = list(pool.map(read, row_keys))
+            found = list(pool.map(read, records))
         return {key: StoredVersion(int(e.properties.get("Version", -1)), e.etag)  # type: ignore[arg-type]
                 for key, e in found if e is not None}
 
@@ -82,12 +81,18 @@ class TableRecords:
         for transaction in transactions(operations):
             self._tables.transact(tenant_id, transaction)
 
-    @staticmethod
-    def row_bytes(kind: str, record: BaseModel) -> int:
-        """What a record weighs in a transaction; DocumentTooLarge when no row can hold it."""
-        return operation_bytes(_operation(kind, record, None, datetime.min))
+    def weight(self, kind: str, record: BaseModel) -> int:
+        """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
+        try:
+            return operation_bytes(_operation(kind, record, None, datetime.min))
+        except DocumentTooLarge as exc:
+            raise RecordTooLarge(str(exc)) from exc
+
+    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
+        return cut_into_transactions(items, weight)
 
     def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
+        """Every record of a kind (activities: of one source only, if given)."""
         model = RECORD_KINDS[kind]
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
             yield decode(entity, model)
@@ -106,34 +111,33 @@ class TableRecords:
             ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
             yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
 
-    def purge_exchange(self, tenant_id: TenantId, ingested_before: datetime, limit: int,
-                       enough: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
-        """Deletes up to `limit` Exchange-derived rows ingested at or before the given time, stopping early once
-        `enough` says so. Returns (deleted, finished)."""
+    def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
+                       ) -> PurgeProgress:
+        """Deletes Exchange-derived rows ingested at or before the given time, until done or `enough()`."""
         def due(entity: StoredEntity) -> bool:
             ingested = entity.properties.get("IngestedAt")
-            return not (isinstance(ingested, datetime) and ingested > ingested_before)
+            return not (isinstance(ingested, datetime) and ingested > ingested_through)
 
-        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, limit, enough)
+        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, enough)
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
-                     limit: int, enough: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
-        """Deletes up to `limit` activity rows in which one of these people takes part, or that came from one of
-        these users' mailboxes (their data, after an opt-out). Returns (deleted, finished)."""
+                     enough: Callable[[], bool]) -> PurgeProgress:
+        """Deletes the activity rows in which one of these people takes part, or that came from one of these
+        users' mailboxes (their data, after an opt-out), until done or `enough()`."""
         def theirs(entity: StoredEntity) -> bool:
             activity = decode(entity, Activity)
             return bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in user_ids
 
-        return self._delete_where(tenant_id, prefix("activities"), theirs, limit, enough)
+        return self._delete_where(tenant_id, prefix("activities"), theirs, enough)
 
     def _delete_where(self, tenant_id: TenantId, row_prefix: str, wanted: Callable[[StoredEntity], bool],
-                      limit: int, enough: Callable[[], bool]) -> tuple[int, bool]:
-        """Bounded, resumable deletion in transactions of 100: (deleted, finished)."""
+                      enough: Callable[[], bool]) -> PurgeProgress:
+        """Bounded, resumable deletion in transactions of 100."""
         batch: list[Operation] = []
         deleted = 0
         for scanned, entity in enumerate(self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix), 1):
             if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
-                return deleted + (self._delete(tenant_id, batch) if batch else 0), False
+                return PurgeProgress(deleted + (self._delete(tenant_id, batch) if batch else 0), False)
             if not wanted(entity):
                 continue
             # Only the version that was judged: a row replaced since (a newer version, ingested after Exchange
@@ -142,11 +146,11 @@ class TableRecords:
             if len(batch) == MAX_BATCH_OPERATIONS:
                 deleted += self._delete(tenant_id, batch)
                 batch = []
-                if deleted >= limit or enough():
-                    return deleted, False
+                if enough():
+                    return PurgeProgress(deleted, False)
         if batch:
             deleted += self._delete(tenant_id, batch)
-        return deleted, True
+        return PurgeProgress(deleted, True)
 
     def _delete(self, tenant_id: TenantId, batch: list[Operation]) -> int:
         """One transaction; if a row changed or went meanwhile (another purge of the tenant, a newer version),

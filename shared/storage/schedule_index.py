@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from shared.services.schedules import IndexEntry, IndexKind
+from shared.services.ports import IndexEntry, IndexKind
 from shared.storage.tables import TableStore
 from shared.tenancy import TenantId
 
@@ -28,6 +28,8 @@ def _row_key(tenant_id: str, due: datetime) -> str:
 
 
 class TableScheduleIndex:
+    """Implements the ScheduleIndex port."""
+
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
 

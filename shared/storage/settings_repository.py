@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from shared.domain.audit import AuditEvent
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
-from shared.services.settings import AuditPage, Current
+from shared.services.ports import AuditPage, Current
 from shared.storage.documents import DocumentStore, decode, encode
 from shared.storage.records_repository import TableRecords
 from shared.storage.tables import Operation, TableStore
@@ -29,6 +29,8 @@ def audit_row_key(event: AuditEvent) -> str:
 
 
 class TableSettingsRepository:
+    """Implements the SettingsRepository port on the tenant's partition."""
+
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
         self._documents = DocumentStore(tables)

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from shared.api import openapi
+from shared.api import endpoints, openapi
 
 
 def test_document_is_openapi_3_1_with_every_endpoint_and_resolvable_refs() -> None:
-    import function_app  # noqa: F401 - registers every endpoint
-
-    doc = openapi.document()
+    doc = openapi.document(endpoints.ALL)
     assert doc["openapi"] == "3.1.0"
     operations = {(path, method) for path, item in doc["paths"].items() for method in item}
-    assert operations == {(e.path, e.method.lower()) for e in openapi.endpoints()}
+    assert operations == {(e.path, e.method.lower()) for e in endpoints.ALL}
     schemas = doc["components"]["schemas"]
 
     def refs(node: object) -> list[str]:
@@ -26,18 +24,24 @@ def test_document_is_openapi_3_1_with_every_endpoint_and_resolvable_refs() -> No
 
 
 def test_protected_operations_declare_bearer_security_and_problem_responses() -> None:
-    import function_app  # noqa: F401
-
-    doc = openapi.document()
+    doc = openapi.document(endpoints.ALL)
     me = doc["paths"]["/api/me"]["get"]
     assert me["security"] == [{"bearer": []}]
     assert me["responses"]["401"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"}
-    assert doc["paths"]["/api/health"]["get"]["security"] == []
+    assert doc["paths"]["/api/status"]["get"]["security"] == []
+
+
+def test_conflicts_that_say_when_to_retry_declare_retry_after() -> None:
+    doc = openapi.document(endpoints.ALL)
+    for path, method in (("/api/relationship-intelligence/enable", "post"), ("/api/sync/{kind}", "post")):
+        responses = doc["paths"][path][method]["responses"]
+        assert "Retry-After" in responses["409"]["headers"], path
+        assert "Retry-After" in responses["503"]["headers"], path
 
 
 def test_route_constraints_are_stripped_from_paths() -> None:
-    endpoint = openapi.Endpoint(function_name="x", method="GET", route="insights/{entityType:alpha}/{id:guid?}",
+    endpoint = endpoints.Endpoint(function_name="x", method="GET", route="insights/{entityType:alpha}/{id:guid?}",
                                 summary="", tag="t", auth="user")
     assert endpoint.path == "/api/insights/{entityType}/{id}"
     assert endpoint.path_parameters == ["entityType", "id"]

@@ -9,7 +9,7 @@ import pytest
 
 import function_app
 from devhost.indexing import index
-from shared.api import openapi
+from shared.api import endpoints
 
 
 def _functions() -> dict[str, Any]:
@@ -27,7 +27,7 @@ def _http_triggers() -> dict[str, dict[str, Any]]:
 
 def test_every_http_function_is_in_the_openapi_catalogue_and_back() -> None:
     registered = {(name, t["route"], tuple(m.value for m in t["methods"])) for name, t in _http_triggers().items()}
-    declared = {(e.function_name, e.route, (e.method,)) for e in openapi.endpoints()}
+    declared = {(e.function_name, e.route, (e.method,)) for e in endpoints.ALL}
     assert registered == declared
 
 
@@ -37,7 +37,7 @@ def test_http_functions_are_anonymous_at_the_host_and_authenticate_in_code() -> 
 
 
 @pytest.mark.parametrize(("name", "route", "method"), [
-    ("health", "health", "GET"),
+    ("service_status", "status", "GET"),
     ("openapi_document", "openapi.json", "GET"),
     ("me", "me", "GET"),
 ])
@@ -52,10 +52,27 @@ def test_function_names_are_unique_and_the_app_indexes() -> None:
     assert len(names) == len(set(names))
 
 
-def test_the_consent_timer_is_safe_in_production() -> None:
-    trigger = _functions()["consent_deadline"].get_trigger().get_dict_repr()
+def test_every_declared_endpoint_names_models_that_exist() -> None:
+    for endpoint in endpoints.ALL:
+        for model in (endpoint.request_model(), endpoint.response_model()):
+            assert model is None or hasattr(model, "model_json_schema"), endpoint.function_name
+
+
+def test_indexing_the_app_builds_no_api_model() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys, function_app; from devhost.indexing import index; index(function_app.app); "
+             "print(','.join(sorted(m for m in sys.modules if m.startswith(('shared.api.', 'pydantic')) "
+             "and m != 'shared.api.endpoints')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
+
+
+def test_the_background_timer_is_safe_in_production() -> None:
+    trigger = _functions()["schedule_background_work"].get_trigger().get_dict_repr()
     assert trigger["type"] == "timerTrigger"
-    assert trigger["schedule"] == "%RI_DEADLINE_SCHEDULE%"
+    assert trigger["schedule"] == "%RI_BACKGROUND_SCHEDULE%"
     assert trigger["runOnStartup"] is False  # would fire on every scale-out and restart
     assert trigger["useMonitor"] is True
 

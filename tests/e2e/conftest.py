@@ -19,26 +19,26 @@ from shared.clock import FixedClock
 
 
 @pytest.fixture(scope="session")
-def function_host(services: bootstrap.Services) -> Iterator[FunctionHost]:
+def function_host(container: bootstrap.Container) -> Iterator[FunctionHost]:
     import function_app
 
-    host = FunctionHost(function_app.app, port=0, run_timers=False, settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *"})
+    host = FunctionHost(function_app.app, port=0, run_timers=False, settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *"})
     host.start()
     yield host
     host.stop()
 
 
-def run_timer(host: FunctionHost, services: bootstrap.Services | None = None, at: datetime | None = None) -> None:
+def run_timer(host: FunctionHost, container: bootstrap.Container | None = None, at: datetime | None = None) -> None:
     """Runs the timer through the host's admin endpoint, as the scheduler does; at a given moment if asked."""
-    if services is not None and at is not None:
-        bootstrap.install(dataclasses.replace(services, clock=FixedClock(at)))
+    if container is not None and at is not None:
+        bootstrap.install(dataclasses.replace(container, clock=FixedClock(at)))
     try:
-        response = requests.post(f"{host.base_url}/admin/functions/consent_deadline",
+        response = requests.post(f"{host.base_url}/admin/functions/schedule_background_work",
                                  headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=120)
         assert response.status_code == 202
     finally:
-        if services is not None and at is not None:
-            bootstrap.install(services)
+        if container is not None and at is not None:
+            bootstrap.install(container)
 
 
 def ok(response: requests.Response, status: int = 200) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
-from shared.bootstrap import Services
+from shared.bootstrap import Container
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.tenancy import TenantId
@@ -143,7 +143,7 @@ def test_tenants_are_isolated_by_the_token(function_host: FunctionHost, idp: Ide
 
 
 def test_concurrent_conflicting_updates_lose_nothing(function_host: FunctionHost, idp: IdentityProvider,
-                                                     services: Services) -> None:
+                                                     container: Container) -> None:
     tenant = str(uuid.uuid4())
     api = Api(function_host.base_url, idp.user_token(tenant, str(uuid.uuid4()), ["SystemAdministrator"]))
     etag = api.put("relationship-intelligence/prerequisites",
@@ -162,7 +162,7 @@ def test_concurrent_conflicting_updates_lose_nothing(function_host: FunctionHost
     assert {status for status, _, _ in results} <= {200, 409, 412}
     accepted = [r for r in results if r[0] == 200]
     assert accepted
-    stored = TableSettingsRepository(services.tables).load(TenantId(tenant))
+    stored = TableSettingsRepository(container.tables).load(TenantId(tenant))
     final = ok(api.get("relationship-intelligence"))
     # The stored state is the one whose response carried the final ETag: the last accepted write.
     last = {freq for status, tag, freq in accepted if tag == stored.etag}

@@ -175,11 +175,11 @@ def test_a_replayed_state_is_refused(admin: Api, function_host: FunctionHost, id
 
 
 @pytest.fixture
-def clock(services: bootstrap.Services) -> Iterator[FixedClock]:
-    fixed = FixedClock(services.clock.now())
-    bootstrap.install(dataclasses.replace(services, clock=fixed))
+def clock(container: bootstrap.Container) -> Iterator[FixedClock]:
+    fixed = FixedClock(container.clock.now())
+    bootstrap.install(dataclasses.replace(container, clock=fixed))
     yield fixed
-    bootstrap.install(services)
+    bootstrap.install(container)
 
 
 def test_an_expired_state_is_refused(admin: Api, function_host: FunctionHost, idp: IdentityProvider,
@@ -238,10 +238,10 @@ def test_two_concurrent_callbacks_with_one_state_give_one_success(admin: Api, fu
 
 def test_the_callback_redirects_only_to_the_configured_portal(admin: Api, function_host: FunctionHost,
                                                               idp: IdentityProvider, tenant_id: str,
-                                                              services: bootstrap.Services) -> None:
+                                                              container: bootstrap.Container) -> None:
     portal = "https://portal.contoso.test/settings/ri?tab=consent"
-    bootstrap.install(dataclasses.replace(services, settings=dataclasses.replace(services.settings,
-                                                                                 portal_url=portal)))
+    bootstrap.install(dataclasses.replace(container, config=dataclasses.replace(container.config,
+                                                                               portal_url=portal)))
     try:
         enable(admin)
         idp.grants.grant(tenant_id, CLIENT_ID, DEFAULT_GRAPH_PERMISSIONS)
@@ -253,16 +253,16 @@ def test_the_callback_redirects_only_to_the_configured_portal(admin: Api, functi
         again = callback(function_host, params)
         assert again.headers["Location"].endswith("consent=invalid")
     finally:
-        bootstrap.install(services)
+        bootstrap.install(container)
 
 
 def test_revocation_is_noticed_by_the_recheck_and_a_transient_failure_is_not(
         admin: Api, function_host: FunctionHost, idp: IdentityProvider, tenant_id: str,
-        services: bootstrap.Services) -> None:
+        container: bootstrap.Container) -> None:
     enable(admin)
     idp.grants.grant(tenant_id, CLIENT_ID, DEFAULT_GRAPH_PERMISSIONS)
     assert callback(function_host, _success_params(consent_link(admin), tenant_id)).status_code == 200
-    service = services.consent_service()
+    service = container.consent()
 
     idp.fail_next("/oauth2/v2.0/token", status=503, times=1)
     check = service.recheck(tenant_id)  # type: ignore[arg-type]

@@ -12,23 +12,23 @@ import requests
 from devhost.functionhost import FunctionHost
 from shared import bootstrap
 from shared.clock import FixedClock
-from shared.services.schedules import WRITE_SETTLE
+from shared.services.timing import WRITE_SETTLE
 from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_timer_disables_who_knows_whom_and_exchange_after_14_days(
-        admin: Api, function_host: FunctionHost, services: bootstrap.Services) -> None:
-    clock = FixedClock(services.clock.now())
-    bootstrap.install(dataclasses.replace(services, clock=clock))
+        admin: Api, function_host: FunctionHost, container: bootstrap.Container) -> None:
+    clock = FixedClock(container.clock.now())
+    bootstrap.install(dataclasses.replace(container, clock=clock))
     try:
         assert admin.put("relationship-intelligence/prerequisites",
                          {"salesInsightsPremium": True, "office365DataLocation": "US"}).status_code == 200
         assert admin.post("relationship-intelligence/enable").status_code == 200
 
         clock.advance(timedelta(days=14))
-        run = requests.post(f"{function_host.base_url}/admin/functions/consent_deadline",
+        run = requests.post(f"{function_host.base_url}/admin/functions/schedule_background_work",
                             headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=60)
         assert run.status_code == 202
 
@@ -44,7 +44,7 @@ def test_the_timer_disables_who_knows_whom_and_exchange_after_14_days(
         # A later run purges the (here empty) Exchange-derived data, once sync calls that began before the
         # auto-disable have surely finished writing.
         clock.advance(WRITE_SETTLE)
-        run = requests.post(f"{function_host.base_url}/admin/functions/consent_deadline",
+        run = requests.post(f"{function_host.base_url}/admin/functions/schedule_background_work",
                             headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=60)
         assert run.status_code == 202
         events = admin.get("relationship-intelligence/audit").json()["events"]
@@ -55,4 +55,4 @@ def test_the_timer_disables_who_knows_whom_and_exchange_after_14_days(
         assert overview["banner"]["kind"] == "consentPending"
         assert overview["banner"]["daysLeft"] == 14
     finally:
-        bootstrap.install(services)
+        bootstrap.install(container)

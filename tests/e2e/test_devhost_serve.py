@@ -34,7 +34,7 @@ def test_serve_runs_the_app_and_stops_cleanly(tmp_path: Path, repo_root: Path) -
         while time.monotonic() < deadline:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             try:
-                health = session.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                health = session.get(f"http://127.0.0.1:{port}/api/status", timeout=2)
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)

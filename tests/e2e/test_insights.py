@@ -14,7 +14,7 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.domain.records import Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.schedules import WRITE_SETTLE
+from shared.services.timing import WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
 from tests.e2e.conftest import Api, ok, run_timer
@@ -27,13 +27,13 @@ NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
-def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, services: bootstrap.Services,
+def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, container: bootstrap.Container,
            tenant_id: str) -> dict[str, Api]:
     ok(admin.put("relationship-intelligence/prerequisites",
                  {"salesInsightsPremium": True, "office365DataLocation": "FR"}))
     ok(admin.post("relationship-intelligence/enable",
                   {"securityRoleIds": [ROLE["Salesperson"], ROLE["Sales Manager"]]}))
-    services.settings_service().change(TenantId(tenant_id), "admin", "consentGranted",
+    container.tenant_settings().change(TenantId(tenant_id), "admin", "consentGranted",
                                        lambda s, now: s.record_consent_granted("admin", (), now))
     connector = Api(function_host.base_url, idp.app_token(tenant_id, "seed", ["RelationshipIntelligence.Sync"]))
     for kind, items in generate(accounts=6, sellers=4, seed=11, now=NOW).items():
@@ -172,9 +172,9 @@ def test_a_contact_who_opts_out_leaves_the_analytics(tenant: dict[str, Api], fun
 
 
 def test_an_opt_out_removes_the_person_s_stored_activities(tenant: dict[str, Api], function_host: FunctionHost,
-                                                          services: bootstrap.Services, tenant_id: str) -> None:
+                                                          container: bootstrap.Container, tenant_id: str) -> None:
     data = generate(accounts=6, sellers=4, seed=11, now=NOW)
-    records = TableRecords(services.tables)
+    records = TableRecords(container.tables)
     seller = data["users"][1]
     contact = next(c for c in data["contacts"]
                    if any(c["email"] in a.parties for a in records.iter_records(TenantId(tenant_id), "activities")))
@@ -183,7 +183,7 @@ def test_an_opt_out_removes_the_person_s_stored_activities(tenant: dict[str, Api
     ok(tenant["connector"].post("sync/users", {"items": [{**seller, "version": 2, "optedOut": True}]}))
     run_timer(function_host)
     assert len(list(records.iter_records(TenantId(tenant_id), "activities"))) == total  # not before the writes settle
-    run_timer(function_host, services, at=services.clock.now() + WRITE_SETTLE)
+    run_timer(function_host, container, at=container.clock.now() + WRITE_SETTLE)
     left = list(records.iter_records(TenantId(tenant_id), "activities"))
     assert 0 < len(left) < total
     assert not [a for a in left if contact["email"] in a.parties or seller["email"] in a.parties
@@ -191,23 +191,23 @@ def test_an_opt_out_removes_the_person_s_stored_activities(tenant: dict[str, Api
 
 
 def test_auto_disable_turns_who_knows_whom_off_and_keeps_crm_analytics(
-        tenant: dict[str, Api], function_host: FunctionHost, services: bootstrap.Services, tenant_id: str) -> None:
+        tenant: dict[str, Api], function_host: FunctionHost, container: bootstrap.Container, tenant_id: str) -> None:
     ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": False}))
     ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": True}))  # new window
-    deadline = services.settings_service().current(TenantId(tenant_id)).settings.consent_deadline
+    deadline = container.tenant_settings().current(TenantId(tenant_id)).settings.consent_deadline
     assert deadline is None  # consent is still on record: no window, nothing to disable
-    services.settings_service().change(TenantId(tenant_id), "admin", "withdraw",
+    container.tenant_settings().change(TenantId(tenant_id), "admin", "withdraw",
                                        lambda s, now: s.record_consent_withdrawn(now))
     ok(tenant["admin"].put("relationship-intelligence/exchange-integration", {"enabled": True}))
-    settings = services.settings_service().current(TenantId(tenant_id)).settings
+    settings = container.tenant_settings().current(TenantId(tenant_id)).settings
     assert settings.consent_deadline is not None
-    run_timer(function_host, services, at=settings.consent_deadline)  # auto-disable
-    run_timer(function_host, services, at=settings.consent_deadline + WRITE_SETTLE)  # purge
+    run_timer(function_host, container, at=settings.consent_deadline)  # auto-disable
+    run_timer(function_host, container, at=settings.consent_deadline + WRITE_SETTLE)  # purge
     assert tenant["seller"].get("who-knows-whom/lead/lead-0").status_code == 409
     view = ok(tenant["seller"].get("insights/account/account-0"))
     assert view["sources"] == ["crm"]
     assert view["kpis"]["activities"] > 0
-    records = TableRecords(services.tables)
+    records = TableRecords(container.tables)
     assert list(records.iter_records(TenantId(tenant_id), "activities", Source.EXCHANGE)) == []
 
 

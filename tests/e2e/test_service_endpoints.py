@@ -14,10 +14,10 @@ from tests.e2e.conftest import Api
 pytestmark = pytest.mark.e2e
 
 
-def test_health_is_200_with_storage_reachable(anonymous: Api) -> None:
-    response = anonymous.get("health")
+def test_status_is_200_with_storage_reachable(anonymous: Api) -> None:
+    response = anonymous.get("status")
     assert response.status_code == 200
-    assert response.json() == {"status": "healthy", "checks": {"storage": {"status": "ok", "detail": None}}}
+    assert response.json() == {"status": "serving", "checks": {"storage": {"status": "ok", "detail": None}}}
 
 
 def test_openapi_document_is_served(anonymous: Api) -> None:

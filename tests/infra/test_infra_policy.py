@@ -104,7 +104,7 @@ EXPECTED_SETTINGS = {
     "RI_CLIENT_SECRET": "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'",
     "RI_CONSENT_REDIRECT_URI": "'https://${functionApp.properties.defaultHostName}/api/consent/callback'",
     "RI_PORTAL_URL": "portalUrl",
-    "RI_DEADLINE_SCHEDULE": "deadlineSchedule",
+    "RI_BACKGROUND_SCHEDULE": "backgroundSchedule",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "appInsights.properties.ConnectionString",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
 }
@@ -116,7 +116,7 @@ def test_app_setting_is_wired(setting: str, expression: str) -> None:
 
 
 def test_settings_defaults() -> None:
-    assert _param_default("deadlineSchedule") == "'0 0 * * * *'"
+    assert _param_default("backgroundSchedule") == "'0 0 * * * *'"
     assert _param_default("portalUrl") == "''"
     assert re.search(r"^param apiAudiences string$", BICEP, re.M)  # required: no default audience
     assert re.search(r"^param clientId string$", BICEP, re.M)

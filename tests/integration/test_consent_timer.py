@@ -12,11 +12,13 @@ import pytest
 from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider
 from shared import bootstrap
 from shared.clock import FixedClock
-from shared.config import Settings
+from shared.config import AppConfig
 from shared.domain.tenant_settings import ConsentStatus, TenantSettings
-from shared.services.consent_timer import ConsentTimer
-from shared.services.schedules import WRITE_SETTLE, IndexKind
-from shared.services.settings import SettingsService
+from shared.services.background.consent_deadline import ConsentDeadlines
+from shared.services.background.scheduler import BackgroundScheduler
+from shared.services.ports import IndexKind
+from shared.services.tenant_settings import TenantSettingsService
+from shared.services.timing import WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
@@ -28,40 +30,40 @@ ADMIN = "0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a11"
 
 
 @pytest.fixture
-def clock(services: bootstrap.Services) -> FixedClock:
-    return FixedClock(services.clock.now())
+def clock(container: bootstrap.Container) -> FixedClock:
+    return FixedClock(container.clock.now())
 
 
 @pytest.fixture
-def world(settings: Settings, clock: FixedClock) -> bootstrap.Services:
+def world(config: AppConfig, clock: FixedClock) -> bootstrap.Container:
     """A table of its own: the timer works on every tenant of its table, and these tests move time by weeks."""
-    return bootstrap.build(dataclasses.replace(settings, state_table=f"Timer{uuid.uuid4().hex[:16]}"), clock=clock)
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Timer{uuid.uuid4().hex[:16]}"), clock=clock)
 
 
-def enable(world: bootstrap.Services, tenant: TenantId, location: str = "FR") -> TenantSettings:
-    service = world.settings_service()
+def enable(world: bootstrap.Container, tenant: TenantId, location: str = "FR") -> TenantSettings:
+    service = world.tenant_settings()
     service.change(tenant, ADMIN, "setPrerequisites", lambda s, now: s.set_prerequisites(True, location, now))
     return service.change(tenant, ADMIN, "enable", lambda s, now: s.enable(ADMIN, now)).settings
 
 
-def settings_of(world: bootstrap.Services, tenant: TenantId) -> TenantSettings:
-    return world.settings_service().current(tenant).settings
+def settings_of(world: bootstrap.Container, tenant: TenantId) -> TenantSettings:
+    return world.tenant_settings().current(tenant).settings
 
 
-def due_rows(world: bootstrap.Services, kind: IndexKind, tenant: TenantId) -> list[object]:
+def due_rows(world: bootstrap.Container, kind: IndexKind, tenant: TenantId) -> list[object]:
     far = world.clock.now() + timedelta(days=3650)
     return [e for e in TableScheduleIndex(world.tables).due(kind, far) if e.tenant_id == tenant]
 
 
-def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: bootstrap.Services, clock: FixedClock,
+def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: bootstrap.Container, clock: FixedClock,
                                                                        tenant_id: TenantId) -> None:
     deadline = enable(world, tenant_id).consent_deadline
     assert deadline is not None
     clock.set(deadline - timedelta(seconds=1))
-    world.consent_timer().run()
+    world.background().run()
     assert settings_of(world, tenant_id).exchange.integration_enabled
     clock.set(deadline)
-    report = world.consent_timer().run()
+    report = world.background().run()
     assert report.count("autoDisabled") >= 1
     after = settings_of(world, tenant_id)
     assert after.auto_disabled_at == deadline
@@ -69,48 +71,48 @@ def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: boo
     assert after.relationship_analytics.enabled
     assert after.consent_status() is ConsentStatus.EXPIRED
     assert due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id) == []
-    events = world.settings_service().audit(tenant_id, 5, None).events
+    events = world.tenant_settings().audit(tenant_id, 5, None).events
     assert [(e.action, e.actor) for e in events[:1]] == [("autoDisable", "system")]
     clock.set(deadline + WRITE_SETTLE - timedelta(seconds=1))
-    assert world.consent_timer().run().count("purged") == 0  # sync calls that began before may still write
+    assert world.background().run().count("purged") == 0  # sync calls that began before may still write
     clock.set(deadline + WRITE_SETTLE)
-    assert world.consent_timer().run().count("purged") == 1
-    events = world.settings_service().audit(tenant_id, 5, None).events
+    assert world.background().run().count("purged") == 1
+    events = world.tenant_settings().audit(tenant_id, 5, None).events
     assert [(e.action, e.actor) for e in events[:2]] == [("exchangeDataPurged", "system"), ("autoDisable", "system")]
     assert events[0].sequence == events[1].sequence + 1
 
 
-def test_running_twice_changes_nothing_the_second_time(world: bootstrap.Services, clock: FixedClock,
+def test_running_twice_changes_nothing_the_second_time(world: bootstrap.Container, clock: FixedClock,
                                                         tenant_id: TenantId) -> None:
     deadline = enable(world, tenant_id).consent_deadline
     assert deadline is not None
     clock.set(deadline + timedelta(minutes=5))
-    world.consent_timer().run()
-    etag = world.settings_service().current(tenant_id).etag
-    world.consent_timer().run()
-    assert world.settings_service().current(tenant_id).etag == etag
+    world.background().run()
+    etag = world.tenant_settings().current(tenant_id).etag
+    world.background().run()
+    assert world.tenant_settings().current(tenant_id).etag == etag
 
 
-def test_consent_a_second_before_the_deadline_keeps_everything_on(world: bootstrap.Services, clock: FixedClock,
+def test_consent_a_second_before_the_deadline_keeps_everything_on(world: bootstrap.Container, clock: FixedClock,
                                                                   tenant_id: TenantId) -> None:
     deadline = enable(world, tenant_id).consent_deadline
     assert deadline is not None
     clock.set(deadline - timedelta(seconds=1))
-    world.settings_service().change(tenant_id, ADMIN, "consentGranted",
+    world.tenant_settings().change(tenant_id, ADMIN, "consentGranted",
                                     lambda s, now: s.record_consent_granted(ADMIN, (), now))
     clock.set(deadline + timedelta(hours=1))
-    world.consent_timer().run()
+    world.background().run()
     after = settings_of(world, tenant_id)
     assert after.exchange_data_usable
     assert after.who_knows_whom.enabled
     assert due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id) == []
 
 
-def test_exchange_off_and_on_again_opens_a_new_window(world: bootstrap.Services, clock: FixedClock,
+def test_exchange_off_and_on_again_opens_a_new_window(world: bootstrap.Container, clock: FixedClock,
                                                       tenant_id: TenantId) -> None:
     first = enable(world, tenant_id).consent_deadline
     assert first is not None
-    service = world.settings_service()
+    service = world.tenant_settings()
     clock.advance(timedelta(days=10))
     service.change(tenant_id, ADMIN, "x", lambda s, now: s.set_exchange_integration(False, now))
     assert due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id) == []
@@ -119,44 +121,44 @@ def test_exchange_off_and_on_again_opens_a_new_window(world: bootstrap.Services,
                             ).settings.consent_deadline
     assert second == clock.now() + timedelta(days=14)
     clock.set(first + timedelta(hours=1))
-    world.consent_timer().run()
+    world.background().run()
     assert settings_of(world, tenant_id).exchange.integration_enabled
     clock.set(second)
-    world.consent_timer().run()
+    world.background().run()
     assert not settings_of(world, tenant_id).exchange.integration_enabled
 
 
-def test_thirty_missed_days_are_caught_up_in_one_run(world: bootstrap.Services, clock: FixedClock) -> None:
+def test_thirty_missed_days_are_caught_up_in_one_run(world: bootstrap.Container, clock: FixedClock) -> None:
     tenants = [TenantId(str(uuid.uuid4())) for _ in range(3)]
     for offset, tenant in enumerate(tenants):
         enable(world, tenant)
         clock.advance(timedelta(days=offset + 1))
     clock.advance(timedelta(days=44))
-    world.consent_timer().run()
+    world.background().run()
     assert all(settings_of(world, t).auto_disabled_at is not None for t in tenants)
 
 
-def test_a_stale_index_row_is_cleaned_and_decides_nothing(world: bootstrap.Services, clock: FixedClock,
+def test_a_stale_index_row_is_cleaned_and_decides_nothing(world: bootstrap.Container, clock: FixedClock,
                                                           tenant_id: TenantId) -> None:
     enable(world, tenant_id)
     index = TableScheduleIndex(world.tables)
     orphan = clock.now() - timedelta(days=1)
     index.add(IndexKind.CONSENT_DEADLINE, tenant_id, orphan)
-    report = world.consent_timer().run()
+    report = world.background().run()
     assert report.count("stale") >= 1
     after = settings_of(world, tenant_id)
     assert after.exchange.integration_enabled
     assert [e.due for e in due_rows(world, IndexKind.CONSENT_DEADLINE, tenant_id)] == [after.consent_deadline]
 
 
-def test_a_corrupt_tenant_does_not_stop_the_others(world: bootstrap.Services, clock: FixedClock) -> None:
+def test_a_corrupt_tenant_does_not_stop_the_others(world: bootstrap.Container, clock: FixedClock) -> None:
     broken, healthy = TenantId(str(uuid.uuid4())), TenantId(str(uuid.uuid4()))
     enable(world, broken)
     deadline = enable(world, healthy).consent_deadline
     assert deadline is not None
     world.tables.upsert(broken, "settings", {"Kind": "settings", "DocChunks": 1, "Doc0": "{not json"})
     clock.set(deadline + timedelta(minutes=1))
-    report = world.consent_timer().run()
+    report = world.background().run()
     assert report.count("failed") >= 1
     assert settings_of(world, healthy).auto_disabled_at is not None
     leftover = due_rows(world, IndexKind.CONSENT_DEADLINE, broken)
@@ -165,7 +167,7 @@ def test_a_corrupt_tenant_does_not_stop_the_others(world: bootstrap.Services, cl
         TableScheduleIndex(world.tables).remove(entry.kind, entry.tenant_id, entry.due)  # type: ignore[attr-defined]
 
 
-def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap.Services,
+def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap.Container,
                                                                 clock: FixedClock) -> None:
     outcomes = set()
     for _ in range(15):
@@ -173,18 +175,19 @@ def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap
         deadline = enable(world, tenant).consent_deadline
         assert deadline is not None
         clock.set(deadline)
-        service = world.settings_service()
+        service = world.tenant_settings()
         barrier = threading.Barrier(2)
 
-        def grant(tenant: TenantId = tenant, service: SettingsService = service,
+        def grant(tenant: TenantId = tenant, service: TenantSettingsService = service,
                   barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             service.change(tenant, ADMIN, "consentGranted", lambda s, now: s.record_consent_granted(ADMIN, (), now))
 
         def tick(barrier: threading.Barrier = barrier) -> None:
             # The race is about the settings: this timer leaves the (unrelated) insight recomputes out.
-            timer = ConsentTimer(world.settings_service(), TableScheduleIndex(world.tables), world.clock,
-                                 world.consent_service, TableRecords(world.tables))
+            index = TableScheduleIndex(world.tables)
+            timer = BackgroundScheduler(index, world.clock, phases=(
+                (ConsentDeadlines(world.tenant_settings(), index),),))
             barrier.wait()
             timer.run()
 
@@ -194,7 +197,7 @@ def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap
         for t in threads:
             t.join()
         after = settings_of(world, tenant)
-        actions = {e.action for e in world.settings_service().audit(tenant, 10, None).events}
+        actions = {e.action for e in world.tenant_settings().audit(tenant, 10, None).events}
         assert "consentGranted" in actions
         assert after.consent_granted
         if "autoDisable" in actions:  # the timer won: features off, the late consent recorded only
@@ -211,12 +214,12 @@ def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap
 
 
 def test_granted_consent_is_rechecked_daily_and_a_revocation_is_noticed(
-        world: bootstrap.Services, clock: FixedClock, idp: IdentityProvider, tenant_id: TenantId) -> None:
+        world: bootstrap.Container, clock: FixedClock, idp: IdentityProvider, tenant_id: TenantId) -> None:
     enable(world, tenant_id)
     idp.grants.grant(tenant_id, CLIENT_ID, DEFAULT_GRAPH_PERMISSIONS)
-    world.settings_service().change(tenant_id, ADMIN, "consentGranted",
+    world.tenant_settings().change(tenant_id, ADMIN, "consentGranted",
                                     lambda s, now: s.record_consent_granted(ADMIN, (), now))
-    timer: ConsentTimer = world.consent_timer()
+    timer = world.background()
     clock.advance(timedelta(hours=23))
     timer.run()
     assert len(due_rows(world, IndexKind.CONSENT_RECHECK, tenant_id)) == 1
@@ -239,12 +242,12 @@ def test_granted_consent_is_rechecked_daily_and_a_revocation_is_noticed(
 
 
 def test_a_purge_row_never_deletes_data_ingested_after_the_last_real_request(
-        world: bootstrap.Services, clock: FixedClock, tenant_id: TenantId) -> None:
+        world: bootstrap.Container, clock: FixedClock, tenant_id: TenantId) -> None:
     enable(world, tenant_id)
-    world.settings_service().change(tenant_id, ADMIN, "consentGranted",
+    world.tenant_settings().change(tenant_id, ADMIN, "consentGranted",
                                     lambda s, now: s.record_consent_granted(ADMIN, (), now).select_security_roles(
                                         ("r1",)))
-    sync = world.sync_service()
+    sync = world.sync()
     sync.ingest(tenant_id, "users", [{"id": "u1", "version": 1, "email": "u1@contoso.com", "securityRoleIds": ["r1"]}])
     stored = sync.ingest(tenant_id, "activities", [{
         "id": "x1", "version": 1, "source": "exchange", "kind": "email", "mailboxOwnerId": "u1",
@@ -254,7 +257,7 @@ def test_a_purge_row_never_deletes_data_ingested_after_the_last_real_request(
     # A purge row whose change was never stored (the settings still want no purge) ...
     index.add(IndexKind.EXCHANGE_PURGE, tenant_id, clock.now() + timedelta(minutes=5))
     clock.advance(timedelta(minutes=10))
-    report = world.consent_timer().run()
+    report = world.background().run()
     assert report.count("stale") >= 1
     assert settings_of(world, tenant_id).exchange.purged_through is None
     assert [a.id for a in TableRecords(world.tables).iter_records(tenant_id, "activities")] == ["x1"]

@@ -12,10 +12,11 @@ import pytest
 from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
-from shared.config import Settings
-from shared.domain.insights.snapshot import RecordInsight, Variant
+from shared.config import AppConfig
+from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.schedules import WRITE_SETTLE, IndexKind
+from shared.services.ports import IndexKind
+from shared.services.timing import WRITE_SETTLE
 from shared.storage.insights_repository import TableInsights
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
@@ -26,34 +27,34 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(settings: Settings) -> bootstrap.Services:
-    return bootstrap.build(dataclasses.replace(settings, state_table=f"Refresh{uuid.uuid4().hex[:16]}"),
+def world(config: AppConfig) -> bootstrap.Container:
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Refresh{uuid.uuid4().hex[:16]}"),
                            clock=FixedClock(NOW))
 
 
-def _seeded(world: bootstrap.Services, *, consent: bool, accounts: int, sellers: int, seed: int,
+def _seeded(world: bootstrap.Container, *, consent: bool, accounts: int, sellers: int, seed: int,
             ) -> tuple[TenantId, dict[str, list[dict[str, Any]]]]:
     """A tenant with relationship intelligence on (and Exchange consented if asked), holding a generated dataset."""
     tenant = TenantId(str(uuid.uuid4()))
-    settings = world.settings_service()
+    settings = world.tenant_settings()
     settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
     settings.change(tenant, "a", "e", lambda s, now: s.enable(
         "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
     if consent:
         settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
     data = generate(accounts=accounts, sellers=sellers, seed=seed, now=NOW)
-    sync = world.sync_service()
+    sync = world.sync()
     for kind, items in data.items():
         sync.ingest(tenant, kind, items)
     return tenant, data
 
 
-def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Services) -> None:
+def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Container) -> None:
     tenant, data = _seeded(world, consent=False, accounts=5, sellers=3, seed=3)
-    sync = world.sync_service()
+    sync = world.sync()
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)  # the sync has settled
-    world.consent_timer().run()  # the first computation is a full one
+    world.background().run()  # the first computation is a full one
     insights = TableInsights(world.tables)
     before = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
     assert len(before) == 5 * 3 + len(data["contacts"])
@@ -68,7 +69,7 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Ser
         "id": "fresh-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
         "to": [contact["email"]], "start": (NOW + timedelta(hours=1)).isoformat(), "durationMinutes": 12}])
     assert report.stored == 1
-    outcome = world.consent_timer().run()
+    outcome = world.background().run()
     assert outcome.count("refreshed") == 1
 
     after = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
@@ -90,10 +91,10 @@ def _content(insight: RecordInsight) -> tuple[object, ...]:
             insight.introducers_enhanced)
 
 
-def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) -> None:
+def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Container) -> None:
     tenant, data = _seeded(world, consent=True, accounts=8, sellers=4, seed=5)
-    sync = world.sync_service()
-    insights = world.insights_service()
+    sync = world.sync()
+    insights = world.insights()
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)
     full = insights.recompute(tenant)
@@ -135,24 +136,24 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Services) 
     assert insights.refresh(tenant).records == 0  # then nothing is new
 
 
-def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(world: bootstrap.Services,
+def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(world: bootstrap.Container,
                                                                                 ) -> None:
     tenant, data = _seeded(world, consent=False, accounts=4, sellers=2, seed=8)
-    insights = world.insights_service()
+    insights = world.insights()
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(timedelta(hours=1))
     insights.recompute(tenant)
     contact = next(c for c in data["contacts"] if c["accountId"] == "account-1")
-    before = insights.record(tenant, "contact", contact["id"])[0].crm
+    before = insights.record(tenant, "contact", contact["id"]).insight.crm
     # A sync call stamped its batch a minute before the recompute began, and committed it only after the scan
     # had passed: the stamp is in the past of the recompute that did not see it.
     world.clock.advance(timedelta(minutes=-1))
-    assert world.sync_service().ingest(tenant, "activities", [{
+    assert world.sync().ingest(tenant, "activities", [{
         "id": "late-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
         "to": [contact["email"]], "start": NOW.isoformat(), "durationMinutes": 5}]).stored == 1
     world.clock.advance(timedelta(minutes=20))
     assert insights.refresh(tenant).records > 0
-    after = insights.record(tenant, "contact", contact["id"])[0].crm
+    after = insights.record(tenant, "contact", contact["id"]).insight.crm
     assert before is not None
     assert after is not None
     assert after.kpis.team.phone_calls_made == before.kpis.team.phone_calls_made + 1

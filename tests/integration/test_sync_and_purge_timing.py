@@ -13,11 +13,13 @@ import pytest
 
 from shared import bootstrap
 from shared.clock import FixedClock
-from shared.config import Settings
+from shared.config import AppConfig
 from shared.domain.records import Activity, Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.consent_timer import ConsentTimer
-from shared.services.schedules import CUTOFF_MARGIN, WRITE_SETTLE, IndexKind
+from shared.services.background.exchange_purge import ExchangePurge
+from shared.services.background.scheduler import BackgroundScheduler
+from shared.services.ports import IndexKind
+from shared.services.timing import CUTOFF_MARGIN, WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
@@ -37,19 +39,19 @@ class TickingClock(FixedClock):
 
 
 @pytest.fixture
-def world(settings: Settings, services: bootstrap.Services) -> bootstrap.Services:
-    return bootstrap.build(dataclasses.replace(settings, state_table=f"Race{uuid.uuid4().hex[:16]}"),
-                           clock=TickingClock(services.clock.now()))
+def world(config: AppConfig, container: bootstrap.Container) -> bootstrap.Container:
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Race{uuid.uuid4().hex[:16]}"),
+                           clock=TickingClock(container.clock.now()))
 
 
-def _exchange_on(world: bootstrap.Services) -> TenantId:
+def _exchange_on(world: bootstrap.Container) -> TenantId:
     tenant = TenantId(str(uuid.uuid4()))
-    settings = world.settings_service()
+    settings = world.tenant_settings()
     settings.change(tenant, "a", "p", lambda s, now: s.set_prerequisites(True, "US", now))
     settings.change(tenant, "a", "e", lambda s, now: s.enable(
         "a", now, security_role_ids=tuple(r.id for r in STANDARD_SALES_ROLES)))
     settings.change(tenant, "a", "c", lambda s, now: s.record_consent_granted("a", (), now))
-    world.sync_service().ingest(tenant, "users", [SELLER])
+    world.sync().ingest(tenant, "users", [SELLER])
     return tenant
 
 
@@ -58,21 +60,21 @@ def _mail(n: int, start: datetime) -> dict[str, object]:
             "sender": "ann@contoso.com", "to": ["lee@fabrikam.com"], "start": start.isoformat()}
 
 
-def test_every_row_of_a_sync_call_carries_the_moment_it_began(world: bootstrap.Services) -> None:
+def test_every_row_of_a_sync_call_carries_the_moment_it_began(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
     began = world.clock.now() + timedelta(seconds=1)  # the next reading is the call's first
-    report = world.sync_service().ingest(tenant, "activities", [_mail(n, began) for n in range(250)])
+    report = world.sync().ingest(tenant, "activities", [_mail(n, began) for n in range(250)])
     assert report.stored == 250
     stamps = {at for _, at in TableRecords(world.tables).iter_activities(tenant)}
     assert stamps == {began}  # not the moment each chunk of 100 was written
 
 
-def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(world: bootstrap.Services) -> None:
+def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
     records = TableRecords(world.tables)
     began = world.clock.now()
-    world.settings_service().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
-    ended = world.settings_service().current(tenant).settings.exchange.purge_requested_at
+    world.tenant_settings().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
+    ended = world.tenant_settings().current(tenant).settings.exchange.purge_requested_at
     assert ended is not None
     assert ended > began
     # A call that read the gates open at `began` commits its rows only now, after Exchange use ended.
@@ -83,33 +85,33 @@ def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(worl
     records.write(tenant, "activities", [(later, None)], ended + timedelta(seconds=30))
     assert isinstance(world.clock, FixedClock)
     world.clock.set(ended + WRITE_SETTLE - timedelta(seconds=2))
-    assert world.consent_timer().run().count("purged") == 0  # such calls may still be writing: not yet
+    assert world.background().run().count("purged") == 0  # such calls may still be writing: not yet
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == [late, later]
     world.clock.set(ended + WRITE_SETTLE)
-    outcome = world.consent_timer().run()
+    outcome = world.background().run()
     assert outcome.count("purged") == 1
     assert outcome.count("recomputed") == 1  # insights computed meanwhile may have counted what the purge deleted
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
 
 
-def test_an_activity_sent_after_its_person_opted_out_is_deleted_too(world: bootstrap.Services) -> None:
+def test_an_activity_sent_after_its_person_opted_out_is_deleted_too(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
-    sync = world.sync_service()
+    sync = world.sync()
     sync.ingest(tenant, "contacts", [{"id": "c-1", "version": 1, "email": "lee@fabrikam.com", "optedOut": True}])
-    assert world.consent_timer().run().count("recomputed") == 1
+    assert world.background().run().count("recomputed") == 1
     crm_call = {"id": "k-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": "ann@contoso.com",
                 "to": ["lee@fabrikam.com"], "start": world.clock.now().isoformat(), "durationMinutes": 5}
     someone_else = {**crm_call, "id": "k-2", "to": ["sam@fabrikam.com"]}
     assert sync.ingest(tenant, "activities", [crm_call, _mail(2, world.clock.now()), someone_else]).stored == 3
     records = TableRecords(world.tables)
-    assert world.consent_timer().run().count("refreshed") == 1  # which notices it, and asks for a purge
-    assert world.consent_timer().run().count("optOutPurged") == 1
+    assert world.background().run().count("refreshed") == 1  # which notices it, and asks for a purge
+    assert world.background().run().count("optOutPurged") == 1
     assert [a.id for a, _ in records.iter_activities(tenant)] == ["k-2"]
 
 
-def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Services) -> None:
+def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
-    sync = world.sync_service()
+    sync = world.sync()
     index = TableScheduleIndex(world.tables)
 
     def purges() -> int:
@@ -121,7 +123,7 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Ser
     assert purges() == 1
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)
-    assert world.consent_timer().run().count("optOutPurged") == 1
+    assert world.background().run().count("optOutPurged") == 1
     assert purges() == 0
     sync.ingest(tenant, "contacts", [lee])  # the connector's daily full sync: nothing new
     assert purges() == 0
@@ -132,18 +134,19 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Ser
     sync.ingest(tenant, "contacts", [{"id": "c-3", "version": 1, "email": "kim@fabrikam.com", "optedOut": True}])
     assert purges() == 2
     world.clock.advance(WRITE_SETTLE)
-    assert world.consent_timer().run().count("optOutPurged") == 1  # one scan does what both rows ask
+    assert world.background().run().count("optOutPurged") == 1  # one scan does what both rows ask
     assert purges() == 0
 
 
-def test_a_purge_out_of_time_resumes_in_the_next_run(world: bootstrap.Services) -> None:
+def test_a_purge_out_of_time_resumes_in_the_next_run(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
-    assert world.sync_service().ingest(tenant, "activities", [_mail(n, world.clock.now()) for n in range(150)]).stored
-    world.settings_service().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
+    assert world.sync().ingest(tenant, "activities", [_mail(n, world.clock.now()) for n in range(150)]).stored
+    world.tenant_settings().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE + timedelta(minutes=1))
-    hurried = ConsentTimer(world.settings_service(), TableScheduleIndex(world.tables), world.clock,
-                           world.consent_service, TableRecords(world.tables), purge_seconds_per_run=0)
+    index = TableScheduleIndex(world.tables)
+    hurried = BackgroundScheduler(index, world.clock, phases=(
+        (ExchangePurge(world.tenant_settings(), index, world.clock, world.records, seconds_per_step=0),),))
     records = TableRecords(world.tables)
     assert hurried.run().count("purgeContinues") == 1  # one transaction of 100, then the budget is spent
     assert len(list(records.iter_records(tenant, "activities", Source.EXCHANGE))) == 50
@@ -151,9 +154,9 @@ def test_a_purge_out_of_time_resumes_in_the_next_run(world: bootstrap.Services) 
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
 
 
-def test_a_purge_waits_for_the_latest_end_of_exchange_use(world: bootstrap.Services) -> None:
+def test_a_purge_waits_for_the_latest_end_of_exchange_use(world: bootstrap.Container) -> None:
     tenant = _exchange_on(world)
-    settings = world.settings_service()
+    settings = world.tenant_settings()
     index = TableScheduleIndex(world.tables)
     assert isinstance(world.clock, FixedClock)
 
@@ -175,10 +178,10 @@ def test_a_purge_waits_for_the_latest_end_of_exchange_use(world: bootstrap.Servi
     assert second > first
     assert rows() == 2
     world.clock.set(first + WRITE_SETTLE + timedelta(minutes=1))  # the first row is due; calls may still write
-    assert world.consent_timer().run().count("notYetDue") == 1
+    assert world.background().run().count("notYetDue") == 1
     assert rows() == 2
     world.clock.set(second + WRITE_SETTLE)
-    assert world.consent_timer().run().count("purged") == 1
+    assert world.background().run().count("purged") == 1
     assert rows() == 0
 
 

@@ -311,15 +311,15 @@ def test_a_purge_deletes_only_the_versions_it_judged(store: TableStore, tenant_i
 
     def meanwhile() -> None:  # Exchange is back: a newer x2 arrives; another purge run has deleted x3
         newer = mails[1].model_copy(update={"version": 2})
-        stored = TableRecords(store).versions(tenant_id, ["activity|exchange|x2"])["activity|exchange|x2"]
+        stored = TableRecords(store).versions(tenant_id, "activities", [newer])["exchange|x2"]
         TableRecords(store).write(tenant_id, "activities", [(newer, stored)], ended + timedelta(hours=1))
         if gone_too:
             store.delete(tenant_id, "activity|exchange|x3")
 
     records = TableRecords(_Meddling(store, meanwhile))  # type: ignore[arg-type]
-    deleted, finished = records.purge_exchange(tenant_id, ended, limit=100)
-    assert finished
-    assert deleted >= 1  # Azurite reports a conditional delete of a missing row as done; the service would not
+    progress = records.purge_exchange(tenant_id, ended, enough=lambda: False)
+    assert progress.finished
+    assert progress.deleted >= 1  # Azurite reports a conditional delete of a missing row as done; the service would not
     left = [(a.id, a.version) for a, _ in TableRecords(store).iter_activities(tenant_id)]
     assert left == [("x2", 2)]
 
@@ -328,6 +328,7 @@ def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, t
     from datetime import UTC, datetime
 
     from shared.domain.records import Activity
+    from shared.services.ports import PurgeProgress
     from shared.storage.records_repository import TableRecords
 
     now = datetime(2026, 11, 26, tzinfo=UTC)
@@ -337,5 +338,5 @@ def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, t
     records = TableRecords(store)
     records.write(tenant_id, "activities", [(c, None) for c in calls], now)
     nobody = frozenset({"nobody@fabrikam.com"})
-    assert records.purge_people(tenant_id, nobody, frozenset(), 10**6, enough=lambda: True) == (0, False)
-    assert records.purge_people(tenant_id, nobody, frozenset(), 10**6) == (0, True)
+    assert records.purge_people(tenant_id, nobody, frozenset(), enough=lambda: True) == PurgeProgress(0, False)
+    assert records.purge_people(tenant_id, nobody, frozenset(), enough=lambda: False) == PurgeProgress(0, True)

@@ -1,4 +1,4 @@
-"""The health model measured on relationships whose truth is known (devhost.ties): it must rank strong ties
+"""The health model measured on relationships whose truth is known (bench.evaluation.ties): it must rank strong ties
 above weak ones, see a change within weeks (far more often than chance calls a steady tie so), and keep a steady
 tie's trend steady. It steps weekly to stay quick; `bench/health_eval.py` steps daily, as the product
 recomputes, on five times as many ties (AUC about 0.95, about 90 % of changes caught, false alarms 4–7 %).
@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devhost.health_evaluation import WEEKLY, Evaluation, auc, evaluate, spearman
-from devhost.ties import generate
+from bench.evaluation.health_model import WEEKLY, Evaluation, auc, evaluate, spearman
+from bench.evaluation.ties import generate
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

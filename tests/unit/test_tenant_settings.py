@@ -10,7 +10,6 @@ from shared.domain.tenant_settings import (
     ConsentStatus,
     Grading,
     Prerequisites,
-    RelationshipAnalytics,
     Status,
     TenantSettings,
     days_left,
@@ -200,8 +199,8 @@ def test_withdrawal_stops_exchange_use_and_purges() -> None:
 
 
 def test_disable_keeps_settings_for_a_later_enable() -> None:
-    options = RelationshipAnalytics(health_display=False, grading=Grading(good_min=70, fair_min=30))
-    settings = enabled().set_relationship_analytics(options).select_security_roles(("r1",))
+    settings = enabled().update_relationship_analytics(health_display=False, good_min=70, fair_min=30
+                                                       ).select_security_roles(("r1",))
     disabled = settings.disable(NOW + timedelta(days=1))
     assert disabled.status is Status.DISABLED
     assert disabled.consent_deadline is None

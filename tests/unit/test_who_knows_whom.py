@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.insights.directory import Directory
-from shared.domain.insights.who_knows_whom import introducers, introduction_email
+from shared.domain.insights.who_knows_whom import introducers
 from shared.domain.records import Activity, InternalUser
 from shared.domain.tenant_settings import EmailTemplate, TenantSettings
 
@@ -71,13 +71,13 @@ def test_mass_mail_weighs_less_and_at_most_five_introducers() -> None:
 
 
 def test_the_introduction_email_fills_the_template() -> None:
-    subject, body = introduction_email(EmailTemplate(subject="Meet {target}", body="Hi {introducer}, {requester}"),
-                                       introducer="Ann", target="Lee", requester="Bob")
+    template = EmailTemplate(subject="Meet {target}", body="Hi {introducer}, {requester}")
+    subject, body = template.render(introducer="Ann", target="Lee", requester="Bob")
     assert (subject, body) == ("Meet Lee", "Hi Ann, Bob")
 
 
 def test_a_new_activity_touches_every_account_of_its_domain() -> None:
-    from shared.domain.insights.snapshot import touched
+    from shared.domain.insights.computation import touched
     from shared.domain.records import Account
 
     accounts = [Account.model_validate({"id": i, "version": 1, "name": i, "emailDomains": ["fabrikam.com"]},

@@ -5,21 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from shared.domain.records import Account, Activity, Contact, InternalUser, Lead, Opportunity
+from shared.domain.vocabulary import ENTITY_TYPES, EntityType
 
-EntityType = Literal["account", "contact", "lead", "opportunity"]
-ENTITY_TYPES: tuple[EntityType, ...] = ("account", "contact", "lead", "opportunity")
-
-# Senders that are machines, not relationships (SPEC 4.3b).
-AUTOMATED_PREFIXES = ("noreply", "no-reply", "donotreply", "do-not-reply", "notifications", "newsletter",
-                      "mailer-daemon", "postmaster", "bounce")
-
-
-def is_automated(address: str) -> bool:
-    return address.split("@", 1)[0].lower().startswith(AUTOMATED_PREFIXES)
-
+__all__ = ["ENTITY_TYPES", "Directory", "EntityType", "PeopleOfInterest"]
 
 @dataclass(frozen=True)
 class PeopleOfInterest:

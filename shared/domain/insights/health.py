@@ -28,7 +28,7 @@ flip it. The thresholds differ because a quarter-share count is skewed: a high z
 than a low one, and a weekly contact that falls silent for four weeks reaches only z = −2 (12 days, none
 recent), which must read as declining. Evaluated daily, as the product recomputes, 2.0 both ways called 21 %
 of steady ties improving at some point in 8 weeks; 2.5 calls 11 % and still catches 89 % of rises. With fewer
-than 4 days with contact there is not enough information. `devhost.health_evaluation` measures all this on
+than 4 days with contact there is not enough information. `bench.evaluation.health_model` measures all this on
 relationships whose truth is known (`python bench/health_eval.py`).
 """
 
@@ -42,7 +42,8 @@ from typing import Literal
 from pydantic import Field
 
 from shared.domain.insights.base import InsightModel
-from shared.domain.insights.directory import Directory, is_automated
+from shared.domain.insights.directory import Directory
+from shared.domain.insights.signals import from_a_machine, mass_mail_weight
 from shared.domain.records import Activity, ActivityKind
 from shared.domain.tenant_settings import ActivityInfluence, CommunicationFrequency, Grading
 
@@ -56,7 +57,6 @@ TREND_MIN_DAYS = 4
 TREND_MIN_BASELINE = timedelta(days=28)
 MIN_ACTIVITIES = 3
 TOO_OLD = timedelta(days=730)
-MASS_MAIL_RECIPIENTS = 4
 WEIGHTS = {"recency": 0.35, "frequency": 0.35, "reciprocity": 0.15, "responsiveness": 0.15}
 CADENCE_DAYS = {CommunicationFrequency.DAILY: 1, CommunicationFrequency.WEEKLY: 7,
                 CommunicationFrequency.EVERY_TWO_WEEKS: 14, CommunicationFrequency.MONTHLY: 30,
@@ -105,11 +105,6 @@ def _influence(kind: ActivityKind, influence: ActivityInfluence) -> float:
     return 1 + percent / 100
 
 
-def _group_discount(activity: Activity) -> float:
-    recipients = len(activity.parties) - 1
-    return 1.0 if recipients <= MASS_MAIL_RECIPIENTS else MASS_MAIL_RECIPIENTS / recipients
-
-
 def _decay(age: timedelta) -> float:
     return float(2 ** (-(age.total_seconds() / 86400) / HALF_LIFE_DAYS))
 
@@ -121,7 +116,7 @@ def _score_at(directory: Directory, activities: Sequence[Activity], now: datetim
     days_since = (now - last).total_seconds() / 86400
     recency = float(2 ** (-max(0.0, days_since - cadence) / cadence))
     drivers = [Driver(activity_id=a.id, kind=a.kind, at=a.start,
-                      weight=round(_influence(a.kind, influence) * _group_discount(a) * _decay(now - a.start), 4))
+                      weight=round(_influence(a.kind, influence) * mass_mail_weight(a) * _decay(now - a.start), 4))
                for a in done]
     expected = sum(2 ** (-k * cadence / HALF_LIFE_DAYS) for k in range(int(WINDOW.days / cadence) + 1))
     frequency = min(1.0, sum(d.weight for d in drivers) / expected)
@@ -152,7 +147,7 @@ def compute_health(directory: Directory, activities: Sequence[Activity], now: da
                    ) -> Health:
     if not applicable:
         return Health(state="notApplicable", trend="notApplicable")
-    usable = [a for a in activities if not (a.sender and is_automated(a.sender))]
+    usable = [a for a in activities if not from_a_machine(a)]
     done = [a for a in usable if a.completed and a.start <= now]
     if not done:
         if created_on is not None and now - created_on > TOO_OLD:
@@ -189,7 +184,7 @@ def _trend(activities: Sequence[Activity], now: datetime, created_on: datetime |
     for a in done:
         day = _days_back(now, a.start)
         if day < recent_days + baseline_days:
-            weights[day] = max(weights.get(day, 0.0), _influence(a.kind, influence) * _group_discount(a))
+            weights[day] = max(weights.get(day, 0.0), _influence(a.kind, influence) * mass_mail_weight(a))
     if len(weights) < TREND_MIN_DAYS:
         return "notEnoughInformation", (f"contact on {len(weights)} of the last {recent_days + baseline_days} "
                                         f"days; a trend needs {TREND_MIN_DAYS}")

@@ -18,13 +18,13 @@ from typing import Literal
 
 from shared.domain.gates import closed_gate
 from shared.domain.insights.base import InsightModel
-from shared.domain.insights.directory import Directory, is_automated
+from shared.domain.insights.directory import Directory
+from shared.domain.insights.signals import from_a_machine, mass_mail_weight
 from shared.domain.records import Activity, ActivityKind, Source
-from shared.domain.tenant_settings import EmailTemplate, TenantSettings
+from shared.domain.tenant_settings import TenantSettings
 
 MAX_INTRODUCERS = 5
 HALF_LIFE_DAYS = 180.0
-MASS_MAIL_RECIPIENTS = 4
 
 Mode = Literal["basic", "enhanced"]
 
@@ -49,14 +49,14 @@ def introducers(directory: Directory, settings: TenantSettings, targets: frozens
     for activity in activities:
         if activity.kind not in (ActivityKind.EMAIL, ActivityKind.APPOINTMENT) or not activity.completed:
             continue
-        if activity.start > now or (activity.sender and is_automated(activity.sender)):
+        if activity.start > now or from_a_machine(activity):
             continue
         if activity.source is Source.EXCHANGE and mode == "basic":
             continue
         parties = activity.parties
         if not targets.intersection(parties):
             continue
-        weight = 1.0 if len(parties) - 1 <= MASS_MAIL_RECIPIENTS else MASS_MAIL_RECIPIENTS / (len(parties) - 1)
+        weight = mass_mail_weight(activity)
         if mode == "enhanced":
             weight *= 2 ** (-((now - activity.start).total_seconds() / 86400) / HALF_LIFE_DAYS)
         for address in parties:
@@ -74,8 +74,3 @@ def introducers(directory: Directory, settings: TenantSettings, targets: frozens
     return [Introducer(user_id=uid, name=directory.users[uid].display_name, email=directory.users[uid].email,
                        strength=round(100 * (1 - math.exp(-strength[uid] / 3))), interactions=count[uid],
                        last_interaction=last[uid]) for uid in ranked]
-
-
-def introduction_email(template: EmailTemplate, *, introducer: str, target: str, requester: str) -> tuple[str, str]:
-    values = {"introducer": introducer, "target": target, "requester": requester}
-    return template.subject.format_map(values), template.body.format_map(values)

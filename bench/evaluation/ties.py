@@ -48,7 +48,7 @@ def generate(*, relationships: int = 100, sellers: int = 5, seed: int = 11, now:
     """Interactions from `history_days` before `now` to `future_days` after it, for `relationships` ties with
     the scenarios in equal shares. Cooling and warming ties change in the 17 weeks before `now`, lapsed ones
     went silent 100 to 250 days before it."""
-    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    rng = random.Random(seed)
     users = [{"id": f"seller-{i}", "version": 1, "email": f"seller{i}@{INTERNAL_DOMAIN}",
               "displayName": f"Seller {i}", "securityRoleIds": [SELLER_ROLE]} for i in range(sellers)]
     records: dict[str, list[dict[str, Any]]] = {"users": users, "accounts": [], "contacts": [], "activities": []}

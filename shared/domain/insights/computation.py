@@ -1,59 +1,21 @@
-"""A tenant's insights, computed in one pass over its records and activities (SPEC 4).
-
-Each record gets two variants: from CRM data only, and with Exchange data (when it was usable at compute
-time). The read side serves the Exchange variant only while Exchange data is still usable with the same
-gates (`gate_fingerprint`), so a gate that closes takes effect at once, before any recompute or purge.
-"""
+"""A tenant's insights, computed in one pass over its records and activities (SPEC 4): each record in two
+variants, CRM data only and with Exchange data when it is usable (see `model` for how reads choose)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from shared.domain.gates import closed_gate, gate_fingerprint
-from shared.domain.insights.base import InsightModel
 from shared.domain.insights.directory import ENTITY_TYPES, Directory, EntityType
-from shared.domain.insights.health import Health, compute_health
-from shared.domain.insights.kpis import Kpis, compute_kpis
-from shared.domain.insights.who_knows_whom import Introducer, introducers
+from shared.domain.insights.health import compute_health
+from shared.domain.insights.kpis import compute_kpis
+from shared.domain.insights.model import RecordInsight, Variant
+from shared.domain.insights.who_knows_whom import introducers
 from shared.domain.records import Activity, LeadState, OpportunityState, Source
 from shared.domain.tenant_settings import TenantSettings
-
-
-class Variant(InsightModel):
-    kpis: Kpis
-    health: Health
-
-
-class RecordInsight(InsightModel):
-    entity_type: EntityType
-    id: str
-    name: str
-    computed_at: datetime
-    gate_fingerprint: str
-    crm: Variant
-    with_exchange: Variant | None
-    introducers_basic: list[Introducer] | None = None
-    introducers_enhanced: list[Introducer] | None = None
-    email_domains: list[str] = Field(default_factory=list)  # accounts: whom "introducers to the company" reach
-
-    def variant(self, settings: TenantSettings) -> tuple[Variant, Literal["complete", "partial"]]:
-        if self.with_exchange is not None and gate_fingerprint(settings) == self.gate_fingerprint:
-            return self.with_exchange, "complete"
-        return self.crm, "partial" if settings.exchange_eligible else "complete"
-
-    def introducers(self, settings: TenantSettings) -> list[Introducer]:
-        if settings.who_knows_whom_mode == "enhanced" and gate_fingerprint(settings) == self.gate_fingerprint:
-            return self.introducers_enhanced or []
-        return self.introducers_basic or []
-
-
-def row_key_of(insight: RecordInsight) -> tuple[EntityType, str]:
-    return insight.entity_type, insight.id
 
 
 def _name(directory: Directory, entity_type: EntityType, record_id: str) -> str:

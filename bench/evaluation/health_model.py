@@ -1,7 +1,7 @@
 """How well the health model tells strong relationships from weak ones, on ties whose truth is known
-(`devhost.ties`), with the proxy tasks of peers.md §3.3 step 5.
+(`bench.evaluation.ties`), with the proxy tasks of peers.md §3.3 step 5.
 
-The product's own computation (`snapshot.compute`, with Exchange data usable and the default options) runs over
+The product's own computation (`computation.compute`, with Exchange data usable and the default options) runs over
 the last 17 weeks, each time on the activities known by then, carrying the previous trend forward as the daily
 recompute does: once a day by default (the product's own rhythm, which gives a trend the most chances to
 flip), or once a week for a quicker run. Then, over every answer:
@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from devhost.ties import SELLER_ROLE, Tie, Ties
+from bench.evaluation.ties import SELLER_ROLE, Tie, Ties
+from shared.domain.insights.computation import compute
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.health import CADENCE_DAYS, Health
-from shared.domain.insights.snapshot import RecordInsight, compute, row_key_of
+from shared.domain.insights.model import RecordInsight
 from shared.domain.records import Account, Activity, Contact, InternalUser
 from shared.domain.tenant_settings import TenantSettings
 
@@ -99,7 +100,7 @@ def observe(data: Ties, now: datetime, step: timedelta = DAILY) -> list[Observat
         at = now - n * step
         known = activities[:bisect.bisect_right(starts, at)]
         results = compute(directory, settings, known, at, previous, only=contacts)
-        previous = {row_key_of(i): i for i in results}
+        previous = {i.key: i for i in results}
         for tie in data.ties:
             insight = previous[("contact", tie.contact_id)]
             assert insight.with_exchange is not None

@@ -1,0 +1,87 @@
+"""A record's stored insights and what a seller may see of them now.
+
+Each record is computed in two variants: from CRM data only, and with Exchange data (when it was usable at
+compute time). The read side serves the Exchange variant only while Exchange data is still usable with the
+same gates (`gate_fingerprint`), so a gate that closes takes effect on the next read, before any recompute or
+purge; health scores are hidden when the admin turned the display off (computation goes on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from shared.domain.gates import gate_fingerprint
+from shared.domain.insights.base import InsightModel
+from shared.domain.insights.directory import EntityType
+from shared.domain.insights.health import Health, needs_attention
+from shared.domain.insights.kpis import Kpis
+from shared.domain.insights.who_knows_whom import Introducer
+from shared.domain.tenant_settings import TenantSettings
+
+Completeness = Literal["complete", "partial"]
+
+
+class Variant(InsightModel):
+    kpis: Kpis
+    health: Health
+
+
+class RecordInsight(InsightModel):
+    entity_type: EntityType
+    id: str
+    name: str
+    computed_at: datetime
+    gate_fingerprint: str
+    crm: Variant
+    with_exchange: Variant | None
+    introducers_basic: list[Introducer] | None = None
+    introducers_enhanced: list[Introducer] | None = None
+    email_domains: list[str] = Field(default_factory=list)  # accounts: whom "introducers to the company" reach
+
+    @property
+    def key(self) -> tuple[EntityType, str]:
+        return self.entity_type, self.id
+
+    def variant(self, settings: TenantSettings) -> tuple[Variant, Completeness]:
+        if self.with_exchange is not None and gate_fingerprint(settings) == self.gate_fingerprint:
+            return self.with_exchange, "complete"
+        return self.crm, "partial" if settings.exchange_eligible else "complete"
+
+    def introducers(self, settings: TenantSettings) -> list[Introducer]:
+        if settings.who_knows_whom_mode == "enhanced" and gate_fingerprint(settings) == self.gate_fingerprint:
+            return self.introducers_enhanced or []
+        return self.introducers_basic or []
+
+    def introducer(self, settings: TenantSettings, user_id: str) -> Introducer | None:
+        """The colleague, if they are among this record's introducers as the tenant's settings stand now."""
+        return next((i for i in self.introducers(settings) if i.user_id == user_id), None)
+
+    def seen_by_seller(self, settings: TenantSettings) -> SellerView:
+        variant, completeness = self.variant(settings)
+        shown = settings.relationship_analytics.health_display
+        return SellerView(self, variant, completeness, variant.health if shown else None)
+
+    def needs_attention(self, settings: TenantSettings) -> bool:
+        return needs_attention(self.variant(settings)[0].health)
+
+    def attention_order(self, settings: TenantSettings) -> tuple[int, str]:
+        """Worst first: the lowest score, then by id for a stable order."""
+        return self.variant(settings)[0].health.score or 0, self.id
+
+
+@dataclass(frozen=True)
+class SellerView:
+    """What a seller sees of a record now: the variant the gates allow, health only when it is displayed."""
+
+    insight: RecordInsight
+    variant: Variant
+    completeness: Completeness
+    health: Health | None  # None: the admin hides health scores
+
+    @property
+    def health_hidden(self) -> bool:
+        return self.health is None

@@ -1,0 +1,217 @@
+"""The ports of the service layer: what the use cases need from storage and identity, as protocols.
+
+Services depend on these only; `shared.storage` and `shared.identity` implement them, the composition root
+(`shared.bootstrap`) plugs the implementations in, and unit tests use in-memory fakes of the same protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from shared.domain.audit import AuditEvent
+from shared.domain.consent import ConsentRequest
+from shared.domain.insights.directory import EntityType
+from shared.domain.insights.model import RecordInsight
+from shared.domain.records import Activity
+from shared.domain.security_roles import SecurityRole
+from shared.domain.tenant_settings import TenantSettings
+from shared.tenancy import TenantId
+
+D = TypeVar("D")
+
+# -- tenant settings ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Current:
+    settings: TenantSettings
+    etag: str | None  # None: nothing stored yet for this tenant
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    continuation: str | None
+
+
+class SettingsRepository(Protocol):
+    def load(self, tenant_id: TenantId) -> Current: ...
+
+    def save(self, tenant_id: TenantId, settings: TenantSettings, etag: str | None, event: AuditEvent) -> str:
+        """Writes the settings (conditional on `etag`) and the event atomically; ConcurrencyConflict if stale."""
+        ...
+
+    def audit(self, tenant_id: TenantId, page_size: int, continuation: str | None) -> AuditPage:
+        """Newest first; ValueError for a continuation token this repository did not issue."""
+        ...
+
+    def role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None:
+        """The catalogue a connector synced, or None when there is none."""
+        ...
+
+
+# -- the background work's index ----------------------------------------------------------------------------
+
+
+class IndexKind(StrEnum):
+    CONSENT_DEADLINE = "consent-deadline"
+    CONSENT_RECHECK = "consent-recheck"
+    EXCHANGE_PURGE = "exchange-purge"
+    INSIGHTS_RECOMPUTE = "insights-recompute"  # everything: data of every kind or settings changed, or a day passed
+    INSIGHTS_REFRESH = "insights-refresh"  # only the records that new activities touch
+    OPT_OUT_PURGE = "opt-out-purge"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    kind: IndexKind
+    tenant_id: TenantId
+    due: datetime
+
+
+class ScheduleIndex(Protocol):
+    """Which tenants may need background work, and from when (hints: the work re-reads the tenant's state)."""
+
+    def add(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None: ...
+
+    def remove(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None: ...
+
+    def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]:
+        """Entries due at or before `now`, oldest first."""
+        ...
+
+
+# -- records and activities ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    version: int
+    etag: str
+
+
+class RecordTooLarge(ValueError):
+    """A record that no stored row can hold."""
+
+
+@dataclass(frozen=True)
+class PurgeProgress:
+    deleted: int
+    finished: bool
+
+
+class RecordRepository(Protocol):
+    """CRM records and activity metadata of a tenant, each kept with the source's version and the moment it was
+    stored. Keys are (kind, id); activities are kind "activities"."""
+
+    def weight(self, kind: str, record: BaseModel) -> int:
+        """What a record weighs in one atomic write (RecordTooLarge when no row can hold it)."""
+        ...
+
+    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
+        """Items in order, cut into groups that one atomic write each can hold."""
+        ...
+
+    def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:
+        """Stored versions of these records by id (absent ones left out)."""
+        ...
+
+    def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
+              ingested_at: datetime) -> None:
+        """One atomic write: creates (None) or replaces the version read; ConcurrencyConflict if any changed."""
+        ...
+
+    def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any: ...
+
+    def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]: ...
+
+    def iter_records(self, tenant_id: TenantId, kind: str) -> Iterator[Any]: ...
+
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
+                        ) -> Iterator[tuple[Activity, datetime | None]]: ...
+
+    def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
+                       ) -> PurgeProgress:
+        """Deletes Exchange-derived activities stored up to that moment, until done or `enough()` says so."""
+        ...
+
+    def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
+                     enough: Callable[[], bool]) -> PurgeProgress:
+        """Deletes the activities these people take part in or that came from these users' mailboxes."""
+        ...
+
+
+# -- computed insights --------------------------------------------------------------------------------------
+
+RecordKey = tuple[EntityType, str]
+
+
+class InsightRepository(Protocol):
+    def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None: ...
+
+    def iter(self, tenant_id: TenantId, entity_type: EntityType | None = None) -> Iterator[RecordInsight]: ...
+
+    def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None: ...
+
+    def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
+        """Activities stored up to this moment are reflected in the stored insights."""
+        ...
+
+    def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None: ...
+
+    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
+                    ) -> None:
+        """Stores these insights (and which account each email domain belongs to) and drops the stale records'."""
+        ...
+
+    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None: ...
+
+
+# -- admin consent ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[D]):
+    document: D
+    etag: str
+
+
+class ConsentRequests(Protocol):
+    def create(self, tenant_id: TenantId, secret_hash: str, request: ConsentRequest) -> None: ...
+
+    def get(self, tenant_id: TenantId, secret_hash: str) -> Versioned[ConsentRequest] | None: ...
+
+    def consume(self, tenant_id: TenantId, secret_hash: str, used: ConsentRequest, etag: str) -> None:
+        """Marks the request used, only if nobody did meanwhile (ConcurrencyConflict otherwise)."""
+        ...
+
+
+GrantOutcome = Literal["granted", "missingPermissions", "servicePrincipalMissing", "tokenError", "transient"]
+
+
+@dataclass(frozen=True)
+class GrantCheck:
+    outcome: GrantOutcome
+    roles: tuple[str, ...] = ()
+    error_code: str | None = None  # e.g. AADSTS700016; never the identity provider's raw description
+
+    @property
+    def granted(self) -> bool:
+        return self.outcome == "granted"
+
+    @property
+    def definitive(self) -> bool:
+        """A "no" that proves the consent is not (or no longer) in place."""
+        return self.outcome in ("missingPermissions", "servicePrincipalMissing")
+
+
+class ConsentVerifier(Protocol):
+    def check(self, tenant_id: TenantId) -> GrantCheck:
+        """Whether our app holds every permission it needs in that tenant, proven by the identity platform."""
+        ...

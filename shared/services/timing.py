@@ -1,0 +1,16 @@
+"""When background work is due, relative to the events that ask for it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+RECHECK_INTERVAL = timedelta(days=1)  # a granted consent is proven again daily (withdrawal, SPEC 2.5)
+FULL_RECOMPUTE_INTERVAL = timedelta(days=1)  # scores move with time even without new data (recency)
+# A sync call stamps its rows with the moment it began, before it read the data gates, and may commit them until
+# the host stops it (host.json functionTimeout, 10 minutes). Whoever needs every row stamped up to a moment —
+# the insights refresh mark, a purge's cut-off — waits this long past that moment before trusting a scan.
+WRITE_SETTLE = timedelta(minutes=15)
+# A settings change takes its moment before it is saved: a sync call that starts in between still reads the gates
+# open and stamps its rows a little after that moment. A purge deletes rows stamped up to this much later (a save
+# with its retries, and clock skew between hosts, take seconds).
+CUTOFF_MARGIN = timedelta(minutes=1)

@@ -1,0 +1,269 @@
+"""In-memory fakes of the service layer's ports (cosmicpython's FakeRepository style), for fast unit tests of the
+services. They keep the ports' contracts that the services rely on: conditional writes raise ConcurrencyConflict,
+groups are written atomically, versions and ingestion times are kept per row."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from shared.domain.audit import AuditEvent
+from shared.domain.consent import ConsentRequest
+from shared.domain.insights.directory import EntityType
+from shared.domain.insights.model import RecordInsight
+from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
+from shared.domain.security_roles import SecurityRole
+from shared.domain.tenant_settings import TenantSettings
+from shared.errors import ConcurrencyConflict
+from shared.services.ports import (
+    AuditPage,
+    Current,
+    GrantCheck,
+    IndexEntry,
+    IndexKind,
+    PurgeProgress,
+    RecordKey,
+    RecordTooLarge,
+    StoredVersion,
+    Versioned,
+)
+from shared.tenancy import TenantId
+
+D = TypeVar("D")
+_etags = itertools.count(1)
+
+
+def _etag() -> str:
+    return f"W/\"{next(_etags)}\""
+
+
+class FakeSettingsRepository:
+    def __init__(self) -> None:
+        self.settings: dict[str, tuple[TenantSettings, str]] = {}
+        self.events: list[AuditEvent] = []
+        self.catalogue: list[SecurityRole] | None = None
+        self.conflicts_to_raise = 0
+
+    def load(self, tenant_id: TenantId) -> Current:
+        stored = self.settings.get(tenant_id)
+        return Current(TenantSettings(tenant_id=tenant_id), None) if stored is None else Current(*stored)
+
+    def save(self, tenant_id: TenantId, settings: TenantSettings, etag: str | None, event: AuditEvent) -> str:
+        if self.conflicts_to_raise:
+            self.conflicts_to_raise -= 1
+            raise ConcurrencyConflict("simulated")
+        current = self.settings.get(tenant_id)
+        if (current[1] if current else None) != etag:
+            raise ConcurrencyConflict("stale")
+        new = _etag()
+        self.settings[tenant_id] = (settings, new)
+        self.events.insert(0, event)
+        return new
+
+    def audit(self, tenant_id: TenantId, page_size: int, continuation: str | None) -> AuditPage:
+        start = int(continuation or 0)
+        page = self.events[start:start + page_size]
+        more = start + page_size < len(self.events)
+        return AuditPage(page, str(start + page_size) if more else None)
+
+    def role_catalogue(self, tenant_id: TenantId) -> Sequence[SecurityRole] | None:
+        return self.catalogue
+
+
+class FakeScheduleIndex:
+    def __init__(self) -> None:
+        self.rows: set[tuple[IndexKind, TenantId, datetime]] = set()
+
+    def add(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
+        self.rows.add((kind, tenant_id, due))
+
+    def remove(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
+        self.rows.discard((kind, tenant_id, due))
+
+    def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]:
+        for row_kind, tenant, due in sorted(self.rows, key=lambda r: r[2]):
+            if row_kind is kind and due <= now:
+                yield IndexEntry(kind, tenant, due)
+
+    def of(self, kind: IndexKind, tenant_id: TenantId) -> list[datetime]:
+        return sorted(due for k, t, due in self.rows if k is kind and t == tenant_id)
+
+
+@dataclass
+class _Row:
+    record: Any
+    version: int
+    etag: str
+    ingested_at: datetime
+
+
+@dataclass
+class FakeRecords:
+    """Rows keyed (tenant, kind, record key); an atomic write holds at most `group_size` records."""
+
+    group_size: int = 100
+    max_weight: int = 480_000
+    rows: dict[tuple[str, str, str], _Row] = field(default_factory=dict)
+    writes: int = 0
+
+    def weight(self, kind: str, record: BaseModel) -> int:
+        size = len(record.model_dump_json())
+        if size > self.max_weight:
+            raise RecordTooLarge(f"{size} characters")
+        return size
+
+    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
+        for start in range(0, len(items), self.group_size):
+            yield list(items[start:start + self.group_size])
+
+    def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:
+        found = {}
+        for record in records:
+            row = self.rows.get((tenant_id, kind, record_key(record)))
+            if row is not None:
+                found[record_key(record)] = StoredVersion(row.version, row.etag)
+        return found
+
+    def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
+              ingested_at: datetime) -> None:
+        for record, stored in records:  # all or nothing: check first, then write
+            row = self.rows.get((tenant_id, kind, record_key(record)))
+            if (row is None) != (stored is None) or (row is not None and stored is not None
+                                                     and row.etag != stored.etag):
+                raise ConcurrencyConflict(f"{record_key(record)} changed")
+        self.writes += 1
+        for record, _ in records:
+            self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
+                                                                   _etag(), ingested_at)
+
+    def put(self, tenant_id: TenantId, kind: str, *records: BaseModel, at: datetime) -> None:
+        """Test set-up: store records as if a sync had."""
+        for record in records:
+            self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
+                                                                   _etag(), at)
+
+    def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
+        row = self.rows.get((tenant_id, kind, record_id))
+        return None if row is None else row.record
+
+    def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
+        return {rid: self.rows[(tenant_id, kind, rid)].record for rid in record_ids
+                if (tenant_id, kind, rid) in self.rows}
+
+    def iter_records(self, tenant_id: TenantId, kind: str) -> Iterator[Any]:
+        assert kind in RECORD_KINDS
+        for (tenant, row_kind, _), row in sorted(self.rows.items()):
+            if tenant == tenant_id and row_kind == kind:
+                yield row.record
+
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
+                        ) -> Iterator[tuple[Activity, datetime | None]]:
+        for (tenant, kind, _), row in sorted(self.rows.items()):
+            if tenant == tenant_id and kind == "activities":
+                yield row.record, row.ingested_at if with_ingested_at else None
+
+    def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
+                       ) -> PurgeProgress:
+        return self._delete(tenant_id, lambda row: row.record.source is Source.EXCHANGE
+                            and row.ingested_at <= ingested_through, enough)
+
+    def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
+                     enough: Callable[[], bool]) -> PurgeProgress:
+        return self._delete(tenant_id, lambda row: bool(addresses.intersection(row.record.parties))
+                            or row.record.mailbox_owner_id in user_ids, enough)
+
+    def _delete(self, tenant_id: TenantId, wanted: Callable[[_Row], bool], enough: Callable[[], bool],
+                ) -> PurgeProgress:
+        doomed = [key for key, row in sorted(self.rows.items())
+                  if key[0] == tenant_id and key[1] == "activities" and wanted(row)]
+        deleted = 0
+        for start in range(0, len(doomed), self.group_size):
+            for key in doomed[start:start + self.group_size]:
+                del self.rows[key]
+                deleted += 1
+            if enough() and start + self.group_size < len(doomed):
+                return PurgeProgress(deleted, False)
+        return PurgeProgress(deleted, True)
+
+
+@dataclass
+class FakeInsights:
+    rows: dict[tuple[str, EntityType, str], RecordInsight] = field(default_factory=dict)
+    domains: dict[tuple[str, str], str] = field(default_factory=dict)
+    marks: dict[str, datetime] = field(default_factory=dict)
+
+    def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None:
+        return self.rows.get((tenant_id, entity_type, record_id))
+
+    def iter(self, tenant_id: TenantId, entity_type: EntityType | None = None) -> Iterator[RecordInsight]:
+        for (tenant, kind, _), insight in sorted(self.rows.items()):
+            if tenant == tenant_id and entity_type in (None, kind):
+                yield insight
+
+    def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None:
+        return self.domains.get((tenant_id, domain))
+
+    def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
+        return self.marks.get(tenant_id)
+
+    def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
+        self.marks[tenant_id] = through
+
+    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
+                    ) -> None:
+        for entity_type, record_id in stale:
+            self.rows.pop((tenant_id, entity_type, record_id), None)
+        self.update(tenant_id, insights)
+        self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}
+        for insight in insights:
+            for domain in insight.email_domains:
+                self.domains[(tenant_id, domain)] = insight.id
+
+    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
+        for insight in insights:
+            # Stored as the adapter stores them: through JSON, so nothing the model cannot hold survives.
+            self.rows[(tenant_id, insight.entity_type, insight.id)] = RecordInsight.model_validate_json(
+                insight.model_dump_json(by_alias=True))
+
+
+class FakeConsentRequests:
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], Versioned[ConsentRequest]] = {}
+
+    def create(self, tenant_id: TenantId, secret_hash: str, request: ConsentRequest) -> None:
+        if (tenant_id, secret_hash) in self.requests:
+            raise ConcurrencyConflict("exists")
+        self.requests[(tenant_id, secret_hash)] = Versioned(request, _etag())
+
+    def get(self, tenant_id: TenantId, secret_hash: str) -> Versioned[ConsentRequest] | None:
+        return self.requests.get((tenant_id, secret_hash))
+
+    def consume(self, tenant_id: TenantId, secret_hash: str, used: ConsentRequest, etag: str) -> None:
+        current = self.requests.get((tenant_id, secret_hash))
+        if current is None or current.etag != etag:
+            raise ConcurrencyConflict("used meanwhile")
+        self.requests[(tenant_id, secret_hash)] = Versioned(used, _etag())
+
+
+@dataclass
+class FakeConsentVerifier:
+    """Answers what the test says the identity platform would: one check after another, the last repeating."""
+
+    answers: list[GrantCheck] = field(default_factory=lambda: [GrantCheck("granted", roles=("Mail.ReadBasic.All",))])
+    checks: int = 0
+
+    def check(self, tenant_id: TenantId) -> GrantCheck:
+        self.checks += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def item(model: BaseModel) -> dict[str, Any]:
+    """A record as a connector sends it (camelCase JSON)."""
+    loaded: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True))
+    return loaded
