@@ -1,0 +1,211 @@
+"""Each kind of background work on fakes of its ports: it re-reads the tenant's state and decides again, so a
+late, repeated or stale request changes nothing twice, and a failing step leaves its rows for the next run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.clock import FixedClock
+from shared.domain.tenant_settings import ConsentStatus
+from shared.services.background.consent_deadline import ConsentDeadlines
+from shared.services.background.consent_recheck import ConsentRechecks
+from shared.services.background.exchange_purge import ExchangePurge
+from shared.services.background.insights_update import InsightsUpdate
+from shared.services.background.opt_out_purge import OptOutPurge
+from shared.services.background.scheduler import BackgroundScheduler
+from shared.services.consent import ConsentConfig, ConsentService
+from shared.services.insights import InsightsService
+from shared.services.ports import GrantCheck, IndexEntry, IndexKind
+from shared.services.tenant_settings import TenantSettingsService
+from shared.services.timing import CUTOFF_MARGIN, RECHECK_INTERVAL, WRITE_SETTLE
+from shared.tenancy import TenantId
+from tests.builders import NOW, TENANT, contact, mail, user
+from tests.fakes import (
+    FakeConsentRequests,
+    FakeConsentVerifier,
+    FakeInsights,
+    FakeRecords,
+    FakeScheduleIndex,
+    FakeSettingsRepository,
+)
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = FixedClock(NOW)
+        self.index = FakeScheduleIndex()
+        self.repository = FakeSettingsRepository()
+        self.settings = TenantSettingsService(self.repository, self.clock, self.index)
+        self.records = FakeRecords()
+        self.verifier = FakeConsentVerifier()
+        self.consent = ConsentService(self.settings, FakeConsentRequests(), self.verifier, self.clock,
+                                      ConsentConfig("https://login.test", "client", "https://app.test/cb"))
+        self.settings.set_prerequisites(TENANT, "admin", True, "FR")
+        self.deadline = self.settings.enable(TENANT, "admin", security_role_ids=[]).settings.consent_deadline
+
+    def rows(self, kind: IndexKind) -> list[IndexEntry]:
+        return list(self.index.due(kind, self.clock.now() + timedelta(days=3650)))
+
+    def grant(self) -> None:
+        self.settings.change(TENANT, "admin", "consentGranted",
+                             lambda s, now: s.record_consent_granted("admin", ("Mail.ReadBasic.All",), now))
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_the_deadline_disables_exchange_use_at_its_moment_and_not_before(world: World) -> None:
+    work = ConsentDeadlines(world.settings, world.index)
+    rows = world.rows(IndexKind.CONSENT_DEADLINE)
+    assert world.deadline is not None and [r.due for r in rows] == [world.deadline]
+    world.clock.set(world.deadline - timedelta(seconds=1))
+    assert work.run(TENANT, rows) == "notYetDue"
+    world.clock.set(world.deadline)
+    assert work.run(TENANT, rows) == "autoDisabled"
+    after = world.settings.current(TENANT).settings
+    assert (after.consent_status(), after.who_knows_whom.enabled, after.auto_disabled_at) == (
+        ConsentStatus.EXPIRED, False, world.deadline)
+    assert world.rows(IndexKind.CONSENT_DEADLINE) == []
+    assert [r.due for r in world.rows(IndexKind.EXCHANGE_PURGE)] == [world.deadline + WRITE_SETTLE]
+    events = len(world.repository.events)
+    assert work.run(TENANT, rows) == "stale"  # delivered again: nothing changes twice
+    assert len(world.repository.events) == events
+    assert world.repository.events[0].action == "autoDisable"
+
+
+def test_a_deadline_whose_window_closed_is_stale(world: World) -> None:
+    rows = world.rows(IndexKind.CONSENT_DEADLINE)
+    world.grant()
+    world.clock.set(world.deadline + timedelta(hours=1))  # type: ignore[operator]
+    events = len(world.repository.events)
+    assert ConsentDeadlines(world.settings, world.index).run(TENANT, rows) == "stale"
+    assert len(world.repository.events) == events
+    assert world.settings.current(TENANT).settings.exchange_data_usable
+
+
+def test_a_granted_consent_is_rechecked_and_a_withdrawal_noticed(world: World) -> None:
+    world.grant()
+    work = ConsentRechecks(world.settings, world.index, world.clock, lambda: world.consent)
+    world.clock.advance(RECHECK_INTERVAL)
+    assert work.run(TENANT, world.rows(IndexKind.CONSENT_RECHECK)) == "stillGranted"
+    assert [r.due for r in world.rows(IndexKind.CONSENT_RECHECK)] == [world.clock.now() + RECHECK_INTERVAL]
+    world.verifier.answers = [GrantCheck("transient", error_code="503")]
+    assert work.run(TENANT, world.rows(IndexKind.CONSENT_RECHECK)) == "recheckInconclusive"
+    assert world.settings.current(TENANT).settings.consent_granted
+    world.verifier.answers = [GrantCheck("servicePrincipalMissing", error_code="AADSTS700016")]
+    assert work.run(TENANT, world.rows(IndexKind.CONSENT_RECHECK)) == "withdrawn"
+    after = world.settings.current(TENANT).settings
+    assert (after.consent_status(), after.exchange_data_usable) == (ConsentStatus.WITHDRAWN, False)
+    assert world.rows(IndexKind.CONSENT_RECHECK) == []
+    assert world.rows(IndexKind.EXCHANGE_PURGE)
+
+
+def test_the_exchange_purge_waits_for_calls_in_flight_then_deletes_what_came_before(world: World) -> None:
+    world.records.put(TENANT, "users", user("ann"), at=NOW)
+    world.records.put(TENANT, "activities", *[mail(f"x{n}", "ann@contoso.com", "lee@fabrikam.com", 1,
+                                                   source="exchange") for n in range(3)],
+                      mail("c1", "ann@contoso.com", "lee@fabrikam.com", 1), at=NOW)
+    world.clock.advance(timedelta(hours=1))
+    ended = world.settings.set_exchange_integration(TENANT, "admin", False).settings.exchange.purge_requested_at
+    assert ended is not None
+    world.records.put(TENANT, "activities", mail("late", "ann@contoso.com", "lee@fabrikam.com", 0,
+                                                 source="exchange"), at=ended + CUTOFF_MARGIN + timedelta(seconds=1))
+    work = ExchangePurge(world.settings, world.index, world.clock, world.records)
+    rows = world.rows(IndexKind.EXCHANGE_PURGE)
+    assert work.run(TENANT, rows) == "notYetDue"
+    world.clock.set(ended + WRITE_SETTLE)
+    assert work.run(TENANT, rows) == "purged"
+    assert sorted(a.id for a, _ in world.records.iter_activities(TENANT)) == ["c1", "late"]
+    assert world.settings.current(TENANT).settings.exchange.purged_through == ended + CUTOFF_MARGIN
+    assert world.rows(IndexKind.EXCHANGE_PURGE) == []
+    assert world.rows(IndexKind.INSIGHTS_RECOMPUTE)  # insights computed meanwhile may count what went
+
+
+def test_a_purge_out_of_time_resumes_and_finishes(world: World) -> None:
+    world.records.group_size = 10
+    world.records.put(TENANT, "activities", *[mail(f"x{n}", "ann@contoso.com", "lee@fabrikam.com", 1,
+                                                   source="exchange") for n in range(25)], at=NOW)
+    ended = world.settings.set_exchange_integration(TENANT, "admin", False).settings.exchange.purge_requested_at
+    world.clock.set(ended + WRITE_SETTLE)  # type: ignore[operator]
+    hurried = ExchangePurge(world.settings, world.index, world.clock, world.records, seconds_per_step=0)
+    rows = world.rows(IndexKind.EXCHANGE_PURGE)
+    assert hurried.run(TENANT, rows) == "purgeContinues"
+    assert len(list(world.records.iter_activities(TENANT))) == 15
+    assert rows == world.rows(IndexKind.EXCHANGE_PURGE)  # still due
+    outcomes = [hurried.run(TENANT, rows) for _ in range(2)]
+    assert outcomes == ["purgeContinues", "purged"]
+    assert list(world.records.iter_activities(TENANT)) == []
+
+
+def test_a_purge_row_without_a_request_is_stale_and_deletes_nothing(world: World) -> None:
+    world.records.put(TENANT, "activities", mail("x1", "ann@contoso.com", "lee@fabrikam.com", 1, source="exchange"),
+                      at=NOW)
+    world.index.add(IndexKind.EXCHANGE_PURGE, TENANT, NOW)
+    rows = world.rows(IndexKind.EXCHANGE_PURGE)
+    assert ExchangePurge(world.settings, world.index, world.clock, world.records).run(TENANT, rows) == "stale"
+    assert len(list(world.records.iter_activities(TENANT))) == 1
+    assert world.rows(IndexKind.EXCHANGE_PURGE) == []
+
+
+def test_the_opt_out_purge_deletes_the_persons_activities_and_their_mailbox(world: World) -> None:
+    world.records.put(TENANT, "users", user("ann"), user("bob", optedOut=True), at=NOW)
+    world.records.put(TENANT, "contacts", contact("k1", "lee@fabrikam.com", optedOut=True),
+                      contact("k2", "kim@fabrikam.com"), at=NOW)
+    world.records.put(TENANT, "activities", mail("a1", "ann@contoso.com", "lee@fabrikam.com", 1),
+                      mail("a2", "ann@contoso.com", "kim@fabrikam.com", 1),
+                      mail("a3", "bob@contoso.com", "kim@fabrikam.com", 1, source="exchange"), at=NOW)
+    world.index.add(IndexKind.OPT_OUT_PURGE, TENANT, NOW)
+    work = OptOutPurge(world.index, world.clock, world.records)
+    assert work.run(TENANT, world.rows(IndexKind.OPT_OUT_PURGE)) == "optOutPurged"
+    assert [a.id for a, _ in world.records.iter_activities(TENANT)] == ["a2"]
+    assert world.rows(IndexKind.OPT_OUT_PURGE) == []
+
+
+def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None:
+    class Recording(InsightsService):
+        calls: list[str] = []
+
+        def recompute(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
+            self.calls.append("recompute")
+
+        def refresh(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
+            self.calls.append("refresh")
+
+    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index)
+    work = InsightsUpdate(insights, world.index)
+    refresh_only = [IndexEntry(IndexKind.INSIGHTS_REFRESH, TENANT, NOW)]
+    assert work.run(TENANT, refresh_only) == "refreshed"
+    both = [*refresh_only, IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)]
+    assert work.run(TENANT, both) == "recomputed"
+    assert insights.calls == ["refresh", "recompute"]
+
+
+def test_the_scheduler_runs_phases_in_order_and_a_failing_step_blocks_nobody(world: World) -> None:
+    seen: list[tuple[str, TenantId]] = []
+
+    class Failing:
+        kinds = (IndexKind.CONSENT_RECHECK,)
+
+        def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
+            raise RuntimeError("boom")
+
+    class Recording:
+        kinds = (IndexKind.INSIGHTS_REFRESH,)
+
+        def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
+            seen.append(("refresh", tenant_id))
+            return "done"
+
+    other = TenantId("0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a11")
+    for tenant in (TENANT, other):
+        world.index.add(IndexKind.CONSENT_RECHECK, tenant, NOW)
+        world.index.add(IndexKind.INSIGHTS_REFRESH, tenant, NOW)
+        world.index.add(IndexKind.INSIGHTS_REFRESH, tenant, NOW - timedelta(minutes=5))
+    report = BackgroundScheduler(world.index, world.clock, phases=((Failing(),), (Recording(),))).run()
+    assert (report.count("failed"), report.count("done")) == (2, 2)  # one step per tenant and kind
+    assert sorted(seen) == sorted([("refresh", TENANT), ("refresh", other)])
+    assert len(world.rows(IndexKind.CONSENT_RECHECK)) == 2  # left for the next run

@@ -1,0 +1,153 @@
+"""The insights service on fakes of its ports: what sellers may read as the tenant's switches and gates stand
+now, paging, who knows whom and the introduction draft, the data-subject export, and what a computation asks
+the background work for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.clock import FixedClock
+from shared.domain.tenant_settings import TenantSettings
+from shared.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from shared.services.insights import InsightsService
+from shared.services.ports import IndexKind
+from shared.services.tenant_settings import TenantSettingsService
+from shared.services.timing import FULL_RECOMPUTE_INTERVAL
+from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
+from tests.fakes import FakeInsights, FakeRecords, FakeScheduleIndex, FakeSettingsRepository
+
+ANN, BOB = "ann@contoso.com", "bob@contoso.com"
+STEADY, FADING = "lee@fabrikam.com", "kim@fabrikam.com"
+
+
+class World:
+    def __init__(self, settings: TenantSettings | None = None) -> None:
+        self.repository = FakeSettingsRepository()
+        self.set(settings or enabled())
+        self.records = FakeRecords()
+        self.insights_store = FakeInsights()
+        self.index = FakeScheduleIndex()
+        self.clock = FixedClock(NOW)
+        self.service = InsightsService(TenantSettingsService(self.repository, self.clock), self.records,
+                                       self.insights_store, self.clock, self.index)
+        self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
+        self.records.put(TENANT, "accounts", account("fabrikam", "fabrikam.com"), at=NOW)
+        self.records.put(TENANT, "contacts", contact("steady", STEADY, accountId="fabrikam"),
+                         contact("fading", FADING, accountId="fabrikam"), at=NOW)
+        # A weekly tie with replies, and one that faded two months ago.
+        activities = [mail(f"s{w}", ANN, STEADY, 7 * w + 1) for w in range(12)]
+        activities += [mail(f"r{w}", STEADY, ANN, 7 * w + 2) for w in range(12)]
+        activities += [mail(f"f{n}", BOB, FADING, 60 + n) for n in range(4)]
+        activities += [mail(f"x{n}", BOB, STEADY, 3 + n, source="exchange", owner="bob") for n in range(3)]
+        self.records.put(TENANT, "activities", *activities, at=NOW - timedelta(hours=1))
+
+    def set(self, settings: TenantSettings) -> None:
+        self.repository.settings[TENANT] = (settings, "e1")
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    world.service.recompute(TENANT)
+    return world
+
+
+def test_a_record_reads_its_kpis_and_health(world: World) -> None:
+    view = world.service.record(TENANT, "contact", "steady")
+    assert (view.completeness, view.health_hidden) == ("complete", False)
+    assert view.variant.kpis.team.emails_sent == 15  # 12 from ann in CRM, 3 from bob's mailbox
+    assert view.health is not None and view.health.state == "scored"
+
+
+def test_a_closed_gate_serves_the_crm_variant_on_the_very_next_read(world: World) -> None:
+    world.set(enabled().select_security_roles(("r-other",)))
+    view = world.service.record(TENANT, "contact", "steady")
+    assert (view.completeness, view.variant.kpis.team.emails_sent) == ("partial", 12)
+
+
+def test_hidden_health_is_left_out_of_reads_but_still_computed(world: World) -> None:
+    world.set(enabled().update_relationship_analytics(health_display=False))
+    view = world.service.record(TENANT, "contact", "steady")
+    assert view.health is None and view.health_hidden
+    assert view.variant.health.state == "scored"
+
+
+def test_switched_off_features_say_so(world: World) -> None:
+    world.set(enabled().update_relationship_analytics(enabled=False))
+    with pytest.raises(Conflict) as off:
+        world.service.record(TENANT, "contact", "steady")
+    assert off.value.extensions == {"feature": "relationshipAnalytics"}
+    world.set(enabled().update_who_knows_whom(enabled=False))
+    with pytest.raises(Conflict) as wkw_off:
+        world.service.who_knows_whom(TENANT, "contact", "steady")
+    assert wkw_off.value.extensions == {"feature": "whoKnowsWhom"}
+    with pytest.raises(NotFound):
+        World().service.record(TENANT, "contact", "steady")  # not computed yet
+
+
+def test_needing_attention_lists_the_faded_tie_worst_first_in_pages(world: World) -> None:
+    flagged = world.service.list_records(TENANT, "contact", needs_attention=True, page_size=10, continuation=None)
+    assert [v.insight.id for v in flagged.items] == ["fading"]
+    first = world.service.list_records(TENANT, "contact", needs_attention=False, page_size=1, continuation=None)
+    assert first.continuation is not None
+    second = world.service.list_records(TENANT, "contact", needs_attention=False, page_size=1,
+                                        continuation=first.continuation)
+    assert [v.insight.id for v in [*first.items, *second.items]] == ["fading", "steady"]
+    assert second.continuation is None
+    with pytest.raises(ValidationFailed):
+        world.service.list_records(TENANT, "contact", needs_attention=False, page_size=1, continuation="bm9wZQ")
+
+
+def test_introducers_follow_the_mode_and_the_draft_comes_from_the_template(world: World) -> None:
+    enhanced = world.service.who_knows_whom(TENANT, "contact", "steady")
+    assert enhanced.mode == "enhanced"
+    assert [i.user_id for i in enhanced.introducers] == ["ann", "bob"]
+    world.set(enabled(consent=False))
+    basic = world.service.who_knows_whom(TENANT, "contact", "steady")
+    assert (basic.mode, [i.user_id for i in basic.introducers]) == ("basic", ["ann"])
+    draft = world.service.draft_introduction(TENANT, "contact", "steady", "ann", "Zoe")
+    assert draft.to == ANN
+    assert "Steady" in draft.subject and "Zoe" in draft.body
+    with pytest.raises(Unprocessable):
+        world.service.draft_introduction(TENANT, "contact", "steady", "bob", "Zoe")  # Exchange-only tie
+
+
+def test_introducers_to_a_company_are_found_by_its_domain(world: World) -> None:
+    found = world.service.who_knows_whom_at(TENANT, "Fabrikam.com ")
+    assert (found.insight.entity_type, found.insight.id) == ("account", "fabrikam")
+    with pytest.raises(NotFound):
+        world.service.who_knows_whom_at(TENANT, "unknown.com")
+
+
+def test_a_data_subject_export_has_the_persons_activities(world: World) -> None:
+    subject = world.service.export(TENANT, "contact", "fading")
+    assert sorted(a.id for a in subject.activities) == ["f0", "f1", "f2", "f3"]
+    assert subject.insight is not None
+    mailbox = world.service.export(TENANT, "user", "bob")
+    assert {a.id for a in mailbox.activities} >= {"x0", "x1", "x2"}
+    with pytest.raises(NotFound):
+        world.service.export(TENANT, "lead", "nobody")
+
+
+def test_a_full_recompute_asks_for_the_next_one_a_day_later(world: World) -> None:
+    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == [NOW + FULL_RECOMPUTE_INTERVAL]
+
+
+def test_a_refresh_recomputes_only_what_new_activities_touch(world: World) -> None:
+    world.clock.advance(timedelta(hours=1))
+    world.records.put(TENANT, "activities", mail("new", BOB, FADING, 0), at=world.clock.now())
+    report = world.service.refresh(TENANT)
+    ids = {i.id for i in world.insights_store.iter(TENANT) if i.computed_at == world.clock.now()}
+    assert report.records == len(ids)
+    assert "fading" in ids and "steady" not in ids
+
+
+def test_an_activity_of_someone_who_opted_out_asks_for_their_purge(world: World) -> None:
+    world.records.put(TENANT, "contacts", contact("fading", FADING, accountId="fabrikam", version=2, optedOut=True),
+                      at=NOW)
+    world.clock.advance(timedelta(hours=1))
+    world.records.put(TENANT, "activities", mail("late", BOB, FADING, 0), at=world.clock.now())
+    world.service.refresh(TENANT)
+    assert world.index.of(IndexKind.OPT_OUT_PURGE, TENANT) == [world.clock.now()]
