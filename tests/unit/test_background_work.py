@@ -61,7 +61,8 @@ def world() -> World:
 def test_the_deadline_disables_exchange_use_at_its_moment_and_not_before(world: World) -> None:
     work = ConsentDeadlines(world.settings, world.index)
     rows = world.rows(IndexKind.CONSENT_DEADLINE)
-    assert world.deadline is not None and [r.due for r in rows] == [world.deadline]
+    assert world.deadline is not None
+    assert [r.due for r in rows] == [world.deadline]
     world.clock.set(world.deadline - timedelta(seconds=1))
     assert work.run(TENANT, rows) == "notYetDue"
     world.clock.set(world.deadline)
@@ -166,14 +167,15 @@ def test_the_opt_out_purge_deletes_the_persons_activities_and_their_mailbox(worl
 
 
 def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None:
+    calls: list[str] = []
+
     class Recording(InsightsService):
-        calls: list[str] = []
 
         def recompute(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
-            self.calls.append("recompute")
+            calls.append("recompute")
 
         def refresh(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
-            self.calls.append("refresh")
+            calls.append("refresh")
 
     insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index)
     work = InsightsUpdate(insights, world.index)
@@ -181,7 +183,7 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
     assert work.run(TENANT, refresh_only) == "refreshed"
     both = [*refresh_only, IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)]
     assert work.run(TENANT, both) == "recomputed"
-    assert insights.calls == ["refresh", "recompute"]
+    assert calls == ["refresh", "recompute"]
 
 
 def test_the_scheduler_runs_phases_in_order_and_a_failing_step_blocks_nobody(world: World) -> None:

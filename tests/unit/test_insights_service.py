@@ -58,7 +58,8 @@ def test_a_record_reads_its_kpis_and_health(world: World) -> None:
     view = world.service.record(TENANT, "contact", "steady")
     assert (view.completeness, view.health_hidden) == ("complete", False)
     assert view.variant.kpis.team.emails_sent == 15  # 12 from ann in CRM, 3 from bob's mailbox
-    assert view.health is not None and view.health.state == "scored"
+    assert view.health is not None
+    assert view.health.state == "scored"
 
 
 def test_a_closed_gate_serves_the_crm_variant_on_the_very_next_read(world: World) -> None:
@@ -70,7 +71,8 @@ def test_a_closed_gate_serves_the_crm_variant_on_the_very_next_read(world: World
 def test_hidden_health_is_left_out_of_reads_but_still_computed(world: World) -> None:
     world.set(enabled().update_relationship_analytics(health_display=False))
     view = world.service.record(TENANT, "contact", "steady")
-    assert view.health is None and view.health_hidden
+    assert view.health is None
+    assert view.health_hidden
     assert view.variant.health.state == "scored"
 
 
@@ -109,7 +111,8 @@ def test_introducers_follow_the_mode_and_the_draft_comes_from_the_template(world
     assert (basic.mode, [i.user_id for i in basic.introducers]) == ("basic", ["ann"])
     draft = world.service.draft_introduction(TENANT, "contact", "steady", "ann", "Zoe")
     assert draft.to == ANN
-    assert "Steady" in draft.subject and "Zoe" in draft.body
+    assert "Steady" in draft.subject
+    assert "Zoe" in draft.body
     with pytest.raises(Unprocessable):
         world.service.draft_introduction(TENANT, "contact", "steady", "bob", "Zoe")  # Exchange-only tie
 
@@ -141,7 +144,8 @@ def test_a_refresh_recomputes_only_what_new_activities_touch(world: World) -> No
     report = world.service.refresh(TENANT)
     ids = {i.id for i in world.insights_store.iter(TENANT) if i.computed_at == world.clock.now()}
     assert report.records == len(ids)
-    assert "fading" in ids and "steady" not in ids
+    assert "fading" in ids
+    assert "steady" not in ids
 
 
 def test_an_activity_of_someone_who_opted_out_asks_for_their_purge(world: World) -> None:
