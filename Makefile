@@ -7,6 +7,13 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 PYTEST_ARGS ?=
+# Where `make run` listens: the app, the local identity provider, Azurite's table and queue services; and how many
+# instances run the queue triggers (processes, as Azure scales out).
+PORT ?= 7071
+IDP_PORT ?= 7072
+TABLE_PORT ?= 10002
+QUEUE_PORT ?= 10001
+WORKERS ?= 1
 
 .PHONY: setup run test unit lint typecheck infra-check bench clean
 
@@ -24,7 +31,8 @@ $(STAMP_NODE): package.json package-lock.json
 	touch $@
 
 run: setup
-	$(PY) -m devhost serve
+	$(PY) -m devhost serve --port $(PORT) --idp-port $(IDP_PORT) --table-port $(TABLE_PORT) --queue-port $(QUEUE_PORT) \
+		--workers $(WORKERS)
 
 test: setup lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)

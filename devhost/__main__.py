@@ -1,31 +1,71 @@
 """The dev host's command line.
 
-  python -m devhost serve            Azurite + local identity provider + the Functions app on :7071
-  python -m devhost idp              only the local identity provider (for `func start` with Core Tools)
+  python -m devhost serve [--workers N]   Azurite + local identity provider + the Functions app (make run)
+  python -m devhost worker                another instance running only the queue triggers (as Azure scales out)
+  python -m devhost idp                   only the local identity provider (for `func start` with Core Tools)
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
-  python -m devhost grant --tenant T [--permissions Mail.ReadBasic.All,…]
-  python -m devhost revoke --tenant T
-  python -m devhost seed --tenant T --accounts 20   a realistic tenant, through the running app's sync API
+  python -m devhost consent --tenant T    the Microsoft 365 admin's consent, end to end, as a browser would do it
+  python -m devhost grant --tenant T / revoke --tenant T    change the identity provider's grants directly
+  python -m devhost seed --tenant T       a realistic tenant, through the running app's sync API
+
+The ports `serve` listens on are options (defaults 7071 for the app, 7072 for the identity provider, 10002 and
+10001 for Azurite's table and queue services); `serve` writes them to .devhost/ports.json, where the other
+commands find the running app.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from devhost import settings as local
 from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider, RegisteredApp
 
+DEMO_TENANT = str(uuid.UUID(int=1))
 
-def _identity_provider(values: dict[str, str], state_dir: Path) -> IdentityProvider:
-    authority = urlsplit(local.effective(values, "RI_AUTHORITY_HOST", "https://127.0.0.1:7072"))
+
+@dataclass(frozen=True)
+class Ports:
+    app: int = 7071
+    idp: int = 7072
+    table: int = 10002
+    queue: int = 10001
+
+    @classmethod
+    def of_running(cls, state_dir: Path) -> Ports:
+        path = state_dir / "ports.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "ports.json").write_text(json.dumps(asdict(self)))
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app}"
+
+
+def _apply_ports(values: dict[str, str], ports: Ports) -> None:
+    """The addresses that follow from the ports, unless the environment sets them."""
+    os.environ.setdefault("RI_AUTHORITY_HOST", f"https://127.0.0.1:{ports.idp}")
+    os.environ.setdefault("RI_CONSENT_REDIRECT_URI", f"{ports.app_url}/api/consent/callback")
+    values.update({k: os.environ[k] for k in ("RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI")})
+
+
+def _identity_provider(values: dict[str, str], state_dir: Path, ports: Ports | None = None) -> IdentityProvider:
+    authority = urlsplit(local.effective(values, "RI_AUTHORITY_HOST", f"https://127.0.0.1:{(ports or Ports()).idp}"))
     if authority.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("RI_AUTHORITY_HOST must be a loopback https address for the local identity provider")
     audiences = [a.strip() for a in local.effective(values, "RI_API_AUDIENCES").split(",") if a.strip()]
@@ -48,49 +88,90 @@ def _wait_for_stop() -> None:
     stop.wait()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from devhost.azurite import Azurite
-    from devhost.functionhost import FunctionHost
+def _logging() -> None:
     from shared import observability
 
-    values = local.load_values()
-    local.apply_to_environment(values)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request (the queues are polled)
     observability.install()
     for handler in logging.getLogger().handlers:
         handler.setFormatter(observability.JsonFormatter())
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from devhost.azurite import Azurite
+    from devhost.functionhost import FunctionHost
+
+    ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port)
+    values = local.load_values()
+    _apply_ports(values, ports)
+    local.apply_to_environment(values)
+    _logging()
     azurite = None
     if not args.no_azurite:
         storage = local.effective(values, "AzureWebJobsStorage")
         if storage.lower() != "usedevelopmentstorage=true":
             print("AzureWebJobsStorage is not UseDevelopmentStorage=true: not starting Azurite", file=sys.stderr)
         else:
-            azurite = Azurite(args.azurite_port, location=args.state_dir / "azurite").start()
-            os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 - the host's name
-    idp = _identity_provider(values, args.state_dir).start()
+            azurite = Azurite(ports.table, queue_port=ports.queue, location=args.state_dir / "azurite").start()
+            values["AzureWebJobsStorage"] = os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
+    idp = _identity_provider(values, args.state_dir, ports).start()
     os.environ["RI_CA_BUNDLE"] = str(idp.tls.ca_cert)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         import function_app
 
-        host = FunctionHost(function_app.app, host="127.0.0.1", port=args.port, route_prefix="api",
-                            settings=values)
+        host = FunctionHost(function_app.app, host="127.0.0.1", port=ports.app, route_prefix="api", settings=values)
         host.start()
+        ports.save(args.state_dir)
+        for _ in range(max(0, args.workers - 1)):  # this process is the first instance
+            workers.append(subprocess.Popen([sys.executable, "-m", "devhost", "--state-dir", str(args.state_dir),  # noqa: S603
+                                             "worker"], env=dict(os.environ)))
         print(f"""
 Relationship intelligence is running (Ctrl-C stops everything).
   API            {host.base_url}/api/status   {host.base_url}/api/openapi.json
-  timers         POST {host.base_url}/admin/functions/<name>
+  timers         POST {host.base_url}/admin/functions/<name>   (header x-devhost-wait: true waits for the run)
+  queues         {len(host.queue_functions)} queue triggers on {args.workers} instance(s)
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
-  table storage  {f"Azurite on 127.0.0.1:{azurite.port}, data in {azurite.location}" if azurite else "as configured"}
-  a token        .venv/bin/python -m devhost token --tenant {uuid.UUID(int=1)} --user {uuid.UUID(int=2)} \\
-                   --roles SystemAdministrator
+  storage        {f"Azurite tables :{ports.table}, queues :{ports.queue}, data in {azurite.location}" if azurite
+                  else "as configured"}
+  try it         .venv/bin/python -m devhost consent --tenant {DEMO_TENANT}    (README: Trying it by hand)
 """, flush=True)
         _wait_for_stop()
         host.stop()
     finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)
         idp.stop()
         if azurite is not None:
             azurite.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Another instance of the app that runs only the queue triggers, against the storage `serve` started."""
+    from devhost.functionhost import FunctionHost
+
+    ports = Ports.of_running(args.state_dir)
+    values = local.load_values()
+    _apply_ports(values, ports)
+    local.apply_to_environment(values)
+    _logging()
+    if os.environ.get("AzureWebJobsStorage", "").lower() == "usedevelopmentstorage=true":  # noqa: SIM112
+        from devhost.azurite import connection_string
+
+        os.environ["AzureWebJobsStorage"] = connection_string(ports.table, ports.queue)  # noqa: SIM112
+    values["AzureWebJobsStorage"] = os.environ["AzureWebJobsStorage"]  # noqa: SIM112
+    os.environ.setdefault("RI_CA_BUNDLE", str(args.state_dir / "idp" / "tls" / "ca.pem"))
+    import function_app
+
+    host = FunctionHost(function_app.app, serve_http=False, run_timers=False, settings=values,
+                        message_lease_seconds=args.lease_seconds).start()
+    print(f"worker {os.getpid()}: {len(host.queue_functions)} queue triggers", flush=True)
+    _wait_for_stop()
+    host.stop(timeout=30)
     return 0
 
 
@@ -110,68 +191,137 @@ def _guid(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not a GUID") from exc
 
 
-def cmd_token(args: argparse.Namespace) -> int:
+def _running_idp(args: argparse.Namespace) -> tuple[IdentityProvider, Ports]:
+    ports = Ports.of_running(args.state_dir)
     values = local.load_values()
-    idp = _identity_provider(values, args.state_dir)
+    _apply_ports(values, ports)
+    return _identity_provider(values, args.state_dir, ports), ports
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    idp, _ = _running_idp(args)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     if args.app:
         token = idp.app_token(args.tenant, args.user, roles)
     else:
-        token = idp.user_token(args.tenant, args.user, roles, name=args.name,
-                               lifetime_seconds=args.lifetime)
+        token = idp.user_token(args.tenant, args.user, roles, name=args.name, lifetime_seconds=args.lifetime)
     print(token)
     return 0
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    values = local.load_values()
-    idp = _identity_provider(values, args.state_dir)
+    idp, _ = _running_idp(args)
     permissions = [p.strip() for p in args.permissions.split(",") if p.strip()]
     idp.grants.grant(args.tenant, idp.app.client_id, permissions)
-    print(f"granted {', '.join(permissions) or 'no permissions'} to {idp.app.client_id} in {args.tenant}")
+    print(f"the identity provider now says {idp.app.client_id} holds {', '.join(permissions) or 'nothing'} in "
+          f"{args.tenant}; the app learns of it at the consent callback (use `consent`) or its daily re-check")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    values = local.load_values()
-    idp = _identity_provider(values, args.state_dir)
+    idp, _ = _running_idp(args)
     removed = idp.grants.revoke(args.tenant, idp.app.client_id)
-    print(f"revoked consent of {idp.app.client_id} in {args.tenant}" if removed else "there was no grant")
+    print(f"revoked the consent of {idp.app.client_id} in {args.tenant}; the app notices at its daily re-check"
+          if removed else f"the identity provider holds no consent for {args.tenant}: nothing to revoke")
     return 0
 
 
-def cmd_seed(args: argparse.Namespace) -> int:
+class CliError(Exception):
+    """A failure to report in one sentence, without a traceback."""
+
+
+def _session(token: str | None = None) -> Any:
     import requests
 
+    session = requests.Session()
+    session.trust_env = False
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def _call(session: Any, method: str, url: str, **kwargs: Any) -> Any:
+    import requests
+
+    try:
+        response = session.request(method, url, timeout=kwargs.pop("timeout", 60), **kwargs)
+    except requests.ConnectionError as exc:
+        raise CliError(f"the app does not answer at {url.split('/api/')[0]}: start it with `make run`") from exc
+    if response.status_code >= 400:
+        detail = response.json().get("detail") if "json" in response.headers.get("Content-Type", "") else None
+        said = detail or response.text[:200]
+        raise CliError(f"{method} {urlsplit(url).path} answered {response.status_code}: {said}")
+    return response
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    """What an admin and the Microsoft 365 admin do in their browsers: ask for the link, accept on the identity
+    provider's page, and follow its redirect to the app's callback."""
+    import re
+    from html import unescape
+
+    idp, ports = _running_idp(args)
+    base = args.base_url or ports.app_url
+    admin = _session(idp.user_token(args.tenant, str(uuid.UUID(int=2)), ["SystemAdministrator"], name="Admin"))
+    link = _call(admin, "POST", f"{base}/api/relationship-intelligence/consent-requests").json()["consentUrl"]
+    browser = _session()
+    browser.verify = str(idp.tls.ca_cert)
+    page = _call(browser, "GET", link).text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+    answer = _call(browser, "POST", link, data={**{k: unescape(v) for k, v in fields.items()}, "answer": "accept"},
+                   allow_redirects=False)
+    callback = answer.headers["Location"]
+    outcome = browser.get(callback, allow_redirects=False, timeout=60)
+    status = _call(admin, "GET", f"{base}/api/relationship-intelligence").json()["exchange"]["consent"]["status"]
+    print(f"consent page accepted; the callback answered {outcome.status_code}; consent is now {status}")
+    return 0 if status == "granted" else 1
+
+
+_REASONS = {
+    "consentNotGranted": "Exchange data waits for the Microsoft 365 admin's consent: run `python -m devhost consent "
+                         "--tenant {tenant}`, then seed again",
+    "mailboxOwnerNotInSelectedRole": "their mailbox owners are outside the selected security roles",
+    "exchangeIntegrationOff": "Exchange integration is off",
+    "dataLocationNotEligible": "the Office 365 data location cannot use Exchange data",
+}
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
     from devhost.seed import generate
 
-    values = local.load_values()
-    idp = _identity_provider(values, args.state_dir)
-    admin = requests.Session()
-    admin.trust_env = False
-    admin.headers["Authorization"] = "Bearer " + idp.user_token(args.tenant, str(uuid.UUID(int=1)),
-                                                                ["SystemAdministrator"])
-    connector = requests.Session()
-    connector.trust_env = False
-    connector.headers["Authorization"] = "Bearer " + idp.app_token(args.tenant, "devhost-seed",
-                                                                   ["RelationshipIntelligence.Sync"])
-    api = f"{args.base_url}/api"
-    overview = admin.get(f"{api}/relationship-intelligence", timeout=30).json()
-    if overview.get("status") != "enabled":
-        admin.put(f"{api}/relationship-intelligence/prerequisites", timeout=30,
-                  json={"salesInsightsPremium": True, "office365DataLocation": args.location}).raise_for_status()
-        admin.post(f"{api}/relationship-intelligence/enable", timeout=30).raise_for_status()
-    data = generate(accounts=args.accounts, sellers=args.sellers, seed=args.seed)
-    for kind, items in data.items():
+    idp, ports = _running_idp(args)
+    base = args.base_url or ports.app_url
+    api = f"{base}/api"
+    admin = _session(idp.user_token(args.tenant, str(uuid.UUID(int=2)), ["SystemAdministrator"], name="Admin"))
+    connector = _session(idp.app_token(args.tenant, "devhost-seed", ["RelationshipIntelligence.Sync"]))
+    overview = _call(admin, "GET", f"{api}/relationship-intelligence").json()
+    if overview["status"] != "enabled":
+        _call(admin, "PUT", f"{api}/relationship-intelligence/prerequisites",
+              json={"salesInsightsPremium": True, "office365DataLocation": args.location})
+        overview = _call(admin, "POST", f"{api}/relationship-intelligence/enable").json()
+        print(f"enabled relationship intelligence for {args.tenant} (data location {args.location})")
+    refused: dict[str, int] = {}
+    for kind, items in generate(accounts=args.accounts, sellers=args.sellers, seed=args.seed).items():
+        stored = unchanged = 0
         for start in range(0, len(items), 1000):
-            response = connector.post(f"{api}/sync/{kind}", json={"items": items[start:start + 1000]}, timeout=300)
-            response.raise_for_status()
-            report = response.json()
-            print(f"{kind:>13}: {report['stored']} stored, {report['unchanged']} unchanged, "
-                  f"{len(report['rejected'])} rejected {report['rejectedByReason'] or ''}")
-    requests.post(f"{args.base_url}/admin/functions/schedule_background_work", headers={"x-devhost-wait": "true"},
-                  timeout=600).raise_for_status()
-    print("insights recomputed; try GET /api/insights/opportunity?needsAttention=true with a seller token")
+            report = _call(connector, "POST", f"{api}/sync/{kind}", json={"items": items[start:start + 1000]},
+                           timeout=300).json()
+            stored, unchanged = stored + report["stored"], unchanged + report["unchanged"]
+            for reason, count in report["rejectedByReason"].items():
+                refused[reason] = refused.get(reason, 0) + count
+        print(f"{kind:>13}: {stored} stored, {unchanged} already there")
+    for reason, count in refused.items():
+        why = _REASONS.get(reason, "see the sync API").format(tenant=args.tenant)
+        print(f"{count} items refused: {reason} ({why})")
+    asked = _call(admin, "POST", f"{api}/relationship-intelligence/insights/recompute").json()
+    deadline = time.monotonic() + args.timeout
+    while asked["state"] != "done" or asked["finishedAt"] < asked["requestedAt"]:
+        if time.monotonic() > deadline:
+            raise CliError("the insights were not recomputed in time: are the app's queue triggers running?")
+        time.sleep(0.5)
+        asked = _call(admin, "GET", f"{api}/relationship-intelligence/insights/recompute").json()
+    print(f"insights recomputed: {asked['records']} records from {asked['activities']} activities; try "
+          f"GET {api}/insights/contact?needsAttention=true with a seller's token")
     return 0
 
 
@@ -181,11 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=local.STATE_DIR, help="git-ignored state folder")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    defaults = Ports()
     serve = sub.add_parser("serve", help="run Azurite, the identity provider and the Functions app")
-    serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--azurite-port", type=int, default=10002)
+    serve.add_argument("--port", type=int, default=defaults.app, help="the app (the Functions host's 7071)")
+    serve.add_argument("--idp-port", type=int, default=defaults.idp, help="the local identity provider")
+    serve.add_argument("--table-port", type=int, default=defaults.table, help="Azurite's table service")
+    serve.add_argument("--queue-port", type=int, default=defaults.queue, help="Azurite's queue service")
+    serve.add_argument("--workers", type=int, default=1, help="instances running the queue triggers (processes)")
     serve.add_argument("--no-azurite", action="store_true", help="use storage that is already running")
     serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser("worker", help="an instance that runs only the queue triggers")
+    worker.add_argument("--lease-seconds", type=float, default=600.0,
+                        help="how long a received message stays invisible to other instances (renewed while it runs)")
+    worker.set_defaults(run=cmd_worker)
 
     sub.add_parser("idp", help="run only the local identity provider").set_defaults(run=cmd_idp)
 
@@ -198,12 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--app", action="store_true", help="an app-only token (data connector) instead of a user's")
     token.set_defaults(run=cmd_token)
 
-    grant = sub.add_parser("grant", help="record an admin-consent grant (as if the admin accepted)")
+    consent = sub.add_parser("consent", help="give the Microsoft 365 admin's consent end to end")
+    consent.add_argument("--tenant", type=_guid, required=True)
+    consent.add_argument("--base-url", default=None, help="the app (default: where `serve` listens)")
+    consent.set_defaults(run=cmd_consent)
+
+    grant = sub.add_parser("grant", help="record a grant at the identity provider only (the app is not told)")
     grant.add_argument("--tenant", type=_guid, required=True)
     grant.add_argument("--permissions", default=",".join(DEFAULT_GRAPH_PERMISSIONS))
     grant.set_defaults(run=cmd_grant)
 
-    revoke = sub.add_parser("revoke", help="remove the grant (simulates a withdrawn consent)")
+    revoke = sub.add_parser("revoke", help="remove the grant (a withdrawn consent, noticed at the daily re-check)")
     revoke.add_argument("--tenant", type=_guid, required=True)
     revoke.set_defaults(run=cmd_revoke)
 
@@ -213,11 +377,16 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--sellers", type=int, default=8)
     seed.add_argument("--seed", type=int, default=7)
     seed.add_argument("--location", default="FR", help="Office 365 data location set when enabling")
-    seed.add_argument("--base-url", default="http://127.0.0.1:7071")
+    seed.add_argument("--base-url", default=None, help="the app (default: where `serve` listens)")
+    seed.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the insights")
     seed.set_defaults(run=cmd_seed)
 
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

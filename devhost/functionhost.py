@@ -1,106 +1,74 @@
 """A local Functions host: serves a `func.FunctionApp` (Python v2 model) with the host's semantics, for
-development and tests on machines without Core Tools.
+development and tests on machines without Core Tools. The socket server is `http_server`, timers are `timers`,
+queue triggers are `queues`; this module loads the app and dispatches to its functions.
 
 HTTP functions
-- Served under `/{route_prefix}/{route}`; a function without a route is served at its name. Route templates,
-  constraints and precedence come from `devhost.routing`. Two functions with the same route and overlapping
-  methods are refused when the host is built.
+- Served under `/{route_prefix}/{route}` (`devhost.routing`); a function without a route is served at its name.
+  Two functions with the same route and overlapping methods are refused when the host is built.
 - No function for the path: 404. The path matches but not the method: 405 with `Allow`. Both as
   `application/problem+json`. (The deployed host matches the method as part of the route, so it answers 404.)
 - Keys are not checked, whatever the auth level: Core Tools does not check them locally either.
 - The request reaches the function as the worker builds it: header names lower-cased and repeated headers
   joined with ',', query values joined with ',' per key with empty values left out (ASP.NET's query collection
-  as the host forwards it), route values percent-decoded, body bytes unchanged up to 100 MB (413 above).
-- `async def` functions run on one shared event loop, like the worker's; others on the request's thread.
+  as the host forwards it), route values percent-decoded, body bytes unchanged.
 - The response goes out as the worker encodes it: status, body, headers (the last value per name, every
   `Set-Cookie`), and `Content-Type` from mimetype (plus charset for text/*) unless set. A function that raises,
   or returns something other than an HttpResponse or str, gives a 500 problem without details; the traceback
   goes to the log.
 
-Timer functions
-- Schedules are NCRONTAB or TimeSpan (`devhost.ncrontab`), in UTC; `%NAME%` is resolved from `settings`, then
-  the environment, when the host is built (ValueError if missing or invalid).
-- With `run_timers`, a scheduler thread starts each occurrence on the host's executor; `runOnStartup` runs once
-  at `start()`. A timer never runs twice at once (the host's singleton lock): an occurrence that comes due during
-  a run waits for it (at most one waits; later ones are skipped), and a run that starts more than
-  PAST_DUE_TOLERANCE after its occurrence gets `past_due=True`. Exceptions are logged and the schedule goes on.
-
 Host endpoints
-- `POST /admin/functions/{name}` with an optional JSON body `{"input": "..."}` runs a timer function now and
-  answers 202 without waiting, like Core Tools. With the header `x-devhost-wait: true` the 202 comes only
-  after the run ended (the devhost's addition, for tests). Unknown function: 404; HTTP function: 400.
+- `POST /admin/functions/{name}` with an optional JSON body `{"input": "..."}` runs a timer function now, or a
+  queue function with `input` as the message, and answers 202 without waiting, like Core Tools. With the header
+  `x-devhost-wait: true` the 202 comes only after the run ended (the devhost's addition, for tests and scripts).
+  Unknown function: 404; HTTP function: 400.
 - `GET /admin/host/status` answers `{"state": "Running"}`; `GET /` lists the functions as JSON.
-
-Every request is logged on the `devhost` logger: method, path, status and milliseconds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from inspect import isawaitable
-from typing import Any, Self, TypeVar
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 from azure.functions.http import HttpRequest as WorkerHttpRequest
-from azure.functions.timer import TimerRequest
+from azure.functions.queue import QueueMessage
 
+from devhost.http_server import HttpServer, Response, json_response, problem
 from devhost.indexing import index
+from devhost.invocation import Invoker
 from devhost.ncrontab import Schedule
+from devhost.queues import DEFAULT_LEASE_SECONDS, QueueFunction, QueueListener, QueueOptions
 from devhost.routing import RouteTemplate, function_route
+from devhost.timers import PAST_DUE_TOLERANCE, TimerFunction, TimerRunner, is_sub_minute
 
 log = logging.getLogger("devhost")
 
 Clock = Callable[[], datetime]
-Headers = list[tuple[str, str]]
-T = TypeVar("T")
-
-MAX_BODY_BYTES = 100 * 1024 * 1024  # the host's default request body limit
-PAST_DUE_TOLERANCE = timedelta(milliseconds=500)
 WAIT_HEADER = "x-devhost-wait"
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+__all__ = ["PAST_DUE_TOLERANCE", "WAIT_HEADER", "FunctionHost"]
 
 _ADMIN_STATUS = RouteTemplate.parse("admin/host/status")
 _ADMIN_FUNCTION = RouteTemplate.parse("admin/functions/{name}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _FRAMING_HEADERS = {"content-length", "transfer-encoding", "connection"}
-_NO_VALUE = "0001-01-01T00:00:00"  # .NET's default(DateTime), what the host reports before a first run
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Headers = field(default_factory=list)
-    body: bytes = b""
-
-
-def json_response(status: int, data: object, content_type: str = "application/json; charset=utf-8",
-                  headers: Iterable[tuple[str, str]] = ()) -> Response:
-    return Response(status, [("Content-Type", content_type), *headers], json.dumps(data).encode())
-
-
-def problem(status: int, detail: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return json_response(status, body, "application/problem+json", headers)
 
 
 @dataclass(frozen=True)
@@ -113,41 +81,8 @@ class HttpFunction:
     handler: Callable[..., Any]
 
 
-@dataclass
-class _Run:
-    scheduled: datetime | None  # None: on demand (admin endpoint, runOnStartup)
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(eq=False)
-class TimerFunction:
-    name: str
-    expression: str  # with %SETTINGS% resolved
-    schedule: Schedule
-    arg_name: str
-    handler: Callable[..., Any]
-    run_on_startup: bool
-    monitored: bool  # the host passes ScheduleStatus only when it keeps it (useMonitor, not sub-minute)
-    runs: int = 0
-    last: datetime | None = None
-    next_due: datetime | None = None
-    running: bool = False
-    backlog: deque[_Run] = field(default_factory=deque)
-
-
 class _ResponseError(Exception):
     pass
-
-
-class _RequestError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 def _enum_value(value: object) -> str:
@@ -179,7 +114,7 @@ def _render(result: object) -> Response:
         raise _ResponseError(f"returned the status code {status}")
     # The worker sends headers as a dict (the last value per name wins) and Set-Cookie headers as cookies.
     latest: dict[str, tuple[str, str]] = {}
-    cookies: Headers = []
+    cookies: list[tuple[str, str]] = []
     for name, value in result.headers.items():
         if _HEADER_NAME.fullmatch(name) is None or _HEADER_VALUE.fullmatch(value) is None:
             raise _ResponseError(f"returned an invalid header {name!r}: {value!r}")
@@ -198,37 +133,45 @@ def _render(result: object) -> Response:
 class FunctionHost:
     def __init__(self, app: func.FunctionApp, *, host: str = "127.0.0.1", port: int = 7071,
                  route_prefix: str = "api", settings: Mapping[str, str] | None = None, run_timers: bool = True,
-                 clock: Clock = utc_now) -> None:
+                 serve_http: bool = True, run_queues: bool = True, queue_options: QueueOptions | None = None,
+                 message_lease_seconds: float = DEFAULT_LEASE_SECONDS, clock: Clock = utc_now) -> None:
+        """`run_queues` listens to the queue triggers' queues (connections from `settings`, then the
+        environment); `serve_http` False makes a worker that only runs queue triggers."""
         self.host = host
         self.port = port
         self.route_prefix = route_prefix.strip().strip("/")
         self.run_timers = run_timers
+        self.serve_http = serve_http
+        self.run_queues = run_queues
         self._settings = dict(settings or {})
         self._clock = clock
+        self._queue_options = queue_options or QueueOptions.from_host_json(HOST_JSON)
+        self._lease = message_lease_seconds
         http: list[HttpFunction] = []
-        self.timer_functions: dict[str, TimerFunction] = {}
+        timers: dict[str, TimerFunction] = {}
+        self.queue_functions: dict[str, QueueFunction] = {}
         self._names: dict[str, str] = {}  # lower-cased name -> name: the admin endpoint ignores case
         for fn in index(app):
-            self._load(fn, http)
+            self._load(fn, http, timers)
         self._check_conflicts(http)
         # Stable: functions of equal precedence keep their registration order.
         self.http_functions = tuple(sorted(http, key=lambda f: f.template.specificity, reverse=True))
-
-        self._state = threading.Condition()  # guards the timers' running/backlog/runs
+        self._invoker = Invoker()
+        self._timers = TimerRunner(timers, self._invoker, clock)
+        self.listeners: list[QueueListener] = []
         self._lifecycle = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
-        self._server: _Server | None = None
+        self._server: HttpServer | None = None
         self._threads: list[threading.Thread] = []
-        self._executor = ThreadPoolExecutor(max_workers=max(1, len(self.timer_functions)),
-                                            thread_name_prefix="devhost-timer")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._loop_lock = threading.Lock()
+
+    @property
+    def timer_functions(self) -> dict[str, TimerFunction]:
+        return self._timers.timers
 
     # -- loading ------------------------------------------------------------------------------------------
 
-    def _load(self, fn: Any, http: list[HttpFunction]) -> None:
+    def _load(self, fn: Any, http: list[HttpFunction], timers: dict[str, TimerFunction]) -> None:
         name = str(fn.get_function_name())
         trigger = fn.get_trigger()
         spec: dict[str, Any] = trigger.get_dict_repr() if trigger is not None else {}
@@ -238,44 +181,40 @@ class FunctionHost:
         unsupported = [binding for binding in bindings if binding != "http"]
         if unsupported:
             log.warning("function %s uses bindings the dev host does not provide: %s", name, ", ".join(unsupported))
+        arg_name = str(spec.get("name", "req"))
         if kind == "httpTrigger":
             methods = spec.get("methods")
             template = function_route(name, spec.get("route"), self.route_prefix)
             http.append(HttpFunction(
                 name, template, frozenset(_enum_value(m).upper() for m in methods) if methods else None,
-                _enum_value(spec.get("authLevel", "function")), str(spec.get("name", "req")), handler))
+                _enum_value(spec.get("authLevel", "function")), arg_name, handler))
         elif kind == "timerTrigger":
             expression = self._resolve(name, str(spec.get("schedule", "")))
             try:
                 schedule = Schedule.parse(expression)
             except ValueError as exc:
                 raise ValueError(f"function {name}: {exc}") from None
-            monitored = spec.get("useMonitor", True) is not False and not self._sub_minute(schedule)
-            self.timer_functions[name] = TimerFunction(name, expression, schedule, str(spec.get("name", "timer")),
-                                                       handler, bool(spec.get("runOnStartup")), monitored)
+            monitored = spec.get("useMonitor", True) is not False and not is_sub_minute(schedule, self._clock())
+            timers[name] = TimerFunction(name, expression, schedule, arg_name, handler,
+                                         bool(spec.get("runOnStartup")), monitored)
+        elif kind == "queueTrigger":
+            self.queue_functions[name] = QueueFunction(
+                name, self._resolve(name, str(spec.get("queueName", ""))),
+                self._setting(name, str(spec.get("connection") or "AzureWebJobsStorage")), arg_name, handler)
         else:
             log.warning("function %s: %s triggers are not supported by the dev host; not loaded", name, kind)
             return
         self._names[name.lower()] = name
 
+    def _setting(self, function: str, key: str) -> str:
+        value = self._settings.get(key)
+        value = os.environ.get(key) if value is None else value
+        if not value:
+            raise ValueError(f"function {function}: it refers to app setting {key!r}, which is not set")
+        return value
+
     def _resolve(self, function: str, text: str) -> str:
-        def lookup(match: re.Match[str]) -> str:
-            key = match.group(1)
-            value = self._settings.get(key)
-            value = os.environ.get(key) if value is None else value
-            if not value:
-                raise ValueError(f"function {function}: the schedule refers to app setting {key!r}, which is not set")
-            return value
-
-        return re.sub(r"%([^%]+)%", lookup, text)
-
-    def _sub_minute(self, schedule: Schedule) -> bool:
-        # Mirrors the host, which stops keeping schedule status for schedules firing more than once a minute.
-        now = self._clock()
-        try:
-            return schedule.next_after(schedule.next_after(now)) < now + timedelta(minutes=1)
-        except ValueError:
-            return False
+        return re.sub(r"%([^%]+)%", lambda match: self._setting(function, match.group(1)), text)
 
     @staticmethod
     def _check_conflicts(functions: list[HttpFunction]) -> None:
@@ -301,46 +240,52 @@ class FunctionHost:
             if self._started:
                 raise RuntimeError("this host was already started (a stopped host cannot be restarted)")
             self._started = True
-            server = _Server((self.host, self.port), self)
-            self.port = int(server.server_address[1])
-            self._server = server
-            self._spawn("devhost-http", lambda: server.serve_forever(poll_interval=0.1))
-            if self.run_timers:
-                for timer in self.timer_functions.values():
-                    if timer.run_on_startup:
-                        self._enqueue(timer, None)
-                if self.timer_functions:
-                    self._spawn("devhost-scheduler", self._schedule_loop)
-        log.info("devhost serving %d HTTP and %d timer functions on %s", len(self.http_functions),
-                 len(self.timer_functions), self.base_url)
-        for fn in self.http_functions:
+            if self.serve_http:
+                server = HttpServer((self.host, self.port), self.dispatch)
+                self.port = int(server.server_address[1])
+                self._server = server
+                thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.1),
+                                          name="devhost-http", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            self._timers.start(schedule=self.run_timers)
+            if self.run_queues:
+                self.listeners = [QueueListener(fn, self._queue_options, self._invoker, lease_seconds=self._lease)
+                                  for fn in self.queue_functions.values()]
+                for listener in self.listeners:
+                    listener.start()
+        self._describe_start()
+        return self
+
+    def _describe_start(self) -> None:
+        log.info("devhost serving %d HTTP, %d timer and %d queue functions%s", len(self.http_functions),
+                 len(self.timer_functions), len(self.queue_functions),
+                 f" on {self.base_url}" if self.serve_http else " (worker: queues only)")
+        for fn in self.http_functions if self.serve_http else ():
             log.info("  %s: [%s] %s/%s", fn.name, ",".join(sorted(fn.methods or ["*"])), self.base_url,
                      fn.template.template)
         for timer in self.timer_functions.values():
             log.info("  %s: timer '%s'%s", timer.name, timer.expression, "" if self.run_timers else " (not scheduled)")
-        return self
+        for queue in self.queue_functions.values():
+            log.info("  %s: queue '%s'%s", queue.name, queue.queue_name, "" if self.run_queues else " (not listened)")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stops serving and scheduling, then waits up to `timeout` seconds for timer runs in progress."""
+        """Stops serving, scheduling and listening, then waits up to `timeout` seconds for runs in progress."""
         with self._lifecycle:
-            server, self._server = self._server, None
-            if server is None:
+            if not self._started or self._stopping.is_set():
                 return
             self._stopping.set()
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
+            server, self._server = self._server, None
+            if server is not None:
+                server.shutdown()
+                server.close_connections()
+                server.server_close()
             for thread in self._threads:
                 thread.join(timeout)
-            self._threads.clear()
-            with self._state:
-                self._state.wait_for(lambda: not any(t.running for t in self.timer_functions.values()), timeout)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._loop is not None and self._loop_thread is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop_thread.join(timeout)
-                if not self._loop_thread.is_alive():
-                    self._loop.close()
+            self._timers.stop(timeout)
+            for listener in self.listeners:
+                listener.stop(timeout)
+            self._invoker.close(timeout)
         log.info("devhost stopped")
 
     def serve_forever(self) -> None:
@@ -361,119 +306,43 @@ class FunctionHost:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def _spawn(self, name: str, target: Callable[[], object]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+    # -- running functions now ----------------------------------------------------------------------------
 
-    # -- invoking user code -------------------------------------------------------------------------------
+    def invoke(self, name: str, *, wait: bool = False, timeout: float | None = None, payload: str = "") -> bool:
+        """Runs a timer function, or a queue function with `payload` as its message, now. With `wait`, returns
+        once the run ended (False if `timeout` passed first)."""
+        if name in self.timer_functions:
+            return self._timers.invoke(name, wait=wait, timeout=timeout)
+        function = self.queue_functions[name]
+        done = threading.Event()
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                self._loop_thread = threading.Thread(target=loop.run_forever, name="devhost-asyncio", daemon=True)
-                self._loop_thread.start()
-                self._loop = loop
-            return self._loop
-
-    def _call(self, handler: Callable[..., Any], arguments: dict[str, Any]) -> Any:
-        result = handler(**arguments)
-        if isawaitable(result):
-            return asyncio.run_coroutine_threadsafe(_awaited(result), self._event_loop()).result()
-        return result
-
-    # -- timers -------------------------------------------------------------------------------------------
-
-    def invoke(self, name: str, *, wait: bool = False, timeout: float | None = None) -> bool:
-        """Runs a timer function now, as the admin endpoint does: after a run in progress, never alongside it.
-        With `wait`, returns once the run ended (False if `timeout` passed first)."""
-        run = self._enqueue(self.timer_functions[name], None)
-        return run.done.wait(timeout) if wait else True
-
-    def _enqueue(self, timer: TimerFunction, scheduled: datetime | None) -> _Run:
-        run = _Run(scheduled)
-        with self._state:
-            if self._stopping.is_set():
-                run.done.set()
-                return run
-            if timer.running:
-                if scheduled is not None and any(r.scheduled is not None for r in timer.backlog):
-                    log.warning("timer %s is still running: the occurrence at %s is skipped", timer.name,
-                                scheduled.isoformat())
-                    run.done.set()
-                else:
-                    log.info("timer %s is still running: the next run waits for it", timer.name)
-                    timer.backlog.append(run)
-                return run
-            timer.running = True
-        self._executor.submit(self._drain, timer, run)
-        return run
-
-    def _drain(self, timer: TimerFunction, run: _Run) -> None:
-        while True:
+        def run() -> None:
             try:
-                self._run_timer(timer, run.scheduled)
+                message = QueueMessage(id=str(uuid.uuid4()), body=payload.encode(), dequeue_count=1)
+                self._invoker.call(function.handler, {function.arg_name: message})
+            except Exception:
+                log.exception("queue function %s raised", name)
             finally:
-                run.done.set()
-            with self._state:
-                if not timer.backlog or self._stopping.is_set():
-                    for waiting in timer.backlog:
-                        waiting.done.set()
-                    timer.backlog.clear()
-                    timer.running = False
-                    self._state.notify_all()
-                    return
-                run = timer.backlog.popleft()
+                done.set()
 
-    def _run_timer(self, timer: TimerFunction, scheduled: datetime | None) -> None:
-        past_due = scheduled is not None and self._clock() - scheduled > PAST_DUE_TOLERANCE
-        status: dict[str, str] = {}
-        if timer.monitored and scheduled is not None:
-            last = timer.last.isoformat() if timer.last else _NO_VALUE
-            status = {"Last": last, "Next": scheduled.isoformat(), "LastUpdated": last}
-        request = TimerRequest(past_due=past_due, schedule_status=status, schedule={"AdjustForDST": True})
-        started = time.perf_counter()
-        outcome = "Succeeded"
-        try:
-            self._call(timer.handler, {timer.arg_name: request})
-        except Exception:
-            outcome = "Failed"
-            log.exception("timer function %s raised", timer.name)
-        with self._state:
-            timer.runs += 1
-            timer.last = scheduled or timer.last
-        log.info("Executed 'Functions.%s' (%s, Duration=%.0fms, past_due=%s)", timer.name, outcome,
-                 (time.perf_counter() - started) * 1000, past_due)
+        threading.Thread(target=run, name=f"devhost-invoke-{name}", daemon=True).start()
+        return done.wait(timeout) if wait else True
 
-    def _next(self, timer: TimerFunction, after: datetime) -> datetime | None:
-        try:
-            return timer.schedule.next_after(after)
-        except ValueError as exc:
-            log.warning("timer %s will not run on schedule: %s", timer.name, exc)
-            return None
-
-    def _schedule_loop(self) -> None:
-        timers = list(self.timer_functions.values())
-        now = self._clock()
-        for timer in timers:
-            timer.next_due = self._next(timer, now)
-        while not self._stopping.is_set():
-            now = self._clock()
-            for timer in timers:
-                due = timer.next_due
-                if due is None or due > now:
-                    continue
-                self._enqueue(timer, due)
-                following = self._next(timer, due)
-                if following is not None and following <= now:
-                    log.warning("timer %s: occurrences up to %s were missed", timer.name, now.isoformat())
-                    following = self._next(timer, now)
-                timer.next_due = following
-            dues = [t.next_due for t in timers if t.next_due is not None]
-            wait = (min(dues) - self._clock()).total_seconds() if dues else 1.0
-            # At most a second, so that a clock that jumps (or a test clock) is noticed.
-            self._stopping.wait(min(max(wait, 0.0), 1.0))
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Waits until every listened queue is empty and no message is in flight (tests, scripts)."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            idle = all(listener.busy == 0 for listener in self.listeners) and all(
+                listener.visible() == 0 for listener in self.listeners)
+            if idle:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 0.3:  # a follow-up message sent at the end of a run
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.05)
+        return False
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
@@ -499,7 +368,7 @@ class FunctionHost:
             request = WorkerHttpRequest(method, url, headers=joined, params=_query(parts.query), route_params=values,
                                         body_type="bytes", body=body)
             try:
-                return _render(self._call(fn.handler, {fn.arg_name: request}))
+                return _render(self._invoker.call(fn.handler, {fn.arg_name: request}))
             except _ResponseError as exc:
                 log.error("function %s %s", fn.name, exc)
             except Exception:
@@ -518,6 +387,7 @@ class FunctionHost:
             "timers": [{"name": t.name, "schedule": t.expression,
                         "next": t.next_due.isoformat() if t.next_due and self.run_timers else None}
                        for t in self.timer_functions.values()],
+            "queues": [{"name": q.name, "queue": q.queue_name} for q in self.queue_functions.values()],
             "admin": "POST /admin/functions/{name}",
         }
 
@@ -534,133 +404,16 @@ class FunctionHost:
         name = self._names.get(found["name"].lower())
         if name is None:
             return problem(404, f"There is no function named {found['name']!r}.")
-        if name not in self.timer_functions:
+        if name not in self.timer_functions and name not in self.queue_functions:
             return problem(400, f"{name} is an HTTP function: call its route instead.")
+        payload = ""
         if body.strip():
             try:
-                payload = json.loads(body)
+                data = json.loads(body)
             except ValueError:
-                payload = None
-            if not isinstance(payload, dict):
+                data = None
+            if not isinstance(data, dict) or not isinstance(data.get("input", ""), str):
                 return problem(400, 'The body must be a JSON object like {"input": ""}.')
-        self.invoke(name, wait=headers.get(WAIT_HEADER, "").strip().lower() in ("true", "1"))
+            payload = data.get("input", "")
+        self.invoke(name, wait=headers.get(WAIT_HEADER, "").strip().lower() in ("true", "1"), payload=payload)
         return Response(202)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], function_host: FunctionHost) -> None:
-        self.function_host = function_host
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Ends idle keep-alive connections: their handlers read EOF; a response being written still goes out."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RD)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "devhost"
-    sys_version = ""
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle + delayed ACK add ~40 ms a request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
-
-    def log_error(self, format: str, *args: Any) -> None:
-        log.warning(format, *args)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            return b""
-        if not length_text.strip().isdigit():
-            raise _RequestError(400, "The Content-Length header is invalid.")
-        length = int(length_text)
-        if length > MAX_BODY_BYTES:
-            raise _RequestError(413, "The request body is too large.")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            raise _RequestError(400, "The request body is incomplete.")
-        return body
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            size_text = self.rfile.readline(65537).split(b";", 1)[0].strip()
-            if re.fullmatch(rb"[0-9A-Fa-f]{1,16}", size_text) is None:
-                raise _RequestError(400, "The chunked request body is malformed.")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            total += size
-            if total > MAX_BODY_BYTES:
-                raise _RequestError(413, "The request body is too large.")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size:
-                raise _RequestError(400, "The request body is incomplete.")
-            chunks.append(chunk)
-            self.rfile.readline(3)
-        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
-
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        try:
-            body = self._read_body()
-            response = self.server.function_host.dispatch(self.command, self.path, self.headers.items(), body)
-        except _RequestError as exc:
-            self.close_connection = True
-            response = problem(exc.status, exc.detail)
-        except Exception:
-            log.exception("the dev host failed on %s %s", self.command, self.path)
-            response = problem(500, "The dev host failed; its log has the details.")
-        try:
-            self._write(response)
-        except OSError as exc:
-            log.debug("the client went away: %s", exc)
-            self.close_connection = True
-        log.info("%s %s %d %.1f ms", self.command, urlsplit(self.path).path, response.status,
-                 (time.perf_counter() - started) * 1000)
-
-    def _write(self, response: Response) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        bodiless = response.status < 200 or response.status in (204, 304)
-        if not bodiless:
-            self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if not bodiless and self.command != "HEAD":
-            self.wfile.write(response.body)
-        self.wfile.flush()
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815

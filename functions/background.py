@@ -1,4 +1,5 @@
-"""The hourly timer of the background work: the 14-day rule, consent re-checks, purges and insight updates."""
+"""Background work on the queues (SPEC 8): the hourly timer only puts due work on them, and one queue-triggered
+function per kind of work does each tenant's step. The platform spreads the queues' messages over instances."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 import azure.functions as func
 
 from shared import observability
+from shared.services.work import WorkKind
 
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
+CONNECTION = "AzureWebJobsStorage"  # the host's storage account holds the queues
 
 
 @bp.function_name("schedule_background_work")
@@ -18,7 +21,49 @@ bp = func.Blueprint()
 def schedule_background_work(timer: func.TimerRequest) -> None:
     with observability.log_context(operation_id=observability.operation_id_from(None)):
         if timer.past_due:
-            log.info("the background timer is running late; catching up on everything due")
+            log.info("the background timer is running late; sending everything due")
         from shared import bootstrap  # loaded when the timer first fires, not when the host indexes the app
 
-        bootstrap.container().background().run()
+        bootstrap.container().scheduler().run()
+
+
+def _work(message: func.QueueMessage) -> None:
+    from shared import bootstrap
+    from shared.services.ports import WorkMessage
+
+    try:
+        work = WorkMessage.from_json(message.get_body().decode("utf-8"))
+    except (ValueError, KeyError, TypeError):
+        log.error("queue message %s is not one of ours; dropped", message.id)
+        return  # a retry cannot make it readable: no poison-queue round trip for it
+    bootstrap.container().worker().handle(work)
+
+
+@bp.function_name("enforce_consent_deadline")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.CONSENT_DEADLINE.queue, connection=CONNECTION)
+def enforce_consent_deadline(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("recheck_consent")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.CONSENT_RECHECK.queue, connection=CONNECTION)
+def recheck_consent(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("purge_exchange_data")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.EXCHANGE_PURGE.queue, connection=CONNECTION)
+def purge_exchange_data(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("purge_opted_out_data")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.OPT_OUT_PURGE.queue, connection=CONNECTION)
+def purge_opted_out_data(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("update_insights")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.INSIGHTS_UPDATE.queue, connection=CONNECTION)
+def update_insights(message: func.QueueMessage) -> None:
+    _work(message)

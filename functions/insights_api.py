@@ -83,9 +83,18 @@ def draft_introduction(req: func.HttpRequest) -> func.HttpResponse:
 @route(bp, e.RECOMPUTE)
 def recompute_insights(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        return json_response(m.recompute_view(call.container.insights().recompute(call.tenant)))
+        status = call.container.insights().request_recompute(call.tenant)
+        return json_response(m.recompute_view(status), status=202, headers={"Location": e.RECOMPUTE_STATUS.path})
 
     return respond(req, e.RECOMPUTE, work)
+
+
+@route(bp, e.RECOMPUTE_STATUS)
+def get_recompute_status(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        return json_response(m.recompute_view(call.container.insights().recompute_status(call.tenant)))
+
+    return respond(req, e.RECOMPUTE_STATUS, work)
 
 
 @route(bp, e.EXPORT)

@@ -63,7 +63,7 @@ var clientSecretName = 'ri-client-secret'
 var roles = {
   // Storage Blob Data Owner: host storage (leases, timer schedule monitor) and the deployment package container
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // Storage Queue Data Contributor: the host's internal queues
+  // Storage Queue Data Contributor: the work bus (queue triggers and the app's own messages) and the host's queues
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Storage Table Data Contributor: the app's tables (TenantState, ...)
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -140,6 +140,31 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   parent: tableService
   name: stateTableName
 }
+
+// The work bus: one queue per kind of background work (the app's queue triggers listen to them) and its poison
+// queue, where the host moves a message after maxDequeueCount failed attempts (host.json extensions.queues).
+var workQueues = [
+  'ri-consent-deadline'
+  'ri-consent-recheck'
+  'ri-exchange-purge'
+  'ri-opt-out-purge'
+  'ri-insights-update'
+  'ri-consent-deadline-poison'
+  'ri-consent-recheck-poison'
+  'ri-exchange-purge-poison'
+  'ri-opt-out-purge-poison'
+  'ri-insights-update-poison'
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queue in workQueues: {
+  parent: queueService
+  name: queue
+}]
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_189:Public access is a parameter; Flex apps without VNet integration resolve Key Vault references over it

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
 from shared import observability
 from shared.clock import Clock, SystemClock
-from shared.config import AppConfig
+from shared.config import AppConfig, ConfigurationError
 from shared.identity.consent_verifier import MsalConsentVerifier
 from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
@@ -22,14 +23,16 @@ from shared.services.background.exchange_purge import ExchangePurge
 from shared.services.background.insights_update import InsightsUpdate
 from shared.services.background.opt_out_purge import OptOutPurge
 from shared.services.background.scheduler import BackgroundScheduler
+from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.insights import InsightsService
-from shared.services.ports import ConsentVerifier
+from shared.services.ports import ConsentVerifier, WorkMessage, WorkQueue
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
+from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
@@ -41,6 +44,7 @@ class Container:
     config: AppConfig
     clock: Clock
     tables: TableStore
+    queue: WorkQueue
     tokens: AccessTokenValidator
     roles: RolePolicy
     consent_verifier: ConsentVerifier
@@ -61,7 +65,7 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index)
+                               self.index, self.queue)
 
     def consent(self) -> ConsentService:
         client_id, redirect_uri = self.config.consent_settings()
@@ -71,13 +75,16 @@ class Container:
                                       redirect_uri=redirect_uri,
                                       proof_backoff_seconds=self.config.consent_proof_backoff_seconds))
 
-    def background(self) -> BackgroundScheduler:
-        settings, index, clock, records = self.tenant_settings(), self.index, self.clock, self.records
-        return BackgroundScheduler(index, clock, phases=(
-            (ConsentDeadlines(settings, index), ConsentRechecks(settings, index, clock, self.consent)),
-            (ExchangePurge(settings, index, clock, records), OptOutPurge(index, clock, records)),
-            (InsightsUpdate(self.insights(), index),),
-        ))
+    def scheduler(self) -> BackgroundScheduler:
+        return BackgroundScheduler(self.index, self.queue, self.clock)
+
+    def worker(self) -> BackgroundWorker:
+        settings, index, clock, records, queue = (self.tenant_settings(), self.index, self.clock, self.records,
+                                                  self.queue)
+        works = (ConsentDeadlines(settings, index), ConsentRechecks(settings, index, clock, self.consent),
+                 ExchangePurge(settings, index, clock, records, queue), OptOutPurge(index, clock, records, queue),
+                 InsightsUpdate(self.insights(), index))
+        return BackgroundWorker({work.kind: work for work in works})
 
 
 _container: Container | None = None
@@ -98,6 +105,7 @@ def build(config: AppConfig, *, clock: Clock | None = None) -> Container:
         config=config,
         clock=clock or SystemClock(),
         tables=tables,
+        queue=_work_queue(config),
         tokens=AccessTokenValidator(config.authority_host, config.api_audiences, keys),
         roles=RolePolicy.from_config(config),
         consent_verifier=MsalConsentVerifier(
@@ -108,6 +116,24 @@ def build(config: AppConfig, *, clock: Clock | None = None) -> Container:
             http_client_factory=lambda: https_session(config.ca_bundle),
         ),
     )
+
+
+class _NoQueue:
+    """What stands for the work bus when none is configured: requests that need no background work still serve."""
+
+    def send(self, message: WorkMessage, *, delay: timedelta | None = None) -> None:
+        raise ConfigurationError("no queue storage configured: set AzureWebJobsStorage (a connection string) or "
+                                 "AzureWebJobsStorage__accountName / __queueServiceUri with an identity")
+
+
+def _work_queue(config: AppConfig) -> WorkQueue:
+    if config.queue_connection:
+        return StorageWorkQueue.from_connection_string(config.queue_connection, config.queue_prefix)
+    if config.queues_endpoint is None:
+        return _NoQueue()
+    from shared.identity.managed_identity import ManagedIdentityCredential
+
+    return StorageWorkQueue.from_endpoint(config.queues_endpoint, ManagedIdentityCredential())
 
 
 def container() -> Container:

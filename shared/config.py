@@ -41,6 +41,13 @@ def _https_or_loopback(value: str | None, name: str) -> str | None:
     return value
 
 
+def _queues_endpoint(env: Mapping[str, str]) -> str | None:
+    """The host storage's queue service when it is reached with an identity (no connection string)."""
+    explicit = env.get("AzureWebJobsStorage__queueServiceUri")
+    account = env.get("AzureWebJobsStorage__accountName")
+    return explicit or (f"https://{account}.queue.core.windows.net" if account else None)
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """The app's configuration (app settings); not to be confused with a tenant's TenantSettings."""
@@ -63,6 +70,10 @@ class AppConfig:
     portal_url: str | None = None
     required_graph_permissions: tuple[str, ...] = DEFAULT_GRAPH_PERMISSIONS
     consent_proof_backoff_seconds: float = 1.0
+    # The work bus: the queues the Functions host's queue triggers listen to, in its own storage account.
+    queue_connection: str | None = None
+    queues_endpoint: str | None = None
+    queue_prefix: str = "ri"  # not an app setting: the queue triggers listen to ri-*; tests keep worlds apart
 
     def client_credential(self) -> str | dict[str, str]:
         """The app's credential for MSAL: a certificate when configured, else the client secret."""
@@ -112,4 +123,6 @@ class AppConfig:
             portal_url=_https_or_loopback(env.get("RI_PORTAL_URL"), "RI_PORTAL_URL"),
             required_graph_permissions=_split(env.get("RI_REQUIRED_GRAPH_PERMISSIONS"), DEFAULT_GRAPH_PERMISSIONS),
             consent_proof_backoff_seconds=float(env.get("RI_CONSENT_PROOF_BACKOFF_SECONDS") or 1.0),
+            queue_connection=env.get("AzureWebJobsStorage") or None,
+            queues_endpoint=_queues_endpoint(env),
         )

@@ -41,6 +41,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
 def make_config(connection_string: str, idp: IdentityProvider, **overrides: object) -> AppConfig:
     base = AppConfig(
         storage_connection=connection_string,
+        queue_connection=connection_string,
         tables_endpoint=None,
         state_table="TenantState",
         authority_host=idp.base_url,

@@ -8,7 +8,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -28,10 +28,12 @@ from shared.services.ports import (
     IndexEntry,
     IndexKind,
     PurgeProgress,
+    RecomputeStatus,
     RecordKey,
     RecordTooLarge,
     StoredVersion,
     Versioned,
+    WorkMessage,
 )
 from shared.tenancy import TenantId
 
@@ -78,21 +80,32 @@ class FakeSettingsRepository:
 
 class FakeScheduleIndex:
     def __init__(self) -> None:
-        self.rows: set[tuple[IndexKind, TenantId, datetime]] = set()
+        self.rows: dict[tuple[IndexKind, TenantId, datetime], IndexEntry] = {}
 
     def add(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
-        self.rows.add((kind, tenant_id, due))
+        self.rows[(kind, tenant_id, due)] = IndexEntry(kind, tenant_id, due, etag=_etag())
 
     def remove(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> None:
-        self.rows.discard((kind, tenant_id, due))
+        self.rows.pop((kind, tenant_id, due), None)
 
     def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]:
-        for row_kind, tenant, due in sorted(self.rows, key=lambda r: r[2]):
-            if row_kind is kind and due <= now:
-                yield IndexEntry(kind, tenant, due)
+        for entry in sorted(self.rows.values(), key=lambda e: e.due):
+            if entry.kind is kind and entry.due <= now:
+                yield entry
+
+    def get(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> IndexEntry | None:
+        return self.rows.get((kind, tenant_id, due))
+
+    def keep(self, entry: IndexEntry, *, leased_until: datetime, position: str | None) -> IndexEntry | None:
+        current = self.rows.get(entry.key)
+        if current is None or current.etag != entry.etag:
+            return None
+        kept = IndexEntry(entry.kind, entry.tenant_id, entry.due, leased_until, position, _etag())
+        self.rows[entry.key] = kept
+        return kept
 
     def of(self, kind: IndexKind, tenant_id: TenantId) -> list[datetime]:
-        return sorted(due for k, t, due in self.rows if k is kind and t == tenant_id)
+        return sorted(e.due for e in self.rows.values() if e.kind is kind and e.tenant_id == tenant_id)
 
 
 @dataclass
@@ -169,26 +182,29 @@ class FakeRecords:
                 yield row.record, row.ingested_at if with_ingested_at else None
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
-                       ) -> PurgeProgress:
+                       after: str | None = None) -> PurgeProgress:
         return self._delete(tenant_id, lambda row: row.record.source is Source.EXCHANGE
-                            and row.ingested_at <= ingested_through, enough)
+                            and row.ingested_at <= ingested_through, enough, after)
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
-                     enough: Callable[[], bool]) -> PurgeProgress:
+                     enough: Callable[[], bool], after: str | None = None) -> PurgeProgress:
         return self._delete(tenant_id, lambda row: bool(addresses.intersection(row.record.parties))
-                            or row.record.mailbox_owner_id in user_ids, enough)
+                            or row.record.mailbox_owner_id in user_ids, enough, after)
 
     def _delete(self, tenant_id: TenantId, wanted: Callable[[_Row], bool], enough: Callable[[], bool],
-                ) -> PurgeProgress:
-        doomed = [key for key, row in sorted(self.rows.items())
-                  if key[0] == tenant_id and key[1] == "activities" and wanted(row)]
+                after: str | None) -> PurgeProgress:
+        """In key order, a group at a time; the position is the last key judged."""
+        keys = [key for key in sorted(self.rows) if key[0] == tenant_id and key[1] == "activities"
+                and (after is None or key[2] > after)]
         deleted = 0
-        for start in range(0, len(doomed), self.group_size):
-            for key in doomed[start:start + self.group_size]:
-                del self.rows[key]
-                deleted += 1
-            if enough() and start + self.group_size < len(doomed):
-                return PurgeProgress(deleted, False)
+        for start in range(0, len(keys), self.group_size):
+            group = keys[start:start + self.group_size]
+            for key in group:
+                if wanted(self.rows[key]):
+                    del self.rows[key]
+                    deleted += 1
+            if enough() and start + self.group_size < len(keys):
+                return PurgeProgress(deleted, False, group[-1][2])
         return PurgeProgress(deleted, True)
 
 
@@ -197,6 +213,7 @@ class FakeInsights:
     rows: dict[tuple[str, EntityType, str], RecordInsight] = field(default_factory=dict)
     domains: dict[tuple[str, str], str] = field(default_factory=dict)
     marks: dict[str, datetime] = field(default_factory=dict)
+    recomputes: dict[str, dict[str, datetime | int]] = field(default_factory=dict)
 
     def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None:
         return self.rows.get((tenant_id, entity_type, record_id))
@@ -224,6 +241,12 @@ class FakeInsights:
         for insight in insights:
             for domain in insight.email_domains:
                 self.domains[(tenant_id, domain)] = insight.id
+
+    def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
+        return RecomputeStatus(**self.recomputes.get(tenant_id, {}))  # type: ignore[arg-type]
+
+    def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
+        self.recomputes.setdefault(tenant_id, {}).update(facts)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
         for insight in insights:
@@ -261,6 +284,17 @@ class FakeConsentVerifier:
     def check(self, tenant_id: TenantId) -> GrantCheck:
         self.checks += 1
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+@dataclass
+class FakeWorkQueue:
+    sent: list[tuple[WorkMessage, timedelta | None]] = field(default_factory=list)
+
+    def send(self, message: WorkMessage, *, delay: timedelta | None = None) -> None:
+        self.sent.append((message, delay))
+
+    def kinds(self) -> list[str]:
+        return [message.kind.value for message, _ in self.sent]
 
 
 def item(model: BaseModel) -> dict[str, Any]:

@@ -238,7 +238,14 @@ INTRODUCTION = Endpoint(
 RECOMPUTE = Endpoint(
     function_name="recompute_insights", method="POST", route=f"{_BASE}/insights/recompute",
     tag="insights", auth="user", permission=Permission.MANAGE_SETTINGS, response="insights_models:RecomputeView",
-    summary="Recompute every insight of the tenant now (the timer does it after data or settings change).")
+    status=202, errors=(409,),
+    summary="Ask for a recompute of every insight of the tenant now; follow it at the Location given.",
+    description="The background work recomputes after data or settings change, and daily; this asks for one now. "
+                "The answer is 202 with the recompute's status and `Location`, which GET polls.")
+RECOMPUTE_STATUS = Endpoint(
+    function_name="get_recompute_status", method="GET", route=f"{_BASE}/insights/recompute",
+    tag="insights", auth="user", permission=Permission.MANAGE_SETTINGS, response="insights_models:RecomputeView",
+    summary="The status of the tenant's latest full recompute of its insights.")
 EXPORT = Endpoint(
     function_name="export_data_subject", method="GET", route="data-subjects/{entityType}/{id}", tag="privacy",
     auth="user", permission=Permission.MANAGE_SETTINGS, response="insights_models:DataSubjectExport",
@@ -251,5 +258,6 @@ ALL: tuple[Endpoint, ...] = (
     WHO_KNOWS_WHOM_OPTIONS, AUDIT,
     CONSENT_REQUEST, CONSENT_CALLBACK,
     SYNC,
-    RECORD_INSIGHTS, LIST_INSIGHTS, WHO_KNOWS_WHOM, WHO_KNOWS_WHOM_AT_DOMAIN, INTRODUCTION, RECOMPUTE, EXPORT,
+    RECORD_INSIGHTS, LIST_INSIGHTS, WHO_KNOWS_WHOM, WHO_KNOWS_WHOM_AT_DOMAIN, INTRODUCTION, RECOMPUTE,
+    RECOMPUTE_STATUS, EXPORT,
 )

@@ -13,8 +13,9 @@ from shared.domain.insights.kpis import Kpis
 from shared.domain.insights.model import SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Source
-from shared.services.insights import DataSubject, Introducers, IntroductionDraft, RecomputeReport
+from shared.services.insights import DataSubject, Introducers, IntroductionDraft
 from shared.services.paging import Page
+from shared.services.ports import RecomputeStatus
 
 
 class InsightView(ApiModel):
@@ -65,9 +66,12 @@ class IntroductionDraftView(ApiModel):
 
 
 class RecomputeView(ApiModel):
-    records: int
-    activities: int
-    seconds: float
+    state: Literal["never", "queued", "running", "done"]
+    requested_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    records: int | None = Field(description="records the latest finished recompute computed")
+    activities: int | None
 
 
 class DataSubjectExport(ApiModel):
@@ -114,8 +118,9 @@ def draft_view(draft: IntroductionDraft) -> IntroductionDraftView:
     return IntroductionDraftView(to=draft.to, subject=draft.subject, body=draft.body)
 
 
-def recompute_view(report: RecomputeReport) -> RecomputeView:
-    return RecomputeView(records=report.records, activities=report.activities, seconds=round(report.seconds, 3))
+def recompute_view(status: RecomputeStatus) -> RecomputeView:
+    return RecomputeView(state=status.state, requested_at=status.requested_at, started_at=status.started_at,
+                         finished_at=status.finished_at, records=status.records, activities=status.activities)
 
 
 def export_view(entity_type: Literal["contact", "lead", "user"], subject: DataSubject) -> DataSubjectExport:

@@ -17,8 +17,16 @@ from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import Conflict, NotFound, Unprocessable
+from shared.services.background.steps import ask
 from shared.services.paging import Page, page_of
-from shared.services.ports import IndexKind, InsightRepository, RecordRepository, ScheduleIndex
+from shared.services.ports import (
+    IndexKind,
+    InsightRepository,
+    RecomputeStatus,
+    RecordRepository,
+    ScheduleIndex,
+    WorkQueue,
+)
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE
 from shared.tenancy import TenantId
@@ -60,18 +68,36 @@ class DataSubject:
 
 class InsightsService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, insights: InsightRepository,
-                 clock: Clock, index: ScheduleIndex | None = None) -> None:
+                 clock: Clock, index: ScheduleIndex, queue: WorkQueue) -> None:
         self._settings = settings
         self._records = records
         self._insights = insights
         self._clock = clock
         self._index = index
+        self._queue = queue
 
     # -- computing --------------------------------------------------------------------------------------
 
+    def request_recompute(self, tenant_id: TenantId) -> RecomputeStatus:
+        """Asks the background work for a full recompute now (an admin's "recompute"); its status follows it."""
+        if not self._settings.current(tenant_id).settings.enabled:
+            raise Conflict("relationship intelligence is not enabled for this organisation: nothing to compute",
+                           extensions={"feature": "relationshipIntelligence"})
+        now = self._clock.now()
+        self._insights.note_recompute(tenant_id, requested_at=now)
+        ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+        return self._insights.recompute_status(tenant_id)
+
+    def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
+        return self._insights.recompute_status(tenant_id)
+
     def recompute(self, tenant_id: TenantId) -> RecomputeReport:
         """Every record's insights, from all the tenant's data."""
-        return self._compute(tenant_id, incremental=False)
+        self._insights.note_recompute(tenant_id, started_at=self._clock.now())
+        report = self._compute(tenant_id, incremental=False)
+        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=report.records,
+                                      activities=report.activities)
+        return report
 
     def refresh(self, tenant_id: TenantId) -> RecomputeReport:
         """Only the records touched by activities stored since the last computation (a full one when unknown)."""
@@ -98,14 +124,14 @@ class InsightsService:
         activities = [a for a, _ in stored]
         through = _seen_through(mark, [at for _, at in stored], now)
         new = activities if mark is None else [a for a, at in stored if at is not None and at > mark]
-        if self._index is not None and of_someone_opted_out(directory, new):
+        if of_someone_opted_out(directory, new):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         if mark is None:
             results = compute(directory, settings, activities, now, previous)
             current = {i.key for i in results}
             self._insights.replace_all(tenant_id, results, [k for k in previous if k not in current])
-            if self._index is not None:  # scores move with time (recency): recompute daily even without data
-                self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+            # Scores move with time (recency): recompute daily even without new data.
+            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         else:
             keys = touched(directory, settings, new) if new else set()
             results = (compute(directory, settings, relevant_to(directory, keys, activities), now, previous,

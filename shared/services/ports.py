@@ -6,10 +6,10 @@ Services depend on these only; `shared.storage` and `shared.identity` implement 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -21,7 +21,10 @@ from shared.domain.insights.model import RecordInsight
 from shared.domain.records import Activity
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
+from shared.services.work import IndexKind, WorkKind
 from shared.tenancy import TenantId
+
+__all__ = ["IndexKind", "WorkKind"]  # re-exported: the index and the queues speak of them
 
 D = TypeVar("D")
 
@@ -59,20 +62,18 @@ class SettingsRepository(Protocol):
 # -- the background work's index ----------------------------------------------------------------------------
 
 
-class IndexKind(StrEnum):
-    CONSENT_DEADLINE = "consent-deadline"
-    CONSENT_RECHECK = "consent-recheck"
-    EXCHANGE_PURGE = "exchange-purge"
-    INSIGHTS_RECOMPUTE = "insights-recompute"  # everything: data of every kind or settings changed, or a day passed
-    INSIGHTS_REFRESH = "insights-refresh"  # only the records that new activities touch
-    OPT_OUT_PURGE = "opt-out-purge"
-
-
 @dataclass(frozen=True)
 class IndexEntry:
     kind: IndexKind
     tenant_id: TenantId
     due: datetime
+    leased_until: datetime | None = None  # a message for it was sent; the timer leaves it alone until then
+    position: str | None = None  # how far long work got (a purge's last key and what it judged by)
+    etag: str | None = None
+
+    @property
+    def key(self) -> tuple[IndexKind, TenantId, datetime]:
+        return self.kind, self.tenant_id, self.due
 
 
 class ScheduleIndex(Protocol):
@@ -84,6 +85,46 @@ class ScheduleIndex(Protocol):
 
     def due(self, kind: IndexKind, now: datetime) -> Iterator[IndexEntry]:
         """Entries due at or before `now`, oldest first."""
+        ...
+
+    def get(self, kind: IndexKind, tenant_id: TenantId, due: datetime) -> IndexEntry | None: ...
+
+    def keep(self, entry: IndexEntry, *, leased_until: datetime, position: str | None) -> IndexEntry | None:
+        """Records a lease (and a position) on the entry as read; None when it changed or went meanwhile."""
+        ...
+
+
+# -- the work bus -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    """One kind of work for one tenant, naming the index rows that asked for it: ids only, never data."""
+
+    kind: WorkKind
+    tenant_id: TenantId
+    rows: tuple[tuple[IndexKind, datetime], ...]
+    operation_id: str | None = None
+
+    def entries(self) -> list[IndexEntry]:
+        return [IndexEntry(kind, self.tenant_id, due) for kind, due in self.rows]
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind.value, "tenantId": self.tenant_id, "operationId": self.operation_id,
+                           "rows": [[kind.value, due.isoformat()] for kind, due in self.rows]})
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkMessage:
+        """ValueError (KeyError, TypeError) for a message that is not one of ours."""
+        data = json.loads(text)
+        return cls(kind=WorkKind(data["kind"]), tenant_id=TenantId(str(data["tenantId"])),
+                   rows=tuple((IndexKind(kind), datetime.fromisoformat(due)) for kind, due in data["rows"]),
+                   operation_id=data.get("operationId"))
+
+
+class WorkQueue(Protocol):
+    def send(self, message: WorkMessage, *, delay: timedelta | None = None) -> None:
+        """Enqueues the message, visible after `delay`; StorageUnavailable when the queue cannot be reached."""
         ...
 
 
@@ -104,6 +145,7 @@ class RecordTooLarge(ValueError):
 class PurgeProgress:
     deleted: int
     finished: bool
+    position: str | None = None  # unfinished: where the next step resumes (after this key)
 
 
 class RecordRepository(Protocol):
@@ -137,12 +179,13 @@ class RecordRepository(Protocol):
                         ) -> Iterator[tuple[Activity, datetime | None]]: ...
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
-                       ) -> PurgeProgress:
-        """Deletes Exchange-derived activities stored up to that moment, until done or `enough()` says so."""
+                       after: str | None = None) -> PurgeProgress:
+        """Deletes Exchange-derived activities stored up to that moment, from the start or `after` a position a
+        previous step returned, until done or `enough()` says so."""
         ...
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
-                     enough: Callable[[], bool]) -> PurgeProgress:
+                     enough: Callable[[], bool], after: str | None = None) -> PurgeProgress:
         """Deletes the activities these people take part in or that came from these users' mailboxes."""
         ...
 
@@ -150,6 +193,26 @@ class RecordRepository(Protocol):
 # -- computed insights --------------------------------------------------------------------------------------
 
 RecordKey = tuple[EntityType, str]
+
+
+@dataclass(frozen=True)
+class RecomputeStatus:
+    """The tenant's latest full recompute: asked for, started, finished (and what it computed)."""
+
+    requested_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    records: int | None = None
+    activities: int | None = None
+
+    @property
+    def state(self) -> Literal["never", "queued", "running", "done"]:
+        started, finished = self.started_at, self.finished_at
+        if self.requested_at is not None and (started is None or self.requested_at > started):
+            return "queued"
+        if started is not None and (finished is None or finished < started):
+            return "running"
+        return "done" if finished is not None else "never"
 
 
 class InsightRepository(Protocol):
@@ -171,6 +234,12 @@ class InsightRepository(Protocol):
         ...
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None: ...
+
+    def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus: ...
+
+    def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
+        """Records facts of the latest recompute (requested_at, started_at, finished_at, records, activities)."""
+        ...
 
 
 # -- admin consent ------------------------------------------------------------------------------------------

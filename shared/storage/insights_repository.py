@@ -7,7 +7,7 @@ from datetime import datetime
 
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.model import RecordInsight
-from shared.services.ports import RecordKey
+from shared.services.ports import RecomputeStatus, RecordKey
 from shared.storage.documents import decode, encode
 from shared.storage.tables import Operation, TableStore, transactions
 from shared.tenancy import TenantId
@@ -15,6 +15,9 @@ from shared.tenancy import TenantId
 PREFIX = "insight|"
 DOMAIN_PREFIX = "wkw-domain|"
 META_ROW = "insights-meta"
+RECOMPUTE_ROW = "insights-recompute"
+_RECOMPUTE_FACTS = {"requested_at": "RequestedAt", "started_at": "StartedAt", "finished_at": "FinishedAt",
+                    "records": "Records", "activities": "Activities"}
 
 
 def row_key(entity_type: str, record_id: str) -> str:
@@ -48,6 +51,16 @@ class TableInsights:
 
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
         self._tables.upsert(tenant_id, META_ROW, {"RefreshedThrough": through})
+
+    def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
+        entity = self._tables.get(tenant_id, RECOMPUTE_ROW)
+        if entity is None:
+            return RecomputeStatus()
+        values = {fact: entity.properties.get(name) for fact, name in _RECOMPUTE_FACTS.items()}
+        return RecomputeStatus(**values)  # type: ignore[arg-type]
+
+    def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
+        self._tables.upsert(tenant_id, RECOMPUTE_ROW, {_RECOMPUTE_FACTS[k]: v for k, v in facts.items()}, merge=True)
 
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
                     ) -> None:

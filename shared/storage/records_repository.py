@@ -112,32 +112,34 @@ class TableRecords:
             yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
-                       ) -> PurgeProgress:
+                       after: str | None = None) -> PurgeProgress:
         """Deletes Exchange-derived rows ingested at or before the given time, until done or `enough()`."""
         def due(entity: StoredEntity) -> bool:
             ingested = entity.properties.get("IngestedAt")
             return not (isinstance(ingested, datetime) and ingested > ingested_through)
 
-        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, enough)
+        return self._delete_where(tenant_id, prefix("activities", Source.EXCHANGE), due, enough, after)
 
     def purge_people(self, tenant_id: TenantId, addresses: frozenset[str], user_ids: frozenset[str],
-                     enough: Callable[[], bool]) -> PurgeProgress:
+                     enough: Callable[[], bool], after: str | None = None) -> PurgeProgress:
         """Deletes the activity rows in which one of these people takes part, or that came from one of these
         users' mailboxes (their data, after an opt-out), until done or `enough()`."""
         def theirs(entity: StoredEntity) -> bool:
             activity = decode(entity, Activity)
             return bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in user_ids
 
-        return self._delete_where(tenant_id, prefix("activities"), theirs, enough)
+        return self._delete_where(tenant_id, prefix("activities"), theirs, enough, after)
 
     def _delete_where(self, tenant_id: TenantId, row_prefix: str, wanted: Callable[[StoredEntity], bool],
-                      enough: Callable[[], bool]) -> PurgeProgress:
-        """Bounded, resumable deletion in transactions of 100."""
+                      enough: Callable[[], bool], after: str | None) -> PurgeProgress:
+        """Bounded, resumable deletion in transactions of 100; the position is the last key judged."""
         batch: list[Operation] = []
         deleted = 0
-        for scanned, entity in enumerate(self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix), 1):
+        rows = self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix, after=after)
+        for scanned, entity in enumerate(rows, 1):
             if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
-                return PurgeProgress(deleted + (self._delete(tenant_id, batch) if batch else 0), False)
+                return PurgeProgress(deleted + (self._delete(tenant_id, batch) if batch else 0), False, after)
+            after = entity.row_key
             if not wanted(entity):
                 continue
             # Only the version that was judged: a row replaced since (a newer version, ingested after Exchange
@@ -147,7 +149,7 @@ class TableRecords:
                 deleted += self._delete(tenant_id, batch)
                 batch = []
                 if enough():
-                    return PurgeProgress(deleted, False)
+                    return PurgeProgress(deleted, False, after)
         if batch:
             deleted += self._delete(tenant_id, batch)
         return PurgeProgress(deleted, True)

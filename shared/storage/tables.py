@@ -172,13 +172,31 @@ class TableStore:
                 raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
         return str(meta["etag"])
 
-    def upsert(self, partition_key: str, row_key: str, properties: Properties) -> str:
+    def merge(self, partition_key: str, row_key: str, properties: Properties, etag: str) -> str:
+        """Sets these properties (keeping the others) only if the stored version is still `etag`."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
         entity = _entity(partition_key, row_key, properties)
         table = self._table()
         with _mapped_errors():
-            meta = table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            try:
+                meta = table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            except ResourceNotFoundError as exc:
+                raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
+        return str(meta["etag"])
+
+    def upsert(self, partition_key: str, row_key: str, properties: Properties, *, merge: bool = False) -> str:
+        """Insert or replace (with `merge`: insert or set these properties, keeping the others)."""
+        from azure.data.tables import UpdateMode
+
+        entity = _entity(partition_key, row_key, properties)
+        table = self._table()
+        with _mapped_errors():
+            meta = table.upsert_entity(entity, mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE)
         return str(meta["etag"])
 
     def delete(self, partition_key: str, row_key: str, etag: str | None = None) -> None:
@@ -208,20 +226,24 @@ class TableStore:
         partition_key: str,
         *,
         row_key_from: str | None = None,
+        row_key_after: str | None = None,
         row_key_before: str | None = None,
         page_size: int = 100,
         continuation: str | None = None,
         select: Sequence[str] | None = None,
     ) -> Page:
-        """One page of a partition's rows in RowKey order, optionally within [from, before). `select` names the
-        only properties to fetch (RowKey included): the SDK's decoding of each property is most of a scan's
-        cost."""
+        """One page of a partition's rows in RowKey order, optionally within [from, before) and past `after`.
+        `select` names the only properties to fetch (RowKey included): the SDK's decoding of each property is most
+        of a scan's cost."""
         check_key("PartitionKey", partition_key)
         clauses = ["PartitionKey eq @pk"]
         parameters: dict[str, Any] = {"pk": partition_key}
         if row_key_from is not None:
             clauses.append("RowKey ge @rkfrom")
             parameters["rkfrom"] = row_key_from
+        if row_key_after is not None:
+            clauses.append("RowKey gt @rkafter")
+            parameters["rkafter"] = row_key_after
         if row_key_before is not None:
             clauses.append("RowKey lt @rkbefore")
             parameters["rkbefore"] = row_key_before
@@ -237,13 +259,15 @@ class TableStore:
         return Page(entities, token)
 
     def iter_partition(self, partition_key: str, *, row_key_prefix: str = "",
-                       select: Sequence[str] | None = None) -> Iterator[StoredEntity]:
+                       select: Sequence[str] | None = None, after: str | None = None) -> Iterator[StoredEntity]:
+        """Every row whose key has the prefix, in key order; with `after`, only the rows past that key."""
         continuation: str | None = None
         upper = _prefix_upper_bound(row_key_prefix) if row_key_prefix else None
         while True:
             page = self.query_partition(
                 partition_key,
                 row_key_from=row_key_prefix or None,
+                row_key_after=after,
                 row_key_before=upper,
                 page_size=1000,
                 continuation=continuation,

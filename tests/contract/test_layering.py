@@ -16,8 +16,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "shared.domain": ("shared.domain", "shared.errors", "shared.tenancy"),
     "shared.services": ("shared.domain", "shared.services", "shared.errors", "shared.tenancy", "shared.clock",
                         "shared.observability"),
-    "shared.storage": ("shared.domain", "shared.services.ports", "shared.storage", "shared.errors",
-                       "shared.tenancy"),
+    # Adapters implement the ports; `work` names the kinds of work and their queues (the ports' vocabulary).
+    "shared.storage": ("shared.domain", "shared.services.ports", "shared.services.work", "shared.storage",
+                       "shared.errors", "shared.tenancy"),
     "shared.identity": ("shared.domain", "shared.services.ports", "shared.identity", "shared.errors",
                         "shared.tenancy", "shared.config"),
     "shared.api": ("shared.api", "shared.domain", "shared.services", "shared.errors", "shared.tenancy"),

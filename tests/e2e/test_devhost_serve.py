@@ -1,5 +1,6 @@
-"""`python -m devhost serve` (what `make run` starts) brings up Azurite, the identity provider and the app,
-accepts a token from `python -m devhost token`, and stops everything on Ctrl-C."""
+"""`python -m devhost serve` (what `make run` starts) brings up Azurite, the identity provider and the app on the
+ports it is given, with a second worker process; a newcomer's walk works from the command line (consent, then
+seed, which says what it stored and what was refused and why); and Ctrl-C stops everything."""
 
 from __future__ import annotations
 
@@ -19,40 +20,63 @@ from devhost.azurite import free_port, port_open
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_serve_runs_the_app_and_stops_cleanly(tmp_path: Path, repo_root: Path) -> None:
-    port, idp_port, azurite_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "RI_AUTHORITY_HOST": f"https://127.0.0.1:{idp_port}", "PYTHONUNBUFFERED": "1"}
-    env.pop("AzureWebJobsStorage", None)
+def test_serve_runs_the_app_and_a_newcomer_walks_through_it(tmp_path: Path, repo_root: Path) -> None:
+    port, idp_port, table_port, queue_port = free_port(), free_port(), free_port(), free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("AzureWebJobsStorage", "RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI", "RI_CA_BUNDLE"):
+        env.pop(name, None)
     base = [sys.executable, "-m", "devhost", "--state-dir", str(tmp_path)]
-    server = subprocess.Popen([*base, "serve", "--port", str(port), "--azurite-port", str(azurite_port)],
+    server = subprocess.Popen([*base, "serve", "--port", str(port), "--idp-port", str(idp_port), "--table-port",
+                               str(table_port), "--queue-port", str(queue_port), "--workers", "2"],
                               cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     session = requests.Session()
     session.trust_env = False
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+
     try:
         deadline = time.monotonic() + 60
-        health = None
+        status = None
         while time.monotonic() < deadline:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             try:
-                health = session.get(f"http://127.0.0.1:{port}/api/status", timeout=2)
+                status = session.get(f"http://127.0.0.1:{port}/api/status", timeout=2)
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        assert health is not None
-        assert health.status_code == 200
-        assert session.get(f"http://127.0.0.1:{port}/api/openapi.json", timeout=5).status_code == 200
+        assert status is not None
+        assert status.status_code == 200
 
         tenant, user = str(uuid.uuid4()), str(uuid.uuid4())
-        token = subprocess.run([*base, "token", "--tenant", tenant, "--user", user, "--roles", "SystemAdministrator"],
-                               cwd=repo_root, env=env, check=True, capture_output=True, text=True).stdout.strip()
+        token = cli("token", "--tenant", tenant, "--user", user, "--roles", "SystemAdministrator").stdout.strip()
         me = session.get(f"http://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.status_code == 200, me.text
         assert me.json()["tenantId"] == tenant
+
+        before = cli("seed", "--tenant", tenant, "--accounts", "3", "--sellers", "3")
+        assert before.returncode == 0, before.stderr
+        assert "items refused: consentNotGranted" in before.stdout  # and what to do about it
+        assert "devhost consent" in before.stdout
+        assert "insights recomputed" in before.stdout
+        consent = cli("consent", "--tenant", tenant)
+        assert consent.returncode == 0, consent.stdout + consent.stderr
+        assert "consent is now granted" in consent.stdout
+        after = cli("seed", "--tenant", tenant, "--accounts", "3", "--sellers", "3")
+        assert after.returncode == 0, after.stderr
+        assert "consentNotGranted" not in after.stdout
     finally:
         server.send_signal(signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
+        output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     assert "Relationship intelligence is running" in output
-    assert not port_open("127.0.0.1", azurite_port)
-    assert not port_open("127.0.0.1", port)
+    assert "queue triggers on 2 instance(s)" in output
+    for closed in (table_port, queue_port, port, idp_port):
+        assert not port_open("127.0.0.1", closed)
     assert (tmp_path / "azurite").is_dir()  # tenants survive a restart
+
+    gone = cli("seed", "--tenant", tenant)
+    assert gone.returncode == 1
+    assert "the app does not answer" in gone.stderr
+    assert "Traceback" not in gone.stderr

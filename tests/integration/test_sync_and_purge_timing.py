@@ -17,12 +17,13 @@ from shared.config import AppConfig
 from shared.domain.records import Activity, Source
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.background.exchange_purge import ExchangePurge
-from shared.services.background.scheduler import BackgroundScheduler
-from shared.services.ports import IndexKind
+from shared.services.background.worker import BackgroundWorker
+from shared.services.ports import IndexKind, WorkKind
 from shared.services.timing import CUTOFF_MARGIN, WRITE_SETTLE
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
+from tests.background import drain, run_background
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,8 @@ class TickingClock(FixedClock):
 
 @pytest.fixture
 def world(config: AppConfig, container: bootstrap.Container) -> bootstrap.Container:
-    return bootstrap.build(dataclasses.replace(config, state_table=f"Race{uuid.uuid4().hex[:16]}"),
+    return bootstrap.build(dataclasses.replace(config, state_table=f"Race{(unique := uuid.uuid4().hex[:16])}",
+                                               queue_prefix=f"t{unique}"),
                            clock=TickingClock(container.clock.now()))
 
 
@@ -85,10 +87,10 @@ def test_a_row_stamped_before_exchange_use_ended_but_stored_after_is_purged(worl
     records.write(tenant, "activities", [(later, None)], ended + timedelta(seconds=30))
     assert isinstance(world.clock, FixedClock)
     world.clock.set(ended + WRITE_SETTLE - timedelta(seconds=2))
-    assert world.background().run().count("purged") == 0  # such calls may still be writing: not yet
+    assert run_background(world).count("purged") == 0  # such calls may still be writing: not yet
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == [late, later]
     world.clock.set(ended + WRITE_SETTLE)
-    outcome = world.background().run()
+    outcome = run_background(world)
     assert outcome.count("purged") == 1
     assert outcome.count("recomputed") == 1  # insights computed meanwhile may have counted what the purge deleted
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
@@ -98,14 +100,14 @@ def test_an_activity_sent_after_its_person_opted_out_is_deleted_too(world: boots
     tenant = _exchange_on(world)
     sync = world.sync()
     sync.ingest(tenant, "contacts", [{"id": "c-1", "version": 1, "email": "lee@fabrikam.com", "optedOut": True}])
-    assert world.background().run().count("recomputed") == 1
+    assert run_background(world).count("recomputed") == 1
     crm_call = {"id": "k-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": "ann@contoso.com",
                 "to": ["lee@fabrikam.com"], "start": world.clock.now().isoformat(), "durationMinutes": 5}
     someone_else = {**crm_call, "id": "k-2", "to": ["sam@fabrikam.com"]}
     assert sync.ingest(tenant, "activities", [crm_call, _mail(2, world.clock.now()), someone_else]).stored == 3
     records = TableRecords(world.tables)
-    assert world.background().run().count("refreshed") == 1  # which notices it, and asks for a purge
-    assert world.background().run().count("optOutPurged") == 1
+    assert run_background(world).count("refreshed") == 1  # which notices it, and asks for a purge
+    assert run_background(world).count("optOutPurged") == 1
     assert [a.id for a, _ in records.iter_activities(tenant)] == ["k-2"]
 
 
@@ -123,7 +125,7 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Con
     assert purges() == 1
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)
-    assert world.background().run().count("optOutPurged") == 1
+    assert run_background(world).count("optOutPurged") == 1
     assert purges() == 0
     sync.ingest(tenant, "contacts", [lee])  # the connector's daily full sync: nothing new
     assert purges() == 0
@@ -134,24 +136,24 @@ def test_an_opt_out_sent_again_does_not_start_another_purge(world: bootstrap.Con
     sync.ingest(tenant, "contacts", [{"id": "c-3", "version": 1, "email": "kim@fabrikam.com", "optedOut": True}])
     assert purges() == 2
     world.clock.advance(WRITE_SETTLE)
-    assert world.background().run().count("optOutPurged") == 1  # one scan does what both rows ask
+    assert run_background(world).count("optOutPurged") == 1  # one scan does what both rows ask
     assert purges() == 0
 
 
-def test_a_purge_out_of_time_resumes_in_the_next_run(world: bootstrap.Container) -> None:
+def test_a_purge_out_of_time_continues_in_a_message_of_its_own_from_its_position(world: bootstrap.Container,
+                                                                                 ) -> None:
     tenant = _exchange_on(world)
-    assert world.sync().ingest(tenant, "activities", [_mail(n, world.clock.now()) for n in range(150)]).stored
+    assert world.sync().ingest(tenant, "activities", [_mail(n, world.clock.now()) for n in range(250)]).stored
     world.tenant_settings().change(tenant, "a", "off", lambda s, now: s.set_exchange_integration(False, now))
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE + timedelta(minutes=1))
-    index = TableScheduleIndex(world.tables)
-    hurried = BackgroundScheduler(index, world.clock, phases=(
-        (ExchangePurge(world.tenant_settings(), index, world.clock, world.records, seconds_per_step=0),),))
-    records = TableRecords(world.tables)
-    assert hurried.run().count("purgeContinues") == 1  # one transaction of 100, then the budget is spent
-    assert len(list(records.iter_records(tenant, "activities", Source.EXCHANGE))) == 50
-    assert hurried.run().count("purged") == 1
-    assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
+    hurried = ExchangePurge(world.tenant_settings(), world.index, world.clock, world.records, world.queue,
+                            seconds_per_step=0)  # one transaction of 100 per message, then the budget is spent
+    worker = BackgroundWorker({**world.worker().works, WorkKind.EXCHANGE_PURGE: hurried})
+    world.scheduler().run()
+    outcomes = drain(world, worker=worker)
+    assert (outcomes.count("purgeContinues"), outcomes.count("purged")) == (2, 1)
+    assert list(TableRecords(world.tables).iter_records(tenant, "activities", Source.EXCHANGE)) == []
 
 
 def test_a_purge_waits_for_the_latest_end_of_exchange_use(world: bootstrap.Container) -> None:
@@ -178,10 +180,10 @@ def test_a_purge_waits_for_the_latest_end_of_exchange_use(world: bootstrap.Conta
     assert second > first
     assert rows() == 2
     world.clock.set(first + WRITE_SETTLE + timedelta(minutes=1))  # the first row is due; calls may still write
-    assert world.background().run().count("notYetDue") == 1
+    assert run_background(world).count("notYetDue") == 1
     assert rows() == 2
     world.clock.set(second + WRITE_SETTLE)
-    assert world.background().run().count("purged") == 1
+    assert run_background(world).count("purged") == 1
     assert rows() == 0
 
 

@@ -338,5 +338,10 @@ def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, t
     records = TableRecords(store)
     records.write(tenant_id, "activities", [(c, None) for c in calls], now)
     nobody = frozenset({"nobody@fabrikam.com"})
-    assert records.purge_people(tenant_id, nobody, frozenset(), enough=lambda: True) == PurgeProgress(0, False)
+    hurried = records.purge_people(tenant_id, nobody, frozenset(), enough=lambda: True)
+    assert (hurried.deleted, hurried.finished) == (0, False)
+    assert hurried.position == sorted(f"activity|crm|{c.id}" for c in calls)[498]  # every key up to it judged
     assert records.purge_people(tenant_id, nobody, frozenset(), enough=lambda: False) == PurgeProgress(0, True)
+    doomed = frozenset({"lee@fabrikam.com"})
+    rest = records.purge_people(tenant_id, doomed, frozenset(), enough=lambda: False, after=hurried.position)
+    assert rest == PurgeProgress(101, True)  # only the keys past the position

@@ -9,15 +9,18 @@ import pytest
 
 from shared.clock import FixedClock
 from shared.domain.tenant_settings import ConsentStatus
+from shared.errors import StorageUnavailable
 from shared.services.background.consent_deadline import ConsentDeadlines
 from shared.services.background.consent_recheck import ConsentRechecks
 from shared.services.background.exchange_purge import ExchangePurge
 from shared.services.background.insights_update import InsightsUpdate
 from shared.services.background.opt_out_purge import OptOutPurge
-from shared.services.background.scheduler import BackgroundScheduler
+from shared.services.background.scheduler import MAX_ROWS_PER_MESSAGE, BackgroundScheduler
+from shared.services.background.steps import LEASE
+from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.insights import InsightsService
-from shared.services.ports import GrantCheck, IndexEntry, IndexKind
+from shared.services.ports import GrantCheck, IndexEntry, IndexKind, WorkKind, WorkMessage
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import CUTOFF_MARGIN, RECHECK_INTERVAL, WRITE_SETTLE
 from shared.tenancy import TenantId
@@ -29,6 +32,7 @@ from tests.fakes import (
     FakeRecords,
     FakeScheduleIndex,
     FakeSettingsRepository,
+    FakeWorkQueue,
 )
 
 
@@ -39,6 +43,7 @@ class World:
         self.repository = FakeSettingsRepository()
         self.settings = TenantSettingsService(self.repository, self.clock, self.index)
         self.records = FakeRecords()
+        self.queue = FakeWorkQueue()
         self.verifier = FakeConsentVerifier()
         self.consent = ConsentService(self.settings, FakeConsentRequests(), self.verifier, self.clock,
                                       ConsentConfig("https://login.test", "client", "https://app.test/cb"))
@@ -115,7 +120,7 @@ def test_the_exchange_purge_waits_for_calls_in_flight_then_deletes_what_came_bef
     assert ended is not None
     world.records.put(TENANT, "activities", mail("late", "ann@contoso.com", "lee@fabrikam.com", 0,
                                                  source="exchange"), at=ended + CUTOFF_MARGIN + timedelta(seconds=1))
-    work = ExchangePurge(world.settings, world.index, world.clock, world.records)
+    work = ExchangePurge(world.settings, world.index, world.clock, world.records, world.queue)
     rows = world.rows(IndexKind.EXCHANGE_PURGE)
     assert work.run(TENANT, rows) == "notYetDue"
     world.clock.set(ended + WRITE_SETTLE)
@@ -124,6 +129,7 @@ def test_the_exchange_purge_waits_for_calls_in_flight_then_deletes_what_came_bef
     assert world.settings.current(TENANT).settings.exchange.purged_through == ended + CUTOFF_MARGIN
     assert world.rows(IndexKind.EXCHANGE_PURGE) == []
     assert world.rows(IndexKind.INSIGHTS_RECOMPUTE)  # insights computed meanwhile may count what went
+    assert world.queue.kinds() == ["insights-update"]  # asked for at once, not at the timer's next run
 
 
 def test_a_purge_out_of_time_resumes_and_finishes(world: World) -> None:
@@ -132,13 +138,41 @@ def test_a_purge_out_of_time_resumes_and_finishes(world: World) -> None:
                                                    source="exchange") for n in range(25)], at=NOW)
     ended = world.settings.set_exchange_integration(TENANT, "admin", False).settings.exchange.purge_requested_at
     world.clock.set(ended + WRITE_SETTLE)  # type: ignore[operator]
-    hurried = ExchangePurge(world.settings, world.index, world.clock, world.records, seconds_per_step=0)
+    hurried = ExchangePurge(world.settings, world.index, world.clock, world.records, world.queue,
+                            seconds_per_step=0)
     rows = world.rows(IndexKind.EXCHANGE_PURGE)
     assert hurried.run(TENANT, rows) == "purgeContinues"
     assert len(list(world.records.iter_activities(TENANT))) == 15
-    assert rows == world.rows(IndexKind.EXCHANGE_PURGE)  # still due
-    outcomes = [hurried.run(TENANT, rows) for _ in range(2)]
+    kept = world.rows(IndexKind.EXCHANGE_PURGE)
+    assert [r.due for r in kept] == [r.due for r in rows]  # still due, with its position and a lease
+    assert kept[0].position is not None
+    assert kept[0].leased_until == world.clock.now() + LEASE
+    continuation, _ = world.queue.sent[-1]
+    assert (continuation.kind, continuation.entries()[0].due) == (WorkKind.EXCHANGE_PURGE, rows[0].due)
+    outcomes = [hurried.run(TENANT, continuation.entries()) for _ in range(2)]
     assert outcomes == ["purgeContinues", "purged"]
+    assert list(world.records.iter_activities(TENANT)) == []
+
+
+def test_a_purge_resumes_from_its_position_and_a_duplicate_delivery_stops(world: World) -> None:
+    world.records.group_size = 10
+    world.records.put(TENANT, "activities", *[mail(f"x{n:02}", "ann@contoso.com", "lee@fabrikam.com", 1,
+                                                   source="exchange") for n in range(30)], at=NOW)
+    ended = world.settings.set_exchange_integration(TENANT, "admin", False).settings.exchange.purge_requested_at
+    world.clock.set(ended + WRITE_SETTLE)  # type: ignore[operator]
+    rows = world.rows(IndexKind.EXCHANGE_PURGE)
+    first = ExchangePurge(world.settings, world.index, world.clock, world.records, world.queue, seconds_per_step=0)
+    assert first.run(TENANT, rows) == "purgeContinues"
+    # A second delivery of the first message read the row before the first step kept its position: its own
+    # step finds the row changed and stops instead of starting a second chain.
+    stale_read = IndexEntry(rows[0].kind, TENANT, rows[0].due, etag="W/\"before the first step\"")
+    sends = len(world.queue.sent)
+    fresh_get = world.index.get
+    world.index.get = lambda *key: stale_read  # type: ignore[method-assign]
+    assert first.run(TENANT, rows) == "superseded"
+    assert len(world.queue.sent) == sends  # no second chain
+    world.index.get = fresh_get  # type: ignore[method-assign]
+    assert first.run(TENANT, rows) == "purged"  # the chain resumes after its own position
     assert list(world.records.iter_activities(TENANT)) == []
 
 
@@ -147,7 +181,8 @@ def test_a_purge_row_without_a_request_is_stale_and_deletes_nothing(world: World
                       at=NOW)
     world.index.add(IndexKind.EXCHANGE_PURGE, TENANT, NOW)
     rows = world.rows(IndexKind.EXCHANGE_PURGE)
-    assert ExchangePurge(world.settings, world.index, world.clock, world.records).run(TENANT, rows) == "stale"
+    work = ExchangePurge(world.settings, world.index, world.clock, world.records, world.queue)
+    assert work.run(TENANT, rows) == "stale"
     assert len(list(world.records.iter_activities(TENANT))) == 1
     assert world.rows(IndexKind.EXCHANGE_PURGE) == []
 
@@ -160,7 +195,7 @@ def test_the_opt_out_purge_deletes_the_persons_activities_and_their_mailbox(worl
                       mail("a2", "ann@contoso.com", "kim@fabrikam.com", 1),
                       mail("a3", "bob@contoso.com", "kim@fabrikam.com", 1, source="exchange"), at=NOW)
     world.index.add(IndexKind.OPT_OUT_PURGE, TENANT, NOW)
-    work = OptOutPurge(world.index, world.clock, world.records)
+    work = OptOutPurge(world.index, world.clock, world.records, world.queue)
     assert work.run(TENANT, world.rows(IndexKind.OPT_OUT_PURGE)) == "optOutPurged"
     assert [a.id for a, _ in world.records.iter_activities(TENANT)] == ["a2"]
     assert world.rows(IndexKind.OPT_OUT_PURGE) == []
@@ -177,7 +212,7 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
         def refresh(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
             calls.append("refresh")
 
-    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index)
+    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index, world.queue)
     work = InsightsUpdate(insights, world.index)
     refresh_only = [IndexEntry(IndexKind.INSIGHTS_REFRESH, TENANT, NOW)]
     assert work.run(TENANT, refresh_only) == "refreshed"
@@ -186,28 +221,57 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
     assert calls == ["refresh", "recompute"]
 
 
-def test_the_scheduler_runs_phases_in_order_and_a_failing_step_blocks_nobody(world: World) -> None:
-    seen: list[tuple[str, TenantId]] = []
-
-    class Failing:
-        kinds = (IndexKind.CONSENT_RECHECK,)
-
-        def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
-            raise RuntimeError("boom")
-
-    class Recording:
-        kinds = (IndexKind.INSIGHTS_REFRESH,)
-
-        def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
-            seen.append(("refresh", tenant_id))
-            return "done"
-
+def test_the_timer_only_sends_one_message_per_tenant_and_kind_and_leases_the_rows(world: World) -> None:
     other = TenantId("0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a11")
     for tenant in (TENANT, other):
-        world.index.add(IndexKind.CONSENT_RECHECK, tenant, NOW)
-        world.index.add(IndexKind.INSIGHTS_REFRESH, tenant, NOW)
         world.index.add(IndexKind.INSIGHTS_REFRESH, tenant, NOW - timedelta(minutes=5))
-    report = BackgroundScheduler(world.index, world.clock, phases=((Failing(),), (Recording(),))).run()
-    assert (report.count("failed"), report.count("done")) == (2, 2)  # one step per tenant and kind
-    assert sorted(seen) == sorted([("refresh", TENANT), ("refresh", other)])
-    assert len(world.rows(IndexKind.CONSENT_RECHECK)) == 2  # left for the next run
+        world.index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant, NOW)
+        world.index.add(IndexKind.CONSENT_RECHECK, tenant, NOW)
+    world.index.add(IndexKind.CONSENT_RECHECK, TENANT, NOW + timedelta(hours=1))  # not due yet
+    world.queue.sent.clear()
+    before = {key: entry for key, entry in world.index.rows.items()}
+    report = BackgroundScheduler(world.index, world.queue, world.clock).run()
+    assert (report.count(WorkKind.INSIGHTS_UPDATE), report.count(WorkKind.CONSENT_RECHECK)) == (2, 2)
+    updates = [m for m, _ in world.queue.sent if m.kind is WorkKind.INSIGHTS_UPDATE]
+    assert sorted(len(m.rows) for m in updates) == [2, 2]  # a refresh and a recompute: one computation
+    assert world.index.rows == {k: v for k, v in world.index.rows.items() if k in before}  # nothing done here
+    assert BackgroundScheduler(world.index, world.queue, world.clock).run().messages == {}  # leased
+    world.clock.advance(LEASE + timedelta(seconds=1))
+    assert BackgroundScheduler(world.index, world.queue, world.clock).run().count(WorkKind.CONSENT_RECHECK) == 2
+
+
+def test_a_tenant_with_many_rows_gets_a_bounded_message(world: World) -> None:
+    for minute in range(MAX_ROWS_PER_MESSAGE + 20):
+        world.index.add(IndexKind.INSIGHTS_REFRESH, TENANT, NOW - timedelta(minutes=minute))
+    world.queue.sent.clear()
+    BackgroundScheduler(world.index, world.queue, world.clock).run()
+    assert [len(m.rows) for m, _ in world.queue.sent] == [MAX_ROWS_PER_MESSAGE]
+    assert len(WorkMessage.from_json(world.queue.sent[0][0].to_json()).rows) == MAX_ROWS_PER_MESSAGE
+
+
+def test_a_queue_that_cannot_be_reached_fails_the_run_and_leaves_the_rows_due(world: World) -> None:
+    class Down(FakeWorkQueue):
+        def send(self, message: WorkMessage, *, delay: timedelta | None = None) -> None:
+            raise StorageUnavailable("queue storage is unreachable")
+
+    world.index.add(IndexKind.CONSENT_RECHECK, TENANT, NOW)
+    with pytest.raises(StorageUnavailable):
+        BackgroundScheduler(world.index, Down(), world.clock).run()
+    assert [r.leased_until for r in world.rows(IndexKind.CONSENT_RECHECK)] == [None]
+    assert BackgroundScheduler(world.index, world.queue, world.clock).run().count(WorkKind.CONSENT_RECHECK) == 1
+
+
+def test_the_worker_hands_a_message_to_its_kind_of_work(world: World) -> None:
+    seen: list[tuple[TenantId, list[IndexEntry]]] = []
+
+    class Recording:
+        kind = WorkKind.CONSENT_RECHECK
+
+        def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
+            seen.append((tenant_id, rows))
+            return "done"
+
+    message = WorkMessage(WorkKind.CONSENT_RECHECK, TENANT, ((IndexKind.CONSENT_RECHECK, NOW),), "op-1")
+    assert BackgroundWorker({WorkKind.CONSENT_RECHECK: Recording()}).handle(WorkMessage.from_json(
+        message.to_json())) == "done"
+    assert seen == [(TENANT, [IndexEntry(IndexKind.CONSENT_RECHECK, TENANT, NOW)])]

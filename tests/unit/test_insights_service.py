@@ -16,7 +16,7 @@ from shared.services.ports import IndexKind
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL
 from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
-from tests.fakes import FakeInsights, FakeRecords, FakeScheduleIndex, FakeSettingsRepository
+from tests.fakes import FakeInsights, FakeRecords, FakeScheduleIndex, FakeSettingsRepository, FakeWorkQueue
 
 ANN, BOB = "ann@contoso.com", "bob@contoso.com"
 STEADY, FADING = "lee@fabrikam.com", "kim@fabrikam.com"
@@ -30,8 +30,9 @@ class World:
         self.insights_store = FakeInsights()
         self.index = FakeScheduleIndex()
         self.clock = FixedClock(NOW)
+        self.queue = FakeWorkQueue()
         self.service = InsightsService(TenantSettingsService(self.repository, self.clock), self.records,
-                                       self.insights_store, self.clock, self.index)
+                                       self.insights_store, self.clock, self.index, self.queue)
         self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
         self.records.put(TENANT, "accounts", account("fabrikam", "fabrikam.com"), at=NOW)
         self.records.put(TENANT, "contacts", contact("steady", STEADY, accountId="fabrikam"),
@@ -155,3 +156,18 @@ def test_an_activity_of_someone_who_opted_out_asks_for_their_purge(world: World)
     world.records.put(TENANT, "activities", mail("late", BOB, FADING, 0), at=world.clock.now())
     world.service.refresh(TENANT)
     assert world.index.of(IndexKind.OPT_OUT_PURGE, TENANT) == [world.clock.now()]
+
+
+def test_an_asked_recompute_goes_on_the_queue_and_its_status_follows_it(world: World) -> None:
+    world.clock.advance(timedelta(minutes=5))
+    asked = world.service.request_recompute(TENANT)
+    assert asked.state == "queued"
+    assert world.queue.kinds() == ["insights-update"]
+    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT)[0] == world.clock.now()
+    world.clock.advance(timedelta(seconds=30))
+    world.service.recompute(TENANT)
+    status = world.service.recompute_status(TENANT)
+    assert (status.state, status.records) == ("done", 3)  # the account and its two contacts
+    world.set(enabled().disable(NOW))
+    with pytest.raises(Conflict):
+        world.service.request_recompute(TENANT)

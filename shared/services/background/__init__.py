@@ -1,2 +1,3 @@
-"""Background work: one module per kind of work, each a step that re-reads the tenant's state and decides again,
-so that a late, repeated or concurrent run changes nothing twice. `scheduler` finds what is due."""
+"""Background work: the timer's scheduler puts due work on the queues (`scheduler`), the queue-triggered
+functions hand each message to its kind of work (`worker`), one module per kind, each a step that re-reads the
+tenant's state and decides again, so that a late, repeated or concurrent delivery changes nothing twice."""

@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.clock import Clock
+from shared.services.background.steps import done
 from shared.services.consent import ConsentService
-from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex
+from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex, WorkKind
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import RECHECK_INTERVAL
 from shared.tenancy import TenantId
 
 
 class ConsentRechecks:
-    kinds: tuple[IndexKind, ...] = (IndexKind.CONSENT_RECHECK,)
+    kind = WorkKind.CONSENT_RECHECK
 
     def __init__(self, settings: TenantSettingsService, index: ScheduleIndex, clock: Clock,
                  consent: Callable[[], ConsentService]) -> None:
@@ -25,18 +26,14 @@ class ConsentRechecks:
 
     def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
         if not self._settings.current(tenant_id).settings.consent_granted:
-            self._done(rows)
+            done(self._index, rows)
             return "stale"
         check = self._consent().recheck(tenant_id)
         if check is None or check.definitive:
-            self._done(rows)
+            done(self._index, rows)
             return "withdrawn" if check is not None else "stale"
         if not check.granted:
-            return "recheckInconclusive"  # the rows stay due: the next run tries again
+            return "recheckInconclusive"  # the rows stay due: the timer's next run tries again
         self._index.add(IndexKind.CONSENT_RECHECK, tenant_id, self._clock.now() + RECHECK_INTERVAL)
-        self._done(rows)
+        done(self._index, rows)
         return "stillGranted"
-
-    def _done(self, rows: list[IndexEntry]) -> None:
-        for row in rows:
-            self._index.remove(row.kind, row.tenant_id, row.due)

@@ -3,13 +3,14 @@ records or settings changed, or a day passed (recency moves scores)."""
 
 from __future__ import annotations
 
+from shared.services.background.steps import done
 from shared.services.insights import InsightsService
-from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex
+from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex, WorkKind
 from shared.tenancy import TenantId
 
 
 class InsightsUpdate:
-    kinds: tuple[IndexKind, ...] = (IndexKind.INSIGHTS_RECOMPUTE, IndexKind.INSIGHTS_REFRESH)
+    kind = WorkKind.INSIGHTS_UPDATE
 
     def __init__(self, insights: InsightsService, index: ScheduleIndex) -> None:
         self._insights = insights
@@ -22,6 +23,5 @@ class InsightsUpdate:
             self._insights.recompute(tenant_id)
         else:
             self._insights.refresh(tenant_id)
-        for row in rows:  # rows added while computing stay due for the next run
-            self._index.remove(row.kind, row.tenant_id, row.due)
+        done(self._index, rows)  # rows added while computing stay due for the next run
         return "recomputed" if full else "refreshed"

@@ -1,27 +1,29 @@
 """The purge of the data of people who opted out (SPEC 4.4): every activity in which they take part, or that came
-from their mailbox, is deleted, in bounded steps."""
+from their mailbox, is deleted, in bounded steps that keep their position and continue in a new message."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from shared.clock import Clock
-from shared.services.background.budget import PURGE_SECONDS_PER_STEP, deadline_in
 from shared.services.background.exchange_purge import recompute_after_purge
-from shared.services.ports import IndexEntry, IndexKind, RecordRepository, ScheduleIndex
+from shared.services.background.steps import SECONDS_PER_STEP, continue_later, deadline_in, done, resume
+from shared.services.ports import IndexEntry, RecordRepository, ScheduleIndex, WorkKind, WorkQueue
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
 
 class OptOutPurge:
-    kinds: tuple[IndexKind, ...] = (IndexKind.OPT_OUT_PURGE,)
+    kind = WorkKind.OPT_OUT_PURGE
 
-    def __init__(self, index: ScheduleIndex, clock: Clock, records: RecordRepository, *,
-                 seconds_per_step: float = PURGE_SECONDS_PER_STEP) -> None:
+    def __init__(self, index: ScheduleIndex, clock: Clock, records: RecordRepository, queue: WorkQueue, *,
+                 seconds_per_step: float = SECONDS_PER_STEP) -> None:
         self._index = index
         self._clock = clock
         self._records = records
+        self._queue = queue
         self._seconds = seconds_per_step
 
     def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
@@ -30,12 +32,18 @@ class OptOutPurge:
         addresses = frozenset({u.email for u in users if u.opted_out} | {p.email for p in people
                                                                          if p.opted_out and p.email})
         user_ids = frozenset(u.id for u in users if u.opted_out)
-        progress = self._records.purge_people(tenant_id, addresses, user_ids, deadline_in(self._seconds))
+        # Someone who opts out while a purge runs: the rows already passed were judged without them.
+        judged_by = hashlib.sha256("\n".join([*sorted(addresses), "|", *sorted(user_ids)]).encode()).hexdigest()
+        resumed = resume(self._index, rows, judged_by)
+        if resumed is None:
+            return "stale"
+        progress = self._records.purge_people(tenant_id, addresses, user_ids, deadline_in(self._seconds),
+                                              resumed.after)
         log.info("purged %d activity rows of people who opted out%s", progress.deleted,
-                 "" if progress.finished else "; more next run")
+                 "" if progress.finished else "; more to do")
         if not progress.finished:
-            return "purgeContinues"
-        recompute_after_purge(self._index, self._clock, tenant_id)
-        for row in rows:
-            self._index.remove(row.kind, row.tenant_id, row.due)
+            return ("purgeContinues" if continue_later(self._index, self._queue, self._clock, resumed, rows,
+                                                       judged_by, progress.position) else "superseded")
+        recompute_after_purge(self._index, self._queue, self._clock, tenant_id)
+        done(self._index, rows)
         return "optOutPurged"

@@ -1,6 +1,7 @@
-"""What the hourly timer does: find the background work that is due (one range query per kind of work), group
-it by tenant and kind, and run each group's step. A failing step is logged and its rows stay due for the next
-run; nothing a step decides depends on the index rows alone (they are hints, the tenant's state decides)."""
+"""What the hourly timer does: find the background work that is due and put it on the queues; it never does a
+tenant's work itself. One range query per index kind, one message per due (tenant, kind of work), and a lease
+on the rows it sent, so that the next run does not send them again while their message waits or runs (a lost
+message is sent again once the lease ends)."""
 
 from __future__ import annotations
 
@@ -9,74 +10,54 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
-from shared import observability
 from shared.clock import Clock
-from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex
+from shared.services.background.steps import LEASE, message_for
+from shared.services.ports import IndexEntry, ScheduleIndex, WorkQueue
+from shared.services.work import WORK_OF_INDEX, IndexKind, WorkKind
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORKERS = 8
-
-
-class Work(Protocol):
-    """One kind of background work: a step for one tenant, given the index rows that asked for it."""
-
-    @property
-    def kinds(self) -> tuple[IndexKind, ...]: ...
-
-    def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str: ...
+SENDERS = 8  # sending is I/O: a few at once keep a run short when thousands of tenants are due
+MAX_ROWS_PER_MESSAGE = 100  # ids only, far below a message's 64 KiB; the rest goes in the next run
 
 
 @dataclass(frozen=True)
 class RunReport:
-    outcomes: dict[str, int]
+    messages: dict[str, int]  # per kind of work
 
-    def count(self, outcome: str) -> int:
-        return self.outcomes.get(outcome, 0)
+    def count(self, kind: WorkKind) -> int:
+        return self.messages.get(kind.value, 0)
 
 
 class BackgroundScheduler:
-    def __init__(self, index: ScheduleIndex, clock: Clock, phases: Sequence[Sequence[Work]], *,
-                 workers: int = DEFAULT_WORKERS) -> None:
-        """`phases` run one after the other (a consent deadline before the purge it asks for, purges before the
-        recompute they ask for); the groups of one phase run side by side."""
+    def __init__(self, index: ScheduleIndex, queue: WorkQueue, clock: Clock) -> None:
         self._index = index
+        self._queue = queue
         self._clock = clock
-        self._phases = phases
-        self._workers = workers
 
     def run(self) -> RunReport:
-        operation = observability.current_operation_id()
-        outcomes: list[str] = []
-        due = 0
-        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="background") as pool:
-            for phase in self._phases:
-                groups = self._due(phase)
-                due += sum(len(rows) for _, _, rows in groups)
-                outcomes += pool.map(lambda group: self._step(group, operation), groups)
-        report = RunReport(dict(Counter(outcomes)))
-        log.info("background work: %d index rows due, outcomes %s", due, report.outcomes)
+        now = self._clock.now()
+        groups: dict[tuple[WorkKind, TenantId], list[IndexEntry]] = {}
+        for kind in IndexKind:
+            for entry in self._index.due(kind, now):
+                if entry.leased_until is not None and entry.leased_until > now:
+                    continue  # its message is on its way
+                rows = groups.setdefault((WORK_OF_INDEX[kind], entry.tenant_id), [])
+                if len(rows) < MAX_ROWS_PER_MESSAGE:
+                    rows.append(entry)
+        with ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="scheduler") as pool:
+            sent = list(pool.map(lambda group: self._send(*group), groups.items()))
+        report = RunReport(dict(Counter(kind.value for kind, _ in groups)))
+        log.info("background work: %d messages sent %s", sum(sent), report.messages)
         return report
 
-    def _due(self, phase: Sequence[Work]) -> list[tuple[Work, TenantId, list[IndexEntry]]]:
-        """One group per (work, tenant): two steps of one tenant's purge would scan and delete the same rows."""
-        now = self._clock.now()
-        groups: dict[tuple[int, TenantId], tuple[Work, TenantId, list[IndexEntry]]] = {}
-        for position, work in enumerate(phase):
-            for kind in work.kinds:
-                for entry in self._index.due(kind, now):
-                    groups.setdefault((position, entry.tenant_id), (work, entry.tenant_id, []))[2].append(entry)
-        return list(groups.values())
-
-    @staticmethod
-    def _step(group: tuple[Work, TenantId, list[IndexEntry]], operation: str | None) -> str:
-        work, tenant_id, rows = group
-        with observability.log_context(tenant_id=tenant_id, operation_id=operation):
-            try:
-                return work.run(tenant_id, rows)
-            except Exception:
-                log.exception("background step %s failed; retried next run", "/".join(k.value for k in work.kinds))
-                return "failed"
+    def _send(self, key: tuple[WorkKind, TenantId], rows: Sequence[IndexEntry]) -> int:
+        # Sent first, then leased: if the queue is down the run fails and every row stays due for the next run;
+        # if the lease cannot be written, the next run sends a message again, which finds nothing left to do.
+        self._queue.send(message_for(key[1], rows))
+        until = self._clock.now() + LEASE
+        for row in rows:
+            self._index.keep(row, leased_until=until, position=row.position)
+        return 1
