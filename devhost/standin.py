@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -193,7 +193,7 @@ class LoopbackService:
                 return fault
         return None
 
-    def start(self) -> LoopbackService:
+    def start(self) -> Self:
         server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -211,7 +211,7 @@ class LoopbackService:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> LoopbackService:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
