@@ -157,7 +157,8 @@ class LocalDataverse(LoopbackService):
         """Every change token handed out so far is now refused (as after ExpireChangeTrackingInDays)."""
         with self._lock:
             env = self._env(url)
-            env.token_floor = env.version + 1
+            env.version += 1  # as if a change happened: tokens handed out from now on differ from the old ones
+            env.token_floor = env.version
 
     # -- protocol -------------------------------------------------------------------------------------
 

@@ -224,8 +224,8 @@ def generate(tenant: str, *, sellers: int = 8, accounts: int = 16, seed: int = 7
                                             start, rng.choice([30, 45, 60]), f"{topic}: {company}",
                                             f"Agenda for {company}: confidential figures"))
             elif channel == "call" and start <= now:
-                _crm_activity(org, "phonecalls", seller if rng.random() < 0.7 else customer,
-                              [customer] if rng.random() < 0.7 else [seller], start, regarding,
+                caller, callee = (seller, customer) if rng.random() < 0.7 else (customer, seller)
+                _crm_activity(org, "phonecalls", caller, [callee], start, regarding,
                               minutes=rng.choice([5, 10, 20]), topic=topic, seller=seller, customer=customer)
             elif channel == "crm-mail" and start <= now:
                 _crm_activity(org, "emails", seller, [customer], start, regarding, topic=topic, seller=seller,
