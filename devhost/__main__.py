@@ -1,6 +1,7 @@
 """The dev host's command line.
 
-  python -m devhost serve            Azurite + local identity provider + the Functions app on :7071
+  python -m devhost serve            Azurite + local identity provider + the Functions app on :7071, and the
+                                     local Graph (:7073) and Dataverse (:7074) with a demo organisation
   python -m devhost idp              only the local identity provider (for `func start` with Core Tools)
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
   python -m devhost grant --tenant T [--permissions Mail.ReadBasic.All,…]
@@ -18,6 +19,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from devhost import settings as local
@@ -70,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 - the host's name
     idp = _identity_provider(values, args.state_dir).start()
     os.environ["RI_CA_BUNDLE"] = str(idp.tls.ca_cert)
+    graph, dataverse, environment = _data_sources(idp, args)
     try:
         import function_app
 
@@ -81,6 +84,8 @@ Relationship intelligence is running (Ctrl-C stops everything).
   API            {host.base_url}/api/health   {host.base_url}/api/openapi.json
   timers         POST {host.base_url}/admin/functions/<name>
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
+  data sources   {f"Graph {graph.base_url}, Dataverse {environment} (tenant {DEMO_TENANT})" if graph and dataverse
+                  else "not started"}
   table storage  {f"Azurite on 127.0.0.1:{azurite.port}, data in {azurite.location}" if azurite else "as configured"}
   a token        .venv/bin/python -m devhost token --tenant {uuid.UUID(int=1)} --user {uuid.UUID(int=2)} \\
                    --roles SystemAdministrator
@@ -88,10 +93,39 @@ Relationship intelligence is running (Ctrl-C stops everything).
         _wait_for_stop()
         host.stop()
     finally:
+        for source in (graph, dataverse):
+            if source is not None:
+                source.stop()
         idp.stop()
         if azurite is not None:
             azurite.stop()
     return 0
+
+
+DEMO_TENANT = str(uuid.UUID(int=1))
+
+
+def _data_sources(idp: IdentityProvider, args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """The local Graph and Dataverse, holding the demo organisation of tenant …0001 (in memory, the same each
+    start). A port in use leaves them out with a warning: the app itself does not need them to start."""
+    from devhost import organisation
+    from devhost.dataverse import LocalDataverse
+    from devhost.graph import LocalGraph
+
+    try:
+        graph = LocalGraph(idp, port=args.graph_port).start()
+    except OSError as exc:
+        print(f"local Graph not started on port {args.graph_port}: {exc}", file=sys.stderr)
+        return None, None, None
+    try:
+        dataverse = LocalDataverse(idp, port=args.dataverse_port).start()
+    except OSError as exc:
+        print(f"local Dataverse not started on port {args.dataverse_port}: {exc}", file=sys.stderr)
+        graph.stop()
+        return None, None, None
+    org = organisation.generate(DEMO_TENANT, environment="contoso")
+    organisation.load(org, graph, dataverse, application_id=idp.app.client_id)
+    return graph, dataverse, org.environment_url
 
 
 def cmd_idp(args: argparse.Namespace) -> int:
@@ -185,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--azurite-port", type=int, default=10002)
     serve.add_argument("--no-azurite", action="store_true", help="use storage that is already running")
+    serve.add_argument("--graph-port", type=int, default=7073, help="the local Microsoft Graph")
+    serve.add_argument("--dataverse-port", type=int, default=7074, help="the local Dataverse")
     serve.set_defaults(run=cmd_serve)
 
     sub.add_parser("idp", help="run only the local identity provider").set_defaults(run=cmd_idp)

@@ -21,10 +21,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_serve_runs_the_app_and_stops_cleanly(tmp_path: Path, repo_root: Path) -> None:
     port, idp_port, azurite_port = free_port(), free_port(), free_port()
+    graph_port, dataverse_port = free_port(), free_port()
     env = {**os.environ, "RI_AUTHORITY_HOST": f"https://127.0.0.1:{idp_port}", "PYTHONUNBUFFERED": "1"}
     env.pop("AzureWebJobsStorage", None)
     base = [sys.executable, "-m", "devhost", "--state-dir", str(tmp_path)]
-    server = subprocess.Popen([*base, "serve", "--port", str(port), "--azurite-port", str(azurite_port)],
+    server = subprocess.Popen([*base, "serve", "--port", str(port), "--azurite-port", str(azurite_port),
+                               "--graph-port", str(graph_port), "--dataverse-port", str(dataverse_port)],
                               cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     session = requests.Session()
     session.trust_env = False
@@ -55,4 +57,7 @@ def test_serve_runs_the_app_and_stops_cleanly(tmp_path: Path, repo_root: Path) -
     assert "Relationship intelligence is running" in output
     assert not port_open("127.0.0.1", azurite_port)
     assert not port_open("127.0.0.1", port)
+    assert f"Graph https://127.0.0.1:{graph_port}" in output  # the data sources were up, with the demo tenant
+    assert not port_open("127.0.0.1", graph_port)
+    assert not port_open("127.0.0.1", dataverse_port)
     assert (tmp_path / "azurite").is_dir()  # tenants survive a restart

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 import requests
 
@@ -169,7 +170,7 @@ def test_tokens_must_be_for_this_environment_its_tenant_and_an_application_user(
     assert caught.value.status == 403
     assert caught.value.code == "0x80072560"
     # The token carries no roles: what an application user may do lives in Dataverse.
-    assert "roles" not in __import__("jwt").decode(_token(idp, org.tenant, session, url),
+    assert "roles" not in jwt.decode(_token(idp, org.tenant, session, url),
                                                    options={"verify_signature": False})
 
 
@@ -231,3 +232,24 @@ def test_everything_the_organisation_holds_maps_to_items_the_sync_path_accepts(
             assert not private & {str(v) for v in item.values()}
             assert "subject" not in row
             assert "description" not in row
+
+
+def test_the_identity_provider_issues_environment_tokens_only_for_dataverse_hosts(
+        idp: IdentityProvider, org: Organisation, http_factory: Callable[[], requests.Session]) -> None:
+    session = http_factory()
+    claims = jwt.decode(_token(idp, org.tenant, session, "https://contoso.crm4.dynamics.com"),
+                                      options={"verify_signature": False})
+    assert claims["aud"] == "https://contoso.crm4.dynamics.com"
+    assert claims["appid"] == CLIENT_ID
+    assert claims["uti"]
+    for scope in ("https://evil.example/.default", "https://contoso.crm4.dynamics.com/user_impersonation",
+                  "https://graph.microsoft.com/.default https://contoso.crm.dynamics.com/.default"):
+        answer = session.post(f"{idp.base_url}/{org.tenant}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "scope": scope})
+        assert answer.status_code == 400, scope
+        assert answer.json()["error"] in ("invalid_scope", "invalid_resource")
+    never = session.post(f"{idp.base_url}/{uuid.uuid4()}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "scope": f"{org.environment_url}/.default"})
+    assert "AADSTS700016" in never.json()["error_description"]  # no service principal there, no token
