@@ -1,6 +1,7 @@
 """The dev host's command line.
 
-  python -m devhost serve [--workers N]   Azurite + local identity provider + the Functions app (make run)
+  python -m devhost serve [--workers N]   Azurite, the local identity provider, Graph and Dataverse (with a demo
+                                          organisation), and the Functions app (make run)
   python -m devhost worker                another instance running only the queue triggers (as Azure scales out)
   python -m devhost idp                   only the local identity provider (for `func start` with Core Tools)
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
@@ -8,9 +9,9 @@
   python -m devhost grant --tenant T / revoke --tenant T    change the identity provider's grants directly
   python -m devhost seed --tenant T       a realistic tenant, through the running app's sync API
 
-The ports `serve` listens on are options (defaults 7071 for the app, 7072 for the identity provider, 10002 and
-10001 for Azurite's table and queue services); `serve` writes them to .devhost/ports.json, where the other
-commands find the running app.
+The ports `serve` listens on are options (defaults 7071 for the app, 7072 for the identity provider, 7073 and
+7074 for the local Graph and Dataverse, 10002 and 10001 for Azurite's table and queue services); `serve` writes
+them to .devhost/ports.json, where the other commands find the running app.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Ports:
     idp: int = 7072
     table: int = 10002
     queue: int = 10001
+    graph: int = 7073
+    dataverse: int = 7074
 
     @classmethod
     def of_running(cls, state_dir: Path) -> Ports:
@@ -102,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from devhost.azurite import Azurite
     from devhost.functionhost import FunctionHost
 
-    ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port)
+    ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port, args.graph_port, args.dataverse_port)
     values = local.load_values()
     _apply_ports(values, ports)
     local.apply_to_environment(values)
@@ -117,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             values["AzureWebJobsStorage"] = os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
     idp = _identity_provider(values, args.state_dir, ports).start()
     os.environ["RI_CA_BUNDLE"] = str(idp.tls.ca_cert)
+    graph, dataverse, environment = _data_sources(idp, ports)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         import function_app
@@ -133,6 +137,8 @@ Relationship intelligence is running (Ctrl-C stops everything).
   timers         POST {host.base_url}/admin/functions/<name>   (header x-devhost-wait: true waits for the run)
   queues         {len(host.queue_functions)} queue triggers on {args.workers} instance(s)
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
+  data sources   {f"Graph {graph.base_url}, Dataverse {environment} (tenant {DEMO_TENANT})" if graph and dataverse
+                  else "not started"}
   storage        {f"Azurite tables :{ports.table}, queues :{ports.queue}, data in {azurite.location}" if azurite
                   else "as configured"}
   try it         .venv/bin/python -m devhost consent --tenant {DEMO_TENANT}    (README: Trying it by hand)
@@ -144,10 +150,36 @@ Relationship intelligence is running (Ctrl-C stops everything).
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=30)
+        for source in (graph, dataverse):
+            if source is not None:
+                source.stop()
         idp.stop()
         if azurite is not None:
             azurite.stop()
     return 0
+
+
+def _data_sources(idp: IdentityProvider, ports: Ports) -> tuple[Any, Any, str | None]:
+    """The local Graph and Dataverse, holding the demo organisation of tenant …0001 (in memory, the same each
+    start). A port in use leaves them out with a warning: the app itself does not need them to start."""
+    from devhost import organisation
+    from devhost.dataverse import LocalDataverse
+    from devhost.graph import LocalGraph
+
+    try:
+        graph = LocalGraph(idp, port=ports.graph).start()
+    except OSError as exc:
+        print(f"local Graph not started on port {ports.graph}: {exc}", file=sys.stderr)
+        return None, None, None
+    try:
+        dataverse = LocalDataverse(idp, port=ports.dataverse).start()
+    except OSError as exc:
+        print(f"local Dataverse not started on port {ports.dataverse}: {exc}", file=sys.stderr)
+        graph.stop()
+        return None, None, None
+    org = organisation.generate(DEMO_TENANT, environment="contoso")
+    organisation.load(org, graph, dataverse, application_id=idp.app.client_id)
+    return graph, dataverse, org.environment_url
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -337,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--idp-port", type=int, default=defaults.idp, help="the local identity provider")
     serve.add_argument("--table-port", type=int, default=defaults.table, help="Azurite's table service")
     serve.add_argument("--queue-port", type=int, default=defaults.queue, help="Azurite's queue service")
+    serve.add_argument("--graph-port", type=int, default=defaults.graph, help="the local Microsoft Graph")
+    serve.add_argument("--dataverse-port", type=int, default=defaults.dataverse, help="the local Dataverse")
     serve.add_argument("--workers", type=int, default=1, help="instances running the queue triggers (processes)")
     serve.add_argument("--no-azurite", action="store_true", help="use storage that is already running")
     serve.set_defaults(run=cmd_serve)

@@ -342,9 +342,17 @@ class _IdpHandler(BaseHTTPRequestHandler):
         if client_id != p.app.client_id or secret != p.app.client_secret:
             self._oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
             return
-        scope = form.get("scope", "")
-        if scope.split() != [f"{GRAPH_RESOURCE}/.default"]:
+        scopes = form.get("scope", "").split()
+        resource = scopes[0].removesuffix("/.default") if len(scopes) == 1 and scopes[0].endswith("/.default") else ""
+        if not resource:
             self._oauth_error(400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
+            return
+        # Besides Graph, a Dataverse environment: Dynamics' organisation hosts, or the local stand-in on loopback.
+        dataverse = re.compile(r"^https://([a-z0-9][a-z0-9-]{0,62}\.crm\d{0,2}\.dynamics\.com"
+                               r"|(127\.0\.0\.1|localhost):\d{1,5}/[a-z0-9][a-z0-9-]{0,62})$")
+        if resource != GRAPH_RESOURCE and not dataverse.match(resource):
+            self._oauth_error(400, "invalid_resource", f"AADSTS500011: The resource principal named {resource} was "
+                              f"not found in the tenant named {tenant}.")
             return
         roles = p.grants.roles(tenant, client_id)
         if roles is None:
@@ -354,10 +362,11 @@ class _IdpHandler(BaseHTTPRequestHandler):
                               "by the administrator of the tenant or consented to by any user in the tenant.")
             return
         now = int(time.time())
-        claims: dict[str, Any] = {"aud": GRAPH_RESOURCE, "iss": f"https://sts.windows.net/{tenant}/", "iat": now,
+        claims: dict[str, Any] = {"aud": resource, "iss": f"https://sts.windows.net/{tenant}/", "iat": now,
                                   "nbf": now, "exp": now + 3599, "tid": tenant, "appid": client_id,
-                                  "idtyp": "app", "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{client_id}"))}
-        if roles:
+                                  "idtyp": "app", "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{client_id}")),
+                                  "uti": uuid.uuid4().hex}  # Entra's unique token id: two tokens never look alike
+        if roles and resource == GRAPH_RESOURCE:  # a Dataverse application user's rights live in Dataverse
             claims["roles"] = roles  # like Entra: no roles claim at all when nothing is assigned
         self._json(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
                          "access_token": p.sign(claims)})

@@ -22,12 +22,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_serve_runs_the_app_and_a_newcomer_walks_through_it(tmp_path: Path, repo_root: Path) -> None:
     port, idp_port, table_port, queue_port = free_port(), free_port(), free_port(), free_port()
+    graph_port, dataverse_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("AzureWebJobsStorage", "RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI", "RI_CA_BUNDLE"):
         env.pop(name, None)
     base = [sys.executable, "-m", "devhost", "--state-dir", str(tmp_path)]
     server = subprocess.Popen([*base, "serve", "--port", str(port), "--idp-port", str(idp_port), "--table-port",
-                               str(table_port), "--queue-port", str(queue_port), "--workers", "2"],
+                               str(table_port), "--queue-port", str(queue_port), "--graph-port", str(graph_port),
+                               "--dataverse-port", str(dataverse_port), "--workers", "2"],
                               cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     session = requests.Session()
     session.trust_env = False
@@ -72,7 +74,7 @@ def test_serve_runs_the_app_and_a_newcomer_walks_through_it(tmp_path: Path, repo
     assert server.returncode == 0, output
     assert "Relationship intelligence is running" in output
     assert "queue triggers on 2 instance(s)" in output
-    for closed in (table_port, queue_port, port, idp_port):
+    for closed in (table_port, queue_port, port, idp_port, graph_port, dataverse_port):
         assert not port_open("127.0.0.1", closed)
     assert (tmp_path / "azurite").is_dir()  # tenants survive a restart
 
