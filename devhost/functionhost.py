@@ -60,6 +60,7 @@ import azure.functions as func
 from azure.functions.http import HttpRequest as WorkerHttpRequest
 from azure.functions.timer import TimerRequest
 
+from devhost import cors
 from devhost.indexing import index
 from devhost.ncrontab import Schedule
 from devhost.routing import RouteTemplate, function_route
@@ -477,6 +478,7 @@ class FunctionHost:
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
+    @cors.applies  # Host.CORS (devhost.cors): preflights answered here, Access-Control-* on responses
     def dispatch(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> Response:
         """Answers one request (`target` as in the request line: path and query) without the network."""
         method = method.upper()
