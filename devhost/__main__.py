@@ -1,11 +1,14 @@
 """The dev host's command line.
 
-  python -m devhost serve            Azurite + local identity provider + the Functions app on :7071
+  python -m devhost serve            Azurite + local identity provider + the Functions app on :7071 + the portal
+                                     on :4280
   python -m devhost idp              only the local identity provider (for `func start` with Core Tools)
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
   python -m devhost grant --tenant T [--permissions Mail.ReadBasic.All,…]
   python -m devhost revoke --tenant T
   python -m devhost seed --tenant T --accounts 20   a realistic tenant, through the running app's sync API
+  python -m devhost portal-dist --out dist/portal --api-base-url https://… --client-id … --api-scope …
+                                     the portal's files for Azure Static Web Apps
 """
 
 from __future__ import annotations
@@ -18,13 +21,24 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from devhost import cors
 from devhost import settings as local
 from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider, RegisteredApp
+from devhost.portal import DEFAULT_PORT as PORTAL_PORT
+
+if TYPE_CHECKING:
+    from devhost.portal import PortalServer
 
 
-def _identity_provider(values: dict[str, str], state_dir: Path) -> IdentityProvider:
+def _portal_addresses(port: int) -> tuple[str, ...]:
+    """The portal's sign-in redirect URIs (the SPA platform of the app registration, locally)."""
+    return (f"http://localhost:{port}/", f"http://127.0.0.1:{port}/")
+
+
+def _identity_provider(values: dict[str, str], state_dir: Path, portal_port: int = PORTAL_PORT) -> IdentityProvider:
     authority = urlsplit(local.effective(values, "RI_AUTHORITY_HOST", "https://127.0.0.1:7072"))
     if authority.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("RI_AUTHORITY_HOST must be a loopback https address for the local identity provider")
@@ -36,6 +50,7 @@ def _identity_provider(values: dict[str, str], state_dir: Path) -> IdentityProvi
         client_id=local.effective(values, "RI_CLIENT_ID"),
         client_secret=local.effective(values, "RI_CLIENT_SECRET"),
         redirect_uris=(redirect, redirect.replace("127.0.0.1", "localhost")),
+        spa_redirect_uris=_portal_addresses(portal_port),
     )
     return IdentityProvider(state_dir / "idp", app, api_audience=audiences[0], host=authority.hostname or "127.0.0.1",
                             port=authority.port or 443)
@@ -68,19 +83,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             azurite = Azurite(args.azurite_port, location=args.state_dir / "azurite").start()
             os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 - the host's name
-    idp = _identity_provider(values, args.state_dir).start()
+    idp = _identity_provider(values, args.state_dir, args.portal_port).start()
     os.environ["RI_CA_BUNDLE"] = str(idp.tls.ca_cert)
+    portal = None
     try:
         import function_app
 
         host = FunctionHost(function_app.app, host="127.0.0.1", port=args.port, route_prefix="api",
                             settings=values)
+        cors.enable(host, cors.from_local_settings(local.LOCAL_SETTINGS, local.SAMPLE_SETTINGS))
         host.start()
+        portal, portal_line = _start_portal(values, host.base_url, idp, args.portal_port)
         print(f"""
 Relationship intelligence is running (Ctrl-C stops everything).
+  portal         {portal_line}
   API            {host.base_url}/api/health   {host.base_url}/api/openapi.json
   timers         POST {host.base_url}/admin/functions/<name>
-  identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
+  identity       {idp.base_url}  (CA: {idp.tls.ca_cert}; your browser must trust it, see the README)
   table storage  {f"Azurite on 127.0.0.1:{azurite.port}, data in {azurite.location}" if azurite else "as configured"}
   a token        .venv/bin/python -m devhost token --tenant {uuid.UUID(int=1)} --user {uuid.UUID(int=2)} \\
                    --roles SystemAdministrator
@@ -88,9 +107,37 @@ Relationship intelligence is running (Ctrl-C stops everything).
         _wait_for_stop()
         host.stop()
     finally:
+        if portal is not None:
+            portal.stop()
         idp.stop()
         if azurite is not None:
             azurite.stop()
+    return 0
+
+
+def _start_portal(values: dict[str, str], api: str, idp: IdentityProvider,
+                  port: int) -> tuple[PortalServer | None, str]:
+    from devhost.portal import PortalConfig, PortalServer
+
+    if port == 0:
+        return None, "not served (--portal-port 0)"
+    config = PortalConfig.local(f"{api}/api", idp.app.client_id, idp.base_url, idp.api_audience)
+    try:
+        portal = PortalServer(config, port=port).start()
+    except OSError as exc:  # e.g. another `make run` holds the port: the API still serves
+        return None, f"not served: 127.0.0.1:{port} is not free ({exc.strerror})"
+    except FileNotFoundError as exc:
+        return None, f"not served: {exc}"
+    return portal, f"http://localhost:{portal.port}/   (sign in as a test user on the identity provider's page)"
+
+
+def cmd_portal_dist(args: argparse.Namespace) -> int:
+    from devhost.portal import PortalConfig, build_site
+
+    config = PortalConfig(api_base_url=args.api_base_url.rstrip("/"), client_id=args.client_id,
+                          authority=args.authority.rstrip("/"), api_scopes=tuple(args.api_scope))
+    files = build_site(args.out, config)
+    print(f"{len(files)} files in {args.out}; deploy them with the Static Web App's deployment token")
     return 0
 
 
@@ -185,7 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--azurite-port", type=int, default=10002)
     serve.add_argument("--no-azurite", action="store_true", help="use storage that is already running")
+    serve.add_argument("--portal-port", type=int, default=PORTAL_PORT, help="the admin portal (0: not served)")
     serve.set_defaults(run=cmd_serve)
+
+    dist = sub.add_parser("portal-dist", help="write the portal's deployable files (Azure Static Web Apps)")
+    dist.add_argument("--out", type=Path, default=Path("dist/portal"))
+    dist.add_argument("--api-base-url", required=True, help="https://<function app>.azurewebsites.net/api")
+    dist.add_argument("--client-id", required=True, help="the app registration's client id")
+    dist.add_argument("--api-scope", action="append", required=True, help="api://<client id>/access_as_user")
+    dist.add_argument("--authority", default="https://login.microsoftonline.com/organizations")
+    dist.set_defaults(run=cmd_portal_dist)
 
     sub.add_parser("idp", help="run only the local identity provider").set_defaults(run=cmd_idp)
 
