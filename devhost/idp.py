@@ -15,7 +15,8 @@ It speaks the parts of the real protocol the app uses, over HTTPS with a CA of i
   Entra requires) for an access token for our API, an id_token (with the request's nonce), a refresh token
   (`refresh_token` grant, rotated) and `client_info`; `/{tenant}/oauth2/v2.0/logout` sends the browser back to
   a registered address. There is no sign-in session (no cookie): `prompt=none` answers `login_required`.
-  Metadata, keys and the token endpoint answer CORS requests from the SPA's origins.
+  Metadata, keys and the token endpoint answer CORS requests from the SPA's origins. The pages' CSP leaves
+  forms free to go on through redirects (a form-action would block the consent answer's way back).
 User access tokens for our API can also be minted directly (`python -m devhost token`), signed with the same key.
 """
 
@@ -539,7 +540,7 @@ class _IdpHandler(BaseHTTPRequestHandler):
             '<button name="answer" value="accept" id="accept">Accept</button> '
             '<button name="answer" value="cancel" id="cancel">Cancel</button></form>'
         )
-        self._html(200, "Permissions requested", body, form_targets=[query["redirect_uri"]])
+        self._html(200, "Permissions requested", body)
 
     def _consent_answer(self, tenant: str, query: dict[str, str], form: dict[str, str]) -> None:
         fields = {**query, **{k: v for k, v in form.items() if k in ("client_id", "redirect_uri", "scope", "state")}}
@@ -564,16 +565,14 @@ class _IdpHandler(BaseHTTPRequestHandler):
         target = f"{fields['redirect_uri']}?{urlencode(params)}"
         self._send(302, b"", "text/plain", {"Location": target})
 
-    def _html(self, status: int, title: str, body: str, *, form_targets: Sequence[str] = ()) -> None:
-        """A small page. `form_targets`: where a form's answer may redirect (browsers apply form-action to the
-        redirect after a form post too)."""
+    def _html(self, status: int, title: str, body: str) -> None:
+        # No form-action: browsers apply it to every redirect after a form post, and the consent answer goes on
+        # from our callback to wherever the app sends the admin (Entra's pages do not restrict it either).
         page = (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
                 f"<title>{html.escape(title)}</title><body style='font-family:sans-serif;max-width:40em;margin:2em "
                 f"auto;line-height:1.5'><main>{body}</main></body></html>")
-        targets = " ".join(dict.fromkeys(_origin(t) for t in form_targets))
         self._send(status, page.encode(), "text/html; charset=utf-8",
-                   {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                               f"form-action 'self' {targets}".strip() + "; frame-ancestors 'none'",
+                   {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
                     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 
     # -- sign-in of the portal (authorization code + PKCE, SPA) ---------------------------------------------
@@ -648,7 +647,7 @@ class _IdpHandler(BaseHTTPRequestHandler):
                 f"{roles}</fieldset><p>"
                 '<button name="answer" value="sign-in" id="sign-in">Sign in</button> '
                 '<button name="answer" value="cancel" id="cancel" formnovalidate>Cancel</button></p></form>')
-        self._html(400 if problem else 200, "Sign in", body, form_targets=[query["redirect_uri"]])
+        self._html(400 if problem else 200, "Sign in", body)
 
     def _authorize_answer(self, tenant: str, query: dict[str, str], form: dict[str, str]) -> None:
         refused = self._authorize_problem(tenant, query)

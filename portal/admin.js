@@ -424,7 +424,7 @@ function renderExclusions(ctx, current) {
 export async function audit(ctx, tokens = [null], pageSize = 20) {
   const token = tokens[tokens.length - 1];
   const page = await ctx.api.get(`${BASE}/audit`, { pageSize, continuationToken: token });
-  const size = select([20, 50, 100].map((n) => [String(n), String(n)]), String(pageSize));
+  const size = select([5, 10, 20, 50, 100].map((n) => [String(n), String(n)]), String(pageSize));
   size.id = "page-size";
   size.addEventListener("change", () => audit(ctx, [null], Number(size.value)));
   const rows = page.events.map((event) => h("tr", {},
