@@ -128,6 +128,21 @@ class Tab:
     name: str
     problems: list[str] = field(default_factory=list)
     shots: int = 0
+    expected_api_statuses: set[int] = field(default_factory=set)
+
+    def expect_api_errors(self, *statuses: int) -> None:
+        """Chromium logs every non-2xx fetch as a console error; a test about refusals names the API answers it
+        provokes, and only those (from the API's address) are not counted as problems."""
+        self.expected_api_statuses.update(statuses)
+
+    def on_console(self, message: Any) -> None:
+        if message.type != "error":
+            return
+        failed = re.match(r"Failed to load resource: the server responded with a status of (\d+)", message.text)
+        url = (message.location or {}).get("url", "")
+        if failed and int(failed.group(1)) in self.expected_api_statuses and url.startswith(self.stack.api):
+            return
+        self.problems.append(f"console {message.type}: {message.text} ({url})")
 
     def shot(self, step: str) -> Path:
         self.shots += 1
@@ -172,8 +187,7 @@ def tab(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterator[
     page.set_default_timeout(15_000)
     name = re.sub(r"^test_", "", request.node.name)
     opened = Tab(page, stack, name)
-    page.on("console", lambda message: opened.problems.append(f"console {message.type}: {message.text}")
-            if message.type == "error" else None)
+    page.on("console", opened.on_console)
     page.on("pageerror", lambda error: opened.problems.append(f"uncaught: {error}"))
     yield opened
     context.close()
