@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 PYTEST_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup run test unit lint typecheck infra-check bench clean
+.PHONY: setup run test unit lint typecheck infra-check bench clean browser
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -23,10 +24,16 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian's Chromium for the browser tests (tests/browser), driven by Playwright through executable_path;
+# nothing downloads a browser build (never `playwright install`).
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: setup
 	$(PY) -m devhost serve
 
-test: setup lint typecheck
+test: setup browser lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 	bash scripts/checkov.sh
 
