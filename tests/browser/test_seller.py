@@ -98,8 +98,9 @@ def test_a_seller_opening_an_admin_page_sees_the_refusal_in_words(tab: Tab, tena
     expect(page.get_by_text("Your administrator has not turned this on.")).to_be_visible()
     page.goto(f"{tab.stack.portal.base_url}/#/overview")
     page.get_by_role("heading", name="You cannot open this page").wait_for()
-    expect(page.get_by_role("alert")).to_contain_text("this page needs the System Administrator or System Customizer role")
-    expect(page.get_by_role("alert")).to_contain_text("Your roles: Salesperson.")
+    refusal = page.get_by_role("alert")
+    expect(refusal).to_contain_text("this page needs the System Administrator or System Customizer role")
+    expect(refusal).to_contain_text("Your roles: Salesperson.")
     tab.step("admin page refused")
     # and the API agrees: the same call with the seller's token is a 403 problem
     token = tab.stack.idp.user_token(tenant, SELLER.object_id, SELLER.roles)
