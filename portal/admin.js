@@ -65,12 +65,19 @@ function describeProblem(entry) {
  */
 async function change(ctx, form, base, send, rerender, success) {
   clearProblems(form);
+  // The page is drawn again after the answer: keyboard focus goes back to the same control (by id).
+  const focused = document.activeElement && document.activeElement.id;
+  const refocus = () => {
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus();
+  };
   const buttons = [...form.querySelectorAll("button, input")];
   buttons.forEach((b) => { b.disabled = true; });
   try {
     const next = await send(base.etag);
     ctx.flash = notice("success", h("p", {}, next.changed === false ? t("saved.unchanged") : success));
     await rerender(next);
+    refocus();
   } catch (error) {
     buttons.forEach((b) => { b.disabled = false; });
     if (!(error instanceof ApiError)) throw error;
@@ -82,6 +89,7 @@ async function change(ctx, form, base, send, rerender, success) {
         lines.length ? h("ul", {}, lines.map((line) => h("li", {}, line))) : null,
         h("p", {}, t("conflict.reloaded")));
       await rerender(fresh);
+      refocus();
       const missing = error.problem.missingPrerequisite;
       if (missing) {
         const prerequisites = document.getElementById("prerequisites-form");

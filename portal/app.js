@@ -18,7 +18,7 @@ const ROUTES = {
   "#/records": [(ctx, query) => seller.records(ctx, query), READ, "nav.records"],
 };
 
-const ctx = { api: null, auth: null, me: null, flash: null, consentOutcome: null, can: () => false };
+const ctx = { api: null, auth: null, me: null, flash: null, consentOutcome: null, routed: false, can: () => false };
 
 function staticTexts() {
   document.documentElement.lang = language();
@@ -100,7 +100,10 @@ async function route() {
       }
       refusal(READ);
     }
-    focusHeading();
+    // A new page announces itself (its heading takes the focus); the first one leaves the focus at the top,
+    // where the skip link is the first stop.
+    if (ctx.routed) focusHeading();
+    ctx.routed = true;
   } catch (error) {
     failure(error);
   }
@@ -124,6 +127,11 @@ async function start() {
     else signInPage();
   });
   document.getElementById("sign-out").addEventListener("click", () => ctx.auth.signOut());
+  // The hash holds the route: the skip link moves the focus itself instead of navigating to #main.
+  document.getElementById("skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    document.getElementById("main").focus();
+  });
   staticTexts();
 
   // Back from the consent callback: ?consent=granted|declined|invalid (kept until signed in).

@@ -128,3 +128,23 @@ def test_a_stale_page_says_what_changed_and_reloads(tab: Tab, tenant: str) -> No
     expect(page.locator(".notice.warning")).to_contain_text("disable it before turning Premium Sales Insights off")
     expect(page.get_by_label("Premium Sales Insights features are turned on")).to_be_checked()
     tab.step("rule conflict explained")
+
+
+def test_excluded_groups_refuse_what_is_no_group_id(tab: Tab, tenant: str) -> None:
+    admin = enabled_tenant(tab.stack, tenant)
+    before = state(tab.stack, admin)
+    page = tab.page
+    tab.expect_api_errors(400)
+    tab.sign_in(ADMIN, tenant)
+    page.get_by_role("link", name="Excluded groups").click()
+    area = page.get_by_label("Security group ids, one per line")
+    area.fill("5e1f6a8c-3b7d-4c2e-9f10-a1b2c3d4e5f6\nnot-a-group")
+    page.locator("#save-groups").click()
+    expect(area).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[data-field="groupIds"] .field-error')).to_contain_text("should match pattern")
+    assert state(tab.stack, admin) == before
+    tab.step("bad group id refused")
+    area.fill("5E1F6A8C-3B7D-4C2E-9F10-A1B2C3D4E5F6")
+    page.locator("#save-groups").click()
+    page.get_by_text("Excluded security groups saved.").wait_for()
+    expect(area).to_have_value("5e1f6a8c-3b7d-4c2e-9f10-a1b2c3d4e5f6")
