@@ -108,3 +108,16 @@ def test_the_admin_journey(tab: Tab, tenant: str) -> None:
     page.get_by_role("button", name="Sign in").wait_for()
     assert requests.get(f"{tab.stack.portal.base_url}/config.json", timeout=5).status_code == 200
     tab.step("signed out")
+
+
+def test_a_cancelled_sign_in_says_so_and_offers_to_try_again(tab: Tab) -> None:
+    page = tab.page
+    page.goto(f"{tab.stack.portal.base_url}/")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(re.escape(tab.stack.idp.base_url)))
+    tab.step("sign-in page of the identity provider")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_url(re.compile(re.escape(tab.stack.portal.base_url)))
+    expect(page.get_by_role("alert")).to_contain_text("Sign-in did not complete")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    tab.step("sign-in cancelled")
