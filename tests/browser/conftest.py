@@ -10,12 +10,11 @@ finds no serious or critical violation where a test asks. Screenshots go to test
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,8 +205,3 @@ def consent_directly(stack: Stack, tenant: str) -> None:
     stack.services.settings_service().change(TenantId(tenant), "admin", "consentGranted",
                                              lambda s, now: s.record_consent_granted("admin", (), now))
 
-
-def replace_services(stack: Stack, **changes: Any) -> Callable[[], None]:
-    container = dataclasses.replace(stack.services, **changes)
-    bootstrap.install(container)
-    return lambda: bootstrap.install(stack.services)
