@@ -69,7 +69,9 @@ class Stack:
         return self.session(self.idp.user_token(tenant, ADMIN.object_id, ADMIN.roles, name=ADMIN.name))
 
     def run_timer(self) -> None:
-        response = requests.post(f"{self.host.base_url}/admin/functions/consent_deadline",
+        """Runs the app's timer (its only one, whatever its name) through the host's admin endpoint."""
+        (name,) = self.host.timer_functions
+        response = requests.post(f"{self.host.base_url}/admin/functions/{name}",
                                  headers={"x-devhost-wait": "true"}, json={"input": ""}, timeout=120)
         assert response.status_code == 202
 
@@ -93,7 +95,7 @@ def stack(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     services = bootstrap.build(settings)
     bootstrap.install(services)
     host = FunctionHost(function_app.app, port=api_port, run_timers=False,
-                        settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *"})
+                        settings={"RI_DEADLINE_SCHEDULE": "0 0 * * * *", "RI_BACKGROUND_SCHEDULE": "0 0 * * * *"})
     cors.enable(host, cors.CorsPolicy.parse(portal_origin))
     host.start()
     portal = PortalServer(PortalConfig.local(f"{host.base_url}/api", CLIENT_ID, idp.base_url, AUDIENCE),
@@ -199,9 +201,15 @@ def tenant() -> str:
 
 
 def consent_directly(stack: Stack, tenant: str) -> None:
-    """Records consent without the browser (for tests whose subject is elsewhere)."""
-    from shared.tenancy import TenantId
-
-    stack.services.settings_service().change(TenantId(tenant), "admin", "consentGranted",
-                                             lambda s, now: s.record_consent_granted("admin", (), now))
-
+    """Consent without the browser, through the same HTTP exchanges (for tests whose subject is elsewhere)."""
+    admin = stack.admin_api(tenant)
+    link = admin.post(f"{stack.api}/relationship-intelligence/consent-requests", timeout=10)
+    assert link.status_code == 201, link.text
+    idp = requests.Session()
+    idp.trust_env = False
+    idp.verify = str(stack.idp.tls.ca_cert)
+    url = link.json()["consentUrl"]
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', idp.get(url, timeout=10).text))
+    answer = idp.post(url, data={**fields, "answer": "accept"}, allow_redirects=False, timeout=10)
+    callback = requests.get(answer.headers["Location"], allow_redirects=False, timeout=30)
+    assert callback.headers["Location"].endswith("consent=granted"), callback.headers.get("Location")
