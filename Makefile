@@ -7,15 +7,17 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 PYTEST_ARGS ?=
-# Where `make run` listens: the app, the local identity provider, Azurite's table and queue services; and how many
-# instances run the queue triggers (processes, as Azure scales out).
+# Where `make run` listens: the app, the local identity provider, the portal, Azurite's table and queue services;
+# and how many instances run the queue triggers (processes, as Azure scales out).
 PORT ?= 7071
 IDP_PORT ?= 7072
+PORTAL_PORT ?= 4280
 TABLE_PORT ?= 10002
 QUEUE_PORT ?= 10001
 WORKERS ?= 1
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup run test unit lint typecheck infra-check bench clean
+.PHONY: setup run test unit lint typecheck infra-check bench clean browser
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -30,11 +32,17 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: setup
-	$(PY) -m devhost serve --port $(PORT) --idp-port $(IDP_PORT) --table-port $(TABLE_PORT) --queue-port $(QUEUE_PORT) \
-		--workers $(WORKERS)
+# Debian's Chromium for the browser tests (tests/browser), driven by Playwright through executable_path;
+# nothing downloads a browser build (never `playwright install`).
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup lint typecheck
+run: setup
+	$(PY) -m devhost serve --port $(PORT) --idp-port $(IDP_PORT) --portal-port $(PORTAL_PORT) \
+		--table-port $(TABLE_PORT) --queue-port $(QUEUE_PORT) --workers $(WORKERS)
+
+test: setup browser lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 	bash scripts/checkov.sh
 

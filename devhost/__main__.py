@@ -1,17 +1,19 @@
 """The dev host's command line.
 
   python -m devhost serve [--workers N]   Azurite, the local identity provider, Graph and Dataverse (with a demo
-                                          organisation), and the Functions app (make run)
+                                          organisation), the Functions app and the portal (make run)
   python -m devhost worker                another instance running only the queue triggers (as Azure scales out)
   python -m devhost idp                   only the local identity provider (for `func start` with Core Tools)
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
   python -m devhost consent --tenant T    the Microsoft 365 admin's consent, end to end, as a browser would do it
   python -m devhost grant --tenant T / revoke --tenant T    change the identity provider's grants directly
   python -m devhost seed --tenant T       a realistic tenant, through the running app's sync API
+  python -m devhost portal-dist --out dist/portal --api-base-url https://… --client-id … --api-scope …
+                                          the portal's files for Azure Static Web Apps
 
-The ports `serve` listens on are options (defaults 7071 for the app, 7072 for the identity provider, 7073 and
-7074 for the local Graph and Dataverse, 10002 and 10001 for Azurite's table and queue services); `serve` writes
-them to .devhost/ports.json, where the other commands find the running app.
+The ports `serve` listens on are options (defaults 7071 for the app, 7072 for the identity provider, 4280 for the
+portal, 7073 and 7074 for the local Graph and Dataverse, 10002 and 10001 for Azurite's table and queue services);
+`serve` writes them to .devhost/ports.json, where the other commands find the running app.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from devhost import cors
 from devhost import settings as local
 from devhost.idp import DEFAULT_GRAPH_PERMISSIONS, IdentityProvider, RegisteredApp
+
+if TYPE_CHECKING:
+    from devhost.portal import PortalServer
 
 DEMO_TENANT = str(uuid.UUID(int=1))
 
@@ -45,6 +51,7 @@ class Ports:
     queue: int = 10001
     graph: int = 7073
     dataverse: int = 7074
+    portal: int = 4280
 
     @classmethod
     def of_running(cls, state_dir: Path) -> Ports:
@@ -59,12 +66,18 @@ class Ports:
     def app_url(self) -> str:
         return f"http://127.0.0.1:{self.app}"
 
+    @property
+    def portal_urls(self) -> tuple[str, ...]:
+        """The portal's sign-in redirect URIs (the SPA platform of the app registration, locally)."""
+        return (f"http://localhost:{self.portal}/", f"http://127.0.0.1:{self.portal}/")
+
 
 def _apply_ports(values: dict[str, str], ports: Ports) -> None:
     """The addresses that follow from the ports, unless the environment sets them."""
     os.environ.setdefault("RI_AUTHORITY_HOST", f"https://127.0.0.1:{ports.idp}")
     os.environ.setdefault("RI_CONSENT_REDIRECT_URI", f"{ports.app_url}/api/consent/callback")
-    values.update({k: os.environ[k] for k in ("RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI")})
+    os.environ.setdefault("RI_PORTAL_URL", ports.portal_urls[0] if ports.portal else "")
+    values.update({k: os.environ[k] for k in ("RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI", "RI_PORTAL_URL")})
 
 
 def _identity_provider(values: dict[str, str], state_dir: Path, ports: Ports | None = None) -> IdentityProvider:
@@ -79,6 +92,7 @@ def _identity_provider(values: dict[str, str], state_dir: Path, ports: Ports | N
         client_id=local.effective(values, "RI_CLIENT_ID"),
         client_secret=local.effective(values, "RI_CLIENT_SECRET"),
         redirect_uris=(redirect, redirect.replace("127.0.0.1", "localhost")),
+        spa_redirect_uris=(ports or Ports()).portal_urls,
     )
     return IdentityProvider(state_dir / "idp", app, api_audience=audiences[0], host=authority.hostname or "127.0.0.1",
                             port=authority.port or 443)
@@ -105,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from devhost.azurite import Azurite
     from devhost.functionhost import FunctionHost
 
-    ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port, args.graph_port, args.dataverse_port)
+    ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port, args.graph_port, args.dataverse_port,
+                  args.portal_port)
     values = local.load_values()
     _apply_ports(values, ports)
     local.apply_to_environment(values)
@@ -122,21 +137,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["RI_CA_BUNDLE"] = str(idp.tls.ca_cert)
     graph, dataverse, environment = _data_sources(idp, ports)
     workers: list[subprocess.Popen[bytes]] = []
+    portal = None
     try:
         import function_app
 
         host = FunctionHost(function_app.app, host="127.0.0.1", port=ports.app, route_prefix="api", settings=values)
+        cors.enable(host, cors.from_local_settings(local.LOCAL_SETTINGS, local.SAMPLE_SETTINGS))
         host.start()
+        portal, portal_line = _start_portal(host.base_url, idp, ports.portal)
         ports.save(args.state_dir)
         for _ in range(max(0, args.workers - 1)):  # this process is the first instance
             workers.append(subprocess.Popen([sys.executable, "-m", "devhost", "--state-dir", str(args.state_dir),  # noqa: S603
                                              "worker"], env=dict(os.environ)))
         print(f"""
 Relationship intelligence is running (Ctrl-C stops everything).
+  portal         {portal_line}
   API            {host.base_url}/api/status   {host.base_url}/api/openapi.json
   timers         POST {host.base_url}/admin/functions/<name>   (header x-devhost-wait: true waits for the run)
   queues         {len(host.queue_functions)} queue triggers on {args.workers} instance(s)
-  identity       {idp.base_url}  (CA: {idp.tls.ca_cert})
+  identity       {idp.base_url}  (CA: {idp.tls.ca_cert}; your browser must trust it, see the README)
   data sources   {f"Graph {graph.base_url}, Dataverse {environment} (tenant {DEMO_TENANT})" if graph and dataverse
                   else "not started"}
   storage        {f"Azurite tables :{ports.table}, queues :{ports.queue}, data in {azurite.location}" if azurite
@@ -150,12 +169,37 @@ Relationship intelligence is running (Ctrl-C stops everything).
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=30)
-        for source in (graph, dataverse):
-            if source is not None:
-                source.stop()
+        for server in (graph, dataverse, portal):
+            if server is not None:
+                server.stop()
         idp.stop()
         if azurite is not None:
             azurite.stop()
+    return 0
+
+
+def _start_portal(api: str, idp: IdentityProvider, port: int) -> tuple[PortalServer | None, str]:
+    from devhost.portal import PortalConfig, PortalServer
+
+    if port == 0:
+        return None, "not served (--portal-port 0)"
+    config = PortalConfig.local(f"{api}/api", idp.app.client_id, idp.base_url, idp.api_audience)
+    try:
+        portal = PortalServer(config, port=port).start()
+    except OSError as exc:  # e.g. another `make run` holds the port: the API still serves
+        return None, f"not served: 127.0.0.1:{port} is not free ({exc.strerror})"
+    except FileNotFoundError as exc:
+        return None, f"not served: {exc}"
+    return portal, f"http://localhost:{portal.port}/   (sign in as a test user on the identity provider's page)"
+
+
+def cmd_portal_dist(args: argparse.Namespace) -> int:
+    from devhost.portal import PortalConfig, build_site
+
+    config = PortalConfig(api_base_url=args.api_base_url.rstrip("/"), client_id=args.client_id,
+                          authority=args.authority.rstrip("/"), api_scopes=tuple(args.api_scope))
+    files = build_site(args.out, config)
+    print(f"{len(files)} files in {args.out}; deploy them with the Static Web App's deployment token")
     return 0
 
 
@@ -371,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--queue-port", type=int, default=defaults.queue, help="Azurite's queue service")
     serve.add_argument("--graph-port", type=int, default=defaults.graph, help="the local Microsoft Graph")
     serve.add_argument("--dataverse-port", type=int, default=defaults.dataverse, help="the local Dataverse")
+    serve.add_argument("--portal-port", type=int, default=defaults.portal, help="the admin portal (0: not served)")
     serve.add_argument("--workers", type=int, default=1, help="instances running the queue triggers (processes)")
     serve.add_argument("--no-azurite", action="store_true", help="use storage that is already running")
     serve.set_defaults(run=cmd_serve)
@@ -379,6 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--lease-seconds", type=float, default=600.0,
                         help="how long a received message stays invisible to other instances (renewed while it runs)")
     worker.set_defaults(run=cmd_worker)
+
+    dist = sub.add_parser("portal-dist", help="write the portal's deployable files (Azure Static Web Apps)")
+    dist.add_argument("--out", type=Path, default=Path("dist/portal"))
+    dist.add_argument("--api-base-url", required=True, help="https://<function app>.azurewebsites.net/api")
+    dist.add_argument("--client-id", required=True, help="the app registration's client id")
+    dist.add_argument("--api-scope", action="append", required=True, help="api://<client id>/access_as_user")
+    dist.add_argument("--authority", default="https://login.microsoftonline.com/organizations")
+    dist.set_defaults(run=cmd_portal_dist)
 
     sub.add_parser("idp", help="run only the local identity provider").set_defaults(run=cmd_idp)
 

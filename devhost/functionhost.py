@@ -44,6 +44,7 @@ import azure.functions as func
 from azure.functions.http import HttpRequest as WorkerHttpRequest
 from azure.functions.queue import QueueMessage
 
+from devhost import cors
 from devhost.http_server import HttpServer, Response, json_response, problem
 from devhost.indexing import index
 from devhost.invocation import Invoker
@@ -346,6 +347,7 @@ class FunctionHost:
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
+    @cors.applies  # Host.CORS (devhost.cors): preflights answered here, Access-Control-* on responses
     def dispatch(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> Response:
         """Answers one request (`target` as in the request line: path and query) without the network."""
         method = method.upper()

@@ -1,6 +1,7 @@
 // Relationship intelligence on Azure: a Flex Consumption Function App (Python 3.11) with a system-assigned
-// managed identity, its storage account (host storage + the app's tables), Application Insights and a Key Vault
-// for the app registration's client secret. No shared keys: the app reaches storage, Key Vault and
+// managed identity, its storage account (host storage + the app's tables), Application Insights, a Key Vault
+// for the app registration's client secret, and the admin portal on Azure Static Web Apps (the API's CORS
+// allows its origin). No shared keys: the app reaches storage, Key Vault and
 // Application Insights with its identity and the least roles it needs.
 targetScope = 'resourceGroup'
 
@@ -25,8 +26,19 @@ param clientSecret string = ''
 @description('Expiry of the stored client secret (Unix time); rotate the secret before it.')
 param clientSecretExpiresOn int = dateTimeToEpoch(dateTimeAdd(utcNow(), 'P180D'))
 
-@description('Admin portal address the consent callback returns to; empty shows a small page instead.')
+@description('Admin portal address the consent callback returns to; empty: the Static Web App deployed here.')
 param portalUrl string = ''
+
+@description('Region of the admin portal (Azure Static Web Apps runs in a few regions only).')
+@allowed(['westeurope', 'eastus2', 'centralus', 'westus2', 'eastasia'])
+param portalLocation string = 'westeurope'
+
+@description('Plan of the admin portal\'s Static Web App (Standard adds custom domains with an SLA).')
+@allowed(['Free', 'Standard'])
+param portalSku string = 'Free'
+
+@description('Further origins that may call the API from a browser, e.g. the portal on a custom domain ("https://portal.contoso.com", no trailing slash).')
+param extraCorsOrigins array = []
 
 @description('Name of the table that holds tenant state.')
 param stateTableName string = 'TenantState'
@@ -58,6 +70,7 @@ var keyVaultName = 'kv-${take(replace(name, '-', ''), 7)}-${suffix}'
 var functionAppName = 'func-${name}-${suffix}'
 var deploymentContainerName = 'app-package'
 var clientSecretName = 'ri-client-secret'
+var portalOrigin = 'https://${portal.properties.defaultHostname}'
 
 // Built-in role definitions (ids are the same in every tenant), granted to the app's identity and nothing more.
 var roles = {
@@ -197,6 +210,19 @@ module clientSecretVersion 'modules/keyvault-secret.bicep' = if (!empty(clientSe
   }
 }
 
+// The admin portal: static files only (portal/, packaged by `python -m devhost portal-dist`); it calls the
+// API from the browser with the admin's or seller's Entra token, so the API's CORS names its origin.
+resource portal 'Microsoft.Web/staticSites@2023-12-01' = {
+  name: 'stapp-${name}-${suffix}'
+  location: portalLocation
+  sku: { name: portalSku, tier: portalSku }
+  properties: {
+    stagingEnvironmentPolicy: 'Disabled' // no preview environments: a pull request gets no public copy
+    allowConfigFileUpdates: true // staticwebapp.config.json carries the portal's security headers
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy is the zoneRedundant parameter: it needs a region with zones and bills two always-ready instances
   name: 'plan-${name}-${suffix}'
@@ -230,6 +256,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // The portal calls the API from the browser; bearer tokens, no cookies, so no credentials.
+      cors: {
+        allowedOrigins: concat([portalOrigin], extraCorsOrigins)
+        supportCredentials: false
+      }
     }
     functionAppConfig: {
       deployment: {
@@ -277,7 +308,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RI_CLIENT_ID: clientId
     RI_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'
     RI_CONSENT_REDIRECT_URI: 'https://${functionApp.properties.defaultHostName}/api/consent/callback'
-    RI_PORTAL_URL: portalUrl
+    RI_PORTAL_URL: empty(portalUrl) ? '${portalOrigin}/' : portalUrl
     RI_BACKGROUND_SCHEDULE: backgroundSchedule
   }
   // Writing the settings restarts the app: do it once the identity has its roles and the secret exists, so that
@@ -323,3 +354,6 @@ output consentRedirectUri string = 'https://${functionApp.properties.defaultHost
 output storageAccountName string = storage.name
 output keyVaultName string = vault.name
 output principalId string = functionApp.identity.principalId
+output portalName string = portal.name
+output portalUrl string = '${portalOrigin}/'
+output apiBaseUrl string = 'https://${functionApp.properties.defaultHostName}/api'

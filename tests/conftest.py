@@ -14,9 +14,13 @@ import requests
 
 from devhost.azurite import Azurite
 from devhost.idp import IdentityProvider, RegisteredApp
+from devhost.queues import QueueOptions
 from shared import bootstrap
 from shared.config import AppConfig
 from shared.tenancy import TenantId
+
+# Quicker than host.json's for tests: the queues are polled at least every 0.2 s, a failure is retried after 1 s.
+TEST_QUEUES = QueueOptions(batch_size=8, max_polling_seconds=0.2, visibility_timeout_seconds=1, max_dequeue_count=3)
 
 CLIENT_ID = "6f1b0c52-8a4e-4d7b-9c3a-2e5f7a9b1c0d"
 CLIENT_SECRET = "test-secret"

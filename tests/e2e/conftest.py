@@ -14,12 +14,9 @@ import requests
 
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
-from devhost.queues import QueueOptions
 from shared import bootstrap
 from shared.clock import FixedClock
-
-# Quicker than host.json's for tests: the queues are polled at least every 0.2 s, a failure is retried after 1 s.
-TEST_QUEUES = QueueOptions(batch_size=8, max_polling_seconds=0.2, visibility_timeout_seconds=1, max_dequeue_count=3)
+from tests.conftest import TEST_QUEUES
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,7 @@ EXPECTED_SETTINGS = {
     "RI_CLIENT_ID": "clientId",
     "RI_CLIENT_SECRET": "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretName})'",
     "RI_CONSENT_REDIRECT_URI": "'https://${functionApp.properties.defaultHostName}/api/consent/callback'",
-    "RI_PORTAL_URL": "portalUrl",
+    "RI_PORTAL_URL": "empty(portalUrl) ? '${portalOrigin}/' : portalUrl",  # the Static Web App unless told
     "RI_BACKGROUND_SCHEDULE": "backgroundSchedule",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "appInsights.properties.ConnectionString",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
@@ -140,6 +140,19 @@ NOT_WIRED = ("RI_CA_BUNDLE", "RI_REQUIRED_GRAPH_PERMISSIONS")
 @pytest.mark.parametrize("setting", [k for k in SAMPLE if k.startswith("RI_") and k not in NOT_WIRED])
 def test_every_setting_of_the_local_sample_is_wired(setting: str) -> None:
     assert setting in _settings()
+
+
+def test_the_portal_is_a_static_web_app_and_the_only_origin_the_api_allows() -> None:
+    portal = _block("portal")
+    assert "'Microsoft.Web/staticSites@" in portal
+    assert "stagingEnvironmentPolicy: 'Disabled'" in portal
+    assert "var portalOrigin = 'https://${portal.properties.defaultHostname}'" in BICEP
+    cors = re.search(r"cors: \{\s*allowedOrigins: (.+)\n\s*supportCredentials: (\w+)", _block("functionApp"))
+    assert cors, "siteConfig.cors missing"
+    assert cors.group(1) == "concat([portalOrigin], extraCorsOrigins)"
+    assert cors.group(2) == "false"  # bearer tokens, no cookies
+    assert _param_default("extraCorsOrigins") == "[]"
+    assert "'*'" not in _block("functionApp")
 
 
 def test_key_vault_uses_rbac_soft_delete_and_purge_protection() -> None:
@@ -197,7 +210,8 @@ def test_application_insights_uses_entra_auth() -> None:
 
 @pytest.mark.parametrize(
     "output",
-    ["functionAppName", "defaultHostName", "consentRedirectUri", "storageAccountName", "keyVaultName", "principalId"],
+    ["functionAppName", "defaultHostName", "consentRedirectUri", "storageAccountName", "keyVaultName", "principalId",
+     "portalName", "portalUrl", "apiBaseUrl"],
 )
 def test_outputs(output: str) -> None:
     assert re.search(rf"^output {output} string = ", BICEP, re.M)
