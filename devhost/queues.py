@@ -102,8 +102,9 @@ def queue_client(connection: str, queue_name: str) -> QueueClient:
     """A client that sends and receives the text exactly as stored (encoding is ours to apply)."""
     from azure.storage.queue import QueueClient
 
-    return QueueClient.from_connection_string(connection, queue_name, retry_total=2, connection_timeout=3,
-                                              read_timeout=10)
+    from shared.storage.queues import client_options
+
+    return QueueClient.from_connection_string(connection, queue_name, **client_options())
 
 
 class QueueListener:

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-def _client_options() -> dict[str, Any]:
-    # Fail fast, as the table client does: a couple of quick retries, then the caller decides.
-    return {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+def client_options() -> dict[str, Any]:
+    """Fail fast, as the table client does: a couple of quick retries, then the caller decides. (The storage SDK's
+    own retry policy waits 15 s, then 45 s, by default: a send would hang for a minute.)"""
+    from azure.storage.queue import LinearRetry
+
+    return {"retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=2),
+            "connection_timeout": 3, "read_timeout": 10}
 
 
 class StorageWorkQueue:
@@ -44,7 +48,7 @@ class StorageWorkQueue:
         def factory() -> QueueServiceClient:
             from azure.storage.queue import QueueServiceClient
 
-            return QueueServiceClient.from_connection_string(connection_string, **_client_options())
+            return QueueServiceClient.from_connection_string(connection_string, **client_options())
 
         return cls(factory, prefix)
 
@@ -53,7 +57,7 @@ class StorageWorkQueue:
         def factory() -> QueueServiceClient:
             from azure.storage.queue import QueueServiceClient
 
-            return QueueServiceClient(account_url=endpoint, credential=credential, **_client_options())
+            return QueueServiceClient(account_url=endpoint, credential=credential, **client_options())
 
         return cls(factory)
 
