@@ -30,7 +30,7 @@ def client_options() -> dict[str, Any]:
     own retry policy waits 15 s, then 45 s, by default: a send would hang for a minute.)"""
     from azure.storage.queue import LinearRetry
 
-    return {"retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.2, retry_total=2),
+    return {"retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
             "connection_timeout": 3, "read_timeout": 10}
 
 

@@ -154,8 +154,9 @@ def test_a_message_that_fails_every_time_ends_in_the_poison_queue_while_the_othe
     clock.advance(timedelta(days=1, minutes=1))  # every granted consent is due for its daily re-check
     previous = bootstrap._container
     bootstrap.install(world)
+    settings = {"RI_BACKGROUND_SCHEDULE": "0 0 * * * *", "AzureWebJobsStorage": bus.connection_string}
     host = FunctionHost(function_app.app, serve_http=False, run_timers=False, queue_options=TEST_QUEUES,
-                        settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *", "AzureWebJobsStorage": bus.connection_string})
+                        settings=settings)
     caplog.set_level(logging.INFO)
     try:
         host.start()
