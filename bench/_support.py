@@ -45,6 +45,10 @@ class CountingTableStore(TableStore):
         self._count("replace")
         return super().replace(*args, **kwargs)
 
+    def merge(self, *args: Any, **kwargs: Any) -> Any:
+        self._count("merge")
+        return super().merge(*args, **kwargs)
+
     def upsert(self, *args: Any, **kwargs: Any) -> Any:
         self._count("upsert")
         return super().upsert(*args, **kwargs)

@@ -26,10 +26,10 @@ needs z ≥ 2.5 and a pace at least 1.5 times the earlier one; declining needs z
 entered, a trend holds while |z| ≥ 1 in its direction (hysteresis), so it moves slowly and random gaps do not
 flip it. The thresholds differ because a quarter-share count is skewed: a high z comes by chance more often
 than a low one, and a weekly contact that falls silent for four weeks reaches only z = −2 (12 days, none
-recent), which must read as declining. Evaluated daily, as the product recomputes, 2.0 both ways called 21 %
-of steady ties improving at some point in 8 weeks; 2.5 calls 11 % and still catches 89 % of rises. With fewer
-than 4 days with contact there is not enough information. `bench.evaluation.health_model` measures all this on
-relationships whose truth is known (`python bench/health_eval.py`).
+recent), which must read as declining; Improving needs more, or steady ties would be called improving too often
+(docs/insights.md has the measured rates). With fewer than 4 days with contact there is not enough information.
+`bench.evaluation.health_model` measures all this on relationships whose truth is known
+(`python bench/health_eval.py`).
 """
 
 from __future__ import annotations
