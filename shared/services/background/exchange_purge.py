@@ -7,15 +7,7 @@ import logging
 
 from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
-from shared.services.background.steps import (
-    SECONDS_PER_STEP,
-    ask,
-    continue_later,
-    deadline_in,
-    done,
-    resume,
-    snooze,
-)
+from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in, done, purge_step, snooze
 from shared.services.ports import IndexEntry, IndexKind, RecordRepository, ScheduleIndex, WorkKind, WorkQueue
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import CUTOFF_MARGIN, WRITE_SETTLE
@@ -48,14 +40,11 @@ class ExchangePurge:
             snooze(self._index, rows, requested + WRITE_SETTLE)
             return "notYetDue"  # sync calls that read the gates open may still be writing
         through = requested + CUTOFF_MARGIN
-        resumed = resume(self._index, rows, through.isoformat())
-        if resumed is None:
-            return "stale"
-        progress = self._records.purge_exchange(tenant_id, through, deadline_in(self._seconds), resumed.after)
-        log.info("purged %d Exchange-derived rows%s", progress.deleted, "" if progress.finished else "; more to do")
-        if not progress.finished:
-            return ("purgeContinues" if continue_later(self._index, self._queue, self._clock, resumed, rows,
-                                                       through.isoformat(), progress.position) else "superseded")
+        step = purge_step(self._index, self._queue, self._clock, rows, through.isoformat(), lambda after:
+                          self._records.purge_exchange(tenant_id, through, deadline_in(self._seconds), after),
+                          "Exchange-derived rows")
+        if step != "finished":
+            return step
         self._settings.change(tenant_id, SYSTEM_ACTOR, "exchangeDataPurged",
                               lambda s, now: s.record_exchange_purged(through))
         recompute_after_purge(self._index, self._queue, self._clock, tenant_id)

@@ -8,7 +8,7 @@ import logging
 
 from shared.clock import Clock
 from shared.services.background.exchange_purge import recompute_after_purge
-from shared.services.background.steps import SECONDS_PER_STEP, continue_later, deadline_in, done, resume
+from shared.services.background.steps import SECONDS_PER_STEP, deadline_in, done, purge_step
 from shared.services.ports import IndexEntry, RecordRepository, ScheduleIndex, WorkKind, WorkQueue
 from shared.tenancy import TenantId
 
@@ -34,16 +34,11 @@ class OptOutPurge:
         user_ids = frozenset(u.id for u in users if u.opted_out)
         # Someone who opts out while a purge runs: the rows already passed were judged without them.
         judged_by = hashlib.sha256("\n".join([*sorted(addresses), "|", *sorted(user_ids)]).encode()).hexdigest()
-        resumed = resume(self._index, rows, judged_by)
-        if resumed is None:
-            return "stale"
-        progress = self._records.purge_people(tenant_id, addresses, user_ids, deadline_in(self._seconds),
-                                              resumed.after)
-        log.info("purged %d activity rows of people who opted out%s", progress.deleted,
-                 "" if progress.finished else "; more to do")
-        if not progress.finished:
-            return ("purgeContinues" if continue_later(self._index, self._queue, self._clock, resumed, rows,
-                                                       judged_by, progress.position) else "superseded")
+        step = purge_step(self._index, self._queue, self._clock, rows, judged_by, lambda after:
+                          self._records.purge_people(tenant_id, addresses, user_ids, deadline_in(self._seconds), after),
+                          "activity rows of people who opted out")
+        if step != "finished":
+            return step
         recompute_after_purge(self._index, self._queue, self._clock, tenant_id)
         done(self._index, rows)
         return "optOutPurged"

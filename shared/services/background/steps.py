@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from shared import observability
 from shared.clock import Clock
-from shared.services.ports import IndexEntry, IndexKind, ScheduleIndex, WorkMessage, WorkQueue
+from shared.services.ports import IndexEntry, IndexKind, PurgeProgress, ScheduleIndex, WorkMessage, WorkQueue
 from shared.services.work import WORK_OF_INDEX
 from shared.tenancy import TenantId
 
@@ -95,3 +96,21 @@ def continue_later(index: ScheduleIndex, queue: WorkQueue, clock: Clock, resumed
         return False
     queue.send(message_for(resumed.entry.tenant_id, rows))
     return True
+
+
+StepOutcome = Literal["stale", "purgeContinues", "superseded", "finished"]
+
+
+def purge_step(index: ScheduleIndex, queue: WorkQueue, clock: Clock, rows: Sequence[IndexEntry], judged_by: str,
+               purge: Callable[[str | None], PurgeProgress], what: str) -> StepOutcome:
+    """One step of a purge that resumes after the position the last step kept (when it judged by the same
+    criterion), and keeps its own and sends the next step when its time budget runs out."""
+    resumed = resume(index, rows, judged_by)
+    if resumed is None:
+        return "stale"
+    progress = purge(resumed.after)
+    log.info("purged %d %s%s", progress.deleted, what, "" if progress.finished else "; more to do")
+    if progress.finished:
+        return "finished"
+    kept = continue_later(index, queue, clock, resumed, rows, judged_by, progress.position)
+    return "purgeContinues" if kept else "superseded"
