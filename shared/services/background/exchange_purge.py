@@ -3,8 +3,6 @@ keep their position on the index row and continue in a new message."""
 
 from __future__ import annotations
 
-import logging
-
 from shared.clock import Clock
 from shared.domain.audit import SYSTEM_ACTOR
 from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in, done, purge_step, snooze
@@ -12,8 +10,6 @@ from shared.services.ports import IndexEntry, IndexKind, RecordRepository, Sched
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import CUTOFF_MARGIN, WRITE_SETTLE
 from shared.tenancy import TenantId
-
-log = logging.getLogger(__name__)
 
 
 class ExchangePurge:

@@ -4,15 +4,12 @@ from their mailbox, is deleted, in bounded steps that keep their position and co
 from __future__ import annotations
 
 import hashlib
-import logging
 
 from shared.clock import Clock
 from shared.services.background.exchange_purge import recompute_after_purge
 from shared.services.background.steps import SECONDS_PER_STEP, deadline_in, done, purge_step
 from shared.services.ports import IndexEntry, RecordRepository, ScheduleIndex, WorkKind, WorkQueue
 from shared.tenancy import TenantId
-
-log = logging.getLogger(__name__)
 
 
 class OptOutPurge:
