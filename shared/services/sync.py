@@ -81,7 +81,8 @@ class SyncService:
             # Written before the data, like every index row: a crash in between leaves a row with nothing to do,
             # never data that no recompute or purge will look at.
             work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
-            self._index.add(work, tenant_id, started)
+            # One row a minute however many calls come (the update reads what is new from its own mark).
+            self._index.add(work, tenant_id, started.replace(second=0, microsecond=0))
             if self._new_opt_outs(tenant_id, kind, [record for group in groups for _, record in group]):
                 # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
                 # (the opt-out itself among them) are surely stored. Rows of calls that began before the opt-out

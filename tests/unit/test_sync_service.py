@@ -127,3 +127,10 @@ def test_an_item_no_row_can_hold_is_refused_before_anything_is_written(world: Wo
     big = contact("big", "lee@fabrikam.com", fullName="x" * 190)
     report = world.sync.ingest(TENANT, "contacts", [item(big), item(contact("small", "kim@fabrikam.com"))])
     assert (report.stored, [r.reason for r in report.rejected]) == (1, ["tooLarge"])
+
+
+def test_calls_within_a_minute_share_one_index_row(world: World) -> None:
+    for seconds in (5, 35, 59):
+        world.clock.set(NOW + timedelta(seconds=seconds))
+        world.sync.ingest(TENANT, "activities", [item(mail(f"c{seconds}", "ann@contoso.com", "lee@fabrikam.com", 1))])
+    assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == [NOW]
