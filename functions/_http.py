@@ -21,7 +21,7 @@ import azure.functions as func
 from shared import observability
 from shared.api.endpoints import Endpoint
 from shared.config import ConfigurationError
-from shared.errors import AppError, Forbidden, Unauthorized
+from shared.errors import AppError, Forbidden, NotFound, Unauthorized
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -76,6 +76,14 @@ class Call:
 
     def path(self, name: str) -> str:
         return str(self.req.route_params.get(name, ""))
+
+    def path_choice(self, name: str) -> Any:
+        """A path value the endpoint allows (the route itself takes any text): 404 otherwise."""
+        value = self.path(name)
+        allowed = dict(self.endpoint.path_values)[name]
+        if value not in allowed:
+            raise NotFound(f"unknown {name} '{value}'; use one of {', '.join(allowed)}")
+        return value
 
     def body(self, *, optional: bool = False, max_bytes: int | None = None) -> Any:
         """The body as the endpoint's request model; with `optional`, None for an empty body."""

@@ -3,13 +3,12 @@ and the introduction draft (SPEC 4, 2.8). A feature that is off answers 409 with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions._http import Call, json_response, lazy_module, respond, route
 from shared.api import endpoints as e
-from shared.errors import NotFound
 
 if TYPE_CHECKING:
     from shared.api import insights_models as m
@@ -19,19 +18,10 @@ else:
 bp = func.Blueprint()
 
 
-def _path_value(call: Call, name: str) -> Any:
-    """A path value the endpoint allows (the route itself takes any text): 404 otherwise."""
-    value = call.path(name)
-    allowed = dict(call.endpoint.path_values)[name]
-    if value not in allowed:
-        raise NotFound(f"unknown {name} '{value}'; use one of {', '.join(allowed)}")
-    return value
-
-
 @route(bp, e.RECORD_INSIGHTS)
 def get_record_insights(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        view = call.container.insights().record(call.tenant, _path_value(call, "entityType"), call.path("id"))
+        view = call.container.insights().record(call.tenant, call.path_choice("entityType"), call.path("id"))
         return json_response(m.insight_view(view))
 
     return respond(req, e.RECORD_INSIGHTS, work)
@@ -40,7 +30,7 @@ def get_record_insights(req: func.HttpRequest) -> func.HttpResponse:
 @route(bp, e.LIST_INSIGHTS)
 def list_insights(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        entity_type, query = _path_value(call, "entityType"), call.query()
+        entity_type, query = call.path_choice("entityType"), call.query()
         page = call.container.insights().list_records(
             call.tenant, entity_type, needs_attention=query.flag("needsAttention"),
             page_size=query.integer("pageSize"), continuation=query.text("continuationToken"))
@@ -52,7 +42,7 @@ def list_insights(req: func.HttpRequest) -> func.HttpResponse:
 @route(bp, e.WHO_KNOWS_WHOM)
 def get_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        found = call.container.insights().who_knows_whom(call.tenant, _path_value(call, "entityType"),
+        found = call.container.insights().who_knows_whom(call.tenant, call.path_choice("entityType"),
                                                          call.path("id"))
         return json_response(m.introducers_view(found))
 
@@ -66,18 +56,6 @@ def get_who_knows_whom_at_domain(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(m.introducers_view(call.container.insights().who_knows_whom_at(call.tenant, domain)))
 
     return respond(req, e.WHO_KNOWS_WHOM_AT_DOMAIN, work)
-
-
-@route(bp, e.INTRODUCTION)
-def draft_introduction(req: func.HttpRequest) -> func.HttpResponse:
-    def work(call: Call) -> func.HttpResponse:
-        body: m.IntroductionRequest = call.body()
-        draft = call.container.insights().draft_introduction(
-            call.tenant, _path_value(call, "entityType"), call.path("id"), body.introducer_id,
-            call.caller.display_name)
-        return json_response(m.draft_view(draft))
-
-    return respond(req, e.INTRODUCTION, work)
 
 
 @route(bp, e.RECOMPUTE)
@@ -100,7 +78,7 @@ def get_recompute_status(req: func.HttpRequest) -> func.HttpResponse:
 @route(bp, e.EXPORT)
 def export_data_subject(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
-        entity_type = _path_value(call, "entityType")
+        entity_type = call.path_choice("entityType")
         subject = call.container.insights().export(call.tenant, entity_type, call.path("id"))
         return json_response(m.export_view(entity_type, subject))
 

@@ -118,7 +118,8 @@ def put_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         body: m.WhoKnowsWhomRequest = call.body()
         return _overview(call, call.container.tenant_settings().update_who_knows_whom(
-            call.tenant, call.actor, enabled=body.enabled, template=body.template(), if_match=call.if_match))
+            call.tenant, call.actor, enabled=body.enabled, template=body.template(),
+            introducer_default=body.introducer_default, if_match=call.if_match))
 
     return respond(req, e.WHO_KNOWS_WHOM_OPTIONS, work)
 

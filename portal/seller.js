@@ -193,10 +193,15 @@ async function whoKnowsWhomCard(ctx, type, id) {
   const introduce = async (introducer, button) => {
     button.disabled = true;
     try {
-      const draft = await ctx.api.post(`who-knows-whom/${type}/${encodeURIComponent(id)}/introductions`,
+      const answer = await ctx.api.post(`who-knows-whom/${type}/${encodeURIComponent(id)}/introductions`,
         { introducerId: introducer.userId });
-      draftArea.replaceChildren(draftView(draft));
-      draftArea.querySelector("h3").focus();
+      if (answer.outcome === "draft") {
+        draftArea.replaceChildren(draftView(answer.draft));
+        draftArea.querySelector("h3").focus();
+      } else {  // the colleague asks first: a request they answer
+        draftArea.replaceChildren(notice("info", h("p", { id: "introduction-requested" },
+          t("who.requested", { name: introducer.name || introducer.email }))));
+      }
     } catch (error) {
       draftArea.replaceChildren(notice("error", h("p", {}, error instanceof ApiError ? error.problem.detail : String(error))));
     } finally {

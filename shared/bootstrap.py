@@ -26,12 +26,14 @@ from shared.services.background.scheduler import BackgroundScheduler
 from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.insights import InsightsService
+from shared.services.introductions import IntroductionsService
 from shared.services.ports import ConsentVerifier, WorkMessage, WorkQueue
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
+from shared.storage.introductions_repository import TableIntroductions
 from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -65,7 +67,11 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index, self.queue)
+                               self.index, self.queue, TableIntroductions(self.tables))
+
+    def introductions(self) -> IntroductionsService:
+        return IntroductionsService(self.tenant_settings(), self.insights(), self.records,
+                                    TableIntroductions(self.tables), self.clock)
 
     def consent(self) -> ConsentService:
         client_id, redirect_uri = self.config.consent_settings()

@@ -17,6 +17,7 @@ from shared.domain.audit import AuditEvent
 from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.model import RecordInsight
+from shared.domain.introductions import IntroducerChoice, IntroductionRequest
 from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
@@ -284,6 +285,41 @@ class FakeConsentVerifier:
     def check(self, tenant_id: TenantId) -> GrantCheck:
         self.checks += 1
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+class FakeIntroductions:
+    def __init__(self) -> None:
+        self.stored_choices: Versioned[dict[str, IntroducerChoice]] | None = None
+        self.requests: dict[tuple[str, str], Versioned[IntroductionRequest]] = {}
+
+    def choices(self, tenant_id: TenantId) -> Versioned[dict[str, IntroducerChoice]] | None:
+        return self.stored_choices
+
+    def save_choices(self, tenant_id: TenantId, choices: dict[str, IntroducerChoice], etag: str | None) -> None:
+        if (self.stored_choices.etag if self.stored_choices else None) != etag:
+            raise ConcurrencyConflict("stale")
+        self.stored_choices = Versioned(dict(choices), _etag())
+
+    def create(self, tenant_id: TenantId, request: IntroductionRequest) -> None:
+        self.requests[(tenant_id, request.id)] = Versioned(request, _etag())
+
+    def get(self, tenant_id: TenantId, request_id: str) -> Versioned[IntroductionRequest] | None:
+        return self.requests.get((tenant_id, request_id))
+
+    def replace(self, tenant_id: TenantId, request: IntroductionRequest, etag: str) -> None:
+        current = self.requests.get((tenant_id, request.id))
+        if current is None or current.etag != etag:
+            raise ConcurrencyConflict("stale")
+        self.requests[(tenant_id, request.id)] = Versioned(request, _etag())
+
+    def page(self, tenant_id: TenantId, *, introducer_id: str | None = None, requester_id: str | None = None,
+             page_size: int, continuation: str | None) -> tuple[list[IntroductionRequest], str | None]:
+        mine = sorted((v.document for (t, _), v in self.requests.items() if t == tenant_id
+                       and (v.document.introducer_id == introducer_id or v.document.requester_id == requester_id)),
+                      key=lambda r: r.id)
+        start = int(continuation or 0)
+        more = start + page_size < len(mine)
+        return mine[start:start + page_size], str(start + page_size) if more else None
 
 
 @dataclass

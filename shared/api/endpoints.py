@@ -230,11 +230,14 @@ WHO_KNOWS_WHOM_AT_DOMAIN = Endpoint(
                       max_length=253, pattern=EMAIL_DOMAIN_PATTERN),),
     summary="Up to five colleagues best placed to introduce you to a company (by its email domain).")
 INTRODUCTION = Endpoint(
-    function_name="draft_introduction", method="POST", route="who-knows-whom/{entityType}/{id}/introductions",
-    tag="insights", auth="user", permission=Permission.READ_WHO_KNOWS_WHOM,
-    request="insights_models:IntroductionRequest", response="insights_models:IntroductionDraftView",
+    function_name="get_introduced", method="POST", route="who-knows-whom/{entityType}/{id}/introductions",
+    tag="introductions", auth="user", permission=Permission.READ_WHO_KNOWS_WHOM,
+    request="introductions_models:GetIntroducedRequest", response="introductions_models:GetIntroducedView",
     errors=(404, 409, 422), path_values=_PEOPLE,
-    summary="A draft email asking an introducer for an introduction, from the tenant's template.")
+    summary="Get introduced: the drafted email to the introducer, or a request when they ask first.",
+    description="With a colleague whose choice is `always` (the tenant's default unless the admin changed it) the "
+                "answer is the drafted email, from the tenant's template. With `askFirst` it is a request the "
+                "colleague accepts or declines within 14 days; the requester gets the draft once it is accepted.")
 RECOMPUTE = Endpoint(
     function_name="recompute_insights", method="POST", route=f"{_BASE}/insights/recompute",
     tag="insights", auth="user", permission=Permission.MANAGE_SETTINGS, response="insights_models:RecomputeView",
@@ -252,6 +255,41 @@ EXPORT = Endpoint(
     errors=(404,), path_values=(("entityType", DATA_SUBJECT_TYPES),),
     summary="Everything stored about one person: record, activity metadata, computed insights (SPEC 4.4).")
 
+# -- introducers who consent -----------------------------------------------------------------------------------
+
+MY_INTRODUCER_CHOICE = Endpoint(
+    function_name="get_my_introducer_choice", method="GET", route="me/introducer-choice", tag="introductions",
+    auth="user", permission=Permission.READ_INSIGHTS, response="introductions_models:IntroducerChoiceView",
+    errors=(404,), summary="How I appear in who knows whom: always, askFirst or never (or the tenant's default).")
+SET_MY_INTRODUCER_CHOICE = Endpoint(
+    function_name="set_my_introducer_choice", method="PUT", route="me/introducer-choice", tag="introductions",
+    auth="user", permission=Permission.READ_INSIGHTS, request="introductions_models:IntroducerChoiceRequest",
+    response="introductions_models:IntroducerChoiceView", errors=(404, 409), retry_after=(409,),
+    summary="Choose how I appear in who knows whom; `never` takes me off every list from the next read.")
+MY_INTRODUCTION_REQUESTS = Endpoint(
+    function_name="list_my_introduction_requests", method="GET", route="me/introduction-requests",
+    tag="introductions", auth="user", permission=Permission.READ_INSIGHTS,
+    response="introductions_models:IntroductionRequestPage", errors=(400, 404),
+    query=(QueryParam("side", "introducer: the requests to me (default); requester: mine", pattern=
+                      "^(introducer|requester)$", max_length=10),
+           _page_size(20), _continuation(2048)),
+    summary="Introduction requests to me or from me, newest first.")
+INTRODUCTION_REQUEST = Endpoint(
+    function_name="get_introduction_request", method="GET", route="introduction-requests/{id}",
+    tag="introductions", auth="user", permission=Permission.READ_INSIGHTS,
+    response="introductions_models:IntroductionRequestView", errors=(404,),
+    summary="One introduction request of mine (the requester's or the introducer's); the draft once accepted.")
+ACCEPT_INTRODUCTION = Endpoint(
+    function_name="accept_introduction_request", method="POST", route="introduction-requests/{id}/accept",
+    tag="introductions", auth="user", permission=Permission.READ_INSIGHTS,
+    response="introductions_models:IntroductionRequestView", errors=(403, 404, 409), retry_after=(409,),
+    summary="Accept a request to me: the requester gets the drafted email.")
+DECLINE_INTRODUCTION = Endpoint(
+    function_name="decline_introduction_request", method="POST", route="introduction-requests/{id}/decline",
+    tag="introductions", auth="user", permission=Permission.READ_INSIGHTS,
+    response="introductions_models:IntroductionRequestView", errors=(403, 404, 409), retry_after=(409,),
+    summary="Decline a request to me.")
+
 ALL: tuple[Endpoint, ...] = (
     SERVICE_STATUS, OPENAPI, ME,
     OVERVIEW, PREREQUISITES, ENABLE, DISABLE, ROLE_CATALOGUE, SECURITY_ROLES, EXCHANGE, EXCLUDED_GROUPS, ANALYTICS,
@@ -260,4 +298,6 @@ ALL: tuple[Endpoint, ...] = (
     SYNC,
     RECORD_INSIGHTS, LIST_INSIGHTS, WHO_KNOWS_WHOM, WHO_KNOWS_WHOM_AT_DOMAIN, INTRODUCTION, RECOMPUTE,
     RECOMPUTE_STATUS, EXPORT,
+    MY_INTRODUCER_CHOICE, SET_MY_INTRODUCER_CHOICE, MY_INTRODUCTION_REQUESTS, INTRODUCTION_REQUEST,
+    ACCEPT_INTRODUCTION, DECLINE_INTRODUCTION,
 )

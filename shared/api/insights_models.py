@@ -13,7 +13,7 @@ from shared.domain.insights.kpis import Kpis
 from shared.domain.insights.model import SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Source
-from shared.services.insights import DataSubject, Introducers, IntroductionDraft
+from shared.services.insights import DataSubject, Introducers
 from shared.services.paging import Page
 from shared.services.ports import RecomputeStatus
 
@@ -53,16 +53,6 @@ class IntroducersView(ApiModel):
     mode: Literal["basic", "enhanced"]
     computed_at: datetime
     introducers: list[Introducer]
-
-
-class IntroductionRequest(ApiModel):
-    introducer_id: str = Field(min_length=1, max_length=100)
-
-
-class IntroductionDraftView(ApiModel):
-    to: str
-    subject: str
-    body: str
 
 
 class RecomputeView(ApiModel):
@@ -112,10 +102,6 @@ def introducers_view(found: Introducers) -> IntroducersView:
     insight = found.insight
     return IntroducersView(entity_type=insight.entity_type, id=insight.id, name=insight.name, mode=found.mode,
                            computed_at=insight.computed_at, introducers=found.introducers)
-
-
-def draft_view(draft: IntroductionDraft) -> IntroductionDraftView:
-    return IntroductionDraftView(to=draft.to, subject=draft.subject, body=draft.body)
 
 
 def recompute_view(status: RecomputeStatus) -> RecomputeView:

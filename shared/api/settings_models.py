@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from shared.api.models import ApiModel
 from shared.domain.audit import AuditEvent
+from shared.domain.introductions import IntroducerChoice
 from shared.domain.tenant_settings import (
     ActivityInfluence,
     CommunicationFrequency,
@@ -121,6 +122,9 @@ class WhoKnowsWhomRequest(ApiModel):
 
     enabled: bool | None = None
     introduction_email_template: EmailTemplateBody | None = None
+    introducer_default: IntroducerChoice | None = Field(default=None, description=(
+        "how colleagues who did not choose appear: always (the draft at once), askFirst (a request they answer), "
+        "never (not listed)"))
 
     def template(self) -> EmailTemplate | None:
         body = self.introduction_email_template
@@ -151,6 +155,7 @@ class WhoKnowsWhomView(ApiModel):
     enabled: bool
     mode: Literal["enhanced", "basic"]
     introduction_email_template: EmailTemplate
+    introducer_default: IntroducerChoice
 
 
 class FeaturesView(ApiModel):
@@ -260,6 +265,7 @@ def overview(settings: TenantSettings, now: datetime, etag: str | None, changed:
                 enabled=settings.who_knows_whom.enabled and settings.enabled,
                 mode=settings.who_knows_whom_mode,
                 introduction_email_template=settings.who_knows_whom.introduction_email_template,
+                introducer_default=settings.who_knows_whom.introducer_default,
             ),
         ),
         exchange=ExchangeView(

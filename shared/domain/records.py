@@ -52,6 +52,8 @@ class InternalUser(_Record):
     group_ids: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=(), max_length=1000)
     opted_out: bool = False
     active: bool = True
+    entra_object_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="the user's Microsoft Entra object id: which Microsoft 365 mailbox is theirs")
 
 
 class SecurityRoleRecord(_Record):

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 
 from shared.domain.geography import Geography, geography_of, is_country_code
+from shared.domain.introductions import IntroducerChoice
 from shared.errors import Conflict, ValidationFailed
 
 CONSENT_WINDOW = timedelta(days=14)
@@ -109,6 +110,7 @@ class EmailTemplate(_State):
 class WhoKnowsWhom(_State):
     enabled: bool = True
     introduction_email_template: EmailTemplate = EmailTemplate()
+    introducer_default: IntroducerChoice = "always"  # for colleagues who did not choose (shared.domain.introductions)
 
 
 class Prerequisites(_State):
@@ -336,12 +338,14 @@ class TenantSettings(_State):
         return self.model_copy(update={"relationship_analytics": options})
 
     def update_who_knows_whom(self, *, enabled: bool | None = None,
-                              introduction_email_template: EmailTemplate | None = None) -> TenantSettings:
+                              introduction_email_template: EmailTemplate | None = None,
+                              introducer_default: IntroducerChoice | None = None) -> TenantSettings:
         """The options given change; those left out (None) keep their value."""
         current = self.who_knows_whom
         options = WhoKnowsWhom(
             enabled=current.enabled if enabled is None else enabled,
-            introduction_email_template=introduction_email_template or current.introduction_email_template)
+            introduction_email_template=introduction_email_template or current.introduction_email_template,
+            introducer_default=introducer_default or current.introducer_default)
         if options.enabled and not self.enabled:
             raise Conflict("enable relationship intelligence first")
         return self.model_copy(update={"who_knows_whom": options})

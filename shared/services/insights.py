@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from shared.domain.insights.computation import compute, of_someone_opted_out, re
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.who_knows_whom import Introducer
+from shared.domain.introductions import effective_choice
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import Conflict, NotFound, Unprocessable
@@ -22,6 +24,7 @@ from shared.services.paging import Page, page_of
 from shared.services.ports import (
     IndexKind,
     InsightRepository,
+    IntroductionRepository,
     RecomputeStatus,
     RecordRepository,
     ScheduleIndex,
@@ -51,13 +54,6 @@ class Introducers:
 
 
 @dataclass(frozen=True)
-class IntroductionDraft:
-    to: str
-    subject: str
-    body: str
-
-
-@dataclass(frozen=True)
 class DataSubject:
     """Everything stored about one person (SPEC 4.4)."""
 
@@ -68,13 +64,15 @@ class DataSubject:
 
 class InsightsService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, insights: InsightRepository,
-                 clock: Clock, index: ScheduleIndex, queue: WorkQueue) -> None:
+                 clock: Clock, index: ScheduleIndex, queue: WorkQueue,
+                 introductions: IntroductionRepository | None = None) -> None:
         self._settings = settings
         self._records = records
         self._insights = insights
         self._clock = clock
         self._index = index
         self._queue = queue
+        self._introductions = introductions  # whose choice hides them from who knows whom
 
     # -- computing --------------------------------------------------------------------------------------
 
@@ -172,7 +170,15 @@ class InsightsService:
         insight = self._insights.get(tenant_id, entity_type, record_id)
         if insight is None:
             raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
-        return Introducers(insight, settings.who_knows_whom_mode, insight.introducers(settings))
+        return Introducers(insight, settings.who_knows_whom_mode,
+                           insight.introducers(settings, self._listed(tenant_id, settings)))
+
+    def _listed(self, tenant_id: TenantId, settings: TenantSettings) -> Callable[[str], bool]:
+        """Who may appear as an introducer: everyone but the colleagues whose choice is `never`."""
+        stored = self._introductions.choices(tenant_id) if self._introductions is not None else None
+        choices = stored.document if stored is not None else {}
+        default = settings.who_knows_whom.introducer_default
+        return lambda user_id: effective_choice(choices.get(user_id), default) != "never"
 
     def who_knows_whom_at(self, tenant_id: TenantId, domain: str) -> Introducers:
         """Introducers to a company, found by one of its email domains."""
@@ -182,19 +188,16 @@ class InsightsService:
             raise NotFound(f"no account with the email domain {domain}")
         return self.who_knows_whom(tenant_id, "account", account)
 
-    def draft_introduction(self, tenant_id: TenantId, entity_type: EntityType, record_id: str, introducer_id: str,
-                           requester: str | None) -> IntroductionDraft:
-        """"Get introduced": an email to one of the record's introducers, from the tenant's template."""
+    def introducer(self, tenant_id: TenantId, entity_type: EntityType, record_id: str, introducer_id: str,
+                   ) -> tuple[Introducers, Introducer, TenantSettings]:
+        """One of the record's introducers as they are listed now; 422 when the colleague is not."""
         settings = self._who_knows_whom_on(tenant_id)
         found = self.who_knows_whom(tenant_id, entity_type, record_id)
-        introducer = found.insight.introducer(settings, introducer_id)
+        introducer = next((i for i in found.introducers if i.user_id == introducer_id), None)
         if introducer is None:
             raise Unprocessable("that colleague is not among the introducers of this person",
                                 errors=[{"field": "introducerId", "reason": "not an introducer"}])
-        subject, body = settings.who_knows_whom.introduction_email_template.render(
-            introducer=introducer.name or introducer.email, target=found.insight.name,
-            requester=requester or "a colleague")
-        return IntroductionDraft(to=introducer.email, subject=subject, body=body)
+        return found, introducer, settings
 
     def _analytics_on(self, tenant_id: TenantId) -> TenantSettings:
         settings = self._settings.current(tenant_id).settings

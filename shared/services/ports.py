@@ -18,6 +18,7 @@ from shared.domain.audit import AuditEvent
 from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.model import RecordInsight
+from shared.domain.introductions import IntroducerChoice, IntroductionRequest
 from shared.domain.records import Activity
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
@@ -283,4 +284,32 @@ class GrantCheck:
 class ConsentVerifier(Protocol):
     def check(self, tenant_id: TenantId) -> GrantCheck:
         """Whether our app holds every permission it needs in that tenant, proven by the identity platform."""
+        ...
+
+
+# -- introductions ------------------------------------------------------------------------------------------
+
+
+class IntroductionRepository(Protocol):
+    """Colleagues' introducer choices and introduction requests, in the tenant's partition."""
+
+    def choices(self, tenant_id: TenantId) -> Versioned[dict[str, IntroducerChoice]] | None:
+        """Every choice made, by CRM user id (None: nobody chose yet)."""
+        ...
+
+    def save_choices(self, tenant_id: TenantId, choices: dict[str, IntroducerChoice], etag: str | None) -> None:
+        """Conditional on the ETag read (None: creates); ConcurrencyConflict when someone wrote meanwhile."""
+        ...
+
+    def create(self, tenant_id: TenantId, request: IntroductionRequest) -> None: ...
+
+    def get(self, tenant_id: TenantId, request_id: str) -> Versioned[IntroductionRequest] | None: ...
+
+    def replace(self, tenant_id: TenantId, request: IntroductionRequest, etag: str) -> None:
+        """ConcurrencyConflict when the request changed since it was read."""
+        ...
+
+    def page(self, tenant_id: TenantId, *, introducer_id: str | None = None, requester_id: str | None = None,
+             page_size: int, continuation: str | None) -> tuple[list[IntroductionRequest], str | None]:
+        """Requests to one introducer, or from one requester, newest first; ValueError for a foreign token."""
         ...

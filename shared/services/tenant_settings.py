@@ -17,6 +17,7 @@ from typing import Literal
 from shared.clock import Clock
 from shared.domain.audit import AuditEvent, diff
 from shared.domain.gates import gate_fingerprint
+from shared.domain.introductions import IntroducerChoice
 from shared.domain.security_roles import STANDARD_SALES_ROLES, SecurityRole
 from shared.domain.tenant_settings import ActivityInfluence, CommunicationFrequency, EmailTemplate, TenantSettings
 from shared.errors import (
@@ -120,9 +121,11 @@ class TenantSettingsService:
             good_min=changes.good_min, fair_min=changes.fair_min), if_match=if_match)
 
     def update_who_knows_whom(self, tenant_id: TenantId, actor: str, *, enabled: bool | None = None,
-                              template: EmailTemplate | None = None, if_match: str | None = None) -> Outcome:
+                              template: EmailTemplate | None = None, introducer_default: IntroducerChoice | None = None,
+                              if_match: str | None = None) -> Outcome:
         return self.change(tenant_id, actor, "setWhoKnowsWhom", lambda s, _: s.update_who_knows_whom(
-            enabled=enabled, introduction_email_template=template), if_match=if_match)
+            enabled=enabled, introduction_email_template=template, introducer_default=introducer_default),
+            if_match=if_match)
 
     # -- reads ------------------------------------------------------------------------------------------
 

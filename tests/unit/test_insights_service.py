@@ -103,19 +103,15 @@ def test_needing_attention_lists_the_faded_tie_worst_first_in_pages(world: World
         world.service.list_records(TENANT, "contact", needs_attention=False, page_size=1, continuation="bm9wZQ")
 
 
-def test_introducers_follow_the_mode_and_the_draft_comes_from_the_template(world: World) -> None:
+def test_introducers_follow_the_mode(world: World) -> None:
     enhanced = world.service.who_knows_whom(TENANT, "contact", "steady")
     assert enhanced.mode == "enhanced"
     assert [i.user_id for i in enhanced.introducers] == ["ann", "bob"]
     world.set(enabled(consent=False))
     basic = world.service.who_knows_whom(TENANT, "contact", "steady")
     assert (basic.mode, [i.user_id for i in basic.introducers]) == ("basic", ["ann"])
-    draft = world.service.draft_introduction(TENANT, "contact", "steady", "ann", "Zoe")
-    assert draft.to == ANN
-    assert "Steady" in draft.subject
-    assert "Zoe" in draft.body
     with pytest.raises(Unprocessable):
-        world.service.draft_introduction(TENANT, "contact", "steady", "bob", "Zoe")  # Exchange-only tie
+        world.service.introducer(TENANT, "contact", "steady", "bob")  # an Exchange-only tie, in basic mode
 
 
 def test_introducers_to_a_company_are_found_by_its_domain(world: World) -> None:

@@ -8,6 +8,7 @@ purge; health scores are hidden when the admin turned the display off (computati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -51,14 +52,19 @@ class RecordInsight(InsightModel):
             return self.with_exchange, "complete"
         return self.crm, "partial" if settings.exchange_eligible else "complete"
 
-    def introducers(self, settings: TenantSettings) -> list[Introducer]:
+    def introducers(self, settings: TenantSettings, listed: Callable[[str], bool] = lambda _: True,
+                    ) -> list[Introducer]:
+        """As the tenant's gates stand now, without the colleagues who chose not to be listed."""
         if settings.who_knows_whom_mode == "enhanced" and gate_fingerprint(settings) == self.gate_fingerprint:
-            return self.introducers_enhanced or []
-        return self.introducers_basic or []
+            found = self.introducers_enhanced or []
+        else:
+            found = self.introducers_basic or []
+        return [i for i in found if listed(i.user_id)]
 
-    def introducer(self, settings: TenantSettings, user_id: str) -> Introducer | None:
+    def introducer(self, settings: TenantSettings, user_id: str, listed: Callable[[str], bool] = lambda _: True,
+                   ) -> Introducer | None:
         """The colleague, if they are among this record's introducers as the tenant's settings stand now."""
-        return next((i for i in self.introducers(settings) if i.user_id == user_id), None)
+        return next((i for i in self.introducers(settings, listed) if i.user_id == user_id), None)
 
     def seen_by_seller(self, settings: TenantSettings) -> SellerView:
         variant, completeness = self.variant(settings)
