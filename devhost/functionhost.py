@@ -342,7 +342,7 @@ class FunctionHost:
                     return True
             else:
                 quiet_since = None
-            time.sleep(0.05)
+            time.sleep(0.1)  # each look asks the queue service for its counts
         return False
 
     # -- HTTP ---------------------------------------------------------------------------------------------
