@@ -36,6 +36,7 @@ MAX_KEY_CHARS = 1024
 MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16 (a character outside the BMP takes two)
 MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey, Timestamp
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_TOKEN_PART = re.compile(r"[\x20-\x7e]{1,2048}")  # sent back as a header value: printable ASCII
 
 PropertyValue = str | int | float | bool | datetime | bytes
 Properties = dict[str, PropertyValue]
@@ -457,8 +458,11 @@ def _decode_token(token: str | None) -> Any:
     try:
         padded = token + "=" * (-len(token) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: json recurses per array, and a token of 2,048 characters can open 1,500 of them.
         raise ValueError("malformed continuation token") from exc
-    if not isinstance(decoded, dict):
+    # What _encode_token wrote: the service's next PartitionKey and RowKey (one may be null), sent back as headers.
+    if not (isinstance(decoded, dict) and decoded and decoded.keys() <= {"PartitionKey", "RowKey"} and all(
+            value is None or (isinstance(value, str) and _TOKEN_PART.fullmatch(value)) for value in decoded.values())):
         raise ValueError("malformed continuation token")
     return decoded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -172,9 +173,24 @@ def test_partition_pages_and_prefix_iteration(store: TableStore, tenant_id: Tena
     assert [e.properties["I"] for e in store.iter_partition(tenant_id, row_key_prefix="audit|")] == list(range(25))
 
 
-def test_a_malformed_continuation_token_is_a_value_error(store: TableStore, tenant_id: TenantId) -> None:
+def _token(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("token", [
+    "not-base64-json!",
+    _token("[" * 1500),  # json.loads would raise RecursionError
+    _token("[]"),
+    _token("{}"),
+    _token('{"PartitionKey": 5}'),
+    _token('{"PartitionKey": ["x"]}'),
+    _token('{"RowKey": "a\\r\\nX-Injected: 1"}'),
+    _token('{"RowKey": "\u00e9t\u00e9"}'),
+    _token('{"RowKey": "audit|1", "Other": "x"}'),
+], ids=["not base64", "deep", "array", "empty", "number", "list", "control characters", "not ASCII", "extra key"])
+def test_a_malformed_continuation_token_is_a_value_error(store: TableStore, tenant_id: TenantId, token: str) -> None:
     with pytest.raises(ValueError, match="continuation"):
-        store.query_partition(tenant_id, continuation="not-base64-json!")
+        store.query_partition(tenant_id, continuation=token)
 
 
 def test_unreachable_storage_is_storage_unavailable_and_fast() -> None:
