@@ -221,6 +221,7 @@ def test_the_admin_endpoint_runs_a_timer(host: FunctionHost, seen: Observed) -> 
     ("GET", "/admin/functions/nightly", b"", 405),
     ("POST", "/admin/functions/echo", b"", 400),
     ("POST", "/admin/functions/nightly", b"not json", 400),
+    ("POST", "/admin/functions/nightly", b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
     ("GET", "/admin/nothing", b"", 404),
 ])
 def test_admin_endpoint_errors(host: FunctionHost, method: str, path: str, body: bytes, status: int) -> None:
