@@ -1,8 +1,10 @@
 """Hostile input through the dev host, on every route it concerns: a body nesting arrays 1,000 deep (about
-2 KB) is a 400 problem document and changes nothing (Hardening issue)."""
+2 KB), integers in query strings written with other digits than ASCII or with thousands of them, and continuation
+tokens that decode to such strings. Each is a 400 problem document and changes nothing (Hardening issue)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -14,6 +16,7 @@ from shared import bootstrap
 from shared.api import endpoints
 from shared.api.requests import MAX_JSON_DEPTH
 from shared.domain.vocabulary import RECORD_KIND_NAMES
+from shared.services.paging import offset_token
 from shared.storage.records_repository import TableRecords
 from shared.tenancy import TenantId
 from tests.e2e.conftest import Api, ok
@@ -117,3 +120,80 @@ def test_brackets_and_escaped_quotes_inside_strings_are_data(world: World) -> No
     name = '\\"' + "[{" * 90 + '"\\'
     report = ok(world.connector.post("sync/contacts", {"items": [{"id": "c-1", "version": 1, "fullName": name}]}))
     assert report["stored"] == 1
+
+
+# -- integers and tokens in query strings -------------------------------------------------------------------
+
+LISTS = {"insights": "insights/contact", "audit": "relationship-intelligence/audit"}
+BAD_PAGE_SIZES = {
+    "superscript two": "²",
+    "Arabic-Indic five": "٥",
+    "fullwidth five": "５",
+    "mathematical bold one": "𝟏",
+    "5,000 digits": "9" * 5000,
+    "negative": "-1",
+    "plus sign": "+5",
+    "spaces": " 5 ",
+    "underscore": "1_0",
+    "exponent": "1e1",
+    "leading zero": "05",
+    "zero": "0",
+    "over the maximum": "101",
+}
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+BAD_OFFSET_TOKENS = {
+    "superscript two": _b64("²"),
+    "Arabic-Indic five": _b64("٥"),
+    "fullwidth digits": _b64("１０"),
+    "too many digits": _b64("9" * 45),  # fits in 64 characters, decodes to a 45-digit number
+    "5,000 digits": _b64("9" * 5000),
+    "not base64": "%%%",
+    "not ASCII": "²",
+    "negative": _b64("-5"),
+    "empty offset": _b64(" "),
+}
+BAD_AUDIT_TOKENS = {
+    "not base64": "%%%",
+    "not ASCII": "٥",
+    "arrays 1,500 deep": _b64("[" * 1500).rstrip("="),
+    "not an object": _b64('["PartitionKey"]').rstrip("="),
+    "a number as key": _b64('{"RowKey": 5}').rstrip("="),
+    "an unknown field": _b64('{"RowKey": "audit|1", "Top": "5"}').rstrip("="),
+    "control characters": _b64('{"RowKey": "a\\r\\nX: 1"}').rstrip("="),
+    "too long": "A" * 2049,
+}
+
+
+def _refused(response: Any, parameter: str) -> None:
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == 400
+    assert [e["field"] for e in problem["errors"]] == [parameter]
+
+
+@pytest.mark.parametrize("value", BAD_PAGE_SIZES.values(), ids=BAD_PAGE_SIZES.keys())
+@pytest.mark.parametrize("listing", LISTS)
+def test_page_size_takes_ascii_digits_only(world: World, listing: str, value: str) -> None:
+    api = world.seller if listing == "insights" else world.admin
+    _refused(api.get(LISTS[listing], params={"pageSize": value}), "pageSize")
+    assert ok(api.get(LISTS[listing], params={"pageSize": "5"})) is not None
+
+
+@pytest.mark.parametrize("token", BAD_OFFSET_TOKENS.values(), ids=BAD_OFFSET_TOKENS.keys())
+def test_an_insights_token_that_is_not_ours_is_a_400(world: World, token: str) -> None:
+    _refused(world.seller.get(LISTS["insights"], params={"continuationToken": token}), "continuationToken")
+
+
+def test_an_insights_token_of_ours_is_taken(world: World) -> None:
+    assert ok(world.seller.get(LISTS["insights"], params={"continuationToken": offset_token(3)}))["items"] == []
+
+
+@pytest.mark.parametrize("token", BAD_AUDIT_TOKENS.values(), ids=BAD_AUDIT_TOKENS.keys())
+def test_an_audit_token_that_is_not_ours_is_a_400(world: World, token: str) -> None:
+    _refused(world.admin.get(LISTS["audit"], params={"continuationToken": token}), "continuationToken")
