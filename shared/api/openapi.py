@@ -25,6 +25,10 @@ _STATUS_TEXT = {
     503: "A dependency (storage, identity provider) is unavailable; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
+_CONTENDED = {
+    409: " When it is contention (someone else is changing the same data right now), the answer carries "
+         "`Retry-After`: send the same request again after that many seconds.",
+}
 
 Refs = dict[type[BaseModel], dict[str, Any]]
 
@@ -121,7 +125,10 @@ def _errors(endpoint: Endpoint, refs: Refs) -> dict[str, Any]:
             content = {"text/html": {"schema": {"type": "string"}}}
         else:
             content = {"application/problem+json": {"schema": refs[Problem]}}
-        error: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "Error"), "content": content}
+        description = _STATUS_TEXT.get(status, "Error")
+        if status in endpoint.retry_after:
+            description += _CONTENDED.get(status, "")
+        error: dict[str, Any] = {"description": description, "content": content}
         if status == 503 or status in endpoint.retry_after:
             error["headers"] = {"Retry-After": _RETRY_AFTER}
         errors[str(status)] = error
