@@ -61,6 +61,7 @@ infra-check:
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/api_roundtrips.py
+	$(PY) bench/concurrency.py
 	$(PY) bench/deadline_scale.py
 	$(PY) bench/insights.py
 	$(PY) bench/health_eval.py
