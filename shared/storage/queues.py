@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import StorageUnavailable
 from shared.services.ports import WorkKind, WorkMessage
 from shared.services.work import QUEUE_PREFIX, queue_name
+from shared.storage.transport import storage_transport
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
@@ -27,7 +28,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 def _client_options() -> dict[str, Any]:
     # Fail fast, as the table client does: a couple of quick retries, then the caller decides.
-    return {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+    return {"retry_total": 2, "retry_backoff_factor": 0.2,
+            "transport": storage_transport(connection_timeout=3, read_timeout=10)}
 
 
 class StorageWorkQueue:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from shared.errors import ConcurrencyConflict, StorageUnavailable
+from shared.storage.transport import storage_transport
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -73,7 +74,8 @@ class Page:
 
 def _connection_kwargs() -> dict[str, Any]:
     # Fail fast: a handful of quick retries, then 503 to the caller, instead of the SDK's long default.
-    return {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+    return {"retry_total": 2, "retry_backoff_factor": 0.2,
+            "transport": storage_transport(connection_timeout=3, read_timeout=10)}
 
 
 class TableStore:
