@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 import uuid
@@ -361,3 +362,24 @@ def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, t
     doomed = frozenset({"lee@fabrikam.com"})
     rest = records.purge_people(tenant_id, doomed, frozenset(), enough=lambda: False, after=hurried.position)
     assert rest == PurgeProgress(101, True)  # only the keys past the position
+
+
+def test_concurrent_calls_reuse_pooled_connections(store: TableStore, tenant_id: TenantId,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """50 calls in flight at once on one client: none is told the pool is full (requests' default pool of 10
+    threw away a connection after each extra concurrent call)."""
+    store.upsert(tenant_id, "settings", {"V": 1})
+    barrier = threading.Barrier(50)
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(5):
+            assert store.get(tenant_id, "settings") is not None
+
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        threads = [threading.Thread(target=read) for _ in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
