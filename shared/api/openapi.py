@@ -34,9 +34,11 @@ Refs = dict[type[BaseModel], dict[str, Any]]
 
 
 def document(endpoints: Sequence[Endpoint], version: str = "0.1.0") -> dict[str, Any]:
-    refs, schemas = _schemas(endpoints)
+    """The document of these endpoints; one with variants is listed once per variant (`Endpoint.documented`)."""
+    operations = [documented for endpoint in endpoints for documented in endpoint.documented()]
+    refs, schemas = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
-    for endpoint in sorted(endpoints, key=lambda e: (e.path, e.method)):
+    for endpoint in sorted(operations, key=lambda e: (e.path, e.method)):
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, refs)
     return {
         "openapi": "3.1.0",
