@@ -62,6 +62,7 @@ bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/api_roundtrips.py
 	$(PY) bench/background.py
+	$(PY) bench/concurrency.py
 	$(PY) bench/insights.py
 	$(PY) bench/health_eval.py
 

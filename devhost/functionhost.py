@@ -412,7 +412,7 @@ class FunctionHost:
         if body.strip():
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: arrays nested about 1,000 deep
                 data = None
             if not isinstance(data, dict) or not isinstance(data.get("input", ""), str):
                 return problem(400, 'The body must be a JSON object like {"input": ""}.')

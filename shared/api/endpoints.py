@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.domain.permissions import Permission
@@ -48,6 +48,18 @@ class QueryParam:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One operation of the OpenAPI document for one value of a path parameter, with a request model of its own:
+    `POST /api/sync/users` and `POST /api/sync/activities` document their items, while the host registers the one
+    route `sync/{kind}` and the function parses every kind the same way."""
+
+    parameter: str
+    value: str
+    request: str  # "module:Model" under shared.api
+    summary: str
+
+
+@dataclass(frozen=True)
 class Endpoint:
     function_name: str
     method: str
@@ -66,6 +78,7 @@ class Endpoint:
     description: str = ""
     path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # allowed values of path parameters
     retry_after: tuple[int, ...] = ()  # statuses that carry Retry-After (besides 503, which always does)
+    variants: tuple[Variant, ...] = ()  # documented one operation each, instead of the route's own
 
     @property
     def path(self) -> str:
@@ -75,6 +88,17 @@ class Endpoint:
     @property
     def path_parameters(self) -> list[str]:
         return re.findall(r"\{([A-Za-z0-9_]+)\}", self.path)
+
+    def documented(self) -> tuple[Endpoint, ...]:
+        """The operations the OpenAPI document lists for this endpoint: itself, or one per variant (operationId
+        `{function}_{value}`, the path value in the path, that parameter's allowed values dropped)."""
+        if not self.variants:
+            return (self,)
+        return tuple(replace(
+            self, function_name=f"{self.function_name}_{v.value}", request=v.request, summary=v.summary, variants=(),
+            route=re.sub(r"\{\*?" + v.parameter + r"(:[^}]*)?\??\}", v.value, self.route),
+            path_values=tuple((name, values) for name, values in self.path_values if name != v.parameter))
+            for v in self.variants)
 
     def request_model(self) -> type[BaseModel] | None:
         return None if self.request is None else model(self.request)
@@ -189,16 +213,25 @@ CONSENT_CALLBACK = Endpoint(
 
 # -- data in (SPEC 7) ----------------------------------------------------------------------------------------
 
+_SYNCED = {"securityRoles": "roles of the tenant's security-role catalogue", "users": "internal users",
+           "accounts": "accounts", "contacts": "contacts", "leads": "leads", "opportunities": "opportunities",
+           "activities": "activities (metadata of emails, appointments, phone calls, tasks)"}
 SYNC = Endpoint(
     function_name="sync_records", method="POST", route="sync/{kind}", tag="data", auth="app",
     permission=Permission.SYNC_DATA, request="sync_models:SyncBatchRequest", response="sync_models:SyncReportView",
     errors=(404, 409), retry_after=(409,), path_values=(("kind", RECORD_KIND_NAMES),),
     summary="Upsert a batch of records or activities (idempotent by id and version).",
-    description="Kinds: securityRoles, users, accounts, contacts, leads, opportunities, activities. Items are "
-                "validated one by one; invalid ones, repeated ids and Exchange items whose data gates are closed "
-                "are listed in `rejected`. A batch is stored in transactions of up to 100 items: after a 503 or "
-                "409 some of them may be stored, and sending the same batch again is always safe (a stored "
-                "version is never stored twice).")
+    variants=tuple(Variant("kind", kind, f"sync_models:{kind[0].upper()}{kind[1:]}SyncBatch",
+                           f"Upsert a batch of {_SYNCED[kind]}; idempotent by id and version.")
+                   for kind in RECORD_KIND_NAMES),
+    description="Items are validated one by one against the item schema, so one bad item does not refuse the "
+                "batch: the answer is 200 whenever the body is an object whose `items` are 1 to 1,000 objects "
+                "(at most 8 MiB in all; otherwise 400 or 413), and it lists in `rejected`, with a reason, the "
+                "items that break the schema (`invalid`), repeated ids (`duplicateId`), items no stored row can "
+                "hold (`tooLarge`) and Exchange items whose data gates of SPEC 3 are closed; the rest are stored. "
+                "A batch is stored in transactions of up to 100 items: after a 503 or 409 some of them may be "
+                "stored, and sending the same batch again is always safe (a stored version is never stored "
+                "twice).")
 
 # -- insights for sellers' apps (SPEC 4) --------------------------------------------------------------------
 
@@ -301,3 +334,6 @@ ALL: tuple[Endpoint, ...] = (
     MY_INTRODUCER_CHOICE, SET_MY_INTRODUCER_CHOICE, MY_INTRODUCTION_REQUESTS, INTRODUCTION_REQUEST,
     ACCEPT_INTRODUCTION, DECLINE_INTRODUCTION,
 )
+
+# What the OpenAPI document lists: every endpoint, the ones with variants once per variant.
+DOCUMENTED: tuple[Endpoint, ...] = tuple(documented for endpoint in ALL for documented in endpoint.documented())

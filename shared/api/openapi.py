@@ -25,14 +25,20 @@ _STATUS_TEXT = {
     503: "A dependency (storage, identity provider) is unavailable; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
+_CONTENDED = {
+    409: " When it is contention (someone else is changing the same data right now), the answer carries "
+         "`Retry-After`: send the same request again after that many seconds.",
+}
 
 Refs = dict[type[BaseModel], dict[str, Any]]
 
 
 def document(endpoints: Sequence[Endpoint], version: str = "0.1.0") -> dict[str, Any]:
-    refs, schemas = _schemas(endpoints)
+    """The document of these endpoints; one with variants is listed once per variant (`Endpoint.documented`)."""
+    operations = [documented for endpoint in endpoints for documented in endpoint.documented()]
+    refs, schemas = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
-    for endpoint in sorted(endpoints, key=lambda e: (e.path, e.method)):
+    for endpoint in sorted(operations, key=lambda e: (e.path, e.method)):
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, refs)
     return {
         "openapi": "3.1.0",
@@ -121,7 +127,10 @@ def _errors(endpoint: Endpoint, refs: Refs) -> dict[str, Any]:
             content = {"text/html": {"schema": {"type": "string"}}}
         else:
             content = {"application/problem+json": {"schema": refs[Problem]}}
-        error: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "Error"), "content": content}
+        description = _STATUS_TEXT.get(status, "Error")
+        if status in endpoint.retry_after:
+            description += _CONTENDED.get(status, "")
+        error: dict[str, Any] = {"description": description, "content": content}
         if status == 503 or status in endpoint.retry_after:
             error["headers"] = {"Retry-After": _RETRY_AFTER}
         errors[str(status)] = error

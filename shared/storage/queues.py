@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import StorageUnavailable
 from shared.services.ports import WorkKind, WorkMessage
 from shared.services.work import QUEUE_PREFIX, queue_name
+from shared.storage.transport import storage_transport
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
@@ -31,7 +32,7 @@ def client_options() -> dict[str, Any]:
     from azure.storage.queue import LinearRetry
 
     return {"retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
-            "connection_timeout": 3, "read_timeout": 10}
+            "transport": storage_transport(connection_timeout=3, read_timeout=10)}
 
 
 class StorageWorkQueue:

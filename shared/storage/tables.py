@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from shared.errors import ConcurrencyConflict, StorageUnavailable
+from shared.storage.transport import storage_transport
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -36,6 +37,7 @@ MAX_KEY_CHARS = 1024
 MAX_STRING_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16 (a character outside the BMP takes two)
 MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey, Timestamp
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_TOKEN_PART = re.compile(r"[\x20-\x7e]{1,2048}")  # sent back as a header value: printable ASCII
 
 PropertyValue = str | int | float | bool | datetime | bytes
 Properties = dict[str, PropertyValue]
@@ -72,7 +74,8 @@ class Page:
 
 def _connection_kwargs() -> dict[str, Any]:
     # Fail fast: a handful of quick retries, then 503 to the caller, instead of the SDK's long default.
-    return {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+    return {"retry_total": 2, "retry_backoff_factor": 0.2,
+            "transport": storage_transport(connection_timeout=3, read_timeout=10)}
 
 
 class TableStore:
@@ -457,8 +460,11 @@ def _decode_token(token: str | None) -> Any:
     try:
         padded = token + "=" * (-len(token) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: json recurses per array, and a token of 2,048 characters can open 1,500 of them.
         raise ValueError("malformed continuation token") from exc
-    if not isinstance(decoded, dict):
+    # What _encode_token wrote: the service's next PartitionKey and RowKey (one may be null), sent back as headers.
+    if not (isinstance(decoded, dict) and decoded and decoded.keys() <= {"PartitionKey", "RowKey"} and all(
+            value is None or (isinstance(value, str) and _TOKEN_PART.fullmatch(value)) for value in decoded.values())):
         raise ValueError("malformed continuation token")
     return decoded

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import azure.functions as func
 import pytest
 
 import function_app
+from devhost.functionhost import FunctionHost
 from devhost.indexing import index
 from shared.api import endpoints
 
@@ -53,7 +55,7 @@ def test_function_names_are_unique_and_the_app_indexes() -> None:
 
 
 def test_every_declared_endpoint_names_models_that_exist() -> None:
-    for endpoint in endpoints.ALL:
+    for endpoint in (*endpoints.ALL, *endpoints.DOCUMENTED):
         for model in (endpoint.request_model(), endpoint.response_model()):
             assert model is None or hasattr(model, "model_json_schema"), endpoint.function_name
 
@@ -81,3 +83,29 @@ def test_the_consent_callback_is_an_anonymous_get() -> None:
     trigger = _http_triggers()["consent_callback"]
     assert trigger["route"] == "consent/callback"
     assert [m.value for m in trigger["methods"]] == ["GET"]
+
+
+def test_every_documented_operation_is_served_by_its_registered_function() -> None:
+    """The document lists /api/sync/users, /api/sync/activities, …: the host must route each to the function
+    registered for sync/{kind} (and every other documented path to its own function), as it orders routes."""
+    settings = {"RI_BACKGROUND_SCHEDULE": "0 0 * * * *", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    host = FunctionHost(function_app.app, serve_http=False, run_timers=False, run_queues=False, settings=settings)
+    for endpoint in endpoints.ALL:
+        for documented in endpoint.documented():
+            serving = next(fn.name for fn in host.http_functions  # in the host's order: the first match serves
+                           if fn.template.match(documented.path) is not None
+                           and documented.method in (fn.methods or ()))
+            assert serving == endpoint.function_name, documented.path
+
+
+def test_the_sync_variants_are_exactly_the_kinds_the_route_takes_each_with_its_domain_model() -> None:
+    from shared.domain.records import RECORD_KINDS
+
+    variants = {v.value: v for v in endpoints.SYNC.variants}
+    assert tuple(variants) == dict(endpoints.SYNC.path_values)["kind"] == tuple(RECORD_KINDS)
+    for documented in endpoints.SYNC.documented():
+        kind = documented.path.rsplit("/", 1)[1]
+        model = documented.request_model()
+        assert model is not None
+        assert typing.get_args(model.model_fields["items"].annotation) == (RECORD_KINDS[kind],)
+        assert dict(documented.path_values) == {}

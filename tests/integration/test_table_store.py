@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import threading
 import time
 import uuid
@@ -172,9 +174,24 @@ def test_partition_pages_and_prefix_iteration(store: TableStore, tenant_id: Tena
     assert [e.properties["I"] for e in store.iter_partition(tenant_id, row_key_prefix="audit|")] == list(range(25))
 
 
-def test_a_malformed_continuation_token_is_a_value_error(store: TableStore, tenant_id: TenantId) -> None:
+def _token(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("token", [
+    "not-base64-json!",
+    _token("[" * 1500),  # json.loads would raise RecursionError
+    _token("[]"),
+    _token("{}"),
+    _token('{"PartitionKey": 5}'),
+    _token('{"PartitionKey": ["x"]}'),
+    _token('{"RowKey": "a\\r\\nX-Injected: 1"}'),
+    _token('{"RowKey": "\u00e9t\u00e9"}'),
+    _token('{"RowKey": "audit|1", "Other": "x"}'),
+], ids=["not base64", "deep", "array", "empty", "number", "list", "control characters", "not ASCII", "extra key"])
+def test_a_malformed_continuation_token_is_a_value_error(store: TableStore, tenant_id: TenantId, token: str) -> None:
     with pytest.raises(ValueError, match="continuation"):
-        store.query_partition(tenant_id, continuation="not-base64-json!")
+        store.query_partition(tenant_id, continuation=token)
 
 
 def test_unreachable_storage_is_storage_unavailable_and_fast() -> None:
@@ -345,3 +362,24 @@ def test_a_purge_scan_that_finds_little_still_stops_in_time(store: TableStore, t
     doomed = frozenset({"lee@fabrikam.com"})
     rest = records.purge_people(tenant_id, doomed, frozenset(), enough=lambda: False, after=hurried.position)
     assert rest == PurgeProgress(101, True)  # only the keys past the position
+
+
+def test_concurrent_calls_reuse_pooled_connections(store: TableStore, tenant_id: TenantId,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """50 calls in flight at once on one client: none is told the pool is full (requests' default pool of 10
+    threw away a connection after each extra concurrent call)."""
+    store.upsert(tenant_id, "settings", {"V": 1})
+    barrier = threading.Barrier(50)
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(5):
+            assert store.get(tenant_id, "settings") is not None
+
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        threads = [threading.Thread(target=read) for _ in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
