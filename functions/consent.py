@@ -14,7 +14,7 @@ import azure.functions as func
 
 from functions._http import Call, json_response, lazy_module, respond, route
 from shared.api import endpoints as e
-from shared.errors import ServiceUnavailable
+from shared.errors import Conflict, ServiceUnavailable
 
 if TYPE_CHECKING:
     from shared.api import consent_models as m
@@ -75,9 +75,10 @@ def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         try:
             result = call.container.consent().complete(dict(req.params))
-        except ServiceUnavailable as error:
+        except (ServiceUnavailable, Conflict) as error:
+            # Storage trouble, or the settings contended past our retries: a person reads this, not a program.
             log.warning("consent callback could not complete: %s", error.detail)
-            return _page(req, "unavailable", "", 503, error.headers)
+            return _page(req, "unavailable", "", 503, {"Retry-After": error.headers.get("Retry-After", "5")})
         log.info("consent callback: %s (%s)", result.outcome, result.reason if result.outcome != "granted" else "")
         portal = call.container.config.portal_url
         if portal:

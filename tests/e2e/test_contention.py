@@ -140,3 +140,21 @@ def test_the_openapi_document_declares_retry_after_on_every_contended_409(functi
             conflict = operation["responses"]["409"]
             assert conflict["headers"]["Retry-After"]["schema"] == {"type": "integer"}, endpoint.function_name
             assert "Retry-After" in conflict["description"], endpoint.function_name
+
+
+def test_a_consent_callback_that_meets_contention_is_a_page_that_says_try_again(
+        admin: Api, contended: ContendedContainer, function_host: FunctionHost, idp: IdentityProvider,
+        tenant_id: str) -> None:
+    from devhost.idp import DEFAULT_GRAPH_PERMISSIONS
+    from tests.conftest import CLIENT_ID
+    from tests.e2e.test_consent import _success_params, callback, consent_link, enable
+
+    enable(admin)
+    link = consent_link(admin)
+    idp.grants.grant(tenant_id, CLIENT_ID, DEFAULT_GRAPH_PERMISSIONS)
+    bootstrap.install(contended)
+    answer = callback(function_host, _success_params(link, tenant_id))
+    assert answer.status_code == 503  # a person's browser reads this: a page, not a problem document
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert int(answer.headers["Retry-After"]) > 0
+    assert "Try again" in answer.text
