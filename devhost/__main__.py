@@ -116,7 +116,7 @@ def _logging() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from devhost.azurite import Azurite
+    from devhost.azurite import Azurite, end_with_parent
     from devhost.functionhost import FunctionHost
 
     ports = Ports(args.port, args.idp_port, args.table_port, args.queue_port, args.graph_port, args.dataverse_port,
@@ -148,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ports.save(args.state_dir)
         for _ in range(max(0, args.workers - 1)):  # this process is the first instance
             workers.append(subprocess.Popen([sys.executable, "-m", "devhost", "--state-dir", str(args.state_dir),  # noqa: S603
-                                             "worker"], env=dict(os.environ)))
+                                             "worker"], env=dict(os.environ), preexec_fn=end_with_parent))
         print(f"""
 Relationship intelligence is running (Ctrl-C stops everything).
   portal         {portal_line}
@@ -168,7 +168,10 @@ Relationship intelligence is running (Ctrl-C stops everything).
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
-            worker.wait(timeout=30)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         for server in (graph, dataverse, portal):
             if server is not None:
                 server.stop()

@@ -22,8 +22,9 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 SERVICES = ("table", "queue")
 
 
-def _end_with_parent() -> None:
-    """On Linux, the emulator ends when the process that started it dies, so a crash leaves no orphan."""
+def end_with_parent() -> None:
+    """For `preexec_fn`: on Linux, a child ends when the process that started it dies, so a crash leaves no orphan
+    (the signal is SIGINT, on which Azurite saves and our workers stop)."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
@@ -100,7 +101,7 @@ class Azurite:
             self.location.mkdir(parents=True, exist_ok=True)
             args += ["--location", str(self.location)]
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # noqa: S603
-                                preexec_fn=_end_with_parent)
+                                preexec_fn=end_with_parent)
 
     def _wait_listening(self, service: str, port: int, deadline: float) -> None:
         process = self._processes[service]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from devhost.azurite import Azurite
+from devhost.azurite import Azurite, end_with_parent
 from devhost.functionhost import FunctionHost
 from devhost.idp import IdentityProvider
 from devhost.queues import queue_client
@@ -83,8 +83,18 @@ def _worker(config: AppConfig, state_dir: Path, repo_root: Path) -> subprocess.P
            "RI_CLIENT_SECRET": config.client_secret or "", "RI_CONSENT_REDIRECT_URI": config.consent_redirect_uri or "",
            "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "devhost", "--state-dir", str(state_dir), "worker",
-                             "--lease-seconds", "2"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--lease-seconds", "2"], cwd=repo_root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, text=True, preexec_fn=end_with_parent)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def _messages(queue: str, connection: str) -> list[Any]:
@@ -129,11 +139,9 @@ def test_a_worker_killed_mid_message_leaves_it_to_another_and_nothing_is_counted
             _until(lambda: not list(live.index.due(IndexKind.EXCHANGE_PURGE, datetime.now(UTC))), 30,
                    "the purge's row to go")
         finally:
-            second.terminate()
-            second.wait(timeout=30)
+            _stop(second)
     finally:
-        if first.poll() is None:
-            first.kill()
+        _stop(first)
     events = live.tenant_settings().audit(tenant, 50, None).events
     assert [e.action for e in events].count("exchangeDataPurged") == 1
     assert all(e.actor == SYSTEM_ACTOR for e in events if e.action == "exchangeDataPurged")
