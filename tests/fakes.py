@@ -17,7 +17,7 @@ from shared.domain.audit import AuditEvent
 from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.model import RecordInsight
-from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
+from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict
@@ -114,6 +114,7 @@ class _Row:
     version: int
     etag: str
     ingested_at: datetime
+    deleted: bool = False
 
 
 @dataclass
@@ -163,23 +164,39 @@ class FakeRecords:
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         row = self.rows.get((tenant_id, kind, record_id))
-        return None if row is None else row.record
+        return None if row is None or row.deleted else row.record
 
     def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
         return {rid: self.rows[(tenant_id, kind, rid)].record for rid in record_ids
-                if (tenant_id, kind, rid) in self.rows}
+                if (tenant_id, kind, rid) in self.rows and not self.rows[(tenant_id, kind, rid)].deleted}
 
     def iter_records(self, tenant_id: TenantId, kind: str) -> Iterator[Any]:
         assert kind in RECORD_KINDS
         for (tenant, row_kind, _), row in sorted(self.rows.items()):
-            if tenant == tenant_id and row_kind == kind:
+            if tenant == tenant_id and row_kind == kind and not row.deleted:
                 yield row.record
 
-    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True, removed: bool = False,
                         ) -> Iterator[tuple[Activity, datetime | None]]:
         for (tenant, kind, _), row in sorted(self.rows.items()):
-            if tenant == tenant_id and kind == "activities":
-                yield row.record, row.ingested_at if with_ingested_at else None
+            if tenant == tenant_id and kind == "activities" and (removed or not row.deleted):
+                record = (RemovedActivity.model_validate_json(row.record.model_dump_json(by_alias=True))
+                          if row.deleted else row.record)
+                yield record, row.ingested_at if with_ingested_at else None
+
+    def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str], removed_at: datetime) -> list[str]:
+        removed = []
+        for key in dict.fromkeys(keys):
+            row = self.rows.get((tenant_id, kind, key))
+            if row is not None and not row.deleted:
+                self.rows[(tenant_id, kind, key)] = _Row(row.record, row.version + 1, _etag(), removed_at, True)
+                removed.append(key)
+        return removed
+
+    def live(self, tenant_id: TenantId, kind: str) -> dict[str, Any]:
+        """Test view: the records of a kind that are not tombstones, by record key."""
+        return {key: row.record for (tenant, row_kind, key), row in self.rows.items()
+                if tenant == tenant_id and row_kind == kind and not row.deleted}
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:

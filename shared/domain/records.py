@@ -52,6 +52,8 @@ class InternalUser(_Record):
     group_ids: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=(), max_length=1000)
     opted_out: bool = False
     active: bool = True
+    entra_object_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="the user's Microsoft Entra object id: which Microsoft 365 mailbox is theirs")
 
 
 class SecurityRoleRecord(_Record):
@@ -153,6 +155,12 @@ class Activity(_Record):
     def parties(self) -> tuple[str, ...]:
         addresses = ([self.sender] if self.sender else []) + [*self.to, *self.cc, *self.optional_attendees]
         return tuple(dict.fromkeys(addresses))
+
+
+class RemovedActivity(Activity):
+    """An activity its source deleted, as a tombstone: the row keeps its last document with a newer version and
+    the moment of removal, so that a late replay of an older version does not bring it back and incremental
+    readers see the removal as a change. Only readers that ask for tombstones are given these."""
 
 
 def record_key(record: BaseModel) -> str:
