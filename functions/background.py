@@ -67,3 +67,21 @@ def purge_opted_out_data(message: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="message", queue_name=WorkKind.INSIGHTS_UPDATE.queue, connection=CONNECTION)
 def update_insights(message: func.QueueMessage) -> None:
     _work(message)
+
+
+@bp.function_name("sync_crm")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.CRM_ROUND.queue, connection=CONNECTION)
+def sync_crm(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("plan_mailboxes")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.MAILBOX_PLAN.queue, connection=CONNECTION)
+def plan_mailboxes(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("sync_mailbox")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.MAILBOX_ROUND.queue, connection=CONNECTION)
+def sync_mailbox(message: func.QueueMessage) -> None:
+    _work(message)
