@@ -66,8 +66,9 @@ class AnalyticsChanges:
 
 
 def _crm_inputs(settings: TenantSettings) -> tuple[object, ...]:
-    """What the CRM rounds depend on: a change here asks for a round now (a new URL: from the start)."""
-    return settings.enabled, settings.crm.environment_url, settings.crm.changed_at
+    """What the CRM rounds depend on: a change here asks for a round now (a new URL: from the start; consent:
+    our app's service principal now exists in the tenant, so a round that failed for want of it can run)."""
+    return settings.enabled, settings.crm.environment_url, settings.crm.changed_at, settings.consent_granted
 
 
 def _mailbox_inputs(settings: TenantSettings) -> tuple[object, ...]:
