@@ -142,7 +142,8 @@ class MailboxState(_Doc):
 
 
 class ExchangeSummary(_Doc):
-    """The mailboxes as the latest plan found them (at most one interval old): what the Overview shows."""
+    """The mailboxes as the latest plan found them, moved on by each round that ended since: what the Overview
+    shows."""
 
     as_of: datetime
     mailboxes: int = 0  # mailboxes whose gates are open

@@ -78,6 +78,12 @@ def test_enable_consent_and_the_timer_and_the_data_comes_by_itself(
     assert before > 0
     names = {i["name"] for i in ok(seller.get("insights/account?pageSize=100"))["items"]}
     assert names == {a["name"] for a in org.dataverse["accounts"]}
+    sources: dict[str, Any] = ok(admin.get("relationship-intelligence"))["dataSources"]
+    assert sources["crm"]["lastSuccessAt"] is not None
+    assert sources["crm"]["lastError"] is None
+    assert sources["exchange"]["mailboxes"] == 3  # the disabled seller and the marketer are not read
+    assert sources["exchange"]["mailboxesSynced"] == 3
+    assert sources["exchange"]["itemsInLastRound"] > 0
 
     # A new email from the account's primary contact to two sellers: after the next round, one more activity.
     contact = next(c for c in org.dataverse["contacts"] if c["contactid"] == account["_primarycontactid_value"])
@@ -86,12 +92,6 @@ def test_enable_consent_and_the_timer_and_the_data_comes_by_itself(
     at += timedelta(minutes=91)
     run_timer(function_host, sourced, at)
     assert account_activities(seller, account["accountid"]) == before + 1
-    sources: dict[str, Any] = ok(admin.get("relationship-intelligence"))["dataSources"]
-    assert sources["crm"]["lastSuccessAt"] is not None
-    assert sources["crm"]["lastError"] is None
-    assert sources["exchange"]["mailboxes"] == 3  # the disabled seller and the marketer are not read
-    assert sources["exchange"]["mailboxesSynced"] == 3
-    assert sources["exchange"]["lastSuccessAt"] is not None
 
     # Deleted from every mailbox: after the next round, it leaves the KPIs.
     organisation.delete_email(local_graph, org, sent)

@@ -129,6 +129,8 @@ def test_the_plan_reads_only_mailboxes_whose_every_gate_is_open(world: World) ->
     summary = world.state.load(TENANT, SUMMARY_KEY, ExchangeSummary)
     assert summary is not None
     assert (summary.document.as_of, summary.document.mailboxes) == (NOW, 2)
+    assert (summary.document.synced, summary.document.last_success_at) == (2, NOW)  # the rounds moved it on
+    assert summary.document.items_in_last_rounds == 1
     [due] = world.index.of(IndexKind.MAILBOX_PLAN, TENANT)
     assert NOW + timedelta(minutes=7, seconds=30) <= due <= NOW + timedelta(minutes=22, seconds=30)
     assert world.exchange() == {message_activity_id("<1@x>")}

@@ -7,8 +7,8 @@ role, not disabled, not opted out and not in an excluded group (Graph `transitiv
 the excluded groups is written on the user, so the read-time gate knows it too). Nothing is fetched unless every
 tenant gate is open. It sends one message per owner whose round is not running already, and one per mailbox
 whose gates closed (that message drops the mailbox's delta state and item map, so a later consent back-fills
-again); it writes the Overview's summary from the mailboxes' state rows as they are then (so the summary is at
-most one interval old).
+again); it writes the Overview's summary from the mailboxes' state rows as they are then, and each round that ends
+moves it on by its outcome (a few attempts under contention; the next plan counts again).
 
 A mailbox round: the first reads 12 months back (mail received since then, the calendar from then to 90 days
 ahead); later rounds replay the stored delta links. Where each collection is lives on the mailbox's state row,
@@ -45,7 +45,7 @@ from shared.domain.gates import mailbox_gate
 from shared.domain.records import InternalUser
 from shared.domain.source_state import CALENDAR, COLLECTIONS, ExchangeSummary, MailboxState, RoundError
 from shared.domain.tenant_settings import TenantSettings
-from shared.errors import ConcurrencyConflict
+from shared.errors import ConcurrencyConflict, Conflict
 from shared.services.background.rounds import batches, in_words
 from shared.services.background.steps import (
     SECONDS_PER_STEP,
@@ -85,6 +85,7 @@ log = logging.getLogger(__name__)
 MAILBOX_PREFIX = "mailbox|"
 PAGES_PER_STEP = 10  # per collection and message: with Graph's 100 a page, 3,000 items at most
 DROP_BATCH = 500  # item-map rows deleted per message when a mailbox's gates close
+CONTENDED_WAIT_SECONDS = 2  # when the ingestion path says other batches write the same items right now
 
 
 def mailbox_key(mailbox_id: str) -> str:
@@ -201,8 +202,7 @@ class MailboxPlan:
         errors = [s.last_error for s in mine if s.last_error is not None]
         summary = ExchangeSummary(
             as_of=now, mailboxes=len(owners), synced=sum(1 for s in mine if s.last_success_at is not None),
-            failing=sum(1 for s in mine if s.last_error is not None and (
-                s.last_success_at is None or s.last_error.at >= s.last_success_at)),
+            failing=sum(1 for s in mine if _failing(s)),
             last_success_at=max((s.last_success_at for s in mine if s.last_success_at), default=None),
             items_in_last_rounds=sum(s.last_round_items or 0 for s in mine),
             last_error=max(errors, key=lambda e: e.at, default=None), plan_error=plan_error)
@@ -269,7 +269,12 @@ class MailboxRound:
                                       roll_before=CALENDAR_ROLL)
         assert state.round is not None
         fetched = self._fetch(tenant_id, state, deadline_in(self._seconds))
-        items, removed = self._store(tenant_id, mailbox_id, state, settings, fetched, now)
+        try:
+            items, removed = self._store(tenant_id, mailbox_id, state, settings, fetched, now)
+        except Conflict as exc:  # other mailboxes' rounds write the same emails right now: this step again, soon
+            wait = float(exc.headers.get("Retry-After", CONTENDED_WAIT_SECONDS))
+            relay(self._index, self._queue, self._clock, message, delay=timedelta(seconds=wait), renew=False)
+            return "contended"
         state = self._moved_on(state, fetched, items, removed, now)
         reconciled = 0
         for f in fetched:
@@ -288,6 +293,7 @@ class MailboxRound:
             log.info("another step of this mailbox round got further; this one stops")
             return "superseded"
         if state.round is None:
+            self._count_in_summary(tenant_id, loaded.document, state)
             if state.last_round_items:
                 ask_soon(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id)
             return "mailboxRoundFailed" if state.last_error is not None else "mailboxRoundDone"
@@ -428,6 +434,31 @@ class MailboxRound:
             outcome["last_success_at"] = now
         return state.model_copy(update=outcome)
 
+    def _count_in_summary(self, tenant_id: TenantId, before: MailboxState, after: MailboxState) -> None:
+        """The Overview's summary, moved on by this round's outcome (the plan wrote it from the rounds before):
+        a few attempts, then the next plan's count stands in (the summary is a view, not a record)."""
+        for _ in range(3):
+            loaded = self._state.load(tenant_id, SUMMARY_KEY, ExchangeSummary)
+            if loaded is None:
+                return
+            summary = loaded.document
+            error = summary.last_error
+            if after.last_error is not None and (error is None or after.last_error.at >= error.at):
+                error = after.last_error
+            moved = summary.model_copy(update={
+                "synced": summary.synced + int(after.last_success_at is not None and before.last_success_at is None),
+                "failing": max(0, summary.failing + int(_failing(after)) - int(_failing(before))),
+                "last_success_at": max((t for t in (summary.last_success_at, after.last_success_at) if t),
+                                       default=None),
+                "items_in_last_rounds": max(0, summary.items_in_last_rounds + (after.last_round_items or 0)
+                                            - (before.last_round_items or 0)),
+                "last_error": error})
+            try:
+                self._state.save(tenant_id, SUMMARY_KEY, moved, loaded.etag)
+                return
+            except ConcurrencyConflict:
+                continue
+
     def _drop(self, tenant_id: TenantId, mailbox_id: str, loaded: Versioned[MailboxState],
               message: WorkMessage) -> str:
         """The mailbox's gates closed: its delta state and item map go (in bounded steps), so that it is read
@@ -452,6 +483,11 @@ class MailboxRound:
             return "superseded"
         log.info("a mailbox's gates closed: its delta state is dropped")
         return "dropped"
+
+
+def _failing(state: MailboxState) -> bool:
+    error, success = state.last_error, state.last_success_at
+    return error is not None and (success is None or error.at >= success)
 
 
 __all__ = ["MailboxPlan", "MailboxRound", "mailbox_key", "usable_owner"]
