@@ -148,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = FunctionHost(function_app.app, host="127.0.0.1", port=ports.app, route_prefix="api", settings=values)
         cors.enable(host, cors.from_local_settings(local.LOCAL_SETTINGS, local.SAMPLE_SETTINGS))
         host.start()
+        crm_line = _demo_crm(environment)
         portal, portal_line = _start_portal(host.base_url, idp, ports.portal)
         ports.save(args.state_dir)
         for _ in range(max(0, args.workers - 1)):  # this process is the first instance
@@ -161,7 +162,7 @@ Relationship intelligence is running (Ctrl-C stops everything).
   queues         {len(host.queue_functions)} queue triggers on {args.workers} instance(s)
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert}; your browser must trust it, see the README)
   data sources   {f"Graph {graph.base_url}, Dataverse {environment} (tenant {DEMO_TENANT})" if graph and dataverse
-                  else "not started"}
+                  else "not started"}{crm_line}
   storage        {f"Azurite tables :{ports.table}, queues :{ports.queue}, data in {azurite.location}" if azurite
                   else "as configured"}
   try it         .venv/bin/python -m devhost connect    (enable, CRM, consent, timer; README: Trying it by hand)
@@ -195,6 +196,24 @@ def _start_portal(api: str, idp: IdentityProvider, port: int) -> tuple[PortalSer
     except FileNotFoundError as exc:
         return None, f"not served: {exc}"
     return portal, f"http://localhost:{portal.port}/   (sign in as a test user on the identity provider's page)"
+
+
+def _demo_crm(environment: str | None) -> str:
+    """The demo tenant's CRM is the local Dataverse, as its admin would set it (the portal has no field for it yet),
+    so that Enable and consent in the portal are all the walk needs. Only when no URL is set: an admin's stays."""
+    if environment is None:
+        return ""
+    from shared import bootstrap
+    from shared.errors import AppError
+    from shared.tenancy import TenantId
+
+    try:
+        service = bootstrap.container().tenant_settings()
+        if service.current(TenantId(DEMO_TENANT)).settings.crm.environment_url is None:
+            service.set_crm_environment(TenantId(DEMO_TENANT), "devhost", environment)
+    except AppError as exc:  # storage not up yet, or RI_ALLOW_LOOPBACK_SOURCES off in local.settings.json
+        return f"\n                 (its CRM environment URL was not set: {exc.detail})"
+    return f"\n                 CRM environment URL of tenant …0001 set to {environment} (Enable, consent: data flows)"
 
 
 def cmd_portal_dist(args: argparse.Namespace) -> int:
@@ -405,11 +424,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
     while True:  # the mailbox rounds and the insights follow the CRM round on the queues
         time.sleep(2)
         accounts = _call(seller, "GET", f"{base}/api/insights/account?pageSize=100").json()["items"]
-        sources = _call(admin, "GET", api).json()["dataSources"]
-        if accounts or time.monotonic() > deadline:
+        exchange = _call(admin, "GET", api).json()["dataSources"]["exchange"]
+        if (accounts and exchange["mailboxesSynced"] >= exchange["mailboxes"]) or time.monotonic() > deadline:
             break
-    print(f"the CRM's last round: {sources['crm']['itemsInLastRound']} items; mailboxes read: "
-          f"{sources['exchange']['mailboxes']} (their summary is written by each plan, every round interval)")
+    print(f"the CRM's last round: {crm['itemsInLastRound']} items; mailboxes read: {exchange['mailboxes']}, "
+          f"synced: {exchange['mailboxesSynced']}, items in their last rounds: {exchange['itemsInLastRound']}")
     print(f"insights for {len(accounts)} accounts; try GET {base}/api/insights/contact?needsAttention=true with a "
           "seller's token, or the portal")
     return 0 if accounts else 1
