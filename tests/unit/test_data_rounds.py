@@ -469,3 +469,12 @@ def test_a_message_naming_a_mailbox_survives_the_queue() -> None:
     sent = WorkMessage(WorkKind.MAILBOX_ROUND, TenantId(TENANT), ((IndexKind.MAILBOX_PLAN, NOW),), "op", ANN)
     assert WorkMessage.from_json(sent.to_json()) == sent
     assert "target" not in WorkMessage(WorkKind.CRM_ROUND, TenantId(TENANT), ()).to_json()
+
+
+def test_a_message_asking_after_the_last_round_began_gets_a_round_even_with_older_rows(crm: World) -> None:
+    crm.timer()
+    crm.index.rows.clear()
+    crm.index.add(IndexKind.CRM_ROUND, TENANT, NOW - timedelta(minutes=1))  # satisfied by the round that ran
+    crm.index.add(IndexKind.CRM_ROUND, TENANT, NOW + timedelta(minutes=1))  # consent came after it began
+    crm.later(2)
+    assert crm.timer()["crmRoundDone"] == 1

@@ -136,7 +136,7 @@ class CrmRound:
         state = (loaded.document if loaded else CrmState()).for_environment(url, settings.crm.changed_at)
         now = self._clock.now()
         if state.round is None:
-            asked = min(row.due for row in rows)
+            asked = max(row.due for row in rows)
             if state.last_started_at is not None and state.last_started_at >= asked:
                 done(self._index, rows)
                 return "alreadyDone"  # a late or repeated message: a round began after it was asked for
