@@ -1,5 +1,6 @@
-"""Background work on the queues (SPEC 8): the hourly timer only puts due work on them, and one queue-triggered
-function per kind of work does each tenant's step. The platform spreads the queues' messages over instances."""
+"""Background work on the queues (SPEC 8): the timer (every 5 minutes by default) only puts due work on them, and
+one queue-triggered function per kind of work does each tenant's step. The platform spreads the queues' messages
+over instances."""
 
 from __future__ import annotations
 

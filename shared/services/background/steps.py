@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # A step of long work ends well inside the host's 10-minute functionTimeout, and continues in a new message.
 SECONDS_PER_STEP = 240.0
-# A row whose message was sent is left alone by the timer for this long (the timer runs hourly: a lost message is
-# sent again by the next run, a slow one is not sent twice).
+# A row whose message was sent is left alone by the timer for this long (a lost message is sent again by a run after
+# it, a slow one is not sent twice; the data rounds' state rows, not this lease, keep their duplicates harmless).
 LEASE = timedelta(minutes=55)
 
 
