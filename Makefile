@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/concurrency.py
 	$(PY) bench/insights.py
 	$(PY) bench/health_eval.py
+	$(PY) bench/data_rounds.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,8 @@
   python -m devhost token --tenant T --user U --roles SystemAdministrator[,…] [--app]
   python -m devhost consent --tenant T    the Microsoft 365 admin's consent, end to end, as a browser would do it
   python -m devhost grant --tenant T / revoke --tenant T    change the identity provider's grants directly
+  python -m devhost connect --tenant T    the walk with the demo organisation: enable, the CRM's environment URL,
+                                          consent, the timer; the data then comes from the local Graph and Dataverse
   python -m devhost seed --tenant T       a realistic tenant, through the running app's sync API
   python -m devhost portal-dist --out dist/portal --api-base-url https://… --client-id … --api-scope …
                                           the portal's files for Azure Static Web Apps
@@ -77,7 +79,9 @@ def _apply_ports(values: dict[str, str], ports: Ports) -> None:
     os.environ.setdefault("RI_AUTHORITY_HOST", f"https://127.0.0.1:{ports.idp}")
     os.environ.setdefault("RI_CONSENT_REDIRECT_URI", f"{ports.app_url}/api/consent/callback")
     os.environ.setdefault("RI_PORTAL_URL", ports.portal_urls[0] if ports.portal else "")
-    values.update({k: os.environ[k] for k in ("RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI", "RI_PORTAL_URL")})
+    os.environ.setdefault("RI_GRAPH_BASE_URL", f"https://127.0.0.1:{ports.graph}/v1.0")  # the local Graph
+    values.update({k: os.environ[k] for k in ("RI_AUTHORITY_HOST", "RI_CONSENT_REDIRECT_URI", "RI_PORTAL_URL",
+                                              "RI_GRAPH_BASE_URL")})
 
 
 def _identity_provider(values: dict[str, str], state_dir: Path, ports: Ports | None = None) -> IdentityProvider:
@@ -144,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = FunctionHost(function_app.app, host="127.0.0.1", port=ports.app, route_prefix="api", settings=values)
         cors.enable(host, cors.from_local_settings(local.LOCAL_SETTINGS, local.SAMPLE_SETTINGS))
         host.start()
+        crm_line = _demo_crm(environment)
         portal, portal_line = _start_portal(host.base_url, idp, ports.portal)
         ports.save(args.state_dir)
         for _ in range(max(0, args.workers - 1)):  # this process is the first instance
@@ -157,10 +162,10 @@ Relationship intelligence is running (Ctrl-C stops everything).
   queues         {len(host.queue_functions)} queue triggers on {args.workers} instance(s)
   identity       {idp.base_url}  (CA: {idp.tls.ca_cert}; your browser must trust it, see the README)
   data sources   {f"Graph {graph.base_url}, Dataverse {environment} (tenant {DEMO_TENANT})" if graph and dataverse
-                  else "not started"}
+                  else "not started"}{crm_line}
   storage        {f"Azurite tables :{ports.table}, queues :{ports.queue}, data in {azurite.location}" if azurite
                   else "as configured"}
-  try it         .venv/bin/python -m devhost consent --tenant {DEMO_TENANT}    (README: Trying it by hand)
+  try it         .venv/bin/python -m devhost connect    (enable, CRM, consent, timer; README: Trying it by hand)
 """, flush=True)
         _wait_for_stop()
         host.stop()
@@ -194,6 +199,24 @@ def _start_portal(api: str, idp: IdentityProvider, port: int) -> tuple[PortalSer
     except FileNotFoundError as exc:
         return None, f"not served: {exc}"
     return portal, f"http://localhost:{portal.port}/   (sign in as a test user on the identity provider's page)"
+
+
+def _demo_crm(environment: str | None) -> str:
+    """The demo tenant's CRM is the local Dataverse, as its admin would set it (the portal has no field for it yet),
+    so that Enable and consent in the portal are all the walk needs. Only when no URL is set: an admin's stays."""
+    if environment is None:
+        return ""
+    from shared import bootstrap
+    from shared.errors import AppError
+    from shared.tenancy import TenantId
+
+    try:
+        service = bootstrap.container().tenant_settings()
+        if service.current(TenantId(DEMO_TENANT)).settings.crm.environment_url is None:
+            service.set_crm_environment(TenantId(DEMO_TENANT), "devhost", environment)
+    except AppError as exc:  # storage not up yet, or RI_ALLOW_LOOPBACK_SOURCES off in local.settings.json
+        return f"\n                 (its CRM environment URL was not set: {exc.detail})"
+    return f"\n                 CRM environment URL of tenant …0001 set to {environment} (Enable, consent: data flows)"
 
 
 def cmd_portal_dist(args: argparse.Namespace) -> int:
@@ -336,12 +359,16 @@ def _call(session: Any, method: str, url: str, **kwargs: Any) -> Any:
 def cmd_consent(args: argparse.Namespace) -> int:
     """What an admin and the Microsoft 365 admin do in their browsers: ask for the link, accept on the identity
     provider's page, and follow its redirect to the app's callback."""
+    idp, ports = _running_idp(args)
+    status = _consent(idp, args.base_url or ports.app_url, args.tenant)
+    return 0 if status == "granted" else 1
+
+
+def _consent(idp: IdentityProvider, base: str, tenant: str) -> str:
     import re
     from html import unescape
 
-    idp, ports = _running_idp(args)
-    base = args.base_url or ports.app_url
-    admin = _session(idp.user_token(args.tenant, str(uuid.UUID(int=2)), ["SystemAdministrator"], name="Admin"))
+    admin = _session(idp.user_token(tenant, str(uuid.UUID(int=2)), ["SystemAdministrator"], name="Admin"))
     link = _call(admin, "POST", f"{base}/api/relationship-intelligence/consent-requests").json()["consentUrl"]
     browser = _session()
     browser.verify = str(idp.tls.ca_cert)
@@ -351,9 +378,63 @@ def cmd_consent(args: argparse.Namespace) -> int:
                    allow_redirects=False)
     callback = answer.headers["Location"]
     outcome = browser.get(callback, allow_redirects=False, timeout=60)
-    status = _call(admin, "GET", f"{base}/api/relationship-intelligence").json()["exchange"]["consent"]["status"]
+    status = str(_call(admin, "GET", f"{base}/api/relationship-intelligence").json()["exchange"]["consent"]["status"])
     print(f"consent page accepted; the callback answered {outcome.status_code}; consent is now {status}")
-    return 0 if status == "granted" else 1
+    return status
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """The walk of issue 13 with the organisation `serve` loaded into the local Graph and Dataverse: what an admin
+    does in the portal (prerequisites, enable with security roles, the CRM's environment URL, consent), then the
+    timer, as the schedule would run it; the rounds then bring the data in by themselves."""
+    from shared.domain.security_roles import STANDARD_SALES_ROLES
+
+    idp, ports = _running_idp(args)
+    base = args.base_url or ports.app_url
+    api = f"{base}/api/relationship-intelligence"
+    admin = _session(idp.user_token(args.tenant, str(uuid.UUID(int=2)), ["SystemAdministrator"], name="Admin"))
+    by_name = {r.name.lower(): r.id for r in STANDARD_SALES_ROLES}
+    names = [n.strip() for n in args.roles.split(",") if n.strip()]
+    unknown = [n for n in names if n.lower() not in by_name]
+    if unknown:
+        raise CliError(f"unknown security roles {unknown}; use names such as {', '.join(sorted(by_name))}")
+    roles = [by_name[n.lower()] for n in names]
+    overview = _call(admin, "GET", api).json()
+    if overview["status"] != "enabled":
+        _call(admin, "PUT", f"{api}/prerequisites", json={"salesInsightsPremium": True,
+                                                         "office365DataLocation": args.location})
+        _call(admin, "POST", f"{api}/enable", json={"securityRoleIds": roles})
+    else:
+        _call(admin, "PUT", f"{api}/security-roles", json={"securityRoleIds": roles})
+    if _call(admin, "GET", api).json()["exchange"]["consent"]["status"] != "granted":
+        _consent(idp, base, args.tenant)  # also what creates our app's service principal in the tenant
+    url = args.environment_url or f"https://127.0.0.1:{ports.dataverse}/contoso"
+    _call(admin, "PUT", f"{api}/crm-environment", json={"environmentUrl": url})
+    print(f"enabled with the roles {', '.join(names)}; the CRM is {url}")
+    deadline = time.monotonic() + args.timeout
+    while True:
+        _call(admin, "POST", f"{base}/admin/functions/schedule_background_work", json={"input": ""},
+              headers={"x-devhost-wait": "true"}, timeout=120)
+        crm = _call(admin, "GET", api).json()["dataSources"]["crm"]
+        if crm["lastSuccessAt"] and not crm["roundRunning"]:
+            break
+        if crm["lastError"]:
+            print(f"the CRM round says: {crm['lastError']['message']}")
+        if time.monotonic() > deadline:
+            raise CliError("the CRM round did not finish in time: are the app's queue triggers running?")
+        time.sleep(2)
+    seller = _session(idp.user_token(args.tenant, str(uuid.UUID(int=3)), ["Salesperson"], name="Seller"))
+    while True:  # the mailbox rounds and the insights follow the CRM round on the queues
+        time.sleep(2)
+        accounts = _call(seller, "GET", f"{base}/api/insights/account?pageSize=100").json()["items"]
+        exchange = _call(admin, "GET", api).json()["dataSources"]["exchange"]
+        if (accounts and exchange["mailboxesSynced"] >= exchange["mailboxes"]) or time.monotonic() > deadline:
+            break
+    print(f"the CRM's last round: {crm['itemsInLastRound']} items; mailboxes read: {exchange['mailboxes']}, "
+          f"synced: {exchange['mailboxesSynced']}, items in their last rounds: {exchange['itemsInLastRound']}")
+    print(f"insights for {len(accounts)} accounts; try GET {base}/api/insights/contact?needsAttention=true with a "
+          "seller's token, or the portal")
+    return 0 if accounts else 1
 
 
 _REASONS = {
@@ -460,6 +541,18 @@ def main(argv: list[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="remove the grant (a withdrawn consent, noticed at the daily re-check)")
     revoke.add_argument("--tenant", type=_guid, required=True)
     revoke.set_defaults(run=cmd_revoke)
+
+    connect = sub.add_parser("connect", help="enable, set the CRM, consent and run the timer: the demo organisation's "
+                                             "data comes in from the local Graph and Dataverse")
+    connect.add_argument("--tenant", type=_guid, default=DEMO_TENANT)
+    connect.add_argument("--environment-url", default=None,
+                         help="the Dataverse environment (default: the demo one, https://127.0.0.1:7074/contoso)")
+    connect.add_argument("--roles", default="Salesperson,Sales Manager",
+                         help="names of the security roles whose mailboxes are read")
+    connect.add_argument("--location", default="FR", help="Office 365 data location set when enabling")
+    connect.add_argument("--base-url", default=None, help="the app (default: where `serve` listens)")
+    connect.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the data")
+    connect.set_defaults(run=cmd_connect)
 
     seed = sub.add_parser("seed", help="load a realistic, deterministic tenant into the running app")
     seed.add_argument("--tenant", type=_guid, required=True)

@@ -1,5 +1,6 @@
-"""Background work on the queues (SPEC 8): the hourly timer only puts due work on them, and one queue-triggered
-function per kind of work does each tenant's step. The platform spreads the queues' messages over instances."""
+"""Background work on the queues (SPEC 8): the timer (every 5 minutes by default) only puts due work on them, and
+one queue-triggered function per kind of work does each tenant's step. The platform spreads the queues' messages
+over instances."""
 
 from __future__ import annotations
 
@@ -66,4 +67,22 @@ def purge_opted_out_data(message: func.QueueMessage) -> None:
 @bp.function_name("update_insights")
 @bp.queue_trigger(arg_name="message", queue_name=WorkKind.INSIGHTS_UPDATE.queue, connection=CONNECTION)
 def update_insights(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("sync_crm")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.CRM_ROUND.queue, connection=CONNECTION)
+def sync_crm(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("plan_mailboxes")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.MAILBOX_PLAN.queue, connection=CONNECTION)
+def plan_mailboxes(message: func.QueueMessage) -> None:
+    _work(message)
+
+
+@bp.function_name("sync_mailbox")
+@bp.queue_trigger(arg_name="message", queue_name=WorkKind.MAILBOX_ROUND.queue, connection=CONNECTION)
+def sync_mailbox(message: func.QueueMessage) -> None:
     _work(message)

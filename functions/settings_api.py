@@ -21,14 +21,16 @@ bp = func.Blueprint()
 
 def _overview(call: Call, outcome: Outcome) -> func.HttpResponse:
     headers = {"ETag": outcome.etag} if outcome.etag else None
-    return json_response(m.overview_of(outcome, call.container.clock.now()), headers=headers)
+    sources = call.container.data_sources().status(call.tenant)
+    return json_response(m.overview_of(outcome, call.container.clock.now(), sources), headers=headers)
 
 
 @route(bp, e.OVERVIEW)
 def get_overview(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:
         current = call.container.tenant_settings().current(call.tenant)
-        overview = m.overview(current.settings, call.container.clock.now(), current.etag)
+        sources = call.container.data_sources().status(call.tenant)
+        overview = m.overview(current.settings, call.container.clock.now(), current.etag, sources=sources)
         return json_response(overview, headers={"ETag": current.etag} if current.etag else None)
 
     return respond(req, e.OVERVIEW, work)
@@ -101,6 +103,16 @@ def put_excluded_security_groups(req: func.HttpRequest) -> func.HttpResponse:
             call.tenant, call.actor, body.group_ids, if_match=call.if_match))
 
     return respond(req, e.EXCLUDED_GROUPS, work)
+
+
+@route(bp, e.CRM_ENVIRONMENT)
+def put_crm_environment(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        body: m.CrmEnvironmentRequest = call.body()
+        return _overview(call, call.container.tenant_settings().set_crm_environment(
+            call.tenant, call.actor, body.environment_url, if_match=call.if_match))
+
+    return respond(req, e.CRM_ENVIRONMENT, work)
 
 
 @route(bp, e.ANALYTICS)

@@ -43,8 +43,18 @@ param extraCorsOrigins array = []
 @description('Name of the table that holds tenant state.')
 param stateTableName string = 'TenantState'
 
-@description('NCRONTAB schedule of the schedule_background_work timer (UTC).')
-param backgroundSchedule string = '0 0 * * * *'
+@description('NCRONTAB schedule of the schedule_background_work timer (UTC): every 5 minutes, so that a mailbox round every 15 minutes is sent on time.')
+param backgroundSchedule string = '0 */5 * * * *'
+
+@description('Minutes between two rounds of a tenant\'s mailboxes (mail and calendar, Microsoft Graph delta).')
+@minValue(5)
+@maxValue(1440)
+param mailboxRoundMinutes int = 15
+
+@description('Minutes between two rounds of a tenant\'s CRM (Dataverse change tracking).')
+@minValue(5)
+@maxValue(1440)
+param crmRoundMinutes int = 60
 
 @description('Flex Consumption scale limits.')
 param maximumInstanceCount int = 40
@@ -162,11 +172,17 @@ var workQueues = [
   'ri-exchange-purge'
   'ri-opt-out-purge'
   'ri-insights-update'
+  'ri-crm-round'
+  'ri-mailbox-plan'
+  'ri-mailbox-round'
   'ri-consent-deadline-poison'
   'ri-consent-recheck-poison'
   'ri-exchange-purge-poison'
   'ri-opt-out-purge-poison'
   'ri-insights-update-poison'
+  'ri-crm-round-poison'
+  'ri-mailbox-plan-poison'
+  'ri-mailbox-round-poison'
 ]
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
@@ -310,6 +326,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RI_CONSENT_REDIRECT_URI: 'https://${functionApp.properties.defaultHostName}/api/consent/callback'
     RI_PORTAL_URL: empty(portalUrl) ? '${portalOrigin}/' : portalUrl
     RI_BACKGROUND_SCHEDULE: backgroundSchedule
+    RI_GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+    RI_MAILBOX_ROUND_MINUTES: string(mailboxRoundMinutes)
+    RI_CRM_ROUND_MINUTES: string(crmRoundMinutes)
   }
   // Writing the settings restarts the app: do it once the identity has its roles and the secret exists, so that
   // host storage and the Key Vault reference resolve on that start.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from shared import observability
 from shared.clock import Clock, SystemClock
@@ -19,15 +20,18 @@ from shared.identity.permissions import RolePolicy
 from shared.identity.tokens import AccessTokenValidator, SigningKeys, https_json_getter, https_session
 from shared.services.background.consent_deadline import ConsentDeadlines
 from shared.services.background.consent_recheck import ConsentRechecks
+from shared.services.background.crm_round import CrmRound
 from shared.services.background.exchange_purge import ExchangePurge
 from shared.services.background.insights_update import InsightsUpdate
+from shared.services.background.mailboxes import MailboxPlan, MailboxRound
 from shared.services.background.opt_out_purge import OptOutPurge
 from shared.services.background.scheduler import BackgroundScheduler
 from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
+from shared.services.data_sources import DataSourcesService
 from shared.services.insights import InsightsService
 from shared.services.introductions import IntroductionsService
-from shared.services.ports import ConsentVerifier, WorkMessage, WorkQueue
+from shared.services.ports import ConsentVerifier, CrmSource, MailSource, WorkMessage, WorkQueue
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
@@ -38,7 +42,53 @@ from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
+from shared.storage.source_state import TableSourceState
 from shared.storage.tables import TableStore
+
+
+class SourceClients:
+    """The Microsoft Graph and Dataverse clients, built on first use (they need the app registration's
+    credential), once per process: their app-only tokens are cached per tenant. Our own HTTPS sessions
+    (`trust_env` off) trust the local CA only where RI_CA_BUNDLE says so (development)."""
+
+    def __init__(self, config: AppConfig, *, mail: MailSource | None = None, crm: CrmSource | None = None) -> None:
+        """`mail` and `crm`: clients built elsewhere (tests, benchmarks)."""
+        self._config = config
+        self._lock = threading.Lock()
+        self._tokens: Any = None
+        self._graph = mail
+        self._dataverse = crm
+
+    def _token_provider(self) -> Any:
+        from shared.connectors import MsalTokenProvider
+
+        if self._tokens is None:
+            config = self._config
+            self._tokens = MsalTokenProvider(authority_host=config.authority_host, client_id=config.client_id or "",
+                                             client_credential=config.client_credential,
+                                             http_client_factory=lambda: https_session(config.ca_bundle))
+        return self._tokens
+
+    def mail(self) -> MailSource:
+        with self._lock:
+            if self._graph is None:
+                from shared.connectors.graph import GraphClient
+
+                ca = self._config.ca_bundle
+                self._graph = GraphClient(self._token_provider(), base_url=self._config.graph_url,
+                                          session_factory=lambda: https_session(ca))
+            return self._graph
+
+    def crm(self) -> CrmSource:
+        with self._lock:
+            if self._dataverse is None:
+                from shared.connectors.dataverse import DataverseClient
+
+                ca = self._config.ca_bundle
+                self._dataverse = DataverseClient(self._token_provider(), page_size=1000,
+                                                  allow_loopback=self._config.allow_loopback_sources,
+                                                  session_factory=lambda: https_session(ca))
+            return self._dataverse
 
 
 @dataclass
@@ -50,6 +100,7 @@ class Container:
     tokens: AccessTokenValidator
     roles: RolePolicy
     consent_verifier: ConsentVerifier
+    sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
 
     @property
     def index(self) -> TableScheduleIndex:
@@ -59,8 +110,16 @@ class Container:
     def records(self) -> TableRecords:
         return TableRecords(self.tables)
 
+    @property
+    def source_state(self) -> TableSourceState:
+        return TableSourceState(self.tables)
+
     def tenant_settings(self) -> TenantSettingsService:
-        return TenantSettingsService(TableSettingsRepository(self.tables), self.clock, self.index)
+        return TenantSettingsService(TableSettingsRepository(self.tables), self.clock, self.index,
+                                     allow_loopback_sources=self.config.allow_loopback_sources)
+
+    def data_sources(self) -> DataSourcesService:
+        return DataSourcesService(self.source_state)
 
     def sync(self) -> SyncService:
         return SyncService(self.tenant_settings(), self.records, self.clock, self.index)
@@ -87,10 +146,17 @@ class Container:
     def worker(self) -> BackgroundWorker:
         settings, index, clock, records, queue = (self.tenant_settings(), self.index, self.clock, self.records,
                                                   self.queue)
+        sync, state, sources = self.sync(), self.source_state, self.sources
+        mailbox_round = MailboxRound(settings, records, sync, state, sources.mail, index, queue, clock)
         works = (ConsentDeadlines(settings, index), ConsentRechecks(settings, index, clock, self.consent),
                  ExchangePurge(settings, index, clock, records, queue), OptOutPurge(index, clock, records, queue),
-                 InsightsUpdate(self.insights(), index))
-        return BackgroundWorker({work.kind: work for work in works})
+                 InsightsUpdate(self.insights(), index),
+                 CrmRound(settings, records, sync, state, sources.crm, index, queue, clock,
+                          interval=self.config.crm_round_interval),
+                 MailboxPlan(settings, records, sync, state, sources.mail, index, queue, clock,
+                             interval=self.config.mailbox_round_interval),
+                 mailbox_round)
+        return BackgroundWorker({work.kind: work for work in works}, {mailbox_round.kind: mailbox_round})
 
 
 _container: Container | None = None
@@ -121,6 +187,7 @@ def build(config: AppConfig, *, clock: Clock | None = None) -> Container:
             required_roles=config.required_graph_permissions,
             http_client_factory=lambda: https_session(config.ca_bundle),
         ),
+        sources=SourceClients(config),
     )
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 DEFAULT_ADMIN_ROLES = ("SystemAdministrator", "SystemCustomizer")
 DEFAULT_SELLER_ROLES = ("Salesperson", "SalesManager", "VicePresidentOfSales", "SalesProfessionalManager")
 DEFAULT_WHO_KNOWS_WHOM_ROLES = ("Salesperson", "SalesManager")
 DEFAULT_SYNC_ROLES = ("RelationshipIntelligence.Sync",)
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_MAILBOX_ROUND_MINUTES = 15
+DEFAULT_CRM_ROUND_MINUTES = 60
 DEFAULT_GRAPH_PERMISSIONS = ("Mail.ReadBasic.All", "Calendars.ReadBasic.All", "User.Read.All", "GroupMember.Read.All")
 
 
@@ -39,6 +43,32 @@ def _https_or_loopback(value: str | None, name: str) -> str | None:
     if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.fragment:
         raise ConfigurationError(f"{name} must be an https URL (http only on loopback), without a fragment")
     return value
+
+
+def _graph_url(value: str | None) -> str:
+    """Microsoft Graph's v1.0 root (its host only, the client adds `/v1.0`); https, since it carries our tokens."""
+    url = (value or DEFAULT_GRAPH_URL).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigurationError("RI_GRAPH_BASE_URL must be an https URL such as https://graph.microsoft.com/v1.0")
+    return url.removesuffix("/v1.0")
+
+
+def _minutes(value: str | None, default: int, name: str) -> timedelta:
+    """A round interval in whole minutes: at least 5 (the timer's own period), at most a day."""
+    if not value or not value.strip():
+        return timedelta(minutes=default)
+    try:
+        minutes = int(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a whole number of minutes") from exc
+    if not 5 <= minutes <= 1440:
+        raise ConfigurationError(f"{name} must be between 5 and 1440 minutes")
+    return timedelta(minutes=minutes)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
 
 
 def _queues_endpoint(env: Mapping[str, str]) -> str | None:
@@ -74,6 +104,12 @@ class AppConfig:
     queue_connection: str | None = None
     queues_endpoint: str | None = None
     queue_prefix: str = "ri"  # not an app setting: the queue triggers listen to ri-*; tests keep worlds apart
+    # The data sources (SPEC 7): where Graph is, how often each kind of round runs, and whether a Dataverse
+    # environment on loopback (the local stand-in) may be set: development only, never in Azure.
+    graph_url: str = "https://graph.microsoft.com"
+    mailbox_round_interval: timedelta = timedelta(minutes=DEFAULT_MAILBOX_ROUND_MINUTES)
+    crm_round_interval: timedelta = timedelta(minutes=DEFAULT_CRM_ROUND_MINUTES)
+    allow_loopback_sources: bool = False
 
     def client_credential(self) -> str | dict[str, str]:
         """The app's credential for MSAL: a certificate when configured, else the client secret."""
@@ -125,4 +161,10 @@ class AppConfig:
             consent_proof_backoff_seconds=float(env.get("RI_CONSENT_PROOF_BACKOFF_SECONDS") or 1.0),
             queue_connection=env.get("AzureWebJobsStorage") or None,
             queues_endpoint=_queues_endpoint(env),
+            graph_url=_graph_url(env.get("RI_GRAPH_BASE_URL")),
+            mailbox_round_interval=_minutes(env.get("RI_MAILBOX_ROUND_MINUTES"), DEFAULT_MAILBOX_ROUND_MINUTES,
+                                            "RI_MAILBOX_ROUND_MINUTES"),
+            crm_round_interval=_minutes(env.get("RI_CRM_ROUND_MINUTES"), DEFAULT_CRM_ROUND_MINUTES,
+                                        "RI_CRM_ROUND_MINUTES"),
+            allow_loopback_sources=_flag(env.get("RI_ALLOW_LOOPBACK_SOURCES")),
         )

@@ -6,6 +6,8 @@ due and leased, as after a failure in Azure)."""
 from __future__ import annotations
 
 import base64
+import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -29,12 +31,16 @@ def run_background(world: bootstrap.Container) -> Outcomes:
     return drain(world)
 
 
-def drain(world: bootstrap.Container, *, worker: BackgroundWorker | None = None, rounds: int = 200) -> Outcomes:
+def drain(world: bootstrap.Container, *, worker: BackgroundWorker | None = None, rounds: int = 200,
+          patience: float = 0.0) -> Outcomes:
+    """`patience`: how long to keep looking once the queues seem empty, for messages sent with a delay (a step
+    that continues after a source's Retry-After)."""
     queue = world.queue
     assert isinstance(queue, StorageWorkQueue)
     assert world.config.queue_connection is not None
     clients = [queue_client(world.config.queue_connection, queue.name(kind)) for kind in WorkKind]
     counted: Counter[str] = Counter()
+    quiet_since: float | None = None
     for _ in range(rounds):
         handled = 0
         for client in clients:
@@ -47,9 +53,15 @@ def drain(world: bootstrap.Container, *, worker: BackgroundWorker | None = None,
                 try:
                     counted[(worker or world.worker()).handle(message)] += 1
                 except Exception:
+                    logging.getLogger("tests.background").exception("a %s step failed", message.kind.value)
                     counted["failed"] += 1
                 client.delete_message(stored)
                 handled += 1
-        if not handled:
+        if handled:
+            quiet_since = None
+            continue
+        quiet_since = quiet_since or time.monotonic()
+        if time.monotonic() - quiet_since >= patience:
             return Outcomes(counted)
+        time.sleep(0.2)
     raise AssertionError("the background work did not settle")

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from devhost.azurite import Azurite
+from devhost.dataverse import LocalDataverse
+from devhost.graph import LocalGraph
 from devhost.idp import IdentityProvider, RegisteredApp
 from devhost.queues import QueueOptions
 from shared import bootstrap
@@ -40,6 +42,32 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
     provider = IdentityProvider(tmp_path_factory.mktemp("idp"), app, api_audience=AUDIENCE, port=0)
     with provider:
         yield provider
+
+
+@pytest.fixture(scope="session")
+def local_graph(idp: IdentityProvider) -> Iterator[LocalGraph]:
+    """The local Microsoft Graph (HTTPS on loopback, beside the identity provider), shared by the session: each
+    test gives it a tenant of its own."""
+    with LocalGraph(idp) as graph:
+        yield graph
+
+
+@pytest.fixture(scope="session")
+def local_dataverse(idp: IdentityProvider) -> Iterator[LocalDataverse]:
+    with LocalDataverse(idp) as dataverse:
+        yield dataverse
+
+
+@pytest.fixture
+def http_factory(idp: IdentityProvider) -> Callable[[], requests.Session]:
+    """Our clients' sessions: the identity provider's CA trusted, nothing taken from the machine's environment."""
+    def make() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(idp.tls.ca_cert)
+        return session
+
+    return make
 
 
 def make_config(connection_string: str, idp: IdentityProvider, **overrides: object) -> AppConfig:

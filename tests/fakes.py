@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,20 +19,26 @@ from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.model import RecordInsight
 from shared.domain.introductions import IntroducerChoice, IntroductionRequest
-from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
+from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import (
     AuditPage,
+    ChangePage,
+    Child,
     Current,
+    DeltaPage,
     GrantCheck,
+    Holder,
     IndexEntry,
     IndexKind,
+    MailboxCopy,
     PurgeProgress,
     RecomputeStatus,
     RecordKey,
     RecordTooLarge,
+    SourcePositionLost,
     StoredVersion,
     Versioned,
     WorkMessage,
@@ -39,6 +46,7 @@ from shared.services.ports import (
 from shared.tenancy import TenantId
 
 D = TypeVar("D")
+M = TypeVar("M", bound=BaseModel)
 _etags = itertools.count(1)
 
 
@@ -115,6 +123,7 @@ class _Row:
     version: int
     etag: str
     ingested_at: datetime
+    deleted: bool = False
 
 
 @dataclass
@@ -164,23 +173,39 @@ class FakeRecords:
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         row = self.rows.get((tenant_id, kind, record_id))
-        return None if row is None else row.record
+        return None if row is None or row.deleted else row.record
 
     def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
         return {rid: self.rows[(tenant_id, kind, rid)].record for rid in record_ids
-                if (tenant_id, kind, rid) in self.rows}
+                if (tenant_id, kind, rid) in self.rows and not self.rows[(tenant_id, kind, rid)].deleted}
 
     def iter_records(self, tenant_id: TenantId, kind: str) -> Iterator[Any]:
         assert kind in RECORD_KINDS
         for (tenant, row_kind, _), row in sorted(self.rows.items()):
-            if tenant == tenant_id and row_kind == kind:
+            if tenant == tenant_id and row_kind == kind and not row.deleted:
                 yield row.record
 
-    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True, removed: bool = False,
                         ) -> Iterator[tuple[Activity, datetime | None]]:
         for (tenant, kind, _), row in sorted(self.rows.items()):
-            if tenant == tenant_id and kind == "activities":
-                yield row.record, row.ingested_at if with_ingested_at else None
+            if tenant == tenant_id and kind == "activities" and (removed or not row.deleted):
+                record = (RemovedActivity.model_validate_json(row.record.model_dump_json(by_alias=True))
+                          if row.deleted else row.record)
+                yield record, row.ingested_at if with_ingested_at else None
+
+    def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str], removed_at: datetime) -> list[str]:
+        removed = []
+        for key in dict.fromkeys(keys):
+            row = self.rows.get((tenant_id, kind, key))
+            if row is not None and not row.deleted:
+                self.rows[(tenant_id, kind, key)] = _Row(row.record, row.version + 1, _etag(), removed_at, True)
+                removed.append(key)
+        return removed
+
+    def live(self, tenant_id: TenantId, kind: str) -> dict[str, Any]:
+        """Test view: the records of a kind that are not tombstones, by record key."""
+        return {key: row.record for (tenant, row_kind, key), row in self.rows.items()
+                if tenant == tenant_id and row_kind == kind and not row.deleted}
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:
@@ -337,3 +362,166 @@ def item(model: BaseModel) -> dict[str, Any]:
     """A record as a connector sends it (camelCase JSON)."""
     loaded: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True))
     return loaded
+
+
+class FakeSourceState:
+    """The rounds' rows: documents with ETags, the mailbox item map, the CRM's child rows."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, str], tuple[str, str, type[BaseModel]]] = {}
+        self.copies_: dict[tuple[str, str, str, str], MailboxCopy] = {}
+        self.holders_: dict[tuple[str, str], dict[tuple[str, str], Holder]] = {}
+        self.children: dict[tuple[str, str], dict[str, Child]] = {}
+        self.conflicts_to_raise = 0
+
+    def load(self, tenant_id: TenantId, key: str, model: type[M]) -> Versioned[M] | None:
+        found = self.docs.get((tenant_id, key))
+        return None if found is None else Versioned(model.model_validate_json(found[0]), found[1])
+
+    def save(self, tenant_id: TenantId, key: str, document: BaseModel, etag: str | None) -> str:
+        if self.conflicts_to_raise:
+            self.conflicts_to_raise -= 1
+            raise ConcurrencyConflict("simulated")
+        current = self.docs.get((tenant_id, key))
+        if (current[1] if current else None) != etag:
+            raise ConcurrencyConflict(f"{key} changed")
+        new = _etag()
+        self.docs[(tenant_id, key)] = (document.model_dump_json(by_alias=True), new, type(document))
+        return new
+
+    def delete(self, tenant_id: TenantId, key: str, etag: str) -> None:
+        current = self.docs.get((tenant_id, key))
+        if current is None or current[1] != etag:
+            raise ConcurrencyConflict(f"{key} changed")
+        del self.docs[(tenant_id, key)]
+
+    def load_all(self, tenant_id: TenantId, prefix: str, model: type[M]) -> Iterator[Versioned[M]]:
+        for (tenant, key), (text, etag, _) in sorted(self.docs.items()):
+            if tenant == tenant_id and key.startswith(prefix):
+                yield Versioned(model.model_validate_json(text), etag)
+
+    def hold(self, tenant_id: TenantId, mailbox_id: str, owner_id: str, copies: Sequence[MailboxCopy]) -> None:
+        for copy in copies:
+            self.copies_[(tenant_id, mailbox_id.lower(), copy.collection, copy.source_id)] = copy
+            self.holders_.setdefault((tenant_id, copy.activity_id), {})[(mailbox_id.lower(), copy.source_id)] = (
+                Holder(mailbox_id.lower(), owner_id, copy.source_id))
+
+    def held(self, tenant_id: TenantId, mailbox_id: str, collection: str, source_ids: Sequence[str],
+             ) -> list[MailboxCopy]:
+        found = [self.copies_.get((tenant_id, mailbox_id.lower(), collection, s)) for s in dict.fromkeys(source_ids)]
+        return [c for c in found if c is not None]
+
+    def release(self, tenant_id: TenantId, mailbox_id: str, copies: Sequence[MailboxCopy]) -> None:
+        for copy in copies:
+            self.copies_.pop((tenant_id, mailbox_id.lower(), copy.collection, copy.source_id), None)
+            self.holders_.get((tenant_id, copy.activity_id), {}).pop((mailbox_id.lower(), copy.source_id), None)
+
+    def holders(self, tenant_id: TenantId, activity_ids: Sequence[str]) -> dict[str, list[Holder]]:
+        return {a: list(self.holders_.get((tenant_id, a), {}).values()) for a in activity_ids}
+
+    def copies(self, tenant_id: TenantId, mailbox_id: str, collection: str | None = None) -> Iterator[MailboxCopy]:
+        for (tenant, mailbox, name, _), copy in sorted(self.copies_.items()):
+            if tenant == tenant_id and mailbox == mailbox_id.lower() and collection in (None, name):
+                yield copy
+
+    def put_children(self, tenant_id: TenantId, relation: str, children: Sequence[Child]) -> None:
+        for child in children:
+            self.children.setdefault((tenant_id, relation), {})[child.id] = child
+
+    def remove_children(self, tenant_id: TenantId, relation: str, child_ids: Sequence[str]) -> list[Child]:
+        rows = self.children.get((tenant_id, relation), {})
+        return [rows.pop(c) for c in dict.fromkeys(child_ids) if c in rows]
+
+    def children_of(self, tenant_id: TenantId, relation: str, parents: Sequence[str]) -> dict[str, list[Child]]:
+        rows = self.children.get((tenant_id, relation), {}).values()
+        return {p: sorted((c for c in rows if c.parent == p), key=lambda c: c.id) for p in dict.fromkeys(parents)}
+
+
+@dataclass
+class _Log:
+    """One collection of a fake source: its items and the sequence number of each id's last change."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    generation: int = 0
+
+
+class FakeDeltaSource:
+    """A delta API in memory, with Graph's and Dataverse's shape of links: a full round returns what is there, a
+    delta link replays what changed since (deletions as removals), pages of `page_size`. `fail` raises the next
+    problems given for a scope (a mailbox, an entity set), `expire` makes the scope's links refused."""
+
+    def __init__(self, page_size: int = 3) -> None:
+        self.page_size = page_size
+        self.seq = 0
+        self.logs: dict[tuple[str, str], _Log] = {}
+        self.calls: Counter[str] = Counter()
+        self.problems: dict[str, list[Exception]] = {}
+        self.members: dict[str, set[str]] = {}
+
+    def put(self, scope: str, collection: str, item: dict[str, Any], key: str = "id") -> None:
+        self.seq += 1
+        log = self.logs.setdefault((scope, collection), _Log())
+        log.items[str(item[key])] = item
+        log.changed[str(item[key])] = self.seq
+
+    def delete(self, scope: str, collection: str, item_id: str) -> None:
+        self.seq += 1
+        log = self.logs.setdefault((scope, collection), _Log())
+        log.items.pop(item_id, None)
+        log.changed[item_id] = self.seq
+
+    def fail(self, scope: str, *problems: Exception) -> None:
+        self.problems.setdefault(scope, []).extend(problems)
+
+    def expire(self, scope: str, collection: str) -> None:
+        self.logs.setdefault((scope, collection), _Log()).generation += 1
+
+    def page(self, scope: str, collection: str, link: str | None) -> tuple[list[dict[str, Any]], list[str],
+                                                                             str | None, str | None]:
+        self.calls[scope] += 1
+        if self.problems.get(scope):
+            raise self.problems[scope].pop(0)
+        log = self.logs.setdefault((scope, collection), _Log())
+        if link is None:
+            since, upto, offset, full = 0, self.seq, 0, True
+        else:
+            kind, generation, *numbers = link.split("|")
+            if int(generation) != log.generation:
+                raise SourcePositionLost("gone", status=410, code="SyncStateNotFound")
+            since, upto, offset = (int(n) for n in numbers)
+            full = kind == "full"
+            if kind == "delta":
+                since, upto, offset = upto, self.seq, 0
+        changes = sorted((seq, i) for i, seq in log.changed.items() if since < seq <= upto)
+        window = changes[offset:offset + self.page_size]
+        items = [log.items[i] for _, i in window if i in log.items]
+        removed = [] if full else [i for _, i in window if i not in log.items]
+        if offset + self.page_size < len(changes):
+            kind = "full" if full else "next"
+            return items, removed, f"{kind}|{log.generation}|{since}|{upto}|{offset + self.page_size}", None
+        return items, removed, None, f"delta|{log.generation}|0|{upto}|0"
+
+
+class FakeMailSource(FakeDeltaSource):
+    def mail_delta(self, tenant: str, mailbox_id: str, folder: str, link: str | None, *,
+                   since: datetime) -> DeltaPage:
+        return DeltaPage(*self.page(mailbox_id, folder, link))
+
+    def calendar_delta(self, tenant: str, mailbox_id: str, link: str | None, *,
+                       window: tuple[datetime, datetime]) -> DeltaPage:
+        return DeltaPage(*self.page(mailbox_id, "calendar", link))
+
+    def transitive_member_ids(self, tenant: str, group_id: str) -> set[str]:
+        self.calls["groups"] += 1
+        if self.problems.get("groups"):
+            raise self.problems["groups"].pop(0)
+        return set(self.members.get(group_id, set()))
+
+
+class FakeCrmSource(FakeDeltaSource):
+    def changes(self, tenant: str, environment_url: str, entity_set: str, select: Sequence[str],
+                link: str | None) -> ChangePage:
+        items, removed, next_link, delta_link = self.page(entity_set, entity_set, link)
+        return ChangePage([{k: v for k, v in i.items() if k in select or k.endswith("lookuplogicalname")}
+                           for i in items], removed, next_link, delta_link)

@@ -151,7 +151,7 @@ def _admin(name: str, method: str, route: str, summary: str, **facts: Any) -> En
 
 
 OVERVIEW = _admin("get_overview", "GET", _BASE, "The Overview: state, prerequisites, features, Exchange, consent, "
-                  "banner.", response="settings_models:Overview", etag=True)
+                  "banner, data sources.", response="settings_models:Overview", etag=True)
 PREREQUISITES = _admin("put_prerequisites", "PUT", f"{_BASE}/prerequisites",
                        "Set the organisation profile: Premium Sales Insights and Office 365 data location.",
                        request="settings_models:PrerequisitesRequest", response="settings_models:Overview",
@@ -177,6 +177,13 @@ EXCLUDED_GROUPS = _admin("put_excluded_security_groups", "PUT", f"{_BASE}/exclud
                          "Security groups whose members never contribute Exchange data.",
                          request="settings_models:ExcludedGroupsRequest", response="settings_models:Overview",
                          etag=True, errors=(409, 412))
+CRM_ENVIRONMENT = _admin("put_crm_environment", "PUT", f"{_BASE}/crm-environment",
+                         "Where the tenant's CRM lives: its Dataverse environment URL (null: none).",
+                         request="settings_models:CrmEnvironmentRequest", response="settings_models:Overview",
+                         etag=True, errors=(409, 412),
+                         description="https://{organisation}.crm{N}.dynamics.com. The service then reads the CRM "
+                                     "itself (change tracking, with our application user in that environment); "
+                                     "another URL starts the CRM sync over.")
 ANALYTICS = _admin("put_relationship_analytics", "PUT", f"{_BASE}/features/relationship-analytics",
                    "Relationship analytics and health options; fields left out keep their value.",
                    request="settings_models:RelationshipAnalyticsRequest", response="settings_models:Overview",
@@ -325,8 +332,8 @@ DECLINE_INTRODUCTION = Endpoint(
 
 ALL: tuple[Endpoint, ...] = (
     SERVICE_STATUS, OPENAPI, ME,
-    OVERVIEW, PREREQUISITES, ENABLE, DISABLE, ROLE_CATALOGUE, SECURITY_ROLES, EXCHANGE, EXCLUDED_GROUPS, ANALYTICS,
-    WHO_KNOWS_WHOM_OPTIONS, AUDIT,
+    OVERVIEW, PREREQUISITES, ENABLE, DISABLE, ROLE_CATALOGUE, SECURITY_ROLES, EXCHANGE, EXCLUDED_GROUPS,
+    CRM_ENVIRONMENT, ANALYTICS, WHO_KNOWS_WHOM_OPTIONS, AUDIT,
     CONSENT_REQUEST, CONSENT_CALLBACK,
     SYNC,
     RECORD_INSIGHTS, LIST_INSIGHTS, WHO_KNOWS_WHOM, WHO_KNOWS_WHOM_AT_DOMAIN, INTRODUCTION, RECOMPUTE,

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from shared.api.models import ApiModel
 from shared.domain.audit import AuditEvent
 from shared.domain.introductions import IntroducerChoice
+from shared.domain.source_state import RoundError
 from shared.domain.tenant_settings import (
     ActivityInfluence,
     CommunicationFrequency,
@@ -24,6 +25,7 @@ from shared.domain.tenant_settings import (
     TemplateSubject,
     TenantSettings,
 )
+from shared.services.data_sources import DataSources
 from shared.services.tenant_settings import AnalyticsChanges, Outcome, RoleCatalogue
 from shared.tenancy import GUID_PATTERN_ANY_CASE
 
@@ -79,6 +81,11 @@ class ExcludedGroupsRequest(ApiModel):
         if len(distinct) > 500:
             raise ValueError("at most 500 distinct security groups")
         return distinct
+
+
+class CrmEnvironmentRequest(ApiModel):
+    environment_url: str | None = Field(max_length=300, description=(
+        "https://{organisation}.crm{N}.dynamics.com, the Dataverse environment of the tenant's CRM; null: none"))
 
 
 class RelationshipAnalyticsRequest(ApiModel):
@@ -187,6 +194,35 @@ class BannerView(ApiModel):
     message: str
 
 
+class SourceErrorView(ApiModel):
+    code: str
+    message: str = Field(description="in words, for the admin")
+    at: datetime
+
+
+class CrmSourceView(ApiModel):
+    environment_url: str | None
+    round_running: bool
+    last_success_at: datetime | None
+    items_in_last_round: int | None = Field(description="records and activities that changed (or went)")
+    last_error: SourceErrorView | None
+
+
+class ExchangeSourceView(ApiModel):
+    as_of: datetime | None = Field(description="when the mailboxes were last planned (every round interval)")
+    mailboxes: int = Field(description="mailboxes whose data gates are open")
+    mailboxes_synced: int = Field(description="of them, with at least one successful round")
+    mailboxes_failing: int = Field(description="of them, whose latest round failed")
+    last_success_at: datetime | None
+    items_in_last_round: int = Field(description="items changed or removed in their latest rounds")
+    last_error: SourceErrorView | None
+
+
+class DataSourcesView(ApiModel):
+    crm: CrmSourceView
+    exchange: ExchangeSourceView
+
+
 class Overview(ApiModel):
     tenant_id: str
     status: Status
@@ -197,6 +233,9 @@ class Overview(ApiModel):
     exchange: ExchangeView
     auto_disabled_at: datetime | None
     banner: BannerView | None
+    crm_environment_url: str | None = Field(description="where the tenant's CRM lives (Dataverse)")
+    data_sources: DataSourcesView | None = Field(default=None, description=(
+        "per source: the last successful round, what it covered, the last error in words"))
     etag: str | None
     changed: bool | None = Field(default=None, description="on mutations: false when the request changed nothing")
 
@@ -234,12 +273,36 @@ class AuditPageView(ApiModel):
 # -- mapping --------------------------------------------------------------------------------------------
 
 
-def overview_of(outcome: Outcome, now: datetime) -> Overview:
+def overview_of(outcome: Outcome, now: datetime, sources: DataSources | None = None) -> Overview:
     """The Overview a mutation answers with: the new settings, their ETag, and whether anything changed."""
-    return overview(outcome.settings, now, outcome.etag, outcome.changed)
+    return overview(outcome.settings, now, outcome.etag, outcome.changed, sources)
 
 
-def overview(settings: TenantSettings, now: datetime, etag: str | None, changed: bool | None = None) -> Overview:
+def _error(error: RoundError | None) -> SourceErrorView | None:
+    return None if error is None else SourceErrorView(code=error.code, message=error.message, at=error.at)
+
+
+def sources_view(settings: TenantSettings, sources: DataSources) -> DataSourcesView:
+    crm, exchange = sources.crm, sources.exchange
+    current = crm if crm is not None and crm.environment_url == settings.crm.environment_url else None
+    return DataSourcesView(
+        crm=CrmSourceView(
+            environment_url=settings.crm.environment_url,
+            round_running=current is not None and current.round is not None,
+            last_success_at=current.last_success_at if current else None,
+            items_in_last_round=(current.last_round_items or 0) + (current.last_round_removed or 0)
+            if current and current.last_round_items is not None else None,
+            last_error=_error(current.last_error if current else None)),
+        exchange=ExchangeSourceView(
+            as_of=exchange.as_of if exchange else None, mailboxes=exchange.mailboxes if exchange else 0,
+            mailboxes_synced=exchange.synced if exchange else 0, mailboxes_failing=exchange.failing if exchange else 0,
+            last_success_at=exchange.last_success_at if exchange else None,
+            items_in_last_round=exchange.items_in_last_rounds if exchange else 0,
+            last_error=_error((exchange.plan_error or exchange.last_error) if exchange else None)))
+
+
+def overview(settings: TenantSettings, now: datetime, etag: str | None, changed: bool | None = None,
+             sources: DataSources | None = None) -> Overview:
     consent = settings.exchange.consent
     banner = settings.banner(now)
     return Overview(
@@ -281,6 +344,8 @@ def overview(settings: TenantSettings, now: datetime, etag: str | None, changed:
         auto_disabled_at=settings.auto_disabled_at,
         banner=None if banner is None else BannerView(kind=banner.kind, deadline=banner.deadline,
                                                       days_left=banner.days_left, message=banner.message),
+        crm_environment_url=settings.crm.environment_url,
+        data_sources=None if sources is None else sources_view(settings, sources),
         etag=etag,
         changed=changed,
     )

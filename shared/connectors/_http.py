@@ -2,7 +2,8 @@
 per tenant authority), and one GET with a small bounded retry budget that honours `Retry-After`.
 
 A response body is read as JSON and handed on; it is never logged, and errors carry only the source's error
-code, never its message (which may quote data)."""
+code, never its message (which may quote data). The errors are the service layer's kinds of source problems
+(shared/services/ports.py), so the rounds decide on them without knowing this package."""
 
 from __future__ import annotations
 
@@ -15,40 +16,35 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from shared.services.ports import SourceBusy, SourcePositionLost, SourceProblem, SourceRefused
+
 log = logging.getLogger("shared.connectors")
 
 
-class SourceError(Exception):
+class SourceError(SourceProblem):
     """A data source could not answer this call. `code` is the source's error code (never its message)."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
 
-
-class SourceUnavailable(SourceError):
+class SourceUnavailable(SourceError, SourceBusy):
     """5xx or the network, after the client's own retries: try again later (`retry_after` seconds if known)."""
 
 
-class Throttled(SourceError):
+class Throttled(SourceError, SourceBusy):
     """429 after the client's own retries: delay the work by `retry_after` seconds instead of sleeping."""
 
     retry_after: float
 
 
-class AccessDenied(SourceError):
+class AccessDenied(SourceError, SourceRefused):
     """401/403 that a fresh token does not cure: consent missing or withdrawn, no application user, a
     permission missing. The caller records it and stops this tenant's round."""
 
 
-class RequestRejected(SourceError):
+class RequestRejected(SourceError, SourceRefused):
     """Another 4xx: the request itself is wrong (a bug on our side, or a link that no longer applies)."""
 
 
-class SyncStateExpired(SourceError):
+class SyncStateExpired(SourceError, SourcePositionLost):
     """The stored link's position is gone (Graph 410 SyncStateNotFound): drop it and start a full round."""
 
 

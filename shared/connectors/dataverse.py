@@ -27,46 +27,14 @@ from shared.connectors._http import (
     Transport,
     same_origin,
 )
-from shared.connectors.mapping import LOOKUP
+from shared.domain.crm_environment import InvalidEnvironmentUrl, validate_environment_url
+from shared.domain.source_mapping import LOOKUP
+from shared.services.ports import ChangePage
 
 API_PATH = "/api/data/v9.2"
 PAGE_SIZE = 5000
-_ORG_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.crm\d{0,2}\.dynamics\.com$")
-_LOOPBACK_PATH = re.compile(r"^/[a-z0-9][a-z0-9-]{0,62}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _PATH = re.compile(r"^[a-z_][a-z0-9_]*(\([0-9a-f-]{36}\)/[a-z_][a-z0-9_]*)?$")
-
-
-class InvalidEnvironmentUrl(ValueError):
-    pass
-
-
-def validate_environment_url(value: str, *, allow_loopback: bool = False) -> str:
-    """The environment URL in its canonical form (`https://{org}.crm{N}.dynamics.com`, lower case, no slash),
-    or InvalidEnvironmentUrl. Loopback https (`https://127.0.0.1:{port}/{name}`) only with `allow_loopback`."""
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidEnvironmentUrl("not a URL") from exc
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or parts.username or parts.password or parts.query or parts.fragment:
-        raise InvalidEnvironmentUrl("the environment URL is https://{organisation}.crm{N}.dynamics.com")
-    if _ORG_HOST.match(host) and port in (None, 443) and parts.path in ("", "/"):
-        return f"https://{host}"
-    if allow_loopback and host in ("127.0.0.1", "localhost") and port and _LOOPBACK_PATH.match(parts.path.rstrip("/")):
-        return f"https://{host}:{port}{parts.path.rstrip('/')}"
-    raise InvalidEnvironmentUrl("the environment URL is https://{organisation}.crm{N}.dynamics.com")
-
-
-@dataclass(frozen=True)
-class ChangePage:
-    """One page of a change-tracking round: `next_link` while it goes on, `delta_link` on its last page."""
-
-    rows: list[dict[str, Any]]
-    deleted_ids: list[str]
-    next_link: str | None
-    delta_link: str | None
 
 
 def _classify(status: int, code: str | None, message: str) -> SourceError | None:

@@ -34,7 +34,8 @@ from shared.connectors._http import (
     Transport,
     same_origin,
 )
-from shared.connectors.mapping import strip_event, strip_message
+from shared.domain.source_mapping import strip_event, strip_message
+from shared.services.ports import DeltaPage
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GRAPH_URL = "https://graph.microsoft.com"
@@ -43,17 +44,6 @@ MESSAGE_FIELDS = ("id", "internetMessageId", "conversationId", "from", "sender",
                   "sentDateTime", "receivedDateTime", "isDraft", "lastModifiedDateTime", "parentFolderId")
 MAILBOX_CONCURRENCY = 4
 PAGE_SIZE = 100
-
-
-@dataclass(frozen=True)
-class DeltaPage:
-    """One page of a delta round. Exactly one of `next_link` (the round goes on) and `delta_link` (the round is
-    over: store it for the next one) is set."""
-
-    items: list[dict[str, Any]]
-    removed_ids: list[str]
-    next_link: str | None
-    delta_link: str | None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,14 @@ def closed_gate(settings: TenantSettings, activity: Activity, owner: InternalUse
         return "relationshipIntelligenceNotEnabled"
     if activity.source is Source.CRM:
         return None
+    return mailbox_gate(settings, owner)
+
+
+def mailbox_gate(settings: TenantSettings, owner: InternalUser | None) -> str | None:
+    """The first gate of SPEC 3 that is closed for the mailbox of this owner (None: its Exchange data may be
+    fetched and used). A closed gate stops the fetching itself, not only the use."""
+    if not settings.enabled:
+        return "relationshipIntelligenceNotEnabled"
     if not settings.exchange_eligible:
         return "dataLocationNotEligible"
     if not settings.exchange.integration_enabled:

@@ -157,6 +157,12 @@ class Activity(_Record):
         return tuple(dict.fromkeys(addresses))
 
 
+class RemovedActivity(Activity):
+    """An activity its source deleted, as a tombstone: the row keeps its last document with a newer version and
+    the moment of removal, so that a late replay of an older version does not bring it back and incremental
+    readers see the removal as a change. Only readers that ask for tombstones are given these."""
+
+
 def record_key(record: BaseModel) -> str:
     """What identifies a record within its kind: its id, and for an activity its source too (a CRM email and
     an Exchange message may share an id)."""

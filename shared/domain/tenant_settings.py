@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.domain.crm_environment import InvalidEnvironmentUrl, validate_environment_url
 from shared.domain.geography import Geography, geography_of, is_country_code
 from shared.domain.introductions import IntroducerChoice
 from shared.errors import Conflict, ValidationFailed
@@ -140,6 +141,13 @@ class Exchange(_State):
     purged_through: datetime | None = None  # everything ingested up to this moment has been deleted
 
 
+class CrmConnection(_State):
+    """Where the tenant's CRM lives (SPEC 7): its Dataverse environment, in canonical form."""
+
+    environment_url: str | None = None
+    changed_at: datetime | None = None  # the CRM sync state of an earlier URL is reset from this moment
+
+
 BannerKind = Literal["consentPending", "consentDeclined", "autoDisabled", "consentWithdrawn", "exchangeUnavailable"]
 
 
@@ -162,6 +170,7 @@ class TenantSettings(_State):
     who_knows_whom: WhoKnowsWhom = WhoKnowsWhom()
     exchange: Exchange = Exchange()
     auto_disabled_at: datetime | None = None
+    crm: CrmConnection = CrmConnection()
 
     # -- derived facts --------------------------------------------------------------------------------
 
@@ -295,6 +304,22 @@ class TenantSettings(_State):
             return self
         after = self._exchange_off(now) if self.exchange.integration_enabled else self
         return after.model_copy(update={"status": Status.DISABLED, "disabled_at": now})
+
+    def set_crm_environment(self, url: str | None, now: datetime, *, allow_loopback: bool = False,
+                            ) -> TenantSettings:
+        """The Dataverse environment the CRM data comes from (None or empty: none, the CRM rounds stop). Only an
+        https URL on Dataverse's organisation host pattern is accepted; loopback only where development allows it.
+        A different URL starts the CRM sync over (its state belongs to the old environment)."""
+        value = None
+        if url is not None and url.strip():
+            try:
+                value = validate_environment_url(url, allow_loopback=allow_loopback)
+            except InvalidEnvironmentUrl as exc:
+                raise ValidationFailed("environmentUrl is not a Dataverse environment URL", errors=[
+                    {"field": "environmentUrl", "reason": str(exc)}]) from exc
+        if value == self.crm.environment_url:
+            return self
+        return self.model_copy(update={"crm": CrmConnection(environment_url=value, changed_at=now)})
 
     def select_security_roles(self, role_ids: tuple[str, ...]) -> TenantSettings:
         return self.model_copy(update={"exchange": self.exchange.model_copy(update={"security_role_ids": role_ids})})

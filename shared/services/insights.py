@@ -16,6 +16,7 @@ from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.introductions import effective_choice
+from shared.domain.records import RemovedActivity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import Conflict, NotFound, Unprocessable
@@ -118,11 +119,14 @@ class InsightsService:
         )
         mark = self._insights.refreshed_through(tenant_id) if incremental else None
         # A full recompute has seen everything stored before it started; only a refresh needs each moment.
-        stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None))
-        activities = [a for a, _ in stored]
+        # A refresh sees removed activities (tombstones) too: a removal is a change to the records it touched,
+        # which are computed again without it.
+        stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None,
+                                                    removed=mark is not None))
+        activities = [a for a, _ in stored if not isinstance(a, RemovedActivity)]
         through = _seen_through(mark, [at for _, at in stored], now)
         new = activities if mark is None else [a for a, at in stored if at is not None and at > mark]
-        if of_someone_opted_out(directory, new):
+        if of_someone_opted_out(directory, [a for a in new if not isinstance(a, RemovedActivity)]):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         if mark is None:
             results = compute(directory, settings, activities, now, previous)

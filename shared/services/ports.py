@@ -28,6 +28,7 @@ from shared.tenancy import TenantId
 __all__ = ["IndexKind", "WorkKind"]  # re-exported: the index and the queues speak of them
 
 D = TypeVar("D")
+M = TypeVar("M", bound=BaseModel)
 
 # -- tenant settings ----------------------------------------------------------------------------------------
 
@@ -106,21 +107,27 @@ class WorkMessage:
     tenant_id: TenantId
     rows: tuple[tuple[IndexKind, datetime], ...]
     operation_id: str | None = None
+    target: str | None = None  # work fanned out within the tenant: what it is for (a mailbox's Entra object id)
 
     def entries(self) -> list[IndexEntry]:
         return [IndexEntry(kind, self.tenant_id, due) for kind, due in self.rows]
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind.value, "tenantId": self.tenant_id, "operationId": self.operation_id,
-                           "rows": [[kind.value, due.isoformat()] for kind, due in self.rows]})
+        data: dict[str, Any] = {"kind": self.kind.value, "tenantId": self.tenant_id,
+                                "operationId": self.operation_id,
+                                "rows": [[kind.value, due.isoformat()] for kind, due in self.rows]}
+        if self.target is not None:
+            data["target"] = self.target
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> WorkMessage:
         """ValueError (KeyError, TypeError) for a message that is not one of ours."""
         data = json.loads(text)
+        target = data.get("target")
         return cls(kind=WorkKind(data["kind"]), tenant_id=TenantId(str(data["tenantId"])),
                    rows=tuple((IndexKind(kind), datetime.fromisoformat(due)) for kind, due in data["rows"]),
-                   operation_id=data.get("operationId"))
+                   operation_id=data.get("operationId"), target=None if target is None else str(target))
 
 
 class WorkQueue(Protocol):
@@ -176,8 +183,17 @@ class RecordRepository(Protocol):
 
     def iter_records(self, tenant_id: TenantId, kind: str) -> Iterator[Any]: ...
 
-    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
-                        ) -> Iterator[tuple[Activity, datetime | None]]: ...
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True, removed: bool = False,
+                        ) -> Iterator[tuple[Activity, datetime | None]]:
+        """Every activity; tombstones (as RemovedActivity, stamped with the moment of removal) only if `removed`."""
+        ...
+
+    def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str], removed_at: datetime) -> list[str]:
+        """Turns these records (by record key) into tombstones: each row keeps its document, flagged deleted, with
+        a version one above the stored one and `removed_at` as the moment it was stored; the keys of those that
+        were removed now (absent or already removed ones are left out). Readers skip tombstones; purges delete
+        them."""
+        ...
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:
@@ -189,6 +205,147 @@ class RecordRepository(Protocol):
                      enough: Callable[[], bool], after: str | None = None) -> PurgeProgress:
         """Deletes the activities these people take part in or that came from these users' mailboxes."""
         ...
+
+
+# -- the data sources (SPEC 7) ------------------------------------------------------------------------------
+
+
+class SourceProblem(Exception):
+    """A data source could not answer this call. `code` is the source's error code (never its message, which may
+    quote data); `retry_after` is how long to wait, in seconds, when the source said so."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class SourceBusy(SourceProblem):
+    """Throttled (429) or unavailable (5xx, the network) beyond the client's own retries: try again later."""
+
+
+class SourcePositionLost(SourceProblem):
+    """The stored delta or change token no longer applies (Graph 410, an expired Dataverse token): read all."""
+
+
+class SourceRefused(SourceProblem):
+    """Access denied, or the request refused (a mailbox that does not exist, a missing application user): the
+    round of that scope fails, with the reason recorded for the admin."""
+
+
+@dataclass(frozen=True)
+class DeltaPage:
+    """One page of a Graph delta round. Exactly one of `next_link` (the round goes on) and `delta_link` (the
+    round is over: store it for the next one) is set. Items are metadata only (cut to allow-lists)."""
+
+    items: list[dict[str, Any]]
+    removed_ids: list[str]
+    next_link: str | None
+    delta_link: str | None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a Dataverse change-tracking round: `next_link` while it goes on, `delta_link` on its last."""
+
+    rows: list[dict[str, Any]]
+    deleted_ids: list[str]
+    next_link: str | None
+    delta_link: str | None
+
+
+class MailSource(Protocol):
+    """Microsoft Graph with the tenant's consented app-only token, one page per call."""
+
+    def mail_delta(self, tenant: str, mailbox_id: str, folder: str, link: str | None, *,
+                   since: datetime) -> DeltaPage: ...
+
+    def calendar_delta(self, tenant: str, mailbox_id: str, link: str | None, *,
+                       window: tuple[datetime, datetime]) -> DeltaPage: ...
+
+    def transitive_member_ids(self, tenant: str, group_id: str) -> set[str]: ...
+
+
+class CrmSource(Protocol):
+    """A Dataverse environment through change tracking, one page per call."""
+
+    def changes(self, tenant: str, environment_url: str, entity_set: str, select: Sequence[str],
+                link: str | None) -> ChangePage: ...
+
+
+@dataclass(frozen=True)
+class MailboxCopy:
+    """One item of a mailbox (a message in a folder, an event) and the activity it became."""
+
+    source_id: str  # Graph's id of the item in that mailbox
+    collection: str
+    activity_id: str
+    round_id: str = ""
+    start: datetime | None = None  # events: when they start (a later window reconciles only what it covers)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A mailbox that holds a copy of an activity, and the CRM user who owns it."""
+
+    mailbox_id: str
+    owner_id: str
+    source_id: str
+
+
+@dataclass(frozen=True)
+class Child:
+    """A row of a CRM table that only adds to another's record (a role assignment to a user, a connection to a
+    lead or opportunity, an activity party to an activity): kept so the record can be derived again."""
+
+    id: str
+    parent: str
+    row: dict[str, Any]
+
+
+class SourceState(Protocol):
+    """The data rounds' own rows in the tenant's partition: their state documents, the map from mailbox items
+    to activities, and the CRM's child rows. Ids only, never content."""
+
+    def load(self, tenant_id: TenantId, key: str, model: type[M]) -> Versioned[M] | None: ...
+
+    def save(self, tenant_id: TenantId, key: str, document: BaseModel, etag: str | None) -> str:
+        """Create (etag None) or replace the version read; ConcurrencyConflict when it changed meanwhile."""
+        ...
+
+    def delete(self, tenant_id: TenantId, key: str, etag: str) -> None:
+        """Deletes the version read; ConcurrencyConflict when it changed meanwhile."""
+        ...
+
+    def load_all(self, tenant_id: TenantId, prefix: str, model: type[M]) -> Iterator[Versioned[M]]: ...
+
+    def hold(self, tenant_id: TenantId, mailbox_id: str, owner_id: str, copies: Sequence[MailboxCopy]) -> None:
+        """Records that the mailbox holds these copies (written again when seen again: idempotent)."""
+        ...
+
+    def held(self, tenant_id: TenantId, mailbox_id: str, collection: str, source_ids: Sequence[str],
+             ) -> list[MailboxCopy]:
+        """The copies of these items the mailbox's collection is known to hold."""
+        ...
+
+    def release(self, tenant_id: TenantId, mailbox_id: str, copies: Sequence[MailboxCopy]) -> None: ...
+
+    def holders(self, tenant_id: TenantId, activity_ids: Sequence[str]) -> dict[str, list[Holder]]: ...
+
+    def copies(self, tenant_id: TenantId, mailbox_id: str, collection: str | None = None,
+               ) -> Iterator[MailboxCopy]:
+        """The mailbox's copies (of one collection), streamed in key order."""
+        ...
+
+    def put_children(self, tenant_id: TenantId, relation: str, children: Sequence[Child]) -> None: ...
+
+    def remove_children(self, tenant_id: TenantId, relation: str, child_ids: Sequence[str]) -> list[Child]:
+        """Deletes them; the ones that were there (with their parent)."""
+        ...
+
+    def children_of(self, tenant_id: TenantId, relation: str, parents: Sequence[str]) -> dict[str, list[Child]]: ...
 
 
 # -- computed insights --------------------------------------------------------------------------------------

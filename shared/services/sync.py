@@ -54,6 +54,18 @@ class SyncReport:
         return dict(Counter(r.reason for r in self.rejected))
 
 
+@dataclass
+class RemovalReport:
+    kind: str
+    received: int
+    removed: int = 0  # now tombstones
+
+    @property
+    def absent(self) -> int:
+        """Not stored, or removed already (a replayed deletion)."""
+        return self.received - self.removed
+
+
 class SyncService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, clock: Clock,
                  index: ScheduleIndex | None = None) -> None:
@@ -90,6 +102,26 @@ class SyncService:
                 self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
         for group in groups:
             self._store(tenant_id, kind, group, report, started)
+        return report
+
+    def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str]) -> RemovalReport:
+        """Deletions from a source (Graph's `@removed`, Dataverse's `$deletedEntity`), by record key (an activity's
+        is `{source}|{id}`). Each stored record becomes a tombstone with a newer version, stamped with this call's
+        moment: the insights see it as a change, and a late replay of an older version does not bring it back. A
+        deletion needs no gate (taking data out is always allowed); replaying one changes nothing."""
+        started = self._clock.now()
+        if kind not in RECORD_KINDS:
+            raise NotFound(f"unknown kind '{kind}'; use one of {', '.join(RECORD_KINDS)}")
+        if not self._settings.current(tenant_id).settings.enabled:
+            raise Conflict("relationship intelligence is not enabled for this tenant: no data is accepted")
+        wanted = list(dict.fromkeys(keys))
+        report = RemovalReport(kind, len(wanted))
+        if not wanted:
+            return report
+        if self._index is not None:  # before the data, as for ingestion
+            work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
+            self._index.add(work, tenant_id, started)
+        report.removed = len(self._records.remove(tenant_id, kind, wanted, started))
         return report
 
     def _new_opt_outs(self, tenant_id: TenantId, kind: str, records: list[BaseModel]) -> bool:

@@ -66,16 +66,31 @@ class AnalyticsChanges:
     fair_min: int | None = None
 
 
+def _crm_inputs(settings: TenantSettings) -> tuple[object, ...]:
+    """What the CRM rounds depend on: a change here asks for a round now (a new URL: from the start; consent:
+    our app's service principal now exists in the tenant, so a round that failed for want of it can run)."""
+    return settings.enabled, settings.crm.environment_url, settings.crm.changed_at, settings.consent_granted
+
+
+def _mailbox_inputs(settings: TenantSettings) -> tuple[object, ...]:
+    """What decides whose mailboxes are read: a change here asks for a plan now (gates that close: their delta
+    state is dropped, and no Graph call is made any more)."""
+    return (settings.exchange_data_usable, tuple(sorted(r.lower() for r in settings.exchange.security_role_ids)),
+            tuple(sorted(g.lower() for g in settings.exchange.excluded_security_group_ids)))
+
+
 def _insight_inputs(settings: TenantSettings) -> tuple[object, ...]:
     """What the computed insights depend on: a change here schedules a recompute."""
     return (settings.status, gate_fingerprint(settings), settings.relationship_analytics)
 
 
 class TenantSettingsService:
-    def __init__(self, repository: SettingsRepository, clock: Clock, index: ScheduleIndex | None = None) -> None:
+    def __init__(self, repository: SettingsRepository, clock: Clock, index: ScheduleIndex | None = None, *,
+                 allow_loopback_sources: bool = False) -> None:
         self._repository = repository
         self._clock = clock
         self._index = index
+        self._allow_loopback = allow_loopback_sources  # development only: the local Dataverse on loopback
 
     def current(self, tenant_id: TenantId) -> Current:
         return self._repository.load(tenant_id)
@@ -112,6 +127,11 @@ class TenantSettingsService:
         groups = tuple(group_ids)
         return self.change(tenant_id, actor, "setExcludedSecurityGroups",
                            lambda s, _: s.set_excluded_security_groups(groups), if_match=if_match)
+
+    def set_crm_environment(self, tenant_id: TenantId, actor: str, url: str | None, *,
+                            if_match: str | None = None) -> Outcome:
+        return self.change(tenant_id, actor, "setCrmEnvironment", lambda s, now: s.set_crm_environment(
+            url, now, allow_loopback=self._allow_loopback), if_match=if_match)
 
     def update_relationship_analytics(self, tenant_id: TenantId, actor: str, changes: AnalyticsChanges, *,
                                       if_match: str | None = None) -> Outcome:
@@ -203,6 +223,10 @@ class TenantSettingsService:
             self._index.add(IndexKind.EXCHANGE_PURGE, tenant_id, purge + WRITE_SETTLE)  # sync calls in flight
         if _insight_inputs(before) != _insight_inputs(after):
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+        if _crm_inputs(before) != _crm_inputs(after) and after.enabled and after.crm.environment_url:
+            self._index.add(IndexKind.CRM_ROUND, tenant_id, now)
+        if _mailbox_inputs(before) != _mailbox_inputs(after):
+            self._index.add(IndexKind.MAILBOX_PLAN, tenant_id, now)
 
     def _index_after_save(self, tenant_id: TenantId, before: TenantSettings, after: TenantSettings) -> None:
         old = before.consent_deadline

@@ -14,3 +14,8 @@ WRITE_SETTLE = timedelta(minutes=15)
 # open and stamps its rows a little after that moment. A purge deletes rows stamped up to this much later (a save
 # with its retries, and clock skew between hosts, take seconds).
 CUTOFF_MARGIN = timedelta(minutes=1)
+# The data rounds (SPEC 7). Their intervals are app settings (AppConfig); these are the rounds' own rules.
+BACKFILL = timedelta(days=365)  # a mailbox's first round reads 12 months back
+CALENDAR_HORIZON = timedelta(days=90)  # a calendar delta window reaches this far ahead when it opens
+CALENDAR_ROLL = timedelta(days=30)  # it rolls (a new window) once its end is this close; a new one starts as far back
+ROUND_STALLED = timedelta(minutes=15)  # a mailbox round with no step for this long lost its message: the plan resends

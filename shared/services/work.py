@@ -17,6 +17,8 @@ class IndexKind(StrEnum):
     INSIGHTS_RECOMPUTE = "insights-recompute"  # everything: data of every kind or settings changed, or a day passed
     INSIGHTS_REFRESH = "insights-refresh"  # only the records that new activities touch
     OPT_OUT_PURGE = "opt-out-purge"
+    CRM_ROUND = "crm-round"  # a round of the tenant's CRM (Dataverse change tracking) is due
+    MAILBOX_PLAN = "mailbox-plan"  # a round of the tenant's mailboxes (Microsoft Graph delta) is due
 
 
 class WorkKind(StrEnum):
@@ -27,6 +29,9 @@ class WorkKind(StrEnum):
     EXCHANGE_PURGE = "exchange-purge"
     OPT_OUT_PURGE = "opt-out-purge"
     INSIGHTS_UPDATE = "insights-update"
+    CRM_ROUND = "crm-round"  # one step of the tenant's CRM round, continuing in a new message
+    MAILBOX_PLAN = "mailbox-plan"  # which mailboxes pass the gates: one message per mailbox round
+    MAILBOX_ROUND = "mailbox-round"  # one step of one mailbox's round (the message names the mailbox)
 
     @property
     def queue(self) -> str:
@@ -44,7 +49,10 @@ WORK_OF_INDEX: dict[IndexKind, WorkKind] = {
     IndexKind.OPT_OUT_PURGE: WorkKind.OPT_OUT_PURGE,
     IndexKind.INSIGHTS_RECOMPUTE: WorkKind.INSIGHTS_UPDATE,
     IndexKind.INSIGHTS_REFRESH: WorkKind.INSIGHTS_UPDATE,
+    IndexKind.CRM_ROUND: WorkKind.CRM_ROUND,
+    IndexKind.MAILBOX_PLAN: WorkKind.MAILBOX_PLAN,
 }
+# MAILBOX_ROUND has no index rows of its own: the plan fans it out, naming the plan's rows that asked for it.
 
 
 def index_kinds(work: WorkKind) -> tuple[IndexKind, ...]:

@@ -2,7 +2,9 @@
 
 Rows: `{kind}|{id}` for users, accounts, contacts, leads, opportunities; `activity|{source}|{id}` for activities,
 so that all Exchange-derived rows of a tenant are one RowKey range (the purge walks it). Each row keeps the
-source `Version` and `IngestedAt` beside the document.
+source `Version` and `IngestedAt` beside the document. A record its source deleted stays as a tombstone: its last
+document, `Deleted` true, a version one above, and the moment of removal as `IngestedAt`; readers skip it (unless
+they ask for removed activities), the version check still sees it, purges delete it like any row.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
+from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import PurgeProgress, RecordTooLarge, StoredVersion
 from shared.storage.documents import DocumentTooLarge, decode, encode
@@ -32,12 +34,23 @@ from shared.tenancy import TenantId
 D = TypeVar("D")
 
 _READERS = 8
+DELETED = "Deleted"
+_ATTEMPTS = 3
 
 
 def row_key(kind: str, record: BaseModel) -> str:
     if isinstance(record, Activity):
         return f"activity|{record.source.value}|{record.id}"
     return f"{kind}|{record.id}"  # type: ignore[attr-defined]
+
+
+def key_row(kind: str, key: str) -> str:
+    """The row of a record key (for an activity, `{source}|{id}`)."""
+    return f"activity|{key}" if kind == "activities" else f"{kind}|{key}"
+
+
+def _live(entity: StoredEntity | None) -> StoredEntity | None:
+    return None if entity is None or entity.properties.get(DELETED) is True else entity
 
 
 def prefix(kind: str, source: Source | None = None) -> str:
@@ -63,12 +76,13 @@ class TableRecords:
                 for key, e in found if e is not None}
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
-        entity = self._tables.get(tenant_id, f"{kind}|{record_id}")
+        """The record (by record key: an activity's is `{source}|{id}`), or None (absent or removed)."""
+        entity = _live(self._tables.get(tenant_id, key_row(kind, record_id)))
         return None if entity is None else decode(entity, RECORD_KINDS[kind])
 
     def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
         def read(record_id: str) -> tuple[str, StoredEntity | None]:
-            return record_id, self._tables.get(tenant_id, f"{kind}|{record_id}")
+            return record_id, _live(self._tables.get(tenant_id, key_row(kind, record_id)))
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, list(dict.fromkeys(record_ids))))
@@ -95,21 +109,56 @@ class TableRecords:
         """Every record of a kind (activities: of one source only, if given)."""
         model = RECORD_KINDS[kind]
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
-            yield decode(entity, model)
+            if entity.properties.get(DELETED) is not True:
+                yield decode(entity, model)
 
-    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
+    def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True, removed: bool = False,
                         ) -> Iterator[tuple[Activity, datetime | None]]:
-        """Every activity, with the moment it was stored unless not wanted (decoding it is a third of the scan).
-        Only the first part of each document is fetched; the rare larger one is read whole."""
-        wanted = ["DocChunks", "Doc0", *(["IngestedAt"] if with_ingested_at else [])]
+        """Every activity, with the moment it was stored unless not wanted (decoding it is a third of the scan);
+        tombstones too, as RemovedActivity, when `removed`. Only the first part of each document is fetched; the
+        rare larger one is read whole."""
+        wanted = ["DocChunks", "Doc0", DELETED, *(["IngestedAt"] if with_ingested_at else [])]
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities"), select=wanted):
+            deleted = entity.properties.get(DELETED) is True
+            if deleted and not removed:
+                continue
             if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
                 whole = self._tables.get(tenant_id, entity.row_key)
                 if whole is None:  # deleted (purged) since the scan passed it
                     continue
                 entity = whole
             ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
-            yield decode(entity, Activity), ingested if isinstance(ingested, datetime) else None
+            yield (decode(entity, RemovedActivity if deleted else Activity),
+                   ingested if isinstance(ingested, datetime) else None)
+
+    def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str], removed_at: datetime) -> list[str]:
+        """Tombstones for these record keys, written conditionally on the version read (a row changed meanwhile
+        is read and judged again); the keys removed now."""
+        pending = list(dict.fromkeys(keys))
+        removed: list[str] = []
+        for _ in range(_ATTEMPTS):
+            if not pending:
+                break
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:
+                found = list(pool.map(lambda key: (key, self._tables.get(tenant_id, key_row(kind, key))), pending))
+            operations: dict[str, Operation] = {}
+            for key, entity in found:
+                if entity is None or entity.properties.get(DELETED) is True:
+                    continue
+                version = entity.properties.get("Version")
+                properties = {name: value for name, value in entity.properties.items()
+                              if name in ("Kind", "SchemaVersion", "DocChunks") or name.startswith("Doc")}
+                properties.update({"Version": (version if isinstance(version, int) else 0) + 1,
+                                   "IngestedAt": removed_at, DELETED: True})
+                operations[key] = Operation("replace", entity.row_key, properties, entity.etag)
+            pending = []
+            for group in cut_into_transactions(list(operations.items()), lambda pair: operation_bytes(pair[1])):
+                try:
+                    self._tables.transact(tenant_id, [operation for _, operation in group])
+                    removed += [key for key, _ in group]
+                except ConcurrencyConflict:  # one of them changed: judge each again
+                    pending += [key for key, _ in group]
+        return removed
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:

@@ -19,6 +19,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # Adapters implement the ports; `work` names the kinds of work and their queues (the ports' vocabulary).
     "shared.storage": ("shared.domain", "shared.services.ports", "shared.services.work", "shared.storage",
                        "shared.errors", "shared.tenancy"),
+    # The Graph and Dataverse clients implement the data-source ports, raising the ports' kinds of problems.
+    "shared.connectors": ("shared.domain", "shared.services.ports", "shared.connectors", "shared.errors",
+                          "shared.tenancy"),
     "shared.identity": ("shared.domain", "shared.services.ports", "shared.identity", "shared.errors",
                         "shared.tenancy", "shared.config"),
     "shared.api": ("shared.api", "shared.domain", "shared.services", "shared.errors", "shared.tenancy"),

@@ -81,6 +81,7 @@ CHANGES: list[tuple[endpoints.Endpoint, dict[str, Any] | None, bool]] = [  # (en
     (endpoints.SECURITY_ROLES, {"securityRoleIds": [SALES_MANAGER]}, True),
     (endpoints.EXCHANGE, {"enabled": False}, True),
     (endpoints.EXCLUDED_GROUPS, {"groupIds": [str(uuid.UUID(int=5))]}, True),
+    (endpoints.CRM_ENVIRONMENT, {"environmentUrl": "https://contoso.crm4.dynamics.com"}, True),
     (endpoints.ANALYTICS, {"communicationFrequency": "monthly"}, True),
     (endpoints.WHO_KNOWS_WHOM_OPTIONS, {"enabled": False}, True),
 ]

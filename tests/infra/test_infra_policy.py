@@ -115,6 +115,9 @@ EXPECTED_SETTINGS = {
     "RI_CONSENT_REDIRECT_URI": "'https://${functionApp.properties.defaultHostName}/api/consent/callback'",
     "RI_PORTAL_URL": "empty(portalUrl) ? '${portalOrigin}/' : portalUrl",  # the Static Web App unless told
     "RI_BACKGROUND_SCHEDULE": "backgroundSchedule",
+    "RI_GRAPH_BASE_URL": "'https://graph.microsoft.com/v1.0'",
+    "RI_MAILBOX_ROUND_MINUTES": "string(mailboxRoundMinutes)",
+    "RI_CRM_ROUND_MINUTES": "string(crmRoundMinutes)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "appInsights.properties.ConnectionString",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
 }
@@ -126,15 +129,22 @@ def test_app_setting_is_wired(setting: str, expression: str) -> None:
 
 
 def test_settings_defaults() -> None:
-    assert _param_default("backgroundSchedule") == "'0 0 * * * *'"
+    assert _param_default("backgroundSchedule") == "'0 */5 * * * *'"
+    assert _param_default("mailboxRoundMinutes") == "15"
+    assert _param_default("crmRoundMinutes") == "60"
     assert _param_default("portalUrl") == "''"
     assert re.search(r"^param apiAudiences string$", BICEP, re.M)  # required: no default audience
     assert re.search(r"^param clientId string$", BICEP, re.M)
 
 
-# Not wired on purpose: the local CA (development only) and the Graph permission list (the app's default is the
-# production list).
-NOT_WIRED = ("RI_CA_BUNDLE", "RI_REQUIRED_GRAPH_PERMISSIONS")
+# Not wired on purpose: the local CA and loopback data sources (development only) and the Graph permission list
+# (the app's default is the production list).
+NOT_WIRED = ("RI_CA_BUNDLE", "RI_REQUIRED_GRAPH_PERMISSIONS", "RI_ALLOW_LOOPBACK_SOURCES")
+
+
+def test_loopback_data_sources_are_never_allowed_in_azure() -> None:
+    assert "RI_ALLOW_LOOPBACK_SOURCES" not in BICEP
+    assert "127.0.0.1" not in BICEP
 
 
 @pytest.mark.parametrize("setting", [k for k in SAMPLE if k.startswith("RI_") and k not in NOT_WIRED])

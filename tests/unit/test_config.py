@@ -39,3 +39,24 @@ def test_an_unresolved_key_vault_reference_is_no_secret() -> None:
     assert settings.client_secret is None
     with pytest.raises(ConfigurationError):
         settings.client_credential()
+
+
+def test_the_data_sources_settings_and_their_defaults() -> None:
+    base = {"AzureWebJobsStorage": "x", "RI_API_AUDIENCES": "x"}
+    default = AppConfig.from_env(base)
+    assert default.graph_url == "https://graph.microsoft.com"
+    assert (default.mailbox_round_interval.total_seconds(), default.crm_round_interval.total_seconds()) == (900, 3600)
+    assert default.allow_loopback_sources is False
+    local = AppConfig.from_env({**base, "RI_GRAPH_BASE_URL": "https://127.0.0.1:7073/v1.0/",
+                                "RI_MAILBOX_ROUND_MINUTES": "5", "RI_CRM_ROUND_MINUTES": "120",
+                                "RI_ALLOW_LOOPBACK_SOURCES": "true"})
+    assert local.graph_url == "https://127.0.0.1:7073"
+    assert (local.mailbox_round_interval.total_seconds(), local.crm_round_interval.total_seconds()) == (300, 7200)
+    assert local.allow_loopback_sources is True
+
+
+@pytest.mark.parametrize("extra", [{"RI_GRAPH_BASE_URL": "http://graph.microsoft.com/v1.0"},
+                                   {"RI_MAILBOX_ROUND_MINUTES": "1"}, {"RI_CRM_ROUND_MINUTES": "hourly"}])
+def test_unusable_data_sources_settings_are_configuration_errors(extra: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        AppConfig.from_env({"AzureWebJobsStorage": "x", "RI_API_AUDIENCES": "x", **extra})

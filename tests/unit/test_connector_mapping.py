@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.connectors import mapping as m
+from shared.domain import source_mapping as m
 from shared.domain.records import RECORD_KINDS
 
 SECRET = "TOP-SECRET-BODY"

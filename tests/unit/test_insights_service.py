@@ -167,3 +167,16 @@ def test_an_asked_recompute_goes_on_the_queue_and_its_status_follows_it(world: W
     world.set(enabled().disable(NOW))
     with pytest.raises(Conflict):
         world.service.request_recompute(TENANT)
+
+
+def test_a_refresh_sees_a_removal_as_a_change_and_computes_the_record_without_it(world: World) -> None:
+    before = world.insights_store.get(TENANT, "contact", "fading")
+    assert before is not None
+    world.clock.advance(timedelta(hours=1))
+    assert world.records.remove(TENANT, "activities", ["crm|f0"], world.clock.now()) == ["crm|f0"]
+    world.service.refresh(TENANT)
+    after = world.insights_store.get(TENANT, "contact", "fading")
+    assert after is not None
+    assert after.computed_at == world.clock.now()
+    assert after.crm.kpis.activities == before.crm.kpis.activities - 1
+    assert "steady" not in {i.id for i in world.insights_store.iter(TENANT) if i.computed_at == world.clock.now()}

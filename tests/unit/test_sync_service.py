@@ -134,3 +134,47 @@ def test_calls_within_a_minute_share_one_index_row(world: World) -> None:
         world.clock.set(NOW + timedelta(seconds=seconds))
         world.sync.ingest(TENANT, "activities", [item(mail(f"c{seconds}", "ann@contoso.com", "lee@fabrikam.com", 1))])
     assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == [NOW]
+
+
+def test_a_removal_leaves_a_tombstone_that_readers_skip_and_an_older_replay_does_not_revive(world: World) -> None:
+    world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com", version=5))])
+    world.clock.advance(timedelta(minutes=3))
+    removed = world.sync.remove(TENANT, "contacts", ["c1", "c1", "never-stored"])
+    assert (removed.received, removed.removed, removed.absent) == (2, 1, 1)
+    assert world.records.get(TENANT, "contacts", "c1") is None
+    assert list(world.records.iter_records(TENANT, "contacts")) == []
+    row = world.records.rows[(TENANT, "contacts", "c1")]
+    assert (row.deleted, row.version, row.ingested_at) == (True, 6, world.clock.now())
+    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT)[-1] == world.clock.now()
+    replay = world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com", version=5))])
+    assert (replay.stored, replay.unchanged) == (0, 1)
+    assert world.records.get(TENANT, "contacts", "c1") is None
+    assert world.sync.remove(TENANT, "contacts", ["c1"]).removed == 0  # a replayed deletion changes nothing
+
+
+def test_a_newer_version_after_a_removal_is_stored_again(world: World) -> None:
+    world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com", version=5))])
+    world.sync.remove(TENANT, "contacts", ["c1"])
+    again = world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com", version=9))])
+    assert again.stored == 1
+    assert world.records.get(TENANT, "contacts", "c1").version == 9
+
+
+def test_removed_activities_are_read_only_when_asked(world: World) -> None:
+    world.records.put(TENANT, "users", user("ann"), at=NOW)
+    world.sync.ingest(TENANT, "activities", [item(mail("m1", "ann@contoso.com", "lee@fabrikam.com", 1,
+                                                       source="exchange", owner="ann"))])
+    assert world.sync.remove(TENANT, "activities", ["exchange|m1"]).removed == 1
+    assert list(world.records.iter_activities(TENANT)) == []
+    [(tombstone, at)] = list(world.records.iter_activities(TENANT, removed=True))
+    assert type(tombstone).__name__ == "RemovedActivity"
+    assert at == NOW
+    assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == [NOW]
+
+
+def test_removal_needs_the_tenant_enabled_and_a_known_kind(world: World) -> None:
+    with pytest.raises(NotFound):
+        world.sync.remove(TENANT, "tasks", ["x"])
+    world.repository.settings[TENANT] = (enabled().disable(NOW), "e1")
+    with pytest.raises(Conflict):
+        world.sync.remove(TENANT, "contacts", ["c1"])

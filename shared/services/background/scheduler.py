@@ -1,7 +1,7 @@
-"""What the hourly timer does: find the background work that is due and put it on the queues; it never does a
-tenant's work itself. One range query per index kind, one message per due (tenant, kind of work), and a lease
-on the rows it sent, so that the next run does not send them again while their message waits or runs (a lost
-message is sent again once the lease ends)."""
+"""What the timer (every 5 minutes by default) does: find the background work that is due and put it on the
+queues; it never does a tenant's work itself. One range query per index kind, one message per due (tenant, kind
+of work), and a lease on the rows it sent, so that the next run does not send them again while their message
+waits or runs (a lost message is sent again once the lease ends)."""
 
 from __future__ import annotations
 

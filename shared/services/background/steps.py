@@ -4,12 +4,14 @@ message is lost)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared import observability
@@ -22,8 +24,8 @@ log = logging.getLogger(__name__)
 
 # A step of long work ends well inside the host's 10-minute functionTimeout, and continues in a new message.
 SECONDS_PER_STEP = 240.0
-# A row whose message was sent is left alone by the timer for this long (the timer runs hourly: a lost message is
-# sent again by the next run, a slow one is not sent twice).
+# A row whose message was sent is left alone by the timer for this long (a lost message is sent again by a run after
+# it, a slow one is not sent twice; the data rounds' state rows, not this lease, keep their duplicates harmless).
 LEASE = timedelta(minutes=55)
 
 
@@ -65,6 +67,44 @@ def ask(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, t
         return  # done already
     queue.send(message_for(tenant_id, [entry]))
     index.keep(entry, leased_until=clock.now() + LEASE, position=entry.position)
+
+
+def ask_soon(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, tenant_id: TenantId) -> None:
+    """`ask` for work due now, at most once a minute per tenant and kind: the rounds of many mailboxes that end
+    together send one message, not one each. (Its row is due at the minute's start: only for work that does not
+    judge by when it was asked, as the insights' update does not.)"""
+    now = clock.now()
+    due = now.replace(second=0, microsecond=0)
+    entry = index.get(kind, tenant_id, due)
+    if entry is not None and entry.leased_until is not None and entry.leased_until > now:
+        return  # asked already this minute
+    ask(index, queue, clock, kind, tenant_id, due)
+
+
+def relay(index: ScheduleIndex, queue: WorkQueue, clock: Clock, message: WorkMessage, *,
+          delay: timedelta | None = None, renew: bool = True) -> None:
+    """Sends the next step of long work as the same message (later, after `delay`), first renewing the lease of
+    the index rows it names (unless they are another work's, as a mailbox round's are the plan's), so that the
+    timer does not send them again meanwhile."""
+    until = clock.now() + (delay or timedelta()) + LEASE
+    for row in message.entries() if renew else []:
+        entry = index.get(row.kind, row.tenant_id, row.due)
+        if entry is not None:
+            index.keep(entry, leased_until=until, position=entry.position)
+    queue.send(WorkMessage(message.kind, message.tenant_id, message.rows, observability.current_operation_id(),
+                           message.target), delay=delay)
+
+
+def next_slot(tenant_id: TenantId, interval: timedelta, now: datetime) -> datetime:
+    """When a recurring round of the tenant is next due: on a grid of `interval` offset per tenant (so tenants
+    spread over the interval), at least half an interval from now. Two chains of the same round, started by two
+    requests, land on the same slots and merge into one (the index row is keyed by its due time)."""
+    seconds = max(1, int(interval.total_seconds()))
+    offset = int(hashlib.sha256(tenant_id.encode()).hexdigest()[:8], 16) % seconds
+    origin = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=offset)
+    earliest = now + interval / 2
+    steps = math.ceil((earliest - origin).total_seconds() / seconds)
+    return origin + timedelta(seconds=steps * seconds)
 
 
 @dataclass(frozen=True)

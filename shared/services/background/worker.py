@@ -24,12 +24,24 @@ class Work(Protocol):
     def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str: ...
 
 
+class TargetedWork(Work, Protocol):
+    """Work fanned out within a tenant (one mailbox's round): a step for what the message names."""
+
+    def run_for(self, tenant_id: TenantId, target: str, rows: list[IndexEntry]) -> str: ...
+
+
 class BackgroundWorker:
-    def __init__(self, works: Mapping[WorkKind, Work]) -> None:
+    def __init__(self, works: Mapping[WorkKind, Work], targeted: Mapping[WorkKind, TargetedWork] | None = None,
+                 ) -> None:
         self.works = dict(works)
+        self.targeted = dict(targeted or {})
 
     def handle(self, message: WorkMessage) -> str:
         with observability.log_context(tenant_id=message.tenant_id, operation_id=message.operation_id):
-            outcome = self.works[message.kind].run(message.tenant_id, message.entries())
+            targeted = self.targeted.get(message.kind)
+            if targeted is not None and message.target is not None:
+                outcome = targeted.run_for(message.tenant_id, message.target, message.entries())
+            else:
+                outcome = self.works[message.kind].run(message.tenant_id, message.entries())
             log.info("%s: %s", message.kind.value, outcome)
             return outcome

@@ -1,5 +1,5 @@
-"""The local Graph and Dataverse stand-ins (HTTPS on loopback, started once per session beside the identity
-provider) and clients of ours pointed at them, with tokens from the real local identity provider through MSAL."""
+"""Clients of ours pointed at the local Graph and Dataverse stand-ins (tests/conftest.py starts them once per
+session beside the identity provider), with tokens from the real local identity provider through MSAL."""
 
 from __future__ import annotations
 
@@ -20,29 +20,6 @@ from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 # Short waits: the client retries twice inline when Retry-After is at most 2 s, else hands the wait back.
 RETRY = RetryPolicy(attempts=3, max_inline_wait=2.0, default_wait=0.05)
-
-
-@pytest.fixture(scope="session")
-def local_graph(idp: IdentityProvider) -> Iterator[LocalGraph]:
-    with LocalGraph(idp) as graph:
-        yield graph
-
-
-@pytest.fixture(scope="session")
-def local_dataverse(idp: IdentityProvider) -> Iterator[LocalDataverse]:
-    with LocalDataverse(idp) as dataverse:
-        yield dataverse
-
-
-@pytest.fixture
-def http_factory(idp: IdentityProvider) -> Callable[[], requests.Session]:
-    def make() -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = str(idp.tls.ca_cert)
-        return session
-
-    return make
 
 
 @pytest.fixture

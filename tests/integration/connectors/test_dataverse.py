@@ -17,8 +17,8 @@ from devhost.dataverse import LocalDataverse
 from devhost.idp import IdentityProvider
 from devhost.organisation import Organisation
 from shared.connectors import AccessDenied, ChangeTokenExpired, SyncStateExpired, Throttled
-from shared.connectors import mapping as m
 from shared.connectors.dataverse import ChangePage, DataverseClient
+from shared.domain import source_mapping as m
 from shared.domain.records import RECORD_KINDS
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 

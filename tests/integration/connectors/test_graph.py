@@ -23,8 +23,8 @@ from devhost.idp import IdentityProvider
 from devhost.organisation import Organisation
 from shared.connectors import AccessDenied, RequestRejected, SourceUnavailable, SyncStateExpired, Throttled
 from shared.connectors.graph import DeltaPage, GraphClient
-from shared.connectors.mapping import graph_message, message_activity_id
 from shared.domain.records import Activity
+from shared.domain.source_mapping import graph_message, message_activity_id
 from tests.conftest import CLIENT_ID
 
 pytestmark = pytest.mark.integration

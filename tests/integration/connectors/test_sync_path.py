@@ -15,9 +15,9 @@ from devhost.graph import LocalGraph
 from devhost.organisation import Organisation
 from shared import bootstrap
 from shared.connectors import SyncStateExpired
-from shared.connectors import mapping as m
 from shared.connectors.dataverse import DataverseClient
 from shared.connectors.graph import FOLDERS, GraphClient
+from shared.domain import source_mapping as m
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.tenancy import TenantId
 

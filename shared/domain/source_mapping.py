@@ -227,6 +227,7 @@ def graph_event(event: Mapping[str, Any], mailbox_owner_id: str, *, now: datetim
 USER_COLUMNS = ("systemuserid", "fullname", "internalemailaddress", "isdisabled", "azureactivedirectoryobjectid",
                 "msdyn_gdproptout", "applicationid", "versionnumber")
 ROLE_COLUMNS = ("roleid", "name", "_parentrootroleid_value", "versionnumber")
+ASSIGNMENT_COLUMNS = ("systemuserroleid", "systemuserid", "roleid", "versionnumber")  # systemuserrolescollection
 ACCOUNT_COLUMNS = ("accountid", "name", "websiteurl", "emailaddress1", "_primarycontactid_value", "versionnumber")
 CONTACT_COLUMNS = ("contactid", "fullname", "emailaddress1", "_parentcustomerid_value", "msdyn_gdproptout",
                    "versionnumber")
@@ -281,10 +282,15 @@ def dataverse_user(row: Mapping[str, Any], *, role_ids: Sequence[str] = (), grou
     email = email_address(r.get("internalemailaddress"))
     if user_id is None or version is None or email is None or r.get("applicationid"):
         return None
-    return {"id": user_id, "version": version, "email": email, "displayName": str(r.get("fullname") or "")[:200],
-            "securityRoleIds": sorted({x.lower() for x in role_ids})[:100],
-            "groupIds": sorted({g.lower() for g in group_ids})[:1000],
-            "optedOut": r.get("msdyn_gdproptout") is True, "active": r.get("isdisabled") is not True}
+    user: dict[str, Any] = {
+        "id": user_id, "version": version, "email": email, "displayName": str(r.get("fullname") or "")[:200],
+        "securityRoleIds": sorted({x.lower() for x in role_ids})[:100],
+        "groupIds": sorted({g.lower() for g in group_ids})[:1000],
+        "optedOut": r.get("msdyn_gdproptout") is True, "active": r.get("isdisabled") is not True}
+    entra = _guid(r.get("azureactivedirectoryobjectid"))
+    if entra:
+        user["entraObjectId"] = entra
+    return user
 
 
 def _domain(value: Any) -> str | None:
@@ -334,6 +340,15 @@ def dataverse_contact(row: Mapping[str, Any]) -> dict[str, Any] | None:
     if parent and r.get("_parentcustomerid_value" + LOOKUP, "account") == "account":
         item["accountId"] = parent
     return item
+
+
+def stakeholders(connections: Iterable[Mapping[str, Any]], record_id: str, kind: str) -> list[str]:
+    """The ids of the records of `kind` (contact, systemuser) that the record's active connections name."""
+    return _stakeholders(connections, record_id, kind)
+
+
+def connections_version(connections: Iterable[Mapping[str, Any]], record_id: str) -> int:
+    return _connections_version(connections, record_id)
 
 
 def _stakeholders(connections: Iterable[Mapping[str, Any]], record_id: str, kind: str) -> list[str]:
@@ -410,9 +425,47 @@ def dataverse_activity(entity_set: str, row: Mapping[str, Any], parties: Iterabl
     state = r.get("statecode")
     if activity_id is None or version is None or state == 2 or (entity_set == "emails" and state == 0):
         return None
+    people = activity_parties(entity_set, activity_id, parties, address_of=address_of)
+    version = max(version, people.pop("version"))
+    if entity_set == "emails":
+        start = parse_time(r.get("senton")) or parse_time(r.get("createdon"))
+        duration = None
+    elif entity_set == "appointments":
+        start = parse_time(r.get("scheduledstart"))
+        end = parse_time(r.get("scheduledend"))
+        minutes = r.get("scheduleddurationminutes")
+        duration = float(minutes) if isinstance(minutes, int | float) else (
+            (end - start).total_seconds() / 60 if start and end and end >= start else None)
+    else:
+        start = parse_time(r.get("actualstart")) or parse_time(r.get("scheduledstart"))
+        minutes = r.get("actualdurationminutes")
+        duration = float(minutes) if isinstance(minutes, int | float) else None
+    if start is None:
+        return None
+    completed = state == 1 or (entity_set == "appointments" and start + _minutes(duration) <= now)
+    item: dict[str, Any] = {
+        "id": activity_id, "version": version, "source": CRM_SOURCE, "kind": ACTIVITY_KINDS[entity_set],
+        "start": _iso(start), **people, "completed": bool(completed),
+    }
+    if duration is not None:
+        item["durationMinutes"] = min(max(0.0, duration), 60 * 24 * 7)
+    regarding, regarding_type = _guid(r.get("_regardingobjectid_value")), r.get("_regardingobjectid_value" + LOOKUP)
+    if regarding and regarding_type in ("account", "contact", "lead", "opportunity"):
+        item["regarding"] = {"type": regarding_type, "id": regarding}
+    thread = r.get("conversationtrackingid")
+    if entity_set == "emails" and isinstance(thread, str) and thread:
+        item["threadId"] = hashed_id("c", thread)
+    return item
+
+
+def activity_parties(entity_set: str, activity_id: str, parties: Iterable[Mapping[str, Any]], *,
+                     address_of: Callable[[str, str], str | None] | None = None) -> dict[str, Any]:
+    """Who takes part in a CRM activity, from its activity parties (those of other activities are ignored): the
+    item's `sender`, `to`, `cc` and `optionalAttendees`, and `version`, the greatest of the parties' versions
+    (0 without parties). A party's address is the one used on the activity, else `address_of(logical name,
+    id)`."""
     own = [strip_row(p, PARTY_COLUMNS) for p in parties]
     own = [p for p in own if _guid(p.get("_activityid_value")) == activity_id]
-    version = max([version, *(_int_version(p) or 0 for p in own)])
 
     def addresses(*masks: int) -> list[str]:
         found = []
@@ -428,40 +481,16 @@ def dataverse_activity(entity_set: str, row: Mapping[str, Any], parties: Iterabl
         return list(dict.fromkeys(found))[:MAX_PARTIES]
 
     if entity_set == "emails":
-        start = parse_time(r.get("senton")) or parse_time(r.get("createdon"))
-        duration = None
         sender, to, cc, optional = addresses(_SENDER), addresses(_TO), addresses(_CC), []
     elif entity_set == "appointments":
-        start = parse_time(r.get("scheduledstart"))
-        end = parse_time(r.get("scheduledend"))
-        minutes = r.get("scheduleddurationminutes")
-        duration = float(minutes) if isinstance(minutes, int | float) else (
-            (end - start).total_seconds() / 60 if start and end and end >= start else None)
         sender, to, cc, optional = addresses(_ORGANIZER), addresses(_REQUIRED, _TO), [], addresses(_OPTIONAL)
     else:
-        start = parse_time(r.get("actualstart")) or parse_time(r.get("scheduledstart"))
-        minutes = r.get("actualdurationminutes")
-        duration = float(minutes) if isinstance(minutes, int | float) else None
         sender, to, cc, optional = addresses(_SENDER), addresses(_TO), [], []
-    if start is None:
-        return None
-    completed = state == 1 or (entity_set == "appointments" and start + _minutes(duration) <= now)
-    item: dict[str, Any] = {
-        "id": activity_id, "version": version, "source": CRM_SOURCE, "kind": ACTIVITY_KINDS[entity_set],
-        "start": _iso(start), "to": [a for a in to if a not in sender], "cc": cc, "optionalAttendees": optional,
-        "completed": bool(completed),
-    }
+    people: dict[str, Any] = {"to": [a for a in to if a not in sender], "cc": cc, "optionalAttendees": optional,
+                              "version": max([0, *(_int_version(p) or 0 for p in own)])}
     if sender:
-        item["sender"] = sender[0]
-    if duration is not None:
-        item["durationMinutes"] = min(max(0.0, duration), 60 * 24 * 7)
-    regarding, regarding_type = _guid(r.get("_regardingobjectid_value")), r.get("_regardingobjectid_value" + LOOKUP)
-    if regarding and regarding_type in ("account", "contact", "lead", "opportunity"):
-        item["regarding"] = {"type": regarding_type, "id": regarding}
-    thread = r.get("conversationtrackingid")
-    if entity_set == "emails" and isinstance(thread, str) and thread:
-        item["threadId"] = hashed_id("c", thread)
-    return item
+        people["sender"] = sender[0]
+    return people
 
 
 def _minutes(duration: float | None) -> Any:
@@ -470,9 +499,10 @@ def _minutes(duration: float | None) -> Any:
     return timedelta(minutes=duration or 0)
 
 
-__all__ = ["ACCOUNT_COLUMNS", "ACTIVITY_COLUMNS", "APPOINTMENT_COLUMNS", "CONNECTION_COLUMNS", "CONTACT_COLUMNS",
-           "EMAIL_COLUMNS", "EVENT_KEEP", "LEAD_COLUMNS", "MESSAGE_KEEP", "OPPORTUNITY_COLUMNS", "PARTY_COLUMNS",
-           "PHONECALL_COLUMNS", "ROLE_COLUMNS", "USER_COLUMNS", "dataverse_account", "dataverse_activity",
-           "dataverse_contact", "dataverse_lead", "dataverse_opportunity", "dataverse_role", "dataverse_user",
-           "email_address", "event_activity_id", "graph_event", "graph_message", "hashed_id",
-           "message_activity_id", "parse_time", "strip_event", "strip_message", "strip_row"]
+__all__ = ["ACCOUNT_COLUMNS", "ACTIVITY_COLUMNS", "APPOINTMENT_COLUMNS", "ASSIGNMENT_COLUMNS", "CONNECTION_COLUMNS",
+           "CONTACT_COLUMNS", "EMAIL_COLUMNS", "EVENT_KEEP", "LEAD_COLUMNS", "MESSAGE_KEEP", "OPPORTUNITY_COLUMNS",
+           "PARTY_COLUMNS", "PHONECALL_COLUMNS", "ROLE_COLUMNS", "USER_COLUMNS", "activity_parties",
+           "connections_version", "dataverse_account", "dataverse_activity", "dataverse_contact", "dataverse_lead",
+           "dataverse_opportunity", "dataverse_role", "dataverse_user", "email_address", "event_activity_id",
+           "graph_event", "graph_message", "hashed_id", "message_activity_id", "parse_time", "stakeholders",
+           "strip_event", "strip_message", "strip_row"]

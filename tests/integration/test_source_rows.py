@@ -1,0 +1,74 @@
+"""The rows the data rounds add, on Azurite: tombstones of removed records (kept with a newer version, skipped
+by readers, deleted by purges) and the rounds' own rows (mailbox item map, CRM child rows)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devhost.azurite import Azurite
+from shared.domain.records import Contact
+from shared.services.ports import Child, MailboxCopy
+from shared.storage.records_repository import TableRecords
+from shared.storage.source_state import TableSourceState
+from shared.storage.tables import TableStore
+from shared.tenancy import TenantId
+from tests.builders import mail
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(azurite: Azurite) -> TableStore:
+    return TableStore.from_connection_string(azurite.connection_string, f"T{uuid.uuid4().hex[:20]}")
+
+
+def test_a_tombstone_keeps_its_document_with_a_newer_version_and_readers_skip_it(
+        store: TableStore, tenant_id: TenantId) -> None:
+    records = TableRecords(store)
+    lee = Contact(id="c1", version=4, email="lee@fabrikam.com")
+    records.write(tenant_id, "contacts", [(lee, None)], AT)
+    records.write(tenant_id, "activities", [(mail("m1", "ann@contoso.com", "lee@fabrikam.com", 1), None)], AT)
+    later = AT + timedelta(minutes=5)
+    assert records.remove(tenant_id, "contacts", ["c1", "c1", "c2"], later) == ["c1"]
+    assert records.remove(tenant_id, "activities", ["crm|m1"], later) == ["crm|m1"]
+    assert records.remove(tenant_id, "contacts", ["c1"], later) == []
+    row = store.get(tenant_id, "contacts|c1")
+    assert row is not None
+    assert (row.properties["Deleted"], row.properties["Version"], row.properties["IngestedAt"]) == (True, 5, later)
+    assert records.get(tenant_id, "contacts", "c1") is None
+    assert records.get_many(tenant_id, "contacts", ["c1"]) == {}
+    assert list(records.iter_records(tenant_id, "contacts")) == []
+    assert records.versions(tenant_id, "contacts", [lee])["c1"].version == 5  # the version check still sees it
+    assert list(records.iter_activities(tenant_id)) == []
+    [(removed, at)] = list(records.iter_activities(tenant_id, removed=True))
+    assert (type(removed).__name__, removed.id, at) == ("RemovedActivity", "m1", later)
+    assert records.purge_people(tenant_id, frozenset({"lee@fabrikam.com"}), frozenset(), lambda: False).deleted == 1
+
+
+def test_the_mailbox_item_map_and_the_crm_child_rows(store: TableStore, tenant_id: TenantId) -> None:
+    state = TableSourceState(store)
+    ann, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    copies = [MailboxCopy("AAMk/+=1", "inbox", "m-1", "r1"), MailboxCopy("AAMk/+=2", "sentitems", "m-1", "r1"),
+              MailboxCopy("EV1", "calendar", "e-1", "r1", start=AT)]
+    state.hold(tenant_id, ann, "u-ann", copies)
+    state.hold(tenant_id, bob, "u-bob", [MailboxCopy("B1", "inbox", "m-1", "r2")])
+    assert [c.source_id for c in state.held(tenant_id, ann, "inbox", ["AAMk/+=1", "nope"])] == ["AAMk/+=1"]
+    assert sorted((h.mailbox_id, h.owner_id) for h in state.holders(tenant_id, ["m-1"])["m-1"]) == sorted(
+        [(ann, "u-ann"), (ann, "u-ann"), (bob, "u-bob")])
+    assert [c.start for c in state.copies(tenant_id, ann, "calendar")] == [AT]
+    state.release(tenant_id, ann, copies[:1])
+    state.release(tenant_id, ann, copies[:1])  # again: nothing left to release
+    assert len(state.holders(tenant_id, ["m-1"])["m-1"]) == 2
+    assert len(list(state.copies(tenant_id, ann))) == 2
+
+    state.put_children(tenant_id, "parties", [Child("p1", "a1", {"addressused": "x@y.com"}),
+                                              Child("p2", "a1", {"addressused": "z@y.com"})])
+    assert [c.id for c in state.children_of(tenant_id, "parties", ["a1", "a2"])["a1"]] == ["p1", "p2"]
+    [gone] = state.remove_children(tenant_id, "parties", ["p1", "p9"])
+    assert (gone.parent, gone.row) == ("a1", {"addressused": "x@y.com"})
+    assert [c.id for c in state.children_of(tenant_id, "parties", ["a1"])["a1"]] == ["p2"]
