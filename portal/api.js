@@ -34,3 +34,19 @@ export function createApi(baseUrl, getToken) {
     post: (path, body, etag) => call("POST", path, { body, etag }),
   };
 }
+
+// A page's answers once the user has moved on are dropped: the promise never settles, so a slow page cannot
+// render over the page that replaced it.
+export function forNavigation(api, isCurrent) {
+  const guard = (method) => async (...args) => {
+    let result;
+    try {
+      result = await method(...args);
+    } catch (error) {
+      if (!isCurrent()) return new Promise(() => {});
+      throw error;
+    }
+    return isCurrent() ? result : new Promise(() => {});
+  };
+  return { get: guard(api.get), put: guard(api.put), post: guard(api.post) };
+}

@@ -1,6 +1,6 @@
 // The portal's entry point: configuration, sign-in, who the caller is (GET /api/me), then hash routes.
 import * as admin from "./admin.js";
-import { ApiError, createApi } from "./api.js";
+import { ApiError, createApi, forNavigation } from "./api.js";
 import { createAuth } from "./auth.js";
 import { language, setLanguage, t } from "./i18n.js";
 import * as seller from "./seller.js";
@@ -18,6 +18,8 @@ const ROUTES = {
   "#/records": [(ctx, query) => seller.records(ctx, query), READ, "nav.records"],
 };
 
+let navigations = 0;
+let signedInApi = null;
 const ctx = { api: null, auth: null, me: null, flash: null, consentOutcome: null, routed: false, can: () => false };
 
 function staticTexts() {
@@ -79,6 +81,8 @@ function failure(error) {
 }
 
 async function route() {
+  const visit = ++navigations;
+  ctx.api = forNavigation(signedInApi, () => visit === navigations);
   staticTexts();
   navigation();
   const [path, search] = (window.location.hash || "#/").split("?");
@@ -155,7 +159,8 @@ async function start() {
     return;
   }
   if (ctx.auth.returnTo) window.history.replaceState(null, "", `${window.location.pathname}${ctx.auth.returnTo}`);
-  ctx.api = createApi(config.apiBaseUrl, () => ctx.auth.token());
+  signedInApi = createApi(config.apiBaseUrl, () => ctx.auth.token());
+  ctx.api = signedInApi;
   try {
     ctx.me = await ctx.api.get("me");
   } catch (error) {
