@@ -25,8 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import services_for
 from devhost.azurite import Azurite
@@ -44,6 +43,7 @@ from shared.storage.schedule_index import _partition, _row_key
 from shared.storage.tables import Operation, TableStore
 from tests.background import drain
 
+ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a11"
 
 
