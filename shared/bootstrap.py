@@ -32,6 +32,7 @@ from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
+from shared.storage.ledger_repository import TableLedgers
 from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -65,7 +66,7 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index, self.queue)
+                               self.index, self.queue, TableLedgers(self.tables))
 
     def consent(self) -> ConsentService:
         client_id, redirect_uri = self.config.consent_settings()

@@ -22,11 +22,14 @@ from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import (
+    LEDGER_SUMMARY,
     AuditPage,
     Current,
     GrantCheck,
     IndexEntry,
     IndexKind,
+    LedgerState,
+    LoggedWrite,
     PurgeProgress,
     RecomputeStatus,
     RecordKey,
@@ -124,6 +127,18 @@ class FakeRecords:
     max_weight: int = 480_000
     rows: dict[tuple[str, str, str], _Row] = field(default_factory=dict)
     writes: int = 0
+    log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
+
+    def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str]) -> None:
+        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{len(self.log):08d}")))
+
+    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
+        yield from sorted(entries, key=lambda w: (w.ingested_at, w.id))
+
+    def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        return {key: self.rows[(tenant_id, "activities", key)].record for key in keys
+                if (tenant_id, "activities", key) in self.rows}
 
     def weight(self, kind: str, record: BaseModel) -> int:
         size = len(record.model_dump_json())
@@ -140,7 +155,8 @@ class FakeRecords:
         for record in records:
             row = self.rows.get((tenant_id, kind, record_key(record)))
             if row is not None:
-                found[record_key(record)] = StoredVersion(row.version, row.etag)
+                found[record_key(record)] = StoredVersion(row.version, row.etag,
+                                                          row.record.model_dump_json(by_alias=True))
         return found
 
     def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
@@ -154,12 +170,24 @@ class FakeRecords:
         for record, _ in records:
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), ingested_at)
+        self._log(tenant_id, kind, ingested_at, [record_key(r) for r, _ in records],
+                  {record_key(r): s.document for r, s in records if s is not None and s.document is not None})
 
     def put(self, tenant_id: TenantId, kind: str, *records: BaseModel, at: datetime) -> None:
         """Test set-up: store records as if a sync had."""
+        previous = {}
         for record in records:
+            old = self.rows.get((tenant_id, kind, record_key(record)))
+            if old is not None:
+                previous[record_key(record)] = old.record.model_dump_json(by_alias=True)
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), at)
+        self._log(tenant_id, kind, at, [record_key(r) for r in records], previous)
+
+    def remove(self, tenant_id: TenantId, kind: str, key: str, at: datetime) -> None:
+        """Test set-up: a row deleted (a purge, a removal), logged with what it held."""
+        old = self.rows.pop((tenant_id, kind, key))
+        self._log(tenant_id, kind, at, [key], {key: old.record.model_dump_json(by_alias=True)})
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         row = self.rows.get((tenant_id, kind, record_id))
@@ -201,11 +229,66 @@ class FakeRecords:
             group = keys[start:start + self.group_size]
             for key in group:
                 if wanted(self.rows[key]):
-                    del self.rows[key]
+                    self.remove(tenant_id, "activities", key[2], self.rows[key].ingested_at)
                     deleted += 1
             if enough() and start + self.group_size < len(keys):
                 return PurgeProgress(deleted, False, group[-1][2])
         return PurgeProgress(deleted, True)
+
+
+@dataclass
+class FakeLedgers:
+    """Rows keyed (tenant, record key, month), stored as JSON as the adapter stores them, with ETags."""
+
+    rows: dict[tuple[str, RecordKey, str], tuple[str, str]] = field(default_factory=dict)
+    built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
+
+    def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = ()) -> LedgerState:
+        state = LedgerState()
+        wanted = set(months)
+        for (tenant, record, month), (text, etag) in sorted(self.rows.items()):
+            if tenant != tenant_id or record != key:
+                continue
+            if month == LEDGER_SUMMARY:
+                state.partials, state.etags[month] = json.loads(text), etag
+            elif month >= recent_from or month in wanted:
+                state.months[month], state.etags[month] = json.loads(text), etag
+        for month in wanted - set(state.months):
+            state.months[month], state.etags[month] = [], None
+        state.etags.setdefault(LEDGER_SUMMARY, None)
+        return state
+
+    def read_many(self, tenant_id: TenantId, keys: Sequence[RecordKey], recent_from: str,
+                  ) -> dict[RecordKey, LedgerState]:
+        return {key: self.read(tenant_id, key, recent_from) for key in keys}
+
+    def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str]) -> None:
+        months = [*sorted(set(changed)), LEDGER_SUMMARY]
+        for month in months:  # all or nothing
+            stored = self.rows.get((tenant_id, key, month))
+            if (stored[1] if stored else None) != state.etags.get(month):
+                raise ConcurrencyConflict(f"{key} {month} changed")
+        for month in months:
+            value = state.partials if month == LEDGER_SUMMARY else state.months.get(month)
+            if value or month == LEDGER_SUMMARY:
+                self.rows[(tenant_id, key, month)] = (json.dumps(value), _etag())
+            else:
+                self.rows.pop((tenant_id, key, month), None)
+
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, dict[str, list[Any]]],
+                    partials: dict[RecordKey, dict[str, dict[str, Any]]]) -> None:
+        self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
+        for key in set(ledgers) | set(partials):
+            for month, entries in ledgers.get(key, {}).items():
+                if entries:
+                    self.rows[(tenant_id, key, month)] = (json.dumps(entries), _etag())
+            self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(partials.get(key, {})), _etag())
+
+    def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
+        return self.built.get(tenant_id)
+
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None:
+        self.built[tenant_id] = (through, frozenset(seen))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -135,6 +135,19 @@ class WorkQueue(Protocol):
 class StoredVersion:
     version: int
     etag: str
+    document: str | None = None  # the stored document (JSON), when read: a replace logs what it replaced
+
+
+@dataclass(frozen=True)
+class LoggedWrite:
+    """One entry of the ingestion log: a write of some records of one kind, stored in the same transaction as
+    them, with the documents it replaced (so that what the old versions counted for can be undone)."""
+
+    kind: str
+    ingested_at: datetime
+    keys: tuple[str, ...]  # record keys (activities: "{source}|{id}")
+    previous: dict[str, str]  # record key -> the replaced document (JSON)
+    id: str = ""  # the log entry's own key
 
 
 class RecordTooLarge(ValueError):
@@ -178,6 +191,15 @@ class RecordRepository(Protocol):
     def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True,
                         ) -> Iterator[tuple[Activity, datetime | None]]: ...
 
+    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        """The ingestion log: every write stored after that moment (all of them without one), oldest first. One
+        range query: its cost follows what was written since, never the tenant's history."""
+        ...
+
+    def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        """The stored activities of these keys ("{source}|{id}"); those gone (purged, removed) are left out."""
+        ...
+
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:
         """Deletes Exchange-derived activities stored up to that moment, from the start or `after` a position a
@@ -188,6 +210,49 @@ class RecordRepository(Protocol):
                      enough: Callable[[], bool], after: str | None = None) -> PurgeProgress:
         """Deletes the activities these people take part in or that came from these users' mailboxes."""
         ...
+
+
+# -- per-record aggregates ----------------------------------------------------------------------------------
+
+LEDGER_SUMMARY = "~"  # the month key under which a ledger keeps its partials
+
+
+@dataclass
+class LedgerState:
+    """What is stored of one record's aggregates: the facts of some months (those read) and the partials of every
+    month, with the ETags they were read with (None: not stored yet)."""
+
+    months: dict[str, list[Any]] = field(default_factory=dict)
+    partials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    etags: dict[str, str | None] = field(default_factory=dict)
+
+
+class LedgerRepository(Protocol):
+    def read(self, tenant_id: TenantId, key: tuple[EntityType, str], recent_from: str,
+             months: Iterable[str] = ()) -> LedgerState:
+        """The partials, the facts of every month from `recent_from` on and of these other months."""
+        ...
+
+    def read_many(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
+                  ) -> dict[tuple[EntityType, str], LedgerState]: ...
+
+    def write(self, tenant_id: TenantId, key: tuple[EntityType, str], state: LedgerState,
+              changed: Iterable[str]) -> None:
+        """Stores the changed months (an empty one is deleted) and the partials, each conditional on the ETag it
+        was read with, in one transaction: ConcurrencyConflict if any changed meanwhile."""
+        ...
+
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], dict[str, list[Any]]],
+                    partials: dict[tuple[EntityType, str], dict[str, dict[str, Any]]]) -> None:
+        """A rebuild: stores every record's ledger as given and deletes every other ledger row."""
+        ...
+
+    def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
+        """The ledgers reflect every record write logged up to this moment, and these later log entries (None:
+        never built)."""
+        ...
+
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None: ...
 
 
 # -- computed insights --------------------------------------------------------------------------------------

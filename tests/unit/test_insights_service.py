@@ -16,7 +16,14 @@ from shared.services.ports import IndexKind
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL
 from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
-from tests.fakes import FakeInsights, FakeRecords, FakeScheduleIndex, FakeSettingsRepository, FakeWorkQueue
+from tests.fakes import (
+    FakeInsights,
+    FakeLedgers,
+    FakeRecords,
+    FakeScheduleIndex,
+    FakeSettingsRepository,
+    FakeWorkQueue,
+)
 
 ANN, BOB = "ann@contoso.com", "bob@contoso.com"
 STEADY, FADING = "lee@fabrikam.com", "kim@fabrikam.com"
@@ -32,7 +39,7 @@ class World:
         self.clock = FixedClock(NOW)
         self.queue = FakeWorkQueue()
         self.service = InsightsService(TenantSettingsService(self.repository, self.clock), self.records,
-                                       self.insights_store, self.clock, self.index, self.queue)
+                                       self.insights_store, self.clock, self.index, self.queue, FakeLedgers())
         self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
         self.records.put(TENANT, "accounts", account("fabrikam", "fabrikam.com"), at=NOW)
         self.records.put(TENANT, "contacts", contact("steady", STEADY, accountId="fabrikam"),
