@@ -22,6 +22,7 @@ from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import (
+    LEDGER_ARCHIVE,
     LEDGER_SUMMARY,
     AuditPage,
     Current,
@@ -38,6 +39,7 @@ from shared.services.ports import (
     Versioned,
     WorkMessage,
 )
+from shared.storage.ledger_repository import summary_of
 from shared.tenancy import TenantId
 
 D = TypeVar("D")
@@ -243,19 +245,27 @@ class FakeLedgers:
     rows: dict[tuple[str, RecordKey, str], tuple[str, str]] = field(default_factory=dict)
     built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
 
-    def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = ()) -> LedgerState:
+    def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = (), *,
+             with_archive: bool = False) -> LedgerState:
         state = LedgerState()
         wanted = set(months)
         for (tenant, record, month), (text, etag) in sorted(self.rows.items()):
             if tenant != tenant_id or record != key:
                 continue
             if month == LEDGER_SUMMARY:
-                state.partials, state.etags[month] = json.loads(text), etag
+                summary = json.loads(text)
+                state.partials, state.base, state.horizon = summary["p"], summary["b"], summary["h"]
+                state.etags[month] = etag
+            elif month == LEDGER_ARCHIVE:
+                if with_archive:
+                    state.archive, state.etags[month] = json.loads(text), etag
             elif month >= recent_from or month in wanted:
                 state.months[month], state.etags[month] = json.loads(text), etag
         for month in wanted - set(state.months):
             state.months[month], state.etags[month] = [], None
         state.etags.setdefault(LEDGER_SUMMARY, None)
+        if with_archive and state.archive is None:
+            state.archive, state.etags[LEDGER_ARCHIVE] = {}, None
         return state
 
     def read_many(self, tenant_id: TenantId, keys: Sequence[RecordKey], recent_from: str,
@@ -263,26 +273,28 @@ class FakeLedgers:
         return {key: self.read(tenant_id, key, recent_from) for key in keys}
 
     def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str]) -> None:
-        months = [*sorted(set(changed)), LEDGER_SUMMARY]
+        months = [*sorted(set(changed)), LEDGER_SUMMARY, *([LEDGER_ARCHIVE] if state.archive is not None else [])]
         for month in months:  # all or nothing
             stored = self.rows.get((tenant_id, key, month))
             if (stored[1] if stored else None) != state.etags.get(month):
                 raise ConcurrencyConflict(f"{key} {month} changed")
         for month in months:
-            value = state.partials if month == LEDGER_SUMMARY else state.months.get(month)
-            if value or month == LEDGER_SUMMARY:
+            value: Any = (summary_of(state) if month == LEDGER_SUMMARY else state.archive if month == LEDGER_ARCHIVE
+                          else state.months.get(month))
+            if value or month in (LEDGER_SUMMARY, LEDGER_ARCHIVE):
                 self.rows[(tenant_id, key, month)] = (json.dumps(value), _etag())
             else:
                 self.rows.pop((tenant_id, key, month), None)
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, dict[str, list[Any]]],
-                    partials: dict[RecordKey, dict[str, dict[str, Any]]]) -> None:
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState]) -> None:
         self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
-        for key in set(ledgers) | set(partials):
-            for month, entries in ledgers.get(key, {}).items():
+        for key, state in ledgers.items():
+            for month, entries in state.months.items():
                 if entries:
                     self.rows[(tenant_id, key, month)] = (json.dumps(entries), _etag())
-            self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(partials.get(key, {})), _etag())
+            self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(summary_of(state)), _etag())
+            if state.archive:
+                self.rows[(tenant_id, key, LEDGER_ARCHIVE)] = (json.dumps(state.archive), _etag())
 
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         return self.built.get(tenant_id)

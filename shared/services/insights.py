@@ -15,7 +15,16 @@ from shared.clock import Clock
 from shared.domain.insights.computation import ledgers, of_someone_opted_out
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import Linker
-from shared.domain.insights.ledger import Context, apply_edits, insight, ledger_edits, partials
+from shared.domain.insights.ledger import (
+    Context,
+    apply_edits,
+    fold_by_origin,
+    horizon_for,
+    insight,
+    ledger_edits,
+    needs_archive,
+    partials,
+)
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Activity
@@ -185,12 +194,15 @@ class InsightsService:
         version or a removal undoes the old one), each record in one ETag-checked write; returns their states."""
         edits = ledger_edits(linker, changes)
         states: dict[RecordKey, LedgerState] = {}
+        horizon = horizon_for(ctx.now)
 
         def apply(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months = edits[key]
             for _ in range(MAX_LEDGER_ATTEMPTS):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
-                apply_edits(state, months)
+                if needs_archive(state, months, horizon):
+                    state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
+                apply_edits(state, months, horizon)
                 try:
                     self._ledgers.write(tenant_id, key, state, months)
                 except ConcurrencyConflict:
@@ -225,11 +237,15 @@ class InsightsService:
         built = ledgers(linker, activities())
         if theirs:
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # stored after their opt-out: deleted too
-        partials_by_key = {key: {m: partials(entries) for m, entries in months.items()}
-                           for key, months in built.items()}
-        self._ledgers.replace_all(tenant_id, {k: dict(v) for k, v in built.items()}, partials_by_key)
-        states = {key: LedgerState(months=dict(built.get(key, {})), partials=partials_by_key.get(key, {}))
-                  for key in linker.records}
+        horizon = horizon_for(now)
+        states = {}
+        for key in linker.records:
+            periods = dict(built.get(key, {}))
+            every = {period: partials(entries) for period, entries in periods.items()}
+            archive = {p: part for p, part in every.items() if p < horizon}
+            states[key] = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
+                                      base=fold_by_origin(archive), horizon=horizon, archive=archive)
+        self._ledgers.replace_all(tenant_id, states)
         previous = self._previous_of(tenant_id, None)
         results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
         stale = [key for key in previous if key not in linker.records]
@@ -342,7 +358,7 @@ def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,
              previous: RecordInsight | None) -> RecordInsight:
     old = {m: p for m, p in state.partials.items() if m < ctx.recent_from}
     recent = [e for m, entries in state.months.items() if m >= ctx.recent_from for e in entries]
-    return insight(ctx, linker.records[key], old, recent, previous)
+    return insight(ctx, linker.records[key], state.base, old, recent, previous)
 
 
 def _activity(document: str | None) -> Activity | None:

@@ -214,23 +214,30 @@ class RecordRepository(Protocol):
 
 # -- per-record aggregates ----------------------------------------------------------------------------------
 
-LEDGER_SUMMARY = "~"  # the month key under which a ledger keeps its partials
+LEDGER_SUMMARY = "~"  # the period key under which a ledger keeps its partials
+LEDGER_ARCHIVE = "!"  # ... and the partials of the periods before its horizon
 
 
 @dataclass
 class LedgerState:
-    """What is stored of one record's aggregates: the facts of some months (those read) and the partials of every
-    month, with the ETags they were read with (None: not stored yet)."""
+    """What is stored of one record's aggregates: the facts of some periods (those read); the partials of the
+    periods from `horizon` on, and `base`, those of every earlier period folded by origin (what the daily
+    recompute reads stays bounded however old the record is); `archive`, the earlier periods' own partials, when
+    read (a change to an old period refolds `base` from it); the ETags they were read with (None: not stored)."""
 
     months: dict[str, list[Any]] = field(default_factory=dict)
     partials: dict[str, dict[str, Any]] = field(default_factory=dict)
     etags: dict[str, str | None] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    horizon: str = ""
+    archive: dict[str, dict[str, Any]] | None = None
 
 
 class LedgerRepository(Protocol):
     def read(self, tenant_id: TenantId, key: tuple[EntityType, str], recent_from: str,
-             months: Iterable[str] = ()) -> LedgerState:
-        """The partials, the facts of every month from `recent_from` on and of these other months."""
+             months: Iterable[str] = (), *, with_archive: bool = False) -> LedgerState:
+        """The partials, the facts of every period from `recent_from` on and of these other periods (and the
+        archive if asked)."""
         ...
 
     def read_many(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
@@ -242,9 +249,8 @@ class LedgerRepository(Protocol):
         was read with, in one transaction: ConcurrencyConflict if any changed meanwhile."""
         ...
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], dict[str, list[Any]]],
-                    partials: dict[tuple[EntityType, str], dict[str, dict[str, Any]]]) -> None:
-        """A rebuild: stores every record's ledger as given and deletes every other ledger row."""
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState]) -> None:
+        """A rebuild: stores every record's ledger as given (archive included) and deletes every other row."""
         ...
 
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:

@@ -1,9 +1,10 @@
 """Per-record aggregates in the tenant's partition (see `shared.domain.insights.ledger`).
 
-Rows: `lg|{entity type}|{id}|{yyyymm}` hold the facts of one record's month, `lg|{entity type}|{id}|~` the
-partials of all its months. What an insight needs now (the partials and the months since `recent_from`) is
-then one range query per record, whatever the record's history; `ledgers-meta` says up to when the ledgers
-were built from the log.
+Rows: `lg|{entity type}|{id}|{yyyy}Q{n}` hold the facts of one record's quarter, `lg|{entity type}|{id}|~` the
+partials of its quarters since its horizon and the earlier ones folded (its base), `lg|{entity type}|{id}|!`
+the earlier quarters' own partials (read only to change one of them, or to move the horizon). What an insight
+needs now (the summary and the quarters since `recent_from`) is one range query per record, bounded however
+old the record is; `ledgers-meta` says up to when the ledgers were built from the log.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.insights.directory import EntityType
-from shared.services.ports import LEDGER_SUMMARY, LedgerState
+from shared.services.ports import LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
 from shared.storage.documents import split_text
 from shared.storage.tables import Operation, Properties, StoredEntity, TableStore, transactions
 from shared.tenancy import TenantId
@@ -44,13 +45,18 @@ def _value(entity: StoredEntity) -> Any:
     return json.loads("".join(str(entity.properties[f"D{i}"]) for i in range(count)) or "null")
 
 
+def summary_of(state: LedgerState) -> dict[str, Any]:
+    return {"h": state.horizon, "b": state.base, "p": state.partials}
+
+
 class TableLedgers:
     """Implements the LedgerRepository port."""
 
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
 
-    def read(self, tenant_id: TenantId, key: Key, recent_from: str, months: Iterable[str] = ()) -> LedgerState:
+    def read(self, tenant_id: TenantId, key: Key, recent_from: str, months: Iterable[str] = (), *,
+             with_archive: bool = False) -> LedgerState:
         state = LedgerState()
         base = _row(key, "")
         page: str | None = None
@@ -73,6 +79,10 @@ class TableLedgers:
             else:
                 self._take(state, month, stored)
         state.etags.setdefault(LEDGER_SUMMARY, None)
+        if with_archive:
+            archive = self._tables.get(tenant_id, base + LEDGER_ARCHIVE)
+            state.archive = {} if archive is None else _value(archive) or {}
+            state.etags[LEDGER_ARCHIVE] = None if archive is None else archive.etag
         return state
 
     @staticmethod
@@ -80,7 +90,8 @@ class TableLedgers:
         value = _value(entity)
         state.etags[month] = entity.etag
         if month == LEDGER_SUMMARY:
-            state.partials = value or {}
+            summary = value or {}
+            state.partials, state.base, state.horizon = summary.get("p", {}), summary.get("b", {}), summary.get("h", "")
         else:
             state.months[month] = value or []
 
@@ -101,21 +112,27 @@ class TableLedgers:
             properties = _properties(entries)
             operations.append(Operation("create", _row(key, month), properties) if etag is None
                               else Operation("replace", _row(key, month), properties, etag))
-        etag = state.etags.get(LEDGER_SUMMARY)
-        properties = _properties(state.partials)
-        operations.append(Operation("create", _row(key, LEDGER_SUMMARY), properties) if etag is None
-                          else Operation("replace", _row(key, LEDGER_SUMMARY), properties, etag))
+        documents = [(LEDGER_SUMMARY, summary_of(state))]
+        if state.archive is not None:
+            documents.append((LEDGER_ARCHIVE, state.archive))
+        for name, document in documents:
+            etag = state.etags.get(name)
+            properties = _properties(document)
+            operations.append(Operation("create", _row(key, name), properties) if etag is None
+                              else Operation("replace", _row(key, name), properties, etag))
         for transaction in transactions(operations):
             self._tables.transact(tenant_id, transaction)
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, dict[str, list[Any]]],
-                    partials: dict[Key, dict[str, dict[str, Any]]]) -> None:
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState]) -> None:
         rows: dict[str, Properties] = {}
-        for key in sorted(set(ledgers) | set(partials)):
-            for month, entries in sorted(ledgers.get(key, {}).items()):
+        for key in sorted(ledgers):
+            state = ledgers[key]
+            for month, entries in sorted(state.months.items()):
                 if entries:
                     rows[_row(key, month)] = _properties(entries)
-            rows[_row(key, LEDGER_SUMMARY)] = _properties(partials.get(key, {}))
+            rows[_row(key, LEDGER_SUMMARY)] = _properties(summary_of(state))
+            if state.archive:
+                rows[_row(key, LEDGER_ARCHIVE)] = _properties(state.archive)
         stale = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
             tenant_id, row_key_prefix=PREFIX, select=["DChunks"]) if e.row_key not in rows]
         operations = [Operation("upsert", row, properties) for row, properties in rows.items()] + stale

@@ -59,7 +59,7 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
         months = built.get(key, empty)
         old = {m: partials(entries) for m, entries in months.items() if m < ctx.recent_from}
         recent = [e for m, entries in months.items() if m >= ctx.recent_from for e in entries]
-        results.append(insight(ctx, meta, old, recent, (previous or {}).get(key)))
+        results.append(insight(ctx, meta, {}, old, recent, (previous or {}).get(key)))
     return results
 
 

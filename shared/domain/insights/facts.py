@@ -50,8 +50,9 @@ def moment(value: int) -> datetime:
 
 
 def month_of(start_us: int) -> str:
+    """The period a fact is kept in: its quarter (`2026Q4`), so that a record's rows hold tens of facts, not a few."""
     when = moment(start_us)
-    return f"{when.year:04d}{when.month:02d}"
+    return f"{when.year:04d}Q{(when.month - 1) // 3 + 1}"
 
 
 def fact_of(directory: Directory, activity: Activity,

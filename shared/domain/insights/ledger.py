@@ -306,33 +306,56 @@ def _influences(influence: ActivityInfluence) -> dict[int, float]:
             CALL: 1 + influence.phone_call / 100, TASK: 1 + influence.task / 100}
 
 
-def insight(ctx: Context, meta: RecordMeta, old: Mapping[str, Mapping[str, Partial]], recent: Sequence[Entry],
-            previous: RecordInsight | None) -> RecordInsight:
-    """A record's insights from its ledger: the partials of months before `ctx.recent_from` (by month, then
-    origin) and the facts of the months since."""
+def insight(ctx: Context, meta: RecordMeta, base: Mapping[str, Partial], old: Mapping[str, Mapping[str, Partial]],
+            recent: Sequence[Entry], previous: RecordInsight | None) -> RecordInsight:
+    """A record's insights from its ledger: `base` (the periods before its horizon, folded by origin), the
+    partials of the periods before `ctx.recent_from` and the facts of the periods since. Sums are folded per
+    origin in period order, then across origins: folding early periods ahead of time (the horizon) gives the
+    same sums, to the last bit, as folding them now."""
     recent_parts = partials(recent, ctx.now_us)
-    old_items = [(origin, part) for month in sorted(old) if month < ctx.recent_from
-                 for origin, part in old[month].items()]
-    crm = _variant(ctx, meta, old_items, recent_parts, recent, False, previous.crm if previous else None)
-    full = (_variant(ctx, meta, old_items, recent_parts, recent, True,
-                     previous.with_exchange if previous else None) if ctx.with_exchange else None)
+    sequences: dict[str, list[Partial]] = defaultdict(list)
+    for origin, part in base.items():
+        sequences[origin].append(part)
+    for period in sorted(old):
+        if period < ctx.recent_from:
+            for origin, part in old[period].items():
+                sequences[origin].append(part)
+    for origin, part in recent_parts.items():
+        sequences[origin].append(part)
+    by_origin = [(origin, _fold(sequences[origin])) for origin in sorted(sequences)]
+    crm = _variant(ctx, meta, by_origin, recent, False, previous.crm if previous else None)
+    full = (_variant(ctx, meta, by_origin, recent, True, previous.with_exchange if previous else None)
+            if ctx.with_exchange else None)
     basic = enhanced = None
-    every = [*old_items, *recent_parts.items()]
     has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
-                                         and any(p["a"] for o, p in every if ctx.open(o, True)))
+                                         and any(p["a"] for o, p in by_origin if ctx.open(o, True)))
     if has_targets:
-        basic = _introducers(ctx, every, decay=False, exchange=False)
+        basic = _introducers(ctx, by_origin, decay=False, exchange=False)
         if ctx.with_exchange:
-            enhanced = _introducers(ctx, every, decay=ctx.enhanced, exchange=ctx.enhanced)
+            enhanced = _introducers(ctx, by_origin, decay=ctx.enhanced, exchange=ctx.enhanced)
     return RecordInsight.model_construct(
         entity_type=meta.entity_type, id=meta.id, name=meta.name, computed_at=ctx.now,
         gate_fingerprint=ctx.fingerprint, crm=crm, with_exchange=full, introducers_basic=basic,
         introducers_enhanced=enhanced, email_domains=list(meta.email_domains))
 
 
-def _variant(ctx: Context, meta: RecordMeta, old_items: list[tuple[str, Partial]], recent_parts: dict[str, Partial],
-             recent: Sequence[Entry], with_exchange: bool, prior: Variant | None) -> Variant:
-    chosen = [(o, p) for o, p in [*old_items, *recent_parts.items()] if ctx.open(o, with_exchange)]
+def fold_by_origin(periods: Mapping[str, Mapping[str, Partial]]) -> dict[str, Partial]:
+    """Partials of several periods folded per origin, in period order."""
+    sequences: dict[str, list[Partial]] = defaultdict(list)
+    for period in sorted(periods):
+        for origin, part in periods[period].items():
+            sequences[origin].append(part)
+    return {origin: _fold(sequences[origin]) for origin in sorted(sequences)}
+
+
+def horizon_for(now: datetime) -> str:
+    """The periods before this one are folded into a ledger's base (two years back: well before `recent_from`)."""
+    return month_of(micros(now - timedelta(days=730)))
+
+
+def _variant(ctx: Context, meta: RecordMeta, by_origin: list[tuple[str, Partial]], recent: Sequence[Entry],
+             with_exchange: bool, prior: Variant | None) -> Variant:
+    chosen = [(o, p) for o, p in by_origin if ctx.open(o, with_exchange)]
     total = _fold(p for _, p in chosen)
     facts = [f for bits, f in recent if bits & LINKED and ctx.open(f[ORIGIN], with_exchange)]
     facts.sort(key=lambda f: f[KEY])
@@ -619,18 +642,36 @@ def ledger_edits(linker: Any, changes: Iterable[tuple[str, Activity | None, Acti
     return {record: dict(months) for record, months in edits.items()}
 
 
-def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]]) -> None:
-    """Applies one record's edits to its stored state: the months' facts, and their partials recomputed from
-    them (never adjusted: a partial is a function of its month's facts)."""
-    for month, changed in edits.items():
-        entries = {entry[1][KEY]: entry for entry in state.months.get(month, [])}
+def needs_archive(state: Any, edits: Mapping[str, Any], horizon: str) -> bool:
+    """Whether applying these edits needs the ledger's archive: a change before its horizon, or a horizon that
+    moves."""
+    return horizon > state.horizon or any(period < state.horizon for period in edits)
+
+
+def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], horizon: str) -> None:
+    """Applies one record's edits to its stored state: the periods' facts, and their partials recomputed from
+    them (never adjusted: a partial is a function of its period's facts); periods that fell behind the horizon
+    move to the archive and the base is folded again from it."""
+    refold = False
+    for period, changed in edits.items():
+        entries = {entry[1][KEY]: entry for entry in state.months.get(period, [])}
         for key, entry in changed.items():
             if entry is None:
                 entries.pop(key, None)
             else:
                 entries[key] = entry
-        state.months[month] = [entries[k] for k in sorted(entries)]
+        state.months[period] = [entries[k] for k in sorted(entries)]
+        target = state.partials
+        if period < state.horizon:
+            target, refold = state.archive, True
         if entries:
-            state.partials[month] = partials(state.months[month])
+            target[period] = partials(state.months[period])
         else:
-            state.partials.pop(month, None)
+            target.pop(period, None)
+    if horizon > state.horizon:
+        for period in [p for p in state.partials if p < horizon]:
+            state.archive[period] = state.partials.pop(period)
+            refold = True
+        state.horizon = horizon
+    if refold:
+        state.base = fold_by_origin(state.archive)
