@@ -296,6 +296,11 @@ class FakeLedgers:
             if state.archive:
                 self.rows[(tenant_id, key, LEDGER_ARCHIVE)] = (json.dumps(state.archive), _etag())
 
+    def about(self, tenant_id: TenantId, key: RecordKey) -> list[str]:
+        return [fact[0] for (tenant, record, period), (text, _) in sorted(self.rows.items())
+                if tenant == tenant_id and record == key and period not in (LEDGER_SUMMARY, LEDGER_ARCHIVE)
+                for bits, fact in json.loads(text) if bits & 2]
+
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         return self.built.get(tenant_id)
 

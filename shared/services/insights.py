@@ -344,8 +344,20 @@ class InsightsService:
         if record is None:
             raise NotFound(f"no {entity_type} {record_id} is stored for this organisation")
         email = getattr(record, "email", None)
-        activities = [a for a, _ in self._records.iter_activities(tenant_id, with_ingested_at=False)
-                      if (email and email in a.parties) or (entity_type == "user" and a.mailbox_owner_id == record_id)]
+        mark = self._insights.refreshed_through(tenant_id)
+        if entity_type != "user" and email and not record.opted_out and mark is not None \
+                and self._ledgers.built_through(tenant_id) is not None:
+            # The person's own index: the activities their ledger holds as being about them, and those logged
+            # since the last computation (cost: their activities, not the tenant's). Users, and people who opted
+            # out (their ledger no longer holds their activities), are found by a scan.
+            keys = self._ledgers.about(tenant_id, (entity_type, record_id))
+            keys += [k for w in self._records.written_since(tenant_id, mark) if w.kind == "activities" for k in w.keys]
+            found = self._records.activities(tenant_id, keys)
+            activities = sorted((a for a in found.values() if email in a.parties), key=lambda a: (a.source, a.id))
+        else:
+            activities = [a for a, _ in self._records.iter_activities(tenant_id, with_ingested_at=False)
+                          if (email and email in a.parties)
+                          or (entity_type == "user" and a.mailbox_owner_id == record_id)]
         insight = None if entity_type == "user" else self._insights.get(tenant_id, entity_type, record_id)
         return DataSubject(record, activities, insight)
 

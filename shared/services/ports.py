@@ -253,6 +253,10 @@ class LedgerRepository(Protocol):
         """A rebuild: stores every record's ledger as given (archive included) and deletes every other row."""
         ...
 
+    def about(self, tenant_id: TenantId, key: tuple[EntityType, str]) -> list[str]:
+        """The keys of the activities a record's ledger holds as being about its person (their own index)."""
+        ...
+
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         """The ledgers reflect every record write logged up to this moment, and these later log entries (None:
         never built)."""

@@ -139,6 +139,16 @@ class TableLedgers:
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             list(pool.map(lambda batch: self._tables.transact(tenant_id, batch), transactions(operations)))
 
+    def about(self, tenant_id: TenantId, key: Key) -> list[str]:
+        base = _row(key, "")
+        keys: list[str] = []
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=base):
+            period = entity.row_key.removeprefix(base)
+            if period in (LEDGER_SUMMARY, LEDGER_ARCHIVE):
+                continue
+            keys.extend(fact[0] for bits, fact in _value(entity) or [] if bits & 2)
+        return keys
+
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         entity = self._tables.get(tenant_id, META_ROW)
         value = entity.properties.get("BuiltThrough") if entity else None
