@@ -286,6 +286,16 @@ class FakeLedgers:
             else:
                 self.rows.pop((tenant_id, key, month), None)
 
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[RecordKey, LedgerState, set[str]]],
+                   ) -> list[RecordKey]:
+        failed = []
+        for key, state, changed in writes:
+            try:
+                self.write(tenant_id, key, state, changed)
+            except ConcurrencyConflict:
+                failed.append(key)
+        return failed
+
     def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState]) -> None:
         self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
         for key, state in ledgers.items():

@@ -196,6 +196,21 @@ class InsightsService:
         states: dict[RecordKey, LedgerState] = {}
         horizon = horizon_for(ctx.now)
 
+        def read(key: RecordKey) -> tuple[RecordKey, LedgerState]:
+            months = edits[key]
+            state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
+            if needs_archive(state, months, horizon):
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
+            apply_edits(state, months, horizon)
+            return key, state
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            first = dict(pool.map(read, sorted(edits)))
+        # One pass packs the records' writes into few transactions; a record another worker changed meanwhile is
+        # read and written again on its own.
+        failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()]))
+        states.update((k, s) for k, s in first.items() if k not in failed)
+
         def apply(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months = edits[key]
             for _ in range(MAX_LEDGER_ATTEMPTS):
@@ -211,7 +226,7 @@ class InsightsService:
             raise ConcurrencyConflict(f"the aggregates of {key} keep changing; the refresh is retried")
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            states.update(pool.map(apply, sorted(edits)))
+            states.update(pool.map(apply, sorted(failed)))
         return states
 
     def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime,

@@ -249,6 +249,12 @@ class LedgerRepository(Protocol):
         was read with, in one transaction: ConcurrencyConflict if any changed meanwhile."""
         ...
 
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[tuple[EntityType, str], LedgerState, set[str]]],
+                   ) -> list[tuple[EntityType, str]]:
+        """Several records' writes, each as `write` does, packed into few transactions (a record's rows never
+        split between two); returns the records whose transaction failed on an ETag (nothing of those written)."""
+        ...
+
     def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState]) -> None:
         """A rebuild: stores every record's ledger as given (archive included) and deletes every other row."""
         ...

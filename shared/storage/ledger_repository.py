@@ -16,9 +16,19 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.insights.directory import EntityType
+from shared.errors import ConcurrencyConflict
 from shared.services.ports import LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
 from shared.storage.documents import split_text
-from shared.storage.tables import Operation, Properties, StoredEntity, TableStore, transactions
+from shared.storage.tables import (
+    MAX_BATCH_OPERATIONS,
+    WRITER_BATCH_BYTES,
+    Operation,
+    Properties,
+    StoredEntity,
+    TableStore,
+    operation_bytes,
+    transactions,
+)
 from shared.tenancy import TenantId
 
 PREFIX = "lg|"
@@ -101,6 +111,41 @@ class TableLedgers:
         return dict(zip(keys, states, strict=True))
 
     def write(self, tenant_id: TenantId, key: Key, state: LedgerState, changed: Iterable[str]) -> None:
+        for transaction in transactions(self._operations(key, state, changed)):
+            self._tables.transact(tenant_id, transaction)
+
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[Key, LedgerState, set[str]]]) -> list[Key]:
+        groups: list[tuple[list[Key], list[Operation]]] = [([], [])]
+        for key, state, changed in writes:
+            operations = self._operations(key, state, changed)
+            keys, batch = groups[-1]
+            if batch and (len(batch) + len(operations) > MAX_BATCH_OPERATIONS or sum(
+                    operation_bytes(o) for o in [*batch, *operations]) > WRITER_BATCH_BYTES):
+                groups.append(([], []))
+                keys, batch = groups[-1]
+            keys.append(key)
+            batch.extend(operations)
+        failed: list[Key] = []
+
+        def submit(group: tuple[list[Key], list[Operation]]) -> None:
+            keys, batch = group
+            if not batch:
+                return
+            try:
+                if len(batch) > MAX_BATCH_OPERATIONS:
+                    for transaction in transactions(batch):
+                        self._tables.transact(tenant_id, transaction)
+                else:
+                    self._tables.transact(tenant_id, batch)
+            except ConcurrencyConflict:
+                failed.extend(keys)
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            list(pool.map(submit, groups))
+        return failed
+
+    @staticmethod
+    def _operations(key: Key, state: LedgerState, changed: Iterable[str]) -> list[Operation]:
         operations = []
         for month in sorted(set(changed)):
             etag = state.etags.get(month)
@@ -120,8 +165,7 @@ class TableLedgers:
             properties = _properties(document)
             operations.append(Operation("create", _row(key, name), properties) if etag is None
                               else Operation("replace", _row(key, name), properties, etag))
-        for transaction in transactions(operations):
-            self._tables.transact(tenant_id, transaction)
+        return operations
 
     def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState]) -> None:
         rows: dict[str, Properties] = {}

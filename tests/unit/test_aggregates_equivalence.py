@@ -64,7 +64,7 @@ def activities(draw: st.DrawFn) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": f"a{draw(st.integers(0, 40))}", "version": draw(st.integers(1, 4)), "source": source, "kind": kind,
         "sender": sender, "to": [p for p in to if p != sender],
-        "start": (NOW + timedelta(hours=draw(st.integers(-24 * 420, 24 * 5)))).isoformat(),
+        "start": (NOW + timedelta(hours=draw(st.integers(-24 * 900, 24 * 5)))).isoformat(),
         "completed": draw(st.booleans()) or draw(st.booleans()),
         "durationMinutes": draw(st.sampled_from([None, 5, 12.5, 30, 60])),
     }
