@@ -288,9 +288,23 @@ class InsightsService:
     def record(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> SellerView:
         settings = self._analytics_on(tenant_id)
         insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
+        if insight is None or self._opted_out(tenant_id, entity_type, record_id):
             raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
         return insight.seen_by_seller(settings)
+
+    def _opted_out(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> bool:
+        """A person who opted out since the last computation is not served (one point read: at once)."""
+        if entity_type not in ("contact", "lead"):
+            return False
+        stored = self._records.get(tenant_id, _SUBJECT_KINDS[entity_type], record_id)
+        return bool(getattr(stored, "opted_out", False))
+
+    def _serving(self, tenant_id: TenantId, introducers: list[Introducer]) -> list[Introducer]:
+        """Introducers who opted out since the last computation are left out at once (a point read each)."""
+        if not introducers:
+            return introducers
+        users = self._records.get_many(tenant_id, "users", [i.user_id for i in introducers])
+        return [i for i in introducers if not getattr(users.get(i.user_id), "opted_out", False)]
 
     def list_records(self, tenant_id: TenantId, entity_type: EntityType, *, needs_attention: bool, page_size: int,
                      continuation: str | None) -> Page[SellerView]:
@@ -308,9 +322,10 @@ class InsightsService:
     def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> Introducers:
         settings = self._who_knows_whom_on(tenant_id)
         insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
+        if insight is None or self._opted_out(tenant_id, entity_type, record_id):
             raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
-        return Introducers(insight, settings.who_knows_whom_mode, insight.introducers(settings))
+        return Introducers(insight, settings.who_knows_whom_mode,
+                           self._serving(tenant_id, insight.introducers(settings)))
 
     def who_knows_whom_at(self, tenant_id: TenantId, domain: str) -> Introducers:
         """Introducers to a company, found by one of its email domains."""
@@ -325,7 +340,7 @@ class InsightsService:
         """"Get introduced": an email to one of the record's introducers, from the tenant's template."""
         settings = self._who_knows_whom_on(tenant_id)
         found = self.who_knows_whom(tenant_id, entity_type, record_id)
-        introducer = found.insight.introducer(settings, introducer_id)
+        introducer = next((i for i in found.introducers if i.user_id == introducer_id), None)
         if introducer is None:
             raise Unprocessable("that colleague is not among the introducers of this person",
                                 errors=[{"field": "introducerId", "reason": "not an introducer"}])

@@ -178,3 +178,18 @@ def test_an_asked_recompute_goes_on_the_queue_and_its_status_follows_it(world: W
     world.set(enabled().disable(NOW))
     with pytest.raises(Conflict):
         world.service.request_recompute(TENANT)
+
+
+def test_a_person_who_opts_out_is_not_served_on_the_very_next_read(world: World) -> None:
+    """Fails on the engine before: their insight and introducers stayed until a recompute ran."""
+    world.records.put(TENANT, "contacts", contact("fading", FADING, accountId="fabrikam", version=2, optedOut=True),
+                      at=NOW)
+    with pytest.raises(NotFound):
+        world.service.record(TENANT, "contact", "fading")
+    with pytest.raises(NotFound):
+        world.service.who_knows_whom(TENANT, "contact", "fading")
+    assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann", "bob"]
+    world.records.put(TENANT, "users", user("bob", version=2, optedOut=True), at=NOW)
+    assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann"]
+    with pytest.raises(Unprocessable):
+        world.service.draft_introduction(TENANT, "contact", "steady", "bob", "Zoe")
