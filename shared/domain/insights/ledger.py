@@ -49,7 +49,9 @@ from shared.domain.insights.facts import (
     THREAD,
     Fact,
     G,
+    Linker,
     RecordMeta,
+    fact_of,
     micros,
     moment,
     month_of,
@@ -632,11 +634,9 @@ def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool,
 Edits = dict[tuple[str, str], dict[str, dict[str, Entry | None]]]  # record -> month -> activity key -> entry
 
 
-def ledger_edits(linker: Any, changes: Iterable[tuple[str, Activity | None, Activity | None]]) -> Edits:
+def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, Activity | None]]) -> Edits:
     """What changed activities change in records' ledgers: the old version (a replaced or removed one) leaves
     the records and month it counted in, the current one (if usable) enters those it counts in now."""
-    from shared.domain.insights.facts import fact_of
-
     edits: Edits = defaultdict(lambda: defaultdict(dict))
     for key, old, new in changes:
         if old is not None:
