@@ -210,11 +210,13 @@ def main() -> None:
         print(f"   the first computation (a rebuild of every ledger from the stored rows): {built.records:,} records "
               f"from {built.activities:,} activities in {time.perf_counter() - started:.1f} s", flush=True)
 
+        if args.copies == 0:
+            large = small  # only the reads and the small tenant
         print(f"\n2. the large tenant, loaded directly ({args.copies} copies of the history, 99 rows + the log's "
               "per transaction, 4 threads)")
         started = time.perf_counter()
         span = timedelta(days=args.days + 1)
-        for copy in range(args.copies):
+        for copy in range(args.copies if large != small else 0):
             items = [{**a, "id": f"{a['id']}-c{copy}",
                       "start": _iso(datetime.fromisoformat(a["start"].replace("Z", "+00:00")) - copy * span),
                       "completed": a["completed"] or copy > 0} for a in activities]
@@ -224,13 +226,13 @@ def main() -> None:
         print(f"   loaded in {time.perf_counter() - started:.0f} s")
         clock.advance(timedelta(hours=1))
         started = time.perf_counter()
-        built = _again(lambda: insights.recompute(large))
+        built = _again(lambda: insights.recompute(large)) if large != small else built
         print(f"   its rebuild: {built.records:,} records from {built.activities:,} activities in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
 
         print("\n3. after 60 new activities (about a day of this tenant's activity), each tenant")
         rows = {}
-        for name, tenant, seed in (("100k", small, 1), ("1M", large, 2)):
+        for name, tenant, seed in (("100k", small, 1), ("1M", large, 2))[:1 if large == small else 2]:
             clock.advance(timedelta(hours=1))
             sync.ingest(tenant, "activities", _fresh(activities, 60, seed, clock.now()))
             counting.reset()
@@ -256,7 +258,7 @@ def main() -> None:
         for name, (n, rs, calls, m, ds, reads, w) in rows.items():
             print(f"   {name:>7} {rs:>9.2f} {n:>7} {calls:>6} {ds:>8.2f} {m:>7} {reads:>6} {w['refresh']:>17.2f} "
                   f"{w['recompute']:>8.2f} {w['rss_mb']:>11.0f}")
-        a, b = rows["100k"], rows["1M"]
+        a, b = rows["100k"], rows.get("1M", rows["100k"])
         print(f"   ratio 1M/100k: refresh {b[1] / a[1]:.2f}, daily recompute {b[4] / a[4]:.2f}, "
               f"worker peak RSS {b[6]['rss_mb'] / a[6]['rss_mb']:.2f}")
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from shared.domain.audit import AuditEvent
 from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
+from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.domain.records import RECORD_KINDS, Activity, Source, record_key
 from shared.domain.security_roles import SecurityRole
@@ -335,6 +336,18 @@ class FakeInsights:
 
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None:
         return self.domains.get((tenant_id, domain))
+
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType, fingerprint: str,
+                          after: tuple[int, str] | None, limit: int) -> list[RecordInsight]:
+        """What the adapter's index gives: the variant served under these gates, worst first."""
+        found = []
+        for insight in self.iter(tenant_id, entity_type):
+            exchange = insight.with_exchange is not None and insight.gate_fingerprint == fingerprint
+            health = (insight.with_exchange if exchange and insight.with_exchange else insight.crm).health
+            position = (health.score or 0, insight.id)
+            if needs_attention(health) and (after is None or position > after):
+                found.append((position, insight))
+        return [insight for _, insight in sorted(found, key=lambda f: f[0])][:limit]
 
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         return self.marks.get(tenant_id)

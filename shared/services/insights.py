@@ -3,6 +3,8 @@ the data gates and feature switches applied at read time."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.clock import Clock
+from shared.domain.gates import gate_fingerprint
 from shared.domain.insights.computation import ledgers, of_someone_opted_out
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import Linker
@@ -30,7 +33,7 @@ from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Activity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
-from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable
+from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
 from shared.services.background.steps import ask
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
@@ -310,12 +313,17 @@ class InsightsService:
                      continuation: str | None) -> Page[SellerView]:
         """Records of a type by name; with `needs_attention`, only Poor or Declining ones, worst first."""
         settings = self._analytics_on(tenant_id)
-        insights = list(self._insights.iter(tenant_id, entity_type))
         if needs_attention:
-            chosen = sorted((i for i in insights if i.needs_attention(settings)),
-                            key=lambda i: i.attention_order(settings))
-        else:
-            chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
+            # From the index, in attention order: the page costs its size, not the number of records.
+            after = _attention_position(continuation)
+            found = self._insights.needing_attention(tenant_id, entity_type, gate_fingerprint(settings), after,
+                                                     page_size + 1)
+            shown = [i for i in found if i.needs_attention(settings)][:page_size]
+            more = len(found) > page_size and bool(shown)
+            token = _attention_token(shown[-1].attention_order(settings)) if more else None
+            return Page([i.seen_by_seller(settings) for i in shown], token)
+        insights = list(self._insights.iter(tenant_id, entity_type))
+        chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
         page = page_of(chosen, page_size, continuation)
         return Page([i.seen_by_seller(settings) for i in page.items], page.continuation)
 
@@ -401,6 +409,24 @@ def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,
     old = {m: p for m, p in state.partials.items() if m < ctx.recent_from}
     recent = [e for m, entries in state.months.items() if m >= ctx.recent_from for e in entries]
     return insight(ctx, linker.records[key], state.base, old, recent, previous)
+
+
+def _attention_token(position: tuple[int, str]) -> str:
+    return "a" + base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode("ascii")
+
+
+def _attention_position(token: str | None) -> tuple[int, str] | None:
+    """Where a needs-attention page resumes; a token we did not issue is a 400."""
+    if not token:
+        return None
+    try:
+        score, _, record_id = base64.urlsafe_b64decode(token.removeprefix("a").encode("ascii")).decode().partition("|")
+        if token.startswith("a") and record_id and score.isdigit():
+            return int(score), record_id
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise ValidationFailed("the continuation token is not one this API issued",
+                           errors=[{"field": "continuationToken", "reason": "malformed"}])
 
 
 def _activity(document: str | None) -> Activity | None:

@@ -303,6 +303,12 @@ class InsightRepository(Protocol):
 
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None: ...
 
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType, fingerprint: str,
+                          after: tuple[int, str] | None, limit: int) -> list[RecordInsight]:
+        """Records of a type whose variant served under these gates needs attention, worst first (score, then
+        id), after a position, from an index kept in that order: a page costs its size, not the tenant's."""
+        ...
+
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         """Activities stored up to this moment are reflected in the stored insights."""
         ...
