@@ -139,6 +139,11 @@ class FakeRecords:
         entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
         yield from sorted(entries, key=lambda w: (w.ingested_at, w.id))
 
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        kept = [(t, w) for t, w in self.log if t != tenant_id or w.ingested_at > through]
+        forgotten, self.log = len(self.log) - len(kept), kept
+        return forgotten
+
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         return {key: self.rows[(tenant_id, "activities", key)].record for key in keys
                 if (tenant_id, "activities", key) in self.rows}

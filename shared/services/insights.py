@@ -174,6 +174,8 @@ class InsightsService:
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
         if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
+        if through is not None:
+            self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
         report = RecomputeReport(len(results), len(current), time.perf_counter() - started)
         log.info("insights %s: %d records from %d changed activities in %.2f s",
                  "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds)
@@ -270,6 +272,7 @@ class InsightsService:
         self._insights.replace_all(tenant_id, results, stale)
         self._ledgers.mark_built(tenant_id, settled, seen)
         self._insights.mark_refreshed(tenant_id, settled)
+        self._records.forget_written(tenant_id, settled)
         self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         report = RecomputeReport(len(results), counted, time.perf_counter() - started)
         log.info("insights rebuilt: %d records from %d activities in %.2f s", report.records, report.activities,

@@ -196,6 +196,11 @@ class RecordRepository(Protocol):
         range query: its cost follows what was written since, never the tenant's history."""
         ...
 
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        """Deletes the log's entries stored up to that moment (applied: the documents they hold, replaced or
+        purged ones among them, must not outlive their use); returns how many."""
+        ...
+
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         """The stored activities of these keys ("{source}|{id}"); those gone (purged, removed) are left out."""
         ...

@@ -33,6 +33,7 @@ from shared.storage.tables import (
     TableStore,
     cut_into_transactions,
     operation_bytes,
+    transactions,
 )
 from shared.tenancy import TenantId
 
@@ -131,6 +132,17 @@ class TableRecords:
             if found.continuation is None:
                 return
             page = found.continuation
+
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        upper = log_row_key(through + timedelta(microseconds=1)).rpartition("|")[0]
+        old = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
+            tenant_id, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
+        for transaction in transactions(old):
+            try:
+                self._tables.transact(tenant_id, transaction)
+            except ConcurrencyConflict:
+                continue  # another computation deleted some of them meanwhile: the next one finishes
+        return len(old)
 
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         def read(key: str) -> tuple[str, StoredEntity | None]:

@@ -193,3 +193,17 @@ def test_a_person_who_opts_out_is_not_served_on_the_very_next_read(world: World)
     assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann"]
     with pytest.raises(Unprocessable):
         world.service.draft_introduction(TENANT, "contact", "steady", "bob", "Zoe")
+
+
+def test_the_log_forgets_what_a_computation_applied(world: World) -> None:
+    """The log holds replaced and purged documents: they must not outlive their use."""
+    world.clock.advance(timedelta(hours=1))
+    world.records.remove(TENANT, "activities", "crm|f0", world.clock.now())  # a purge logs what it deletes
+    world.clock.advance(timedelta(hours=1))
+    world.service.refresh(TENANT)
+    mark = world.insights_store.refreshed_through(TENANT)
+    world.clock.advance(timedelta(hours=1))
+    world.service.refresh(TENANT)
+    assert mark is not None
+    assert all(w.ingested_at > mark for _, w in world.records.log)
+    assert not any("crm|f0" in w.previous for _, w in world.records.log)
