@@ -1,19 +1,36 @@
-"""Insights at size: ingestion throughput into Azurite (batched sync), full and incremental recompute time for
-about 100,000 activities over about 2,000 records, and who-knows-whom latency through the dev host.
+"""Insights at size, side by side in one run on a private Azurite:
 
-    .venv/bin/python bench/insights.py [--accounts 310] [--days 1800] [--queries 200]
+1. ingestion through the sync service into a tenant of ~100,000 activities over ~2,000 records (the seed's
+   generator), then the ingestion of further activities *with* the aggregates' upkeep (sync + refresh);
+2. a tenant of ~1,000,000 activities: the same records, and the same activity ten times over, shifted into the
+   past (ten times the history: what the issue asks cost not to follow), loaded directly in transactions of 100
+   with a thread pool, then its aggregates built (the rebuild, streamed from the stored rows);
+3. for both: the refresh after 60 new activities (time, table calls), the daily recompute of every record (time,
+   table reads), the peak RSS of a worker process doing both (resource.getrusage in a subprocess);
+4. the data-subject export of one contact of the 100,000-activity tenant, the needs-attention page of its ~2,000
+   records through the local host (p50, p99);
+5. the pure computation of a rebuild (no storage) at 1,000 and 10,000 accounts: activities per second and the
+   ratio of the times.
+
+    .venv/bin/python bench/insights.py [--accounts 310] [--days 1800] [--copies 10] [--queries 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,101 +43,265 @@ from devhost.idp import IdentityProvider, RegisteredApp
 from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
+from shared.domain.insights.computation import compute
+from shared.domain.insights.directory import Directory
+from shared.domain.records import Account, Activity, Contact, InternalUser, Lead, Opportunity
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.services.timing import WRITE_SETTLE
+from shared.errors import ConcurrencyConflict, StorageUnavailable
 from shared.tenancy import TenantId
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 AUDIENCE = "api://bench"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _enable(container: bootstrap.Container, tenant: TenantId) -> None:
+    settings = container.tenant_settings()
+    roles = tuple(r.id for r in STANDARD_SALES_ROLES)
+    settings.change(tenant, "admin", "prerequisites", lambda s, now: s.set_prerequisites(True, "FR", now))
+    settings.change(tenant, "admin", "enable", lambda s, now: s.enable("admin", now, security_role_ids=roles))
+    settings.change(tenant, "admin", "consent", lambda s, now: s.record_consent_granted("admin", (), now))
+
+
+def _records(container: bootstrap.Container, tenant: TenantId, data: dict[str, list[dict[str, Any]]]) -> None:
+    sync = container.sync()
+    for kind in ("users", "accounts", "contacts", "leads", "opportunities"):
+        for start in range(0, len(data[kind]), 1000):
+            sync.ingest(tenant, kind, data[kind][start:start + 1000])
+
+
+def _fresh(activities: list[dict[str, Any]], count: int, seed: int, at: datetime) -> list[dict[str, Any]]:
+    """New activities of the same records: some of the tenant's, again, within the last day."""
+    rng = random.Random(seed)
+    return [{**a, "id": f"new{seed}-{a['id']}", "start": _iso(at - timedelta(minutes=rng.randint(1, 1440))),
+             "completed": True} for a in rng.sample(activities, min(count, len(activities)))]
+
+
+def load_directly(container: bootstrap.Container, tenant: TenantId, items: list[dict[str, Any]],
+                  at: datetime) -> None:
+    records = container.records
+    models = [Activity.model_validate(a, strict=False) for a in items]
+    groups = [models[i:i + 99] for i in range(0, len(models), 99)]
+
+    def write(group: list[Activity]) -> None:
+        for attempt in range(6):  # Azurite drops a connection now and then under this load
+            try:
+                records.write(tenant, "activities", [(m, None) for m in group], at)
+                return
+            except ConcurrencyConflict:
+                return  # an attempt that seemed to fail had committed
+            except StorageUnavailable:
+                time.sleep(1 + attempt)
+        raise RuntimeError("Azurite keeps failing")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, groups))
+
+
+def worker(args: argparse.Namespace) -> None:
+    """A worker process: the refresh after the new activities already stored, then the daily recompute."""
+    clock = FixedClock(datetime.fromisoformat(args.at))
+    container, counting = services_for(args.connection, args.table, clock)
+    insights = container.insights()
+    tenant = TenantId(args.tenant)
+    started = time.perf_counter()
+    refreshed = insights.refresh(tenant)
+    refresh_s = time.perf_counter() - started
+    counting.reset()
+    started = time.perf_counter()
+    report = insights.recompute(tenant)
+    recompute_s = time.perf_counter() - started
+    print(json.dumps({"refresh": refresh_s, "refreshed": refreshed.records, "recompute": recompute_s,
+                      "records": report.records, "reads": counting.calls["query"] + counting.calls["get"],
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def pure_compute(sizes: list[int], days: int) -> None:
+    print(f"\n5. the pure computation of a rebuild (no storage), {days} days of activity")
+    times = []
+    for accounts in sizes:
+        data = generate(accounts=accounts, sellers=60, days=days, now=NOW)
+        directory = Directory.of(
+            users=[InternalUser.model_validate(x, strict=False) for x in data["users"]],
+            accounts=[Account.model_validate(x, strict=False) for x in data["accounts"]],
+            contacts=[Contact.model_validate(x, strict=False) for x in data["contacts"]],
+            leads=[Lead.model_validate(x, strict=False) for x in data["leads"]],
+            opportunities=[Opportunity.model_validate(x, strict=False) for x in data["opportunities"]])
+        activities = [Activity.model_validate(x, strict=False) for x in data["activities"]]
+        from tests.builders import enabled
+
+        settings = enabled(roles=tuple(r.id for r in STANDARD_SALES_ROLES))
+        best = min(_timed(lambda d=directory, s=settings, a=activities: compute(d, s, a, NOW))
+                   for _ in range(2))
+        times.append(best)
+        records = len(directory.accounts) + len(directory.contacts) + len(directory.leads) + len(
+            directory.opportunities)
+        print(f"   {accounts:>6} accounts, {records:>6} records, {len(activities):>8,} activities: {best:6.2f} s = "
+              f"{len(activities) / best:>8,.0f} activities/s", flush=True)
+    print(f"   ratio {sizes[-1]}/{sizes[0]} accounts: time {times[-1] / times[0]:.1f}")
+
+
+def _again(work: Any) -> Any:
+    """What a queue message does when storage fails: it runs again (a rebuild is idempotent)."""
+    for attempt in range(4):
+        try:
+            return work()
+        except StorageUnavailable:
+            print(f"   (storage unavailable; attempt {attempt + 2})", flush=True)
+    return work()
+
+
+def _timed(work: Any) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=310)
     parser.add_argument("--days", type=int, default=1800)
+    parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--connection", help=argparse.SUPPRESS)
+    parser.add_argument("--table", help=argparse.SUPPRESS)
+    parser.add_argument("--tenant", help=argparse.SUPPRESS)
+    parser.add_argument("--at", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
     data = generate(accounts=args.accounts, sellers=60, days=args.days, now=NOW)
     records = sum(len(data[k]) for k in ("accounts", "contacts", "leads", "opportunities"))
-    print(f"tenant: {len(data['activities'])} activities over {records} records, {len(data['users'])} sellers")
+    activities = data["activities"]
+    print(f"tenants: {len(activities):,} activities over {records:,} records, {len(data['users'])} sellers; "
+          f"the large one: the same records, {args.copies}× the history ({len(activities) * args.copies:,})")
 
     with tempfile.TemporaryDirectory() as state, Azurite() as azurite, IdentityProvider(
             Path(state), RegisteredApp("bench", "bench", ("http://127.0.0.1/cb",)), api_audience=AUDIENCE,
             port=0) as idp:
         clock = FixedClock(NOW)
-        container, counting = services_for(azurite.connection_string, "Insights", clock,
-                                          authority_host=idp.base_url, api_audiences=(AUDIENCE,),
-                                          ca_bundle=str(idp.tls.ca_cert))
-        tenant = TenantId(str(uuid.uuid4()))
-        settings = container.tenant_settings()
-        roles = tuple(r.id for r in STANDARD_SALES_ROLES)
-        settings.change(tenant, "admin", "prerequisites", lambda s, now: s.set_prerequisites(True, "FR", now))
-        settings.change(tenant, "admin", "enable", lambda s, now: s.enable("admin", now, security_role_ids=roles))
-        settings.change(tenant, "admin", "consent", lambda s, now: s.record_consent_granted("admin", (), now))
+        table = "Insights"
+        container, counting = services_for(azurite.connection_string, table, clock, authority_host=idp.base_url,
+                                           api_audiences=(AUDIENCE,), ca_bundle=str(idp.tls.ca_cert))
+        small, large = TenantId(str(uuid.uuid4())), TenantId(str(uuid.uuid4()))
+        for tenant in (small, large):
+            _enable(container, tenant)
+            _records(container, tenant, data)
         sync = container.sync()
-        for kind in ("users", "accounts", "contacts", "leads", "opportunities"):
-            for start in range(0, len(data[kind]), 1000):
-                sync.ingest(tenant, kind, data[kind][start:start + 1000])
-        activities = data["activities"]
+        insights = container.insights()
+
+        print("\n1. ingestion through the sync service (batches of 1,000)")
         counting.reset()
         started = time.perf_counter()
         for start in range(0, len(activities), 1000):
-            sync.ingest(tenant, "activities", activities[start:start + 1000])
+            sync.ingest(small, "activities", activities[start:start + 1000])
         elapsed = time.perf_counter() - started
-        print(f"ingestion: {len(activities)} activities in {elapsed:.1f} s = {len(activities) / elapsed:,.0f}/s "
-              f"({counting.total / len(activities):.2f} table calls per activity, batches of 1,000)")
-
-        insights = container.insights()
-        clock.advance(timedelta(hours=1))  # a recompute some time after the load (not within WRITE_SETTLE)
+        print(f"   {len(activities):,} activities in {elapsed:.1f} s = {len(activities) / elapsed:,.0f}/s "
+              f"({counting.total / len(activities):.3f} table calls per activity)", flush=True)
+        clock.advance(timedelta(hours=1))
         started = time.perf_counter()
-        report = insights.recompute(tenant)
-        print(f"full recompute: {report.records} records from {report.activities} activities in "
-              f"{time.perf_counter() - started:.1f} s")
+        built = insights.recompute(small)
+        print(f"   the first computation (a rebuild of every ledger from the stored rows): {built.records:,} records "
+              f"from {built.activities:,} activities in {time.perf_counter() - started:.1f} s", flush=True)
 
-        fresh = generate(accounts=args.accounts, sellers=60, days=30, seed=99, now=NOW + timedelta(hours=1))
-        pool = [{**a, "id": f"new-{a['id']}"} for a in fresh["activities"] if a["start"] < _iso(NOW)]
-        pool.reverse()  # the most recent first, like a connector catching up
-        for count in (60, 1000):  # about a day of this tenant's activity; about three weeks
+        if args.copies == 0:
+            large = small  # only the reads and the small tenant
+        print(f"\n2. the large tenant, loaded directly ({args.copies} copies of the history, 99 rows + the log's "
+              "per transaction, 4 threads)")
+        started = time.perf_counter()
+        span = timedelta(days=args.days + 1)
+        for copy in range(args.copies if large != small else 0):
+            items = [{**a, "id": f"{a['id']}-c{copy}",
+                      "start": _iso(datetime.fromisoformat(a["start"].replace("Z", "+00:00")) - copy * span),
+                      "completed": a["completed"] or copy > 0} for a in activities]
+            load_directly(container, large, items, clock.now())
+            print(f"   copy {copy + 1}: {len(items) * (copy + 1):,} activities after "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(f"   loaded in {time.perf_counter() - started:.0f} s")
+        clock.advance(timedelta(hours=1))
+        started = time.perf_counter()
+        built = _again(lambda: insights.recompute(large)) if large != small else built
+        print(f"   its rebuild: {built.records:,} records from {built.activities:,} activities in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+
+        print("\n3. after 60 new activities (about a day of this tenant's activity), each tenant")
+        rows = {}
+        for name, tenant, seed in (("100k", small, 1), ("1M", large, 2))[:1 if large == small else 2]:
             clock.advance(timedelta(hours=1))
-            new, pool = pool[:count], pool[count:]
-            sync.ingest(tenant, "activities", new)
+            sync.ingest(tenant, "activities", _fresh(activities, 60, seed, clock.now()))
+            counting.reset()
             started = time.perf_counter()
             refreshed = insights.refresh(tenant)
-            print(f"incremental refresh after {len(new)} new activities: {refreshed.records} records recomputed "
-                  f"from {refreshed.activities} activities read in {time.perf_counter() - started:.1f} s")
+            refresh_s, refresh_calls = time.perf_counter() - started, counting.total
+            counting.reset()
+            started = time.perf_counter()
+            report = insights.recompute(tenant)
+            recompute_s = time.perf_counter() - started
+            reads = counting.calls["query"] + counting.calls["get"]
+            clock.advance(timedelta(hours=1))
+            sync.ingest(tenant, "activities", _fresh(activities, 60, seed + 10, clock.now()))
+            clock.advance(timedelta(minutes=1))
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker",  # noqa: S603
+                                  "--connection", azurite.connection_string, "--table", table, "--tenant", tenant,
+                                  "--at", clock.now().isoformat()], capture_output=True, text=True, check=True,
+                                 cwd=ROOT)
+            rows[name] = (refreshed.records, refresh_s, refresh_calls, report.records, recompute_s, reads,
+                          json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"   {'tenant':>7} {'refresh s':>9} {'records':>7} {'calls':>6} {'daily s':>8} {'records':>7} "
+              f"{'reads':>6} {'worker: refresh s':>17} {'daily s':>8} {'peak RSS MB':>11}")
+        for name, (n, rs, calls, m, ds, reads, w) in rows.items():
+            print(f"   {name:>7} {rs:>9.2f} {n:>7} {calls:>6} {ds:>8.2f} {m:>7} {reads:>6} {w['refresh']:>17.2f} "
+                  f"{w['recompute']:>8.2f} {w['rss_mb']:>11.0f}")
+        a, b = rows["100k"], rows.get("1M", rows["100k"])
+        print(f"   ratio 1M/100k: refresh {b[1] / a[1]:.2f}, daily recompute {b[4] / a[4]:.2f}, "
+              f"worker peak RSS {b[6]['rss_mb'] / a[6]['rss_mb']:.2f}")
 
+        print("\n   ingestion with the aggregates' upkeep: 10 × 1,000 new activities, each batch synced then refreshed")
+        started = time.perf_counter()
+        fresh = 0
+        for batch in range(10):
+            clock.advance(timedelta(minutes=20))
+            items = _fresh(activities, 1000, 100 + batch, clock.now())
+            fresh += len(items)
+            sync.ingest(small, "activities", items)
+            insights.refresh(small)
+        elapsed = time.perf_counter() - started
+        print(f"   {fresh:,} activities in {elapsed:.1f} s = {fresh / elapsed:,.0f}/s", flush=True)
+
+        print("\n4. reads of the 100,000-activity tenant")
+        contact = data["contacts"][0]["id"]
+        times = [_timed(lambda: insights.export(small, "contact", contact)) for _ in range(5)]
+        found = insights.export(small, "contact", contact)
+        print(f"   data-subject export of one contact ({len(found.activities)} activities): median "
+              f"{statistics.median(times) * 1000:.0f} ms", flush=True)
         bootstrap.install(container)
         import function_app
 
         with FunctionHost(function_app.app, port=0, run_timers=False,
-                          settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *"}) as host:
+                          settings={"RI_BACKGROUND_SCHEDULE": "0 0 * * * *",
+                                    "AzureWebJobsStorage": azurite.connection_string}) as host:
             session = requests.Session()
             session.trust_env = False
-            session.headers["Authorization"] = "Bearer " + idp.user_token(tenant, str(uuid.uuid4()), ["Salesperson"])
-            targets = [c["id"] for c in data["contacts"]][: args.queries]
+            session.headers["Authorization"] = "Bearer " + idp.user_token(small, str(uuid.uuid4()), ["Salesperson"])
             latencies = []
-            for target in targets:
+            for _ in range(args.queries):
                 started = time.perf_counter()
-                session.get(f"{host.base_url}/api/who-knows-whom/contact/{target}").raise_for_status()
+                session.get(f"{host.base_url}/api/insights/contact?needsAttention=true&pageSize=25"
+                            ).raise_for_status()
                 latencies.append((time.perf_counter() - started) * 1000)
             latencies.sort()
             p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-            print(f"who knows whom over HTTP: median {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms "
-                  f"({len(latencies)} queries)")
+            print(f"   needs-attention page of contacts over HTTP: median {statistics.median(latencies):.0f} ms, "
+                  f"p99 {p99:.0f} ms ({len(latencies)} requests)")
         bootstrap.install(None)
 
-        exchange = sum(1 for a in activities if a["source"] == "exchange")
-        settings.change(tenant, "admin", "off", lambda s, now: s.set_exchange_integration(False, now))
-        clock.advance(WRITE_SETTLE)
-        started = time.perf_counter()
-        outcome = container.background().run()
-        elapsed = time.perf_counter() - started
-        print(f"purge of {exchange} Exchange-derived activities (and the recompute after it) in one timer run: "
-              f"{elapsed:.1f} s, {outcome.outcomes}")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    pure_compute([1000, 10000], 60)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
 from shared.storage.introductions_repository import TableIntroductions
+from shared.storage.ledger_repository import TableLedgers
 from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -126,7 +127,7 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index, self.queue, TableIntroductions(self.tables))
+                               self.index, self.queue, TableLedgers(self.tables), TableIntroductions(self.tables))
 
     def introductions(self) -> IntroductionsService:
         return IntroductionsService(self.tenant_settings(), self.insights(), self.records,

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from shared.domain.audit import AuditEvent
 from shared.domain.consent import ConsentRequest
 from shared.domain.insights.directory import EntityType
+from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.domain.introductions import IntroducerChoice, IntroductionRequest
 from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
@@ -24,6 +25,8 @@ from shared.domain.security_roles import SecurityRole
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import (
+    LEDGER_ARCHIVE,
+    LEDGER_SUMMARY,
     AuditPage,
     ChangePage,
     Child,
@@ -33,6 +36,8 @@ from shared.services.ports import (
     Holder,
     IndexEntry,
     IndexKind,
+    LedgerState,
+    LoggedWrite,
     MailboxCopy,
     PurgeProgress,
     RecomputeStatus,
@@ -43,6 +48,7 @@ from shared.services.ports import (
     Versioned,
     WorkMessage,
 )
+from shared.storage.ledger_repository import summary_of
 from shared.tenancy import TenantId
 
 D = TypeVar("D")
@@ -134,6 +140,23 @@ class FakeRecords:
     max_weight: int = 480_000
     rows: dict[tuple[str, str, str], _Row] = field(default_factory=dict)
     writes: int = 0
+    log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
+
+    def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str]) -> None:
+        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{len(self.log):08d}")))
+
+    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
+        yield from sorted(entries, key=lambda w: (w.ingested_at, w.id))
+
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        kept = [(t, w) for t, w in self.log if t != tenant_id or w.ingested_at > through]
+        forgotten, self.log = len(self.log) - len(kept), kept
+        return forgotten
+
+    def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        rows = {key: self.rows.get((tenant_id, "activities", key)) for key in keys}
+        return {key: row.record for key, row in rows.items() if row is not None and not row.deleted}
 
     def weight(self, kind: str, record: BaseModel) -> int:
         size = len(record.model_dump_json())
@@ -150,7 +173,8 @@ class FakeRecords:
         for record in records:
             row = self.rows.get((tenant_id, kind, record_key(record)))
             if row is not None:
-                found[record_key(record)] = StoredVersion(row.version, row.etag)
+                found[record_key(record)] = StoredVersion(
+                    row.version, row.etag, None if row.deleted else row.record.model_dump_json(by_alias=True))
         return found
 
     def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
@@ -164,12 +188,24 @@ class FakeRecords:
         for record, _ in records:
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), ingested_at)
+        self._log(tenant_id, kind, ingested_at, [record_key(r) for r, _ in records],
+                  {record_key(r): s.document for r, s in records if s is not None and s.document is not None})
 
     def put(self, tenant_id: TenantId, kind: str, *records: BaseModel, at: datetime) -> None:
         """Test set-up: store records as if a sync had."""
+        previous = {}
         for record in records:
+            old = self.rows.get((tenant_id, kind, record_key(record)))
+            if old is not None and not old.deleted:
+                previous[record_key(record)] = old.record.model_dump_json(by_alias=True)
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), at)
+        self._log(tenant_id, kind, at, [record_key(r) for r in records], previous)
+
+    def delete(self, tenant_id: TenantId, kind: str, key: str, at: datetime) -> None:
+        """Test set-up: a row deleted (as a purge does), logged with what it held."""
+        old = self.rows.pop((tenant_id, kind, key))
+        self._log(tenant_id, kind, at, [key], {key: old.record.model_dump_json(by_alias=True)})
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         row = self.rows.get((tenant_id, kind, record_id))
@@ -200,6 +236,9 @@ class FakeRecords:
             if row is not None and not row.deleted:
                 self.rows[(tenant_id, kind, key)] = _Row(row.record, row.version + 1, _etag(), removed_at, True)
                 removed.append(key)
+        if removed:
+            self._log(tenant_id, kind, removed_at, removed,
+                      {key: self.rows[(tenant_id, kind, key)].record.model_dump_json(by_alias=True) for key in removed})
         return removed
 
     def live(self, tenant_id: TenantId, kind: str) -> dict[str, Any]:
@@ -227,11 +266,91 @@ class FakeRecords:
             group = keys[start:start + self.group_size]
             for key in group:
                 if wanted(self.rows[key]):
-                    del self.rows[key]
+                    self.delete(tenant_id, "activities", key[2], self.rows[key].ingested_at)
                     deleted += 1
             if enough() and start + self.group_size < len(keys):
                 return PurgeProgress(deleted, False, group[-1][2])
         return PurgeProgress(deleted, True)
+
+
+@dataclass
+class FakeLedgers:
+    """Rows keyed (tenant, record key, month), stored as JSON as the adapter stores them, with ETags."""
+
+    rows: dict[tuple[str, RecordKey, str], tuple[str, str]] = field(default_factory=dict)
+    built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
+
+    def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = (), *,
+             with_archive: bool = False) -> LedgerState:
+        state = LedgerState()
+        wanted = set(months)
+        for (tenant, record, month), (text, etag) in sorted(self.rows.items()):
+            if tenant != tenant_id or record != key:
+                continue
+            if month == LEDGER_SUMMARY:
+                summary = json.loads(text)
+                state.partials, state.base, state.horizon = summary["p"], summary["b"], summary["h"]
+                state.etags[month] = etag
+            elif month == LEDGER_ARCHIVE:
+                if with_archive:
+                    state.archive, state.etags[month] = json.loads(text), etag
+            elif month >= recent_from or month in wanted:
+                state.months[month], state.etags[month] = json.loads(text), etag
+        for month in wanted - set(state.months):
+            state.months[month], state.etags[month] = [], None
+        state.etags.setdefault(LEDGER_SUMMARY, None)
+        if with_archive and state.archive is None:
+            state.archive, state.etags[LEDGER_ARCHIVE] = {}, None
+        return state
+
+    def read_many(self, tenant_id: TenantId, keys: Sequence[RecordKey], recent_from: str,
+                  ) -> dict[RecordKey, LedgerState]:
+        return {key: self.read(tenant_id, key, recent_from) for key in keys}
+
+    def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str]) -> None:
+        months = [*sorted(set(changed)), LEDGER_SUMMARY, *([LEDGER_ARCHIVE] if state.archive is not None else [])]
+        for month in months:  # all or nothing
+            stored = self.rows.get((tenant_id, key, month))
+            if (stored[1] if stored else None) != state.etags.get(month):
+                raise ConcurrencyConflict(f"{key} {month} changed")
+        for month in months:
+            value: Any = (summary_of(state) if month == LEDGER_SUMMARY else state.archive if month == LEDGER_ARCHIVE
+                          else state.months.get(month))
+            if value or month in (LEDGER_SUMMARY, LEDGER_ARCHIVE):
+                self.rows[(tenant_id, key, month)] = (json.dumps(value), _etag())
+            else:
+                self.rows.pop((tenant_id, key, month), None)
+
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[RecordKey, LedgerState, set[str]]],
+                   ) -> list[RecordKey]:
+        failed = []
+        for key, state, changed in writes:
+            try:
+                self.write(tenant_id, key, state, changed)
+            except ConcurrencyConflict:
+                failed.append(key)
+        return failed
+
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState]) -> None:
+        self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
+        for key, state in ledgers.items():
+            for month, entries in state.months.items():
+                if entries:
+                    self.rows[(tenant_id, key, month)] = (json.dumps(entries), _etag())
+            self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(summary_of(state)), _etag())
+            if state.archive:
+                self.rows[(tenant_id, key, LEDGER_ARCHIVE)] = (json.dumps(state.archive), _etag())
+
+    def about(self, tenant_id: TenantId, key: RecordKey) -> list[str]:
+        return [fact[0] for (tenant, record, period), (text, _) in sorted(self.rows.items())
+                if tenant == tenant_id and record == key and period not in (LEDGER_SUMMARY, LEDGER_ARCHIVE)
+                for bits, fact in json.loads(text) if bits & 2]
+
+    def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
+        return self.built.get(tenant_id)
+
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None:
+        self.built[tenant_id] = (through, frozenset(seen))
 
 
 @dataclass
@@ -251,6 +370,18 @@ class FakeInsights:
 
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None:
         return self.domains.get((tenant_id, domain))
+
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType, fingerprint: str,
+                          after: tuple[int, str] | None, limit: int) -> list[RecordInsight]:
+        """What the adapter's index gives: the variant served under these gates, worst first."""
+        found = []
+        for insight in self.iter(tenant_id, entity_type):
+            exchange = insight.with_exchange is not None and insight.gate_fingerprint == fingerprint
+            health = (insight.with_exchange if exchange and insight.with_exchange else insight.crm).health
+            position = (health.score or 0, insight.id)
+            if needs_attention(health) and (after is None or position > after):
+                found.append((position, insight))
+        return [insight for _, insight in sorted(found, key=lambda f: f[0])][:limit]
 
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         return self.marks.get(tenant_id)

@@ -3,30 +3,48 @@ the data gates and feature switches applied at read time."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from shared.clock import Clock
-from shared.domain.insights.computation import compute, of_someone_opted_out, relevant_to, touched
+from shared.domain.gates import gate_fingerprint
+from shared.domain.insights.computation import ledgers, of_someone_opted_out
 from shared.domain.insights.directory import Directory, EntityType
+from shared.domain.insights.facts import Linker
+from shared.domain.insights.ledger import (
+    Context,
+    apply_edits,
+    fold_by_origin,
+    horizon_for,
+    insight,
+    ledger_edits,
+    needs_archive,
+    partials,
+)
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.introductions import effective_choice
-from shared.domain.records import RemovedActivity
+from shared.domain.records import Activity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
-from shared.errors import Conflict, NotFound, Unprocessable
+from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
 from shared.services.background.steps import ask
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
     IndexKind,
     InsightRepository,
     IntroductionRepository,
+    LedgerRepository,
+    LedgerState,
     RecomputeStatus,
+    RecordKey,
     RecordRepository,
     ScheduleIndex,
     WorkQueue,
@@ -65,9 +83,10 @@ class DataSubject:
 
 class InsightsService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, insights: InsightRepository,
-                 clock: Clock, index: ScheduleIndex, queue: WorkQueue,
+                 clock: Clock, index: ScheduleIndex, queue: WorkQueue, ledgers: LedgerRepository,
                  introductions: IntroductionRepository | None = None) -> None:
         self._settings = settings
+        self._ledgers = ledgers
         self._records = records
         self._insights = insights
         self._clock = clock
@@ -103,79 +122,218 @@ class InsightsService:
         return self._compute(tenant_id, incremental=True)
 
     def _compute(self, tenant_id: TenantId, *, incremental: bool) -> RecomputeReport:
+        """Applies what the ingestion log holds since the last computation to the per-record aggregates, then
+        computes the records it touched (a refresh) or every record (the daily recompute: recency moves scores),
+        each from its own aggregates. Record changes (or aggregates never built) rebuild them from the stored
+        activities."""
         started = time.perf_counter()
         now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
-        previous = {i.key: i for i in self._insights.iter(tenant_id)}
         if not settings.enabled:
-            self._insights.replace_all(tenant_id, [], previous)
+            self._insights.replace_all(tenant_id, [], [i.key for i in self._insights.iter(tenant_id)])
             return RecomputeReport(0, 0, time.perf_counter() - started)
-        directory = Directory.of(
+        built = self._ledgers.built_through(tenant_id)
+        mark = self._insights.refreshed_through(tenant_id)
+        writes = list(self._records.written_since(tenant_id, mark)) if mark is not None and built else []
+        if built is None or mark is None or any(
+                w.kind != "activities" and w.ingested_at > built[0] and w.id not in built[1] for w in writes):
+            return self._rebuild(tenant_id, settings, now, started)
+        directory = self._directory(tenant_id)
+        linker = Linker(directory)
+        ctx = Context(directory, settings, now)
+        previous_docs: dict[str, str] = {}
+        keys: list[str] = []
+        for write in writes:
+            if write.kind == "activities":
+                keys.extend(write.keys)
+                for key, document in write.previous.items():
+                    previous_docs.setdefault(key, document)  # the oldest: what the ledgers may still count
+        keys = list(dict.fromkeys(keys))
+        current = self._records.activities(tenant_id, keys) if keys else {}
+        if of_someone_opted_out(directory, current.values()):
+            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
+        changes = [(key, _activity(previous_docs.get(key)), current.get(key)) for key in keys]
+        states = self._upkeep(tenant_id, linker, ctx, changes)
+        if incremental:
+            wanted = [k for k in states if k in linker.records]
+        else:
+            wanted = list(linker.records)
+            missing = [k for k in wanted if k not in states]
+            states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
+        previous = self._previous_of(tenant_id, wanted if incremental else None)
+        results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted]
+        if incremental:
+            self._insights.update(tenant_id, results)
+        else:
+            stale = [i.key for i in self._insights.iter(tenant_id) if i.key not in linker.records]
+            self._insights.replace_all(tenant_id, results, stale)
+            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+        through = _seen_through(mark, [w.ingested_at for w in writes], now)
+        if through is not None and through != mark:
+            self._insights.mark_refreshed(tenant_id, through)
+        if through is not None:
+            self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
+        report = RecomputeReport(len(results), len(current), time.perf_counter() - started)
+        log.info("insights %s: %d records from %d changed activities in %.2f s",
+                 "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds)
+        return report
+
+    def _previous_of(self, tenant_id: TenantId, keys: list[RecordKey] | None) -> dict[RecordKey, RecordInsight]:
+        """The stored insights (a trend's hysteresis starts from the previous answer): these, or all."""
+        if keys is None:
+            return {i.key: i for i in self._insights.iter(tenant_id)}
+
+        def read(key: RecordKey) -> RecordInsight | None:
+            return self._insights.get(tenant_id, *key)
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            found = list(pool.map(read, keys))
+        return {key: insight for key, insight in zip(keys, found, strict=True) if insight is not None}
+
+    def _upkeep(self, tenant_id: TenantId, linker: Linker, ctx: Context,
+                changes: list[tuple[str, Activity | None, Activity | None]]) -> dict[RecordKey, LedgerState]:
+        """Applies changed activities to the aggregates of the records they count for (or counted for: a new
+        version or a removal undoes the old one), each record in one ETag-checked write; returns their states."""
+        edits = ledger_edits(linker, changes)
+        states: dict[RecordKey, LedgerState] = {}
+        horizon = horizon_for(ctx.now)
+
+        def read(key: RecordKey) -> tuple[RecordKey, LedgerState]:
+            months = edits[key]
+            state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
+            if needs_archive(state, months, horizon):
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
+            apply_edits(state, months, horizon)
+            return key, state
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            first = dict(pool.map(read, sorted(edits)))
+        # One pass packs the records' writes into few transactions; a record another worker changed meanwhile is
+        # read and written again on its own.
+        failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()]))
+        states.update((k, s) for k, s in first.items() if k not in failed)
+
+        def apply(key: RecordKey) -> tuple[RecordKey, LedgerState]:
+            months = edits[key]
+            for _ in range(MAX_LEDGER_ATTEMPTS):
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
+                if needs_archive(state, months, horizon):
+                    state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
+                apply_edits(state, months, horizon)
+                try:
+                    self._ledgers.write(tenant_id, key, state, months)
+                except ConcurrencyConflict:
+                    continue  # another worker changed this record meanwhile: read again, apply again
+                return key, state
+            raise ConcurrencyConflict(f"the aggregates of {key} keep changing; the refresh is retried")
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            states.update(pool.map(apply, sorted(failed)))
+        return states
+
+    def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime,
+                 started: float) -> RecomputeReport:
+        """Every record's aggregates from the stored activities, then every record's insights from them."""
+        settled = now - WRITE_SETTLE
+        seen = [w.id for w in self._records.written_since(tenant_id, settled) if w.kind != "activities"]
+        directory = self._directory(tenant_id)
+        linker = Linker(directory)
+        ctx = Context(directory, settings, now)
+        counted = 0
+        theirs = False
+        addresses = directory.opted_out_addresses()
+        owners = {u.id for u in directory.users.values() if u.opted_out}
+
+        def activities() -> Iterator[Activity]:
+            nonlocal counted, theirs
+            for activity, _ in self._records.iter_activities(tenant_id, with_ingested_at=False):
+                counted += 1
+                theirs = theirs or bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in owners
+                yield activity
+
+        built = ledgers(linker, activities())
+        if theirs:
+            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # stored after their opt-out: deleted too
+        horizon = horizon_for(now)
+        states = {}
+        for key in linker.records:
+            periods = dict(built.get(key, {}))
+            every = {period: partials(entries) for period, entries in periods.items()}
+            archive = {p: part for p, part in every.items() if p < horizon}
+            states[key] = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
+                                      base=fold_by_origin(archive), horizon=horizon, archive=archive)
+        self._ledgers.replace_all(tenant_id, states)
+        previous = self._previous_of(tenant_id, None)
+        results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
+        stale = [key for key in previous if key not in linker.records]
+        self._insights.replace_all(tenant_id, results, stale)
+        self._ledgers.mark_built(tenant_id, settled, seen)
+        self._insights.mark_refreshed(tenant_id, settled)
+        self._records.forget_written(tenant_id, settled)
+        self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+        report = RecomputeReport(len(results), counted, time.perf_counter() - started)
+        log.info("insights rebuilt: %d records from %d activities in %.2f s", report.records, report.activities,
+                 report.seconds)
+        return report
+
+    def _directory(self, tenant_id: TenantId) -> Directory:
+        """The tenant's records: O(records), never O(activities)."""
+        return Directory.of(
             users=self._records.iter_records(tenant_id, "users"),
             accounts=self._records.iter_records(tenant_id, "accounts"),
             contacts=self._records.iter_records(tenant_id, "contacts"),
             leads=self._records.iter_records(tenant_id, "leads"),
             opportunities=self._records.iter_records(tenant_id, "opportunities"),
         )
-        mark = self._insights.refreshed_through(tenant_id) if incremental else None
-        # A full recompute has seen everything stored before it started; only a refresh needs each moment.
-        # A refresh sees removed activities (tombstones) too: a removal is a change to the records it touched,
-        # which are computed again without it.
-        stored = list(self._records.iter_activities(tenant_id, with_ingested_at=mark is not None,
-                                                    removed=mark is not None))
-        activities = [a for a, _ in stored if not isinstance(a, RemovedActivity)]
-        through = _seen_through(mark, [at for _, at in stored], now)
-        new = activities if mark is None else [a for a, at in stored if at is not None and at > mark]
-        if of_someone_opted_out(directory, [a for a in new if not isinstance(a, RemovedActivity)]):
-            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
-        if mark is None:
-            results = compute(directory, settings, activities, now, previous)
-            current = {i.key for i in results}
-            self._insights.replace_all(tenant_id, results, [k for k in previous if k not in current])
-            # Scores move with time (recency): recompute daily even without new data.
-            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
-        else:
-            keys = touched(directory, settings, new) if new else set()
-            results = (compute(directory, settings, relevant_to(directory, keys, activities), now, previous,
-                               only=keys) if keys else [])
-            self._insights.update(tenant_id, results)
-        if through is not None and through != mark:
-            self._insights.mark_refreshed(tenant_id, through)
-        report = RecomputeReport(len(results), len(activities), time.perf_counter() - started)
-        log.info("insights %s: %d records from %d activities in %.2f s",
-                 "refreshed" if mark is not None else "recomputed", report.records, report.activities,
-                 report.seconds)
-        return report
 
     # -- sellers' reads ---------------------------------------------------------------------------------
 
     def record(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> SellerView:
         settings = self._analytics_on(tenant_id)
         insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
+        if insight is None or self._opted_out(tenant_id, entity_type, record_id):
             raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
         return insight.seen_by_seller(settings)
+
+    def _opted_out(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> bool:
+        """A person who opted out since the last computation is not served (one point read: at once)."""
+        if entity_type not in ("contact", "lead"):
+            return False
+        stored = self._records.get(tenant_id, _SUBJECT_KINDS[entity_type], record_id)
+        return bool(getattr(stored, "opted_out", False))
+
+    def _serving(self, tenant_id: TenantId, introducers: list[Introducer]) -> list[Introducer]:
+        """Introducers who opted out since the last computation are left out at once (a point read each)."""
+        if not introducers:
+            return introducers
+        users = self._records.get_many(tenant_id, "users", [i.user_id for i in introducers])
+        return [i for i in introducers if not getattr(users.get(i.user_id), "opted_out", False)]
 
     def list_records(self, tenant_id: TenantId, entity_type: EntityType, *, needs_attention: bool, page_size: int,
                      continuation: str | None) -> Page[SellerView]:
         """Records of a type by name; with `needs_attention`, only Poor or Declining ones, worst first."""
         settings = self._analytics_on(tenant_id)
-        insights = list(self._insights.iter(tenant_id, entity_type))
         if needs_attention:
-            chosen = sorted((i for i in insights if i.needs_attention(settings)),
-                            key=lambda i: i.attention_order(settings))
-        else:
-            chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
+            # From the index, in attention order: the page costs its size, not the number of records.
+            after = _attention_position(continuation)
+            found = self._insights.needing_attention(tenant_id, entity_type, gate_fingerprint(settings), after,
+                                                     page_size + 1)
+            shown = [i for i in found if i.needs_attention(settings)][:page_size]
+            more = len(found) > page_size and bool(shown)
+            token = _attention_token(shown[-1].attention_order(settings)) if more else None
+            return Page([i.seen_by_seller(settings) for i in shown], token)
+        insights = list(self._insights.iter(tenant_id, entity_type))
+        chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
         page = page_of(chosen, page_size, continuation)
         return Page([i.seen_by_seller(settings) for i in page.items], page.continuation)
 
     def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> Introducers:
         settings = self._who_knows_whom_on(tenant_id)
         insight = self._insights.get(tenant_id, entity_type, record_id)
-        if insight is None:
+        if insight is None or self._opted_out(tenant_id, entity_type, record_id):
             raise NotFound(f"no {entity_type} {record_id} known to relationship intelligence")
         return Introducers(insight, settings.who_knows_whom_mode,
-                           insight.introducers(settings, self._listed(tenant_id, settings)))
+                           self._serving(tenant_id, insight.introducers(settings, self._listed(tenant_id, settings))))
 
     def _listed(self, tenant_id: TenantId, settings: TenantSettings) -> Callable[[str], bool]:
         """Who may appear as an introducer: everyone but the colleagues whose choice is `never`."""
@@ -228,10 +386,60 @@ class InsightsService:
         if record is None:
             raise NotFound(f"no {entity_type} {record_id} is stored for this organisation")
         email = getattr(record, "email", None)
-        activities = [a for a, _ in self._records.iter_activities(tenant_id, with_ingested_at=False)
-                      if (email and email in a.parties) or (entity_type == "user" and a.mailbox_owner_id == record_id)]
+        mark = self._insights.refreshed_through(tenant_id)
+        if entity_type != "user" and email and not record.opted_out and mark is not None \
+                and self._ledgers.built_through(tenant_id) is not None:
+            # The person's own index: the activities their ledger holds as being about them, and those logged
+            # since the last computation (cost: their activities, not the tenant's). Users, and people who opted
+            # out (their ledger no longer holds their activities), are found by a scan.
+            keys = self._ledgers.about(tenant_id, (entity_type, record_id))
+            keys += [k for w in self._records.written_since(tenant_id, mark) if w.kind == "activities" for k in w.keys]
+            found = self._records.activities(tenant_id, keys)
+            activities = sorted((a for a in found.values() if email in a.parties), key=lambda a: (a.source, a.id))
+        else:
+            activities = [a for a, _ in self._records.iter_activities(tenant_id, with_ingested_at=False)
+                          if (email and email in a.parties)
+                          or (entity_type == "user" and a.mailbox_owner_id == record_id)]
         insight = None if entity_type == "user" else self._insights.get(tenant_id, entity_type, record_id)
         return DataSubject(record, activities, insight)
+
+
+MAX_LEDGER_ATTEMPTS = 5
+_WRITERS = 8
+
+
+def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,
+             previous: RecordInsight | None) -> RecordInsight:
+    old = {m: p for m, p in state.partials.items() if m < ctx.recent_from}
+    recent = [e for m, entries in state.months.items() if m >= ctx.recent_from for e in entries]
+    return insight(ctx, linker.records[key], state.base, old, recent, previous)
+
+
+def _attention_token(position: tuple[int, str]) -> str:
+    return "a" + base64.urlsafe_b64encode(f"{position[0]}|{position[1]}".encode()).decode("ascii")
+
+
+def _attention_position(token: str | None) -> tuple[int, str] | None:
+    """Where a needs-attention page resumes; a token we did not issue is a 400."""
+    if not token:
+        return None
+    try:
+        score, _, record_id = base64.urlsafe_b64decode(token.removeprefix("a").encode("ascii")).decode().partition("|")
+        if token.startswith("a") and record_id and score.isdigit():
+            return int(score), record_id
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise ValidationFailed("the continuation token is not one this API issued",
+                           errors=[{"field": "continuationToken", "reason": "malformed"}])
+
+
+def _activity(document: str | None) -> Activity | None:
+    if document is None:
+        return None
+    try:
+        return Activity.model_validate_json(document, context={"stored": True})
+    except ValueError:
+        return None
 
 
 def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:

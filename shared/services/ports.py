@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -143,6 +143,19 @@ class WorkQueue(Protocol):
 class StoredVersion:
     version: int
     etag: str
+    document: str | None = None  # the stored document (JSON), when read: a replace logs what it replaced
+
+
+@dataclass(frozen=True)
+class LoggedWrite:
+    """One entry of the ingestion log: a write of some records of one kind, stored in the same transaction as
+    them, with the documents it replaced (so that what the old versions counted for can be undone)."""
+
+    kind: str
+    ingested_at: datetime
+    keys: tuple[str, ...]  # record keys (activities: "{source}|{id}")
+    previous: dict[str, str]  # record key -> the replaced document (JSON)
+    id: str = ""  # the log entry's own key
 
 
 class RecordTooLarge(ValueError):
@@ -193,6 +206,20 @@ class RecordRepository(Protocol):
         a version one above the stored one and `removed_at` as the moment it was stored; the keys of those that
         were removed now (absent or already removed ones are left out). Readers skip tombstones; purges delete
         them."""
+        ...
+
+    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        """The ingestion log: every write stored after that moment (all of them without one), oldest first. One
+        range query: its cost follows what was written since, never the tenant's history."""
+        ...
+
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        """Deletes the log's entries stored up to that moment (applied: the documents they hold, replaced or
+        purged ones among them, must not outlive their use); returns how many."""
+        ...
+
+    def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        """The stored activities of these keys ("{source}|{id}"); those gone (purged, removed) are left out."""
         ...
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
@@ -348,6 +375,65 @@ class SourceState(Protocol):
     def children_of(self, tenant_id: TenantId, relation: str, parents: Sequence[str]) -> dict[str, list[Child]]: ...
 
 
+# -- per-record aggregates ----------------------------------------------------------------------------------
+
+LEDGER_SUMMARY = "~"  # the period key under which a ledger keeps its partials
+LEDGER_ARCHIVE = "!"  # ... and the partials of the periods before its horizon
+
+
+@dataclass
+class LedgerState:
+    """What is stored of one record's aggregates: the facts of some periods (those read); the partials of the
+    periods from `horizon` on, and `base`, those of every earlier period folded by origin (what the daily
+    recompute reads stays bounded however old the record is); `archive`, the earlier periods' own partials, when
+    read (a change to an old period refolds `base` from it); the ETags they were read with (None: not stored)."""
+
+    months: dict[str, list[Any]] = field(default_factory=dict)
+    partials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    etags: dict[str, str | None] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    horizon: str = ""
+    archive: dict[str, dict[str, Any]] | None = None
+
+
+class LedgerRepository(Protocol):
+    def read(self, tenant_id: TenantId, key: tuple[EntityType, str], recent_from: str,
+             months: Iterable[str] = (), *, with_archive: bool = False) -> LedgerState:
+        """The partials, the facts of every period from `recent_from` on and of these other periods (and the
+        archive if asked)."""
+        ...
+
+    def read_many(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
+                  ) -> dict[tuple[EntityType, str], LedgerState]: ...
+
+    def write(self, tenant_id: TenantId, key: tuple[EntityType, str], state: LedgerState,
+              changed: Iterable[str]) -> None:
+        """Stores the changed months (an empty one is deleted) and the partials, each conditional on the ETag it
+        was read with, in one transaction: ConcurrencyConflict if any changed meanwhile."""
+        ...
+
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[tuple[EntityType, str], LedgerState, set[str]]],
+                   ) -> list[tuple[EntityType, str]]:
+        """Several records' writes, each as `write` does, packed into few transactions (a record's rows never
+        split between two); returns the records whose transaction failed on an ETag (nothing of those written)."""
+        ...
+
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState]) -> None:
+        """A rebuild: stores every record's ledger as given (archive included) and deletes every other row."""
+        ...
+
+    def about(self, tenant_id: TenantId, key: tuple[EntityType, str]) -> list[str]:
+        """The keys of the activities a record's ledger holds as being about its person (their own index)."""
+        ...
+
+    def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
+        """The ledgers reflect every record write logged up to this moment, and these later log entries (None:
+        never built)."""
+        ...
+
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None: ...
+
+
 # -- computed insights --------------------------------------------------------------------------------------
 
 RecordKey = tuple[EntityType, str]
@@ -379,6 +465,12 @@ class InsightRepository(Protocol):
     def iter(self, tenant_id: TenantId, entity_type: EntityType | None = None) -> Iterator[RecordInsight]: ...
 
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None: ...
+
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType, fingerprint: str,
+                          after: tuple[int, str] | None, limit: int) -> list[RecordInsight]:
+        """Records of a type whose variant served under these gates needs attention, worst first (score, then
+        id), after a position, from an index kept in that order: a page costs its size, not the tenant's."""
+        ...
 
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         """Activities stored up to this moment are reflected in the stored insights."""

@@ -47,6 +47,11 @@ def encode(kind: str, document: BaseModel, schema_version: int = 1) -> Propertie
     return properties
 
 
+def split_text(payload: str) -> list[str]:
+    """Any text cut into pieces that string properties can hold."""
+    return _chunks(payload)
+
+
 def _chunks(payload: str) -> list[str]:
     """Pieces of at most MAX_STRING_PROPERTY_CHARS UTF-16 units, never splitting a surrogate pair."""
     size = MAX_STRING_PROPERTY_CHARS

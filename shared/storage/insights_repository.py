@@ -1,15 +1,22 @@
-"""Computed insights in the tenant's partition: `insight|{entity type}|{id}` rows."""
+"""Computed insights in the tenant's partition: `insight|{entity type}|{id}` rows, and the needs-attention index:
+`att|{entity type}|x|{gate fingerprint}|{score}|{id}` for a record whose with-Exchange variant needs attention,
+`att|{entity type}|c|-|{score}|{id}` for its CRM variant, so that a page of "needs attention" in attention
+order is a range query of its size. Each insight row names its index rows (`Att`), written in the same
+transaction."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from shared.domain.insights.directory import EntityType
+from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.services.ports import RecomputeStatus, RecordKey
 from shared.storage.documents import decode, encode
-from shared.storage.tables import Operation, TableStore, transactions
+from shared.storage.tables import Operation, StoredEntity, TableStore, cut_into_transactions, operation_bytes
 from shared.tenancy import TenantId
 
 PREFIX = "insight|"
@@ -20,8 +27,24 @@ _RECOMPUTE_FACTS = {"requested_at": "RequestedAt", "started_at": "StartedAt", "f
                     "records": "Records", "activities": "Activities"}
 
 
+ATTENTION_PREFIX = "att|"
+_READERS = 8
+
+
 def row_key(entity_type: str, record_id: str) -> str:
     return f"{PREFIX}{entity_type}|{record_id}"
+
+
+def attention_rows(insight: RecordInsight) -> dict[str, dict[str, str | bool]]:
+    """The index rows of an insight: one per variant that needs attention."""
+    rows: dict[str, dict[str, str | bool]] = {}
+    base = f"{ATTENTION_PREFIX}{insight.entity_type}|"
+    if needs_attention(insight.crm.health):
+        rows[f"{base}c|-|{insight.crm.health.score or 0:03d}|{insight.id}"] = {
+            "Fp": insight.gate_fingerprint, "HasX": insight.with_exchange is not None}
+    if insight.with_exchange is not None and needs_attention(insight.with_exchange.health):
+        rows[f"{base}x|{insight.gate_fingerprint}|{insight.with_exchange.health.score or 0:03d}|{insight.id}"] = {}
+    return rows
 
 
 class TableInsights:
@@ -38,6 +61,30 @@ class TableInsights:
         prefix = PREFIX if entity_type is None else f"{PREFIX}{entity_type}|"
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix):
             yield decode(entity, RecordInsight)
+
+    def needing_attention(self, tenant_id: TenantId, entity_type: EntityType, fingerprint: str,
+                          after: tuple[int, str] | None, limit: int) -> list[RecordInsight]:
+        base = f"{ATTENTION_PREFIX}{entity_type}|"
+        streams = [self._index(tenant_id, f"{base}x|{fingerprint}|", after),
+                   (e for e in self._index(tenant_id, f"{base}c|-|", after)
+                    if not (e.properties.get("HasX") and e.properties.get("Fp") == fingerprint))]
+        heads = [next(stream, None) for stream in streams]
+        chosen: list[str] = []
+        while len(chosen) < limit and any(h is not None for h in heads):
+            index = min((i for i, h in enumerate(heads) if h is not None),
+                        key=lambda i: _position(heads[i].row_key))  # type: ignore[union-attr]
+            head = heads[index]
+            assert head is not None
+            chosen.append(head.row_key.rpartition("|")[2])
+            heads[index] = next(streams[index], None)
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(lambda rid: self.get(tenant_id, entity_type, rid), chosen))
+        return [i for i in found if i is not None]
+
+    def _index(self, tenant_id: TenantId, prefix: str, after: tuple[int, str] | None) -> Iterator[StoredEntity]:
+        start = None if after is None else f"{prefix}{after[0]:03d}|{after[1]}"
+        return self._tables.iter_partition(tenant_id, row_key_prefix=prefix, after=start,
+                                           select=["Fp", "HasX"])
 
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None:
         entity = self._tables.get(tenant_id, DOMAIN_PREFIX + domain)
@@ -66,8 +113,13 @@ class TableInsights:
                     ) -> None:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
         gone, in size-bounded transactions."""
-        operations = [Operation("upsert", row_key(i.entity_type, i.id), encode("insight", i)) for i in insights]
+        index = {row: properties for i in insights for row, properties in attention_rows(i).items()}
+        operations = [self._upsert(i) for i in insights]
         operations += [Operation("delete", row_key(*key)) for key in stale]
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=ATTENTION_PREFIX, select=["Fp"]):
+            if entity.row_key not in index:
+                operations.append(Operation("delete", entity.row_key))
+        operations += [Operation("upsert", row, dict(p)) for row, p in index.items()]
         domains = {d: i.id for i in insights for d in i.email_domains}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
             domain = entity.row_key.removeprefix(DOMAIN_PREFIX)
@@ -79,10 +131,38 @@ class TableInsights:
         self._write(tenant_id, operations)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
-        """Upserts some records' insights, leaving the others (and the domain rows) as they are."""
-        self._write(tenant_id, [Operation("upsert", row_key(i.entity_type, i.id), encode("insight", i))
-                                for i in insights])
+        """Upserts some records' insights and their index rows (each record's in one transaction), leaving the
+        others (and the domain rows) as they are."""
+        def indexed(insight: RecordInsight) -> list[str]:
+            stored = self._tables.get(tenant_id, row_key(insight.entity_type, insight.id))
+            return json.loads(str(stored.properties.get("Att") or "[]")) if stored else []
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            before = list(pool.map(indexed, insights))
+        groups = []
+        for insight, old in zip(insights, before, strict=True):
+            rows = attention_rows(insight)
+            group = [self._upsert(insight), *(Operation("delete", r) for r in old if r not in rows),
+                     *(Operation("upsert", r, dict(p)) for r, p in rows.items() if r not in old)]
+            groups.append(group)
+        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g),
+                                                 limit=MAX_GROUPS_PER_TRANSACTION):
+            self._tables.transact(tenant_id, [o for group in transaction for o in group])
+
+    @staticmethod
+    def _upsert(insight: RecordInsight) -> Operation:
+        properties = encode("insight", insight)
+        properties["Att"] = json.dumps(sorted(attention_rows(insight)))
+        return Operation("upsert", row_key(insight.entity_type, insight.id), properties)
 
     def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
-        for transaction in transactions(operations):
+        for transaction in cut_into_transactions(operations, operation_bytes):
             self._tables.transact(tenant_id, transaction)
+
+
+MAX_GROUPS_PER_TRANSACTION = 20  # a record's insight, at most two index rows to add and two to delete: ≤ 100
+
+
+def _position(index_row: str) -> tuple[int, str]:
+    _, score, record_id = index_row.rsplit("|", 2)
+    return int(score), record_id

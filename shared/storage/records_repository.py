@@ -5,24 +5,32 @@ so that all Exchange-derived rows of a tenant are one RowKey range (the purge wa
 source `Version` and `IngestedAt` beside the document. A record its source deleted stays as a tombstone: its last
 document, `Deleted` true, a version one above, and the moment of removal as `IngestedAt`; readers skip it (unless
 they ask for removed activities), the version check still sees it, purges delete it like any row.
+
+Every write also stores, in the same entity-group transaction, a row of the ingestion log
+(`ilog|{ingested at, µs}|{random}`) naming the records it stored and holding the documents it replaced: "what
+changed since" is then one range query whose cost follows what changed, and a write that commits late is never
+missed by it (the row commits with the data). A removal is logged the same way, with the document it removed.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.errors import ConcurrencyConflict
-from shared.services.ports import PurgeProgress, RecordTooLarge, StoredVersion
-from shared.storage.documents import DocumentTooLarge, decode, encode
+from shared.services.ports import LoggedWrite, PurgeProgress, RecordTooLarge, StoredVersion
+from shared.storage.documents import DocumentTooLarge, decode, encode, split_text
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
     Operation,
+    Properties,
     StoredEntity,
     TableStore,
     cut_into_transactions,
@@ -36,6 +44,13 @@ D = TypeVar("D")
 _READERS = 8
 DELETED = "Deleted"
 _ATTEMPTS = 3
+LOG_PREFIX = "ilog|"
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def log_row_key(ingested_at: datetime) -> str:
+    micros = (ingested_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{LOG_PREFIX}{max(0, micros):017d}|{uuid.uuid4().hex[:12]}"
 
 
 def row_key(kind: str, record: BaseModel) -> str:
@@ -72,7 +87,9 @@ class TableRecords:
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, records))
-        return {key: StoredVersion(int(e.properties.get("Version", -1)), e.etag)  # type: ignore[arg-type]
+        # A tombstone's document is not counted anywhere any more: it is no "previous" document of a new version.
+        return {key: StoredVersion(int(e.properties.get("Version", -1)), e.etag,  # type: ignore[arg-type]
+                                   None if e.properties.get(DELETED) is True else _document(e))
                 for key, e in found if e is not None}
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
@@ -91,9 +108,15 @@ class TableRecords:
     def write(self, tenant_id: TenantId, kind: str, records: Sequence[tuple[BaseModel, StoredVersion | None]],
               ingested_at: datetime) -> None:
         """Creates new rows and replaces stored ones only if unchanged since read (ConcurrencyConflict if not)."""
-        operations = [_operation(kind, record, stored, ingested_at) for record, stored in records]
-        for transaction in transactions(operations):
-            self._tables.transact(tenant_id, transaction)
+        replaced = {record_key(record): stored.document for record, stored in records
+                    if stored is not None and stored.document is not None}
+        keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
+        for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]),
+                                           limit=MAX_BATCH_OPERATIONS - 1):
+            keys = [key for key, _ in group]
+            log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced})
+            operations = [op for _, op in group]
+            self._tables.transact(tenant_id, [*operations, log])
 
     def weight(self, kind: str, record: BaseModel) -> int:
         """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
@@ -103,7 +126,46 @@ class TableRecords:
             raise RecordTooLarge(str(exc)) from exc
 
     def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
-        return cut_into_transactions(items, weight)
+        """Groups of at most 99 (the transaction's 100th row is the log's) and half the bytes (the log may hold
+        the documents the group replaces)."""
+        return cut_into_transactions(items, lambda item: 2 * weight(item), limit=MAX_BATCH_OPERATIONS - 1)
+
+    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        start = log_row_key(after + timedelta(microseconds=1)).rpartition("|")[0] if after else LOG_PREFIX
+        upper = LOG_PREFIX[:-1] + chr(ord("|") + 1)
+        page: str | None = None
+        while True:
+            found = self._tables.query_partition(tenant_id, row_key_from=start, row_key_before=upper,
+                                                 page_size=1000, continuation=page)
+            for entity in found.entities:
+                keys = json.loads(str(entity.properties.get("Keys") or "[]"))
+                count = int(entity.properties.get("PrevChunks") or 0)  # type: ignore[arg-type]
+                previous = json.loads("".join(str(entity.properties[f"Prev{i}"]) for i in range(count)) or "{}")
+                at = entity.properties.get("IngestedAt")
+                yield LoggedWrite(str(entity.properties.get("Kind")), at if isinstance(at, datetime) else _EPOCH,
+                                  tuple(keys), previous, entity.row_key)
+            if found.continuation is None:
+                return
+            page = found.continuation
+
+    def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
+        upper = log_row_key(through + timedelta(microseconds=1)).rpartition("|")[0]
+        old = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
+            tenant_id, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
+        for transaction in transactions(old):
+            try:
+                self._tables.transact(tenant_id, transaction)
+            except ConcurrencyConflict:
+                continue  # another computation deleted some of them meanwhile: the next one finishes
+        return len(old)
+
+    def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        def read(key: str) -> tuple[str, StoredEntity | None]:
+            return key, self._tables.get(tenant_id, f"activity|{key}")
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(read, list(dict.fromkeys(keys))))
+        return {key: decode(live, Activity) for key, e in found if (live := _live(e)) is not None}
 
     def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
         """Every record of a kind (activities: of one source only, if given)."""
@@ -152,10 +214,15 @@ class TableRecords:
                                    "IngestedAt": removed_at, DELETED: True})
                 operations[key] = Operation("replace", entity.row_key, properties, entity.etag)
             pending = []
-            for group in cut_into_transactions(list(operations.items()), lambda pair: operation_bytes(pair[1])):
+            documents = {key: _document(entity) for key, entity in found if entity is not None and key in operations}
+            # Half the bytes and 99 rows: the log row beside them holds the documents they removed.
+            for group in cut_into_transactions(list(operations.items()), lambda pair: 2 * operation_bytes(pair[1]),
+                                               limit=MAX_BATCH_OPERATIONS - 1):
+                keys = [key for key, _ in group]
+                log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
                 try:
-                    self._tables.transact(tenant_id, [operation for _, operation in group])
-                    removed += [key for key, _ in group]
+                    self._tables.transact(tenant_id, [*(operation for _, operation in group), log])
+                    removed += keys
                 except ConcurrencyConflict:  # one of them changed: judge each again
                     pending += [key for key, _ in group]
         return removed
@@ -181,8 +248,9 @@ class TableRecords:
 
     def _delete_where(self, tenant_id: TenantId, row_prefix: str, wanted: Callable[[StoredEntity], bool],
                       enough: Callable[[], bool], after: str | None) -> PurgeProgress:
-        """Bounded, resumable deletion in transactions of 100; the position is the last key judged."""
-        batch: list[Operation] = []
+        """Bounded, resumable deletion in transactions of 100 (99 rows and their log entry, which keeps the
+        deleted documents so that the aggregates they counted in follow); the position is the last key judged."""
+        batch: list[StoredEntity] = []
         deleted = 0
         rows = self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix, after=after)
         for scanned, entity in enumerate(rows, 1):
@@ -191,10 +259,8 @@ class TableRecords:
             after = entity.row_key
             if not wanted(entity):
                 continue
-            # Only the version that was judged: a row replaced since (a newer version, ingested after Exchange
-            # came back) is not this purge's to delete.
-            batch.append(Operation("delete", entity.row_key, etag=entity.etag))
-            if len(batch) == MAX_BATCH_OPERATIONS:
+            batch.append(entity)
+            if len(batch) == MAX_BATCH_OPERATIONS - 1:
                 deleted += self._delete(tenant_id, batch)
                 batch = []
                 if enough():
@@ -203,13 +269,19 @@ class TableRecords:
             deleted += self._delete(tenant_id, batch)
         return PurgeProgress(deleted, True)
 
-    def _delete(self, tenant_id: TenantId, batch: list[Operation]) -> int:
+    def _delete(self, tenant_id: TenantId, rows: list[StoredEntity]) -> int:
         """One transaction; if a row changed or went meanwhile (another purge of the tenant, a newer version),
-        row by row, leaving those."""
+        row by row, leaving those. Only the version that was judged is deleted: a row replaced since (a newer
+        version, ingested after Exchange came back) is not this purge's to delete."""
+        keys = [e.row_key.removeprefix("activity|") for e in rows]
+        documents = {k: d for k, e in zip(keys, rows, strict=True) if (d := _document(e)) is not None}
+        log = _log_row("activities", datetime.now(UTC), keys, documents)
+        batch = [Operation("delete", e.row_key, etag=e.etag) for e in rows]
         try:
-            self._tables.transact(tenant_id, batch)
+            self._tables.transact(tenant_id, [*batch, log])
             return len(batch)
         except ConcurrencyConflict:
+            self._tables.transact(tenant_id, [log])  # first: an entry for a row that stays is harmless
             deleted = 0
             for operation in batch:
                 try:
@@ -218,6 +290,23 @@ class TableRecords:
                 except ConcurrencyConflict:
                     continue
             return deleted
+
+
+def _document(entity: StoredEntity) -> str | None:
+    try:
+        count = int(entity.properties.get("DocChunks", 1))  # type: ignore[arg-type]
+        return "".join(str(entity.properties[f"Doc{i}"]) for i in range(count))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[str, str]) -> Operation:
+    properties: Properties = {"Kind": kind, "IngestedAt": ingested_at, "Keys": json.dumps(keys)}
+    chunks = split_text(json.dumps(previous)) if previous else []
+    properties["PrevChunks"] = len(chunks)
+    for index, chunk in enumerate(chunks):
+        properties[f"Prev{index}"] = chunk
+    return Operation("create", log_row_key(ingested_at), properties)
 
 
 def _operation(kind: str, record: BaseModel, stored: StoredVersion | None, ingested_at: datetime) -> Operation:

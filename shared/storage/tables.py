@@ -400,13 +400,14 @@ def transactions(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
     return cut_into_transactions(operations, operation_bytes)
 
 
-def cut_into_transactions(items: Iterable[T], cost: Callable[[T], int]) -> Iterator[list[T]]:
+def cut_into_transactions(items: Iterable[T], cost: Callable[[T], int],
+                          limit: int = MAX_BATCH_OPERATIONS) -> Iterator[list[T]]:
     """Items in order, in groups that one transaction each can hold, given what each weighs in it."""
     batch: list[T] = []
     size = 0
     for item in items:
         weight = cost(item)
-        if batch and (len(batch) == MAX_BATCH_OPERATIONS or size + weight > WRITER_BATCH_BYTES):
+        if batch and (len(batch) == limit or size + weight > WRITER_BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(item)

@@ -159,3 +159,40 @@ def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(
     assert before is not None
     assert after is not None
     assert after.kpis.team.phone_calls_made == before.kpis.team.phone_calls_made + 1
+
+
+def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world: bootstrap.Container) -> None:
+    tenant, data = _seeded(world, consent=True, accounts=12, sellers=4, seed=9)
+    insights = world.insights()
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    insights.recompute(tenant)
+    settings = world.tenant_settings()
+
+    def paged() -> list[str]:
+        ids, token = [], None
+        while True:
+            page = insights.list_records(tenant, "contact", needs_attention=True, page_size=3, continuation=token)
+            ids += [v.insight.id for v in page.items]
+            token = page.continuation
+            if token is None:
+                return ids
+
+    def scanned() -> list[str]:
+        now = settings.current(tenant).settings
+        flagged = [i for i in TableInsights(world.tables).iter(tenant, "contact") if i.needs_attention(now)]
+        return [i.id for i in sorted(flagged, key=lambda i: i.attention_order(now))]
+
+    assert paged() == scanned()
+    assert len(scanned()) > 3
+    settings.change(tenant, "a", "roles", lambda s, now: s.select_security_roles(("r-none",)))  # another variant
+    assert paged() == scanned()
+    world.clock.advance(timedelta(hours=2))
+    flagged = scanned()[0]  # a call today lifts the worst record (recency): it moves in the index
+    email = next(c["email"] for c in data["contacts"] if c["id"] == flagged)
+    assert world.sync().ingest(tenant, "activities", [{
+        "id": f"att-{n}", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
+        "to": [email], "start": (world.clock.now() - timedelta(hours=n)).isoformat(), "durationMinutes": 3}
+        for n in range(1, 6)]).stored == 5
+    assert insights.refresh(tenant).records > 0
+    assert paged() == scanned()

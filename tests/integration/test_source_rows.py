@@ -50,6 +50,27 @@ def test_a_tombstone_keeps_its_document_with_a_newer_version_and_readers_skip_it
     assert records.purge_people(tenant_id, frozenset({"lee@fabrikam.com"}), frozenset(), lambda: False).deleted == 1
 
 
+def test_a_removal_is_logged_with_the_document_it_removed_and_a_new_version_after_it_replaces_nothing(
+        store: TableStore, tenant_id: TenantId) -> None:
+    """The aggregates follow the ingestion log: a removal must be there, and a tombstone counts nowhere."""
+    records = TableRecords(store)
+    first = mail("m1", "ann@contoso.com", "lee@fabrikam.com", 1)
+    records.write(tenant_id, "activities", [(first, None)], AT)
+    later = AT + timedelta(minutes=5)
+    records.remove(tenant_id, "activities", ["crm|m1"], later)
+    removal = [w for w in records.written_since(tenant_id, AT) if w.ingested_at == later]
+    assert [(w.kind, w.keys) for w in removal] == [("activities", ("crm|m1",))]
+    assert "lee@fabrikam.com" in removal[0].previous["crm|m1"]
+    assert records.activities(tenant_id, ["crm|m1"]) == {}
+    again = first.model_copy(update={"version": 9})
+    stored = records.versions(tenant_id, "activities", [again])["crm|m1"]
+    assert (stored.version, stored.document) == (2, None)
+    records.write(tenant_id, "activities", [(again, stored)], later + timedelta(minutes=1))
+    [rewrite] = [w for w in records.written_since(tenant_id, later)]
+    assert (rewrite.keys, rewrite.previous) == (("crm|m1",), {})
+    assert records.activities(tenant_id, ["crm|m1"])["crm|m1"].version == 9
+
+
 def test_the_mailbox_item_map_and_the_crm_child_rows(store: TableStore, tenant_id: TenantId) -> None:
     state = TableSourceState(store)
     ann, bob = str(uuid.uuid4()), str(uuid.uuid4())

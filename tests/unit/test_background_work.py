@@ -29,6 +29,7 @@ from tests.fakes import (
     FakeConsentRequests,
     FakeConsentVerifier,
     FakeInsights,
+    FakeLedgers,
     FakeRecords,
     FakeScheduleIndex,
     FakeSettingsRepository,
@@ -212,7 +213,8 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
         def refresh(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
             calls.append("refresh")
 
-    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index, world.queue)
+    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index, world.queue,
+                         FakeLedgers())
     work = InsightsUpdate(insights, world.index)
     refresh_only = [IndexEntry(IndexKind.INSIGHTS_REFRESH, TENANT, NOW)]
     assert work.run(TENANT, refresh_only) == "refreshed"

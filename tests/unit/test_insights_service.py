@@ -16,7 +16,14 @@ from shared.services.ports import IndexKind
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL
 from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
-from tests.fakes import FakeInsights, FakeRecords, FakeScheduleIndex, FakeSettingsRepository, FakeWorkQueue
+from tests.fakes import (
+    FakeInsights,
+    FakeLedgers,
+    FakeRecords,
+    FakeScheduleIndex,
+    FakeSettingsRepository,
+    FakeWorkQueue,
+)
 
 ANN, BOB = "ann@contoso.com", "bob@contoso.com"
 STEADY, FADING = "lee@fabrikam.com", "kim@fabrikam.com"
@@ -32,7 +39,7 @@ class World:
         self.clock = FixedClock(NOW)
         self.queue = FakeWorkQueue()
         self.service = InsightsService(TenantSettingsService(self.repository, self.clock), self.records,
-                                       self.insights_store, self.clock, self.index, self.queue)
+                                       self.insights_store, self.clock, self.index, self.queue, FakeLedgers())
         self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
         self.records.put(TENANT, "accounts", account("fabrikam", "fabrikam.com"), at=NOW)
         self.records.put(TENANT, "contacts", contact("steady", STEADY, accountId="fabrikam"),
@@ -180,3 +187,32 @@ def test_a_refresh_sees_a_removal_as_a_change_and_computes_the_record_without_it
     assert after.computed_at == world.clock.now()
     assert after.crm.kpis.activities == before.crm.kpis.activities - 1
     assert "steady" not in {i.id for i in world.insights_store.iter(TENANT) if i.computed_at == world.clock.now()}
+
+
+def test_a_person_who_opts_out_is_not_served_on_the_very_next_read(world: World) -> None:
+    """Fails on the engine before: their insight and introducers stayed until a recompute ran."""
+    world.records.put(TENANT, "contacts", contact("fading", FADING, accountId="fabrikam", version=2, optedOut=True),
+                      at=NOW)
+    with pytest.raises(NotFound):
+        world.service.record(TENANT, "contact", "fading")
+    with pytest.raises(NotFound):
+        world.service.who_knows_whom(TENANT, "contact", "fading")
+    assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann", "bob"]
+    world.records.put(TENANT, "users", user("bob", version=2, optedOut=True), at=NOW)
+    assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann"]
+    with pytest.raises(Unprocessable):
+        world.service.introducer(TENANT, "contact", "steady", "bob")
+
+
+def test_the_log_forgets_what_a_computation_applied(world: World) -> None:
+    """The log holds replaced and purged documents: they must not outlive their use."""
+    world.clock.advance(timedelta(hours=1))
+    world.records.delete(TENANT, "activities", "crm|f0", world.clock.now())  # a purge logs what it deletes
+    world.clock.advance(timedelta(hours=1))
+    world.service.refresh(TENANT)
+    mark = world.insights_store.refreshed_through(TENANT)
+    world.clock.advance(timedelta(hours=1))
+    world.service.refresh(TENANT)
+    assert mark is not None
+    assert all(w.ingested_at > mark for _, w in world.records.log)
+    assert not any("crm|f0" in w.previous for _, w in world.records.log)

@@ -18,6 +18,7 @@ from tests.builders import NOW, TENANT, contact, enabled, mail, user
 from tests.fakes import (
     FakeInsights,
     FakeIntroductions,
+    FakeLedgers,
     FakeRecords,
     FakeScheduleIndex,
     FakeSettingsRepository,
@@ -37,7 +38,7 @@ class World:
         self.introductions = FakeIntroductions()
         settings = TenantSettingsService(self.repository, self.clock)
         self.insights = InsightsService(settings, self.records, FakeInsights(), self.clock, FakeScheduleIndex(),
-                                        FakeWorkQueue(), self.introductions)
+                                        FakeWorkQueue(), FakeLedgers(), self.introductions)
         self.service = IntroductionsService(settings, self.insights, self.records, self.introductions, self.clock)
         self.records.put(TENANT, "users", user("ann", entraObjectId=ANN_OID), user("bob", entraObjectId=BOB_OID),
                          user("zoe", entraObjectId=ZOE_OID), at=NOW)

@@ -137,7 +137,7 @@ def compute_kpis(directory: Directory, activities: Sequence[Activity], now: date
             team["tasks"] += 1
             team["time"] += duration
         if a.completed and a.start <= now:
-            if a.start >= weeks_start:
+            if _iso_week(a.start) >= _iso_week(weeks_start):  # whole weeks: the oldest one is not cut
                 weekly[_iso_week(a.start)][initiator] += 1
             if a.start.date() >= window_start:
                 _count_day(daily[a.start.date()], a.kind, initiator)

@@ -1,0 +1,694 @@
+"""A record's aggregates and the one function from them to its insights.
+
+A record's ledger holds, per month, the facts of the activities that link to it (bit 1) or that are about its
+people (bit 2, for who knows whom), and per month and origin a *partial*: the sums and order statistics of those
+facts (counts, minutes, weeks, who was contacted and when last, threads' first messages by side, colleagues'
+strength). A partial is a function of its month's facts alone, so a change (a new activity, a new version, a
+removal) recomputes one month from a bounded number of facts and never subtracts: sums stay exact.
+
+`insight()` reads the partials of the months before `recent_from(now)` and the facts of the months since (what
+time changes: health's 90 days, the trend's 112, the 60-day timeline, what is still to come), so the daily
+recompute reads a bounded state per record, and an incremental update and a computation from scratch call the
+same function on the same state: they agree field by field by construction. Gates apply here, by origin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from shared.domain.gates import closed_gate, gate_fingerprint
+from shared.domain.insights.directory import Directory
+from shared.domain.insights.facts import (
+    CALL,
+    COMPLETED,
+    CUSTOMER,
+    EMAIL,
+    EXTERNAL,
+    ID,
+    INITIATOR,
+    INTERNAL,
+    KEY,
+    KIND,
+    KIND_OF,
+    MACHINE,
+    MEETING,
+    MINUTES,
+    ORIGIN,
+    OURS,
+    SENDER,
+    START,
+    TASK,
+    TEAM,
+    THEIRS,
+    THREAD,
+    Fact,
+    G,
+    Linker,
+    RecordMeta,
+    fact_of,
+    micros,
+    moment,
+    month_of,
+)
+from shared.domain.insights.health import (
+    CADENCE_DAYS,
+    HALF_LIFE_DAYS,
+    MIN_ACTIVITIES,
+    TOO_OLD,
+    TREND_BASELINE,
+    TREND_DECLINING_Z,
+    TREND_IMPROVING_Z,
+    TREND_LEAVE_Z,
+    TREND_MIN_BASELINE,
+    TREND_MIN_DAYS,
+    TREND_MIN_RATIO,
+    TREND_RECENT,
+    WEIGHTS,
+    WINDOW,
+    Driver,
+    Factor,
+    Health,
+    State,
+    Trend,
+    _at_least,
+    grade_of,
+)
+from shared.domain.insights.kpis import (
+    DAILY_WINDOW_DAYS,
+    EMAIL_READ_MINUTES,
+    EMAIL_WRITE_MINUTES,
+    MOST_CONTACTED,
+    WEEKLY_WINDOW_WEEKS,
+    Contacted,
+    DayActivity,
+    Interaction,
+    Kpis,
+    SideKpis,
+    WeekCount,
+)
+from shared.domain.insights.model import RecordInsight, Variant
+from shared.domain.insights.who_knows_whom import HALF_LIFE_DAYS as WKW_HALF_LIFE_DAYS
+from shared.domain.insights.who_knows_whom import MAX_INTRODUCERS, Introducer
+from shared.domain.records import Activity, ActivityKind, Source
+from shared.domain.tenant_settings import ActivityInfluence, TenantSettings
+
+LINKED, ABOUT = 1, 2
+# Facts are kept one by one for this long before now: the health window (90 days), the trend's 28 + 84 days.
+RECENT = TREND_RECENT + TREND_BASELINE
+DAY_US = 86_400_000_000
+Entry = list[Any]  # [bits, fact]
+Partial = dict[str, Any]
+Months = Mapping[str, Sequence[Entry]]
+
+_COUNTERS = 12  # team: emails, meetings initiated, attended, calls, tasks, minutes; customer: the same six
+
+
+def recent_from(now: datetime) -> str:
+    """The first month whose facts an insight reads one by one (the months before it: their partials)."""
+    return month_of(micros(now - RECENT))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _built(model: type[M], **values: Any) -> M:
+    """A model of values that are already what its fields hold, as `model_construct` builds it (every field given,
+    no default to fill, no extra), without its per-field loop: the small models of a record are most of the cost of
+    a computation otherwise."""
+    built = model.__new__(model)
+    object.__setattr__(built, "__dict__", values)
+    object.__setattr__(built, "__pydantic_fields_set__", set(values))
+    object.__setattr__(built, "__pydantic_extra__", None)
+    object.__setattr__(built, "__pydantic_private__", None)
+    return built
+
+
+# -- partials ---------------------------------------------------------------------------------------------
+
+
+def _empty() -> Partial:
+    return {"c": [0.0] * _COUNTERS, "n": 0, "w": {}, "ct": {}, "l": None, "hf": None, "hl": None, "th": {},
+            "k": {}, "a": 0}
+
+
+def partials(entries: Iterable[Entry], now_us: int | None = None) -> dict[str, Partial]:
+    """The partials of some facts by origin. Without `now_us` every fact is in the past (a month before
+    `recent_from`); with it, what is still to come is not counted as done."""
+    by_origin: dict[str, Partial] = {}
+    for bits, fact in sorted(entries, key=lambda e: e[1][KEY]):
+        origin = fact[ORIGIN]
+        part = by_origin.get(origin)
+        if part is None:
+            part = by_origin[origin] = _empty()
+        start = fact[START]
+        done = fact[COMPLETED] and (now_us is None or start <= now_us)
+        if bits & LINKED:
+            _add_linked(part, fact, start, done)
+        if bits & ABOUT:
+            part["a"] += 1
+            if done and fact[KIND] in (EMAIL, MEETING) and not fact[MACHINE]:
+                g = fact[G]
+                decayed = g * 2 ** ((start / DAY_US) / WKW_HALF_LIFE_DAYS)
+                colleagues = part["k"]
+                for address in fact[INTERNAL]:
+                    found = colleagues.get(address)
+                    if found is None:
+                        colleagues[address] = [1, g, decayed, start]
+                    else:
+                        found[0] += 1
+                        found[1] += g
+                        found[2] += decayed
+                        if start > found[3]:
+                            found[3] = start
+    return {origin: by_origin[origin] for origin in sorted(by_origin)}
+
+
+def _add_linked(part: Partial, fact: Fact, start: int, done: bool) -> None:
+    counters = part["c"]
+    kind, initiator = fact[KIND], fact[INITIATOR]
+    side = 0 if initiator == TEAM else 6
+    other = 6 - side
+    part["n"] += 1
+    if kind == EMAIL:
+        counters[side] += 1
+        counters[side + 5] += EMAIL_WRITE_MINUTES
+        counters[other + 5] += EMAIL_READ_MINUTES
+    elif kind == MEETING:
+        counters[side + 1] += 1
+        counters[2] += 1 if fact[OURS] else 0
+        counters[8] += 1 if fact[THEIRS] else 0
+        counters[5] += fact[MINUTES] * max(fact[OURS], 1)
+        counters[11] += fact[MINUTES] if fact[THEIRS] else 0.0
+    elif kind == CALL:
+        counters[side + 3] += 1
+        counters[5] += fact[MINUTES]
+        counters[11] += fact[MINUTES]
+    else:
+        counters[4] += 1
+        counters[5] += fact[MINUTES]
+    if kind == EMAIL and fact[ORIGIN] and fact[THREAD]:
+        sides = part["th"].setdefault(fact[THREAD], [None, None])
+        first = sides[initiator]
+        if first is None or (start, fact[KEY]) < (first[0], first[1]):
+            sides[initiator] = [start, fact[KEY]]
+    if not done:
+        return
+    week = _iso_week(start)
+    counts = part["w"].setdefault(week, [0, 0])
+    counts[initiator] += 1
+    contacted = part["ct"]
+    for address in (*fact[INTERNAL], *fact[EXTERNAL]):
+        found = contacted.get(address)
+        if found is None:
+            contacted[address] = [1, start]
+        else:
+            found[0] += 1
+            if start > found[1]:
+                found[1] = start
+    last = part["l"]
+    if last is None or (start, fact[KEY]) > (last[0], last[1]):
+        part["l"] = [start, fact[KEY], fact[ID], kind, initiator]
+    if not fact[MACHINE]:
+        if part["hf"] is None or start < part["hf"]:
+            part["hf"] = start
+        if part["hl"] is None or start > part["hl"]:
+            part["hl"] = start
+
+
+_WEEKS: dict[int, str] = {}
+
+
+def _iso_week(start_us: int) -> str:
+    day = start_us // DAY_US
+    week = _WEEKS.get(day)
+    if week is None:
+        year, number, _ = moment(start_us).isocalendar()
+        week = _WEEKS[day] = f"{year}-W{number:02d}"
+    return week
+
+
+def _fold(parts: Iterable[Partial]) -> Partial:
+    total = _empty()
+    counters = total["c"]
+    for part in parts:
+        for i, value in enumerate(part["c"]):
+            counters[i] += value
+        total["n"] += part["n"]
+        total["a"] += part["a"]
+        weeks = total["w"]
+        for week, (team, customer) in part["w"].items():
+            found = weeks.get(week)
+            if found is None:
+                weeks[week] = [team, customer]
+            else:
+                found[0] += team
+                found[1] += customer
+        contacted = total["ct"]
+        for address, (count, last) in part["ct"].items():
+            found = contacted.get(address)
+            if found is None:
+                contacted[address] = [count, last]
+            else:
+                found[0] += count
+                found[1] = max(found[1], last)
+        if part["l"] is not None and (total["l"] is None or (part["l"][0], part["l"][1]) > (total["l"][0],
+                                                                                             total["l"][1])):
+            total["l"] = part["l"]
+        if part["hf"] is not None and (total["hf"] is None or part["hf"] < total["hf"]):
+            total["hf"] = part["hf"]
+        if part["hl"] is not None and (total["hl"] is None or part["hl"] > total["hl"]):
+            total["hl"] = part["hl"]
+        threads = total["th"]
+        for thread, sides in part["th"].items():
+            found = threads.get(thread)
+            if found is None:
+                threads[thread] = list(sides)
+                continue
+            for side in (TEAM, CUSTOMER):
+                if sides[side] is not None and (found[side] is None or tuple(sides[side]) < tuple(found[side])):
+                    found[side] = sides[side]
+        colleagues = total["k"]
+        for address, (count, g, decayed, last) in part["k"].items():
+            found = colleagues.get(address)
+            if found is None:
+                colleagues[address] = [count, g, decayed, last]
+            else:
+                found[0] += count
+                found[1] += g
+                found[2] += decayed
+                found[3] = max(found[3], last)
+    return total
+
+
+# -- the insight ------------------------------------------------------------------------------------------
+
+
+class Context:
+    """What a computation run shares across records: the directory, the settings and the gates as they stand."""
+
+    def __init__(self, directory: Directory, settings: TenantSettings, now: datetime) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.now = now
+        self.now_us = micros(now)
+        self.with_exchange = settings.exchange_data_usable
+        self.fingerprint = gate_fingerprint(settings)
+        self.recent_from = recent_from(now)
+        probe = Activity(id="gate", version=0, source=Source.EXCHANGE, kind=ActivityKind.EMAIL, mailbox_owner_id="x",
+                         start=now)
+        # Mailbox owners (and colleagues) whose Exchange data may be used now.
+        self.open_owners = frozenset(u.id for u in directory.users.values()
+                                     if closed_gate(settings, probe, u) is None)
+        excluded = {g.lower() for g in settings.exchange.excluded_security_group_ids}
+        self.colleagues = {u.email: u for u in directory.users.values() if u.active and not u.opted_out
+                           and not excluded.intersection(g.lower() for g in u.group_ids)}
+        options = settings.relationship_analytics
+        self.options = options
+        self.cadence = CADENCE_DAYS[options.communication_frequency]
+        self.influence = _influences(options.activity_influence)
+        self.expected = sum(2 ** (-k * self.cadence / HALF_LIFE_DAYS)
+                            for k in range(int(WINDOW.days / self.cadence) + 1))
+        self.enhanced = settings.who_knows_whom_mode == "enhanced"
+
+    def open(self, origin: str, with_exchange: bool) -> bool:
+        return origin == "" or (with_exchange and origin in self.open_owners)
+
+
+def _influences(influence: ActivityInfluence) -> dict[int, float]:
+    return {EMAIL: 1 + influence.email / 100, MEETING: 1 + influence.meeting / 100,
+            CALL: 1 + influence.phone_call / 100, TASK: 1 + influence.task / 100}
+
+
+def insight(ctx: Context, meta: RecordMeta, base: Mapping[str, Partial], old: Mapping[str, Mapping[str, Partial]],
+            recent: Sequence[Entry], previous: RecordInsight | None) -> RecordInsight:
+    """A record's insights from its ledger: `base` (the periods before its horizon, folded by origin), the
+    partials of the periods before `ctx.recent_from` and the facts of the periods since. Sums are folded per
+    origin in period order, then across origins: folding early periods ahead of time (the horizon) gives the
+    same sums, to the last bit, as folding them now."""
+    recent_parts = partials(recent, ctx.now_us)
+    sequences: dict[str, list[Partial]] = defaultdict(list)
+    for origin, part in base.items():
+        sequences[origin].append(part)
+    for period in sorted(old):
+        if period < ctx.recent_from:
+            for origin, part in old[period].items():
+                sequences[origin].append(part)
+    for origin, part in recent_parts.items():
+        sequences[origin].append(part)
+    by_origin = [(origin, _fold(sequences[origin])) for origin in sorted(sequences)]
+    crm = _variant(ctx, meta, by_origin, recent, False, previous.crm if previous else None)
+    full = (_variant(ctx, meta, by_origin, recent, True, previous.with_exchange if previous else None)
+            if ctx.with_exchange else None)
+    basic = enhanced = None
+    has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
+                                         and any(p["a"] for o, p in by_origin if ctx.open(o, True)))
+    if has_targets:
+        basic = _introducers(ctx, by_origin, decay=False, exchange=False)
+        if ctx.with_exchange:
+            enhanced = _introducers(ctx, by_origin, decay=ctx.enhanced, exchange=ctx.enhanced)
+    return RecordInsight.model_construct(
+        entity_type=meta.entity_type, id=meta.id, name=meta.name, computed_at=ctx.now,
+        gate_fingerprint=ctx.fingerprint, crm=crm, with_exchange=full, introducers_basic=basic,
+        introducers_enhanced=enhanced, email_domains=list(meta.email_domains))
+
+
+def fold_by_origin(periods: Mapping[str, Mapping[str, Partial]]) -> dict[str, Partial]:
+    """Partials of several periods folded per origin, in period order."""
+    sequences: dict[str, list[Partial]] = defaultdict(list)
+    for period in sorted(periods):
+        for origin, part in periods[period].items():
+            sequences[origin].append(part)
+    return {origin: _fold(sequences[origin]) for origin in sorted(sequences)}
+
+
+def horizon_for(now: datetime) -> str:
+    """The periods before this one are folded into a ledger's base (two years back: well before `recent_from`)."""
+    return month_of(micros(now - timedelta(days=730)))
+
+
+def _variant(ctx: Context, meta: RecordMeta, by_origin: list[tuple[str, Partial]], recent: Sequence[Entry],
+             with_exchange: bool, prior: Variant | None) -> Variant:
+    chosen = [(o, p) for o, p in by_origin if ctx.open(o, with_exchange)]
+    total = _fold(p for _, p in chosen)
+    facts = [f for bits, f in recent if bits & LINKED and ctx.open(f[ORIGIN], with_exchange)]
+    facts.sort(key=lambda f: f[KEY])
+    sources = sorted({Source.CRM if o == "" else Source.EXCHANGE for o, p in chosen if p["n"]})
+    kpis = _kpis(ctx, total, facts, sources)
+    health = _health(ctx, meta, total, facts, kpis.customer.response_rate,
+                     prior.health.trend if prior else None)
+    return Variant.model_construct(kpis=kpis, health=health)
+
+
+def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]) -> Kpis:
+    now, now_us = ctx.now, ctx.now_us
+    c = total["c"]
+    responses = _responses(total["th"])
+    weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
+    weekly = [_built(WeekCount, week=w, team=t, customer=u) for w, (t, u) in sorted(total["w"].items())
+              if w >= weeks_from]
+    window_start = (now - timedelta(days=DAILY_WINDOW_DAYS)).date()
+    daily: dict[date, dict[str, int]] = {}
+    upcoming: Fact | None = None
+    for f in facts:
+        start = f[START]
+        if start > now_us:
+            if upcoming is None or (start, f[KEY]) < (upcoming[START], upcoming[KEY]):
+                upcoming = f
+            continue
+        if not f[COMPLETED]:
+            continue
+        day = moment(start).date()
+        if day >= window_start:
+            counter = daily.setdefault(day, {})
+            kind, team = f[KIND], f[INITIATOR] == TEAM
+            if kind == EMAIL:
+                name = "emails_sent" if team else "emails_received"
+            elif kind == MEETING:
+                name = "meetings"
+            elif kind == CALL:
+                name = "phone_calls_made" if team else "phone_calls_received"
+            else:
+                continue
+            counter[name] = counter.get(name, 0) + 1
+    last = total["l"]
+    return Kpis.model_construct(
+        team=_side(c[0:6], responses.get(TEAM)), customer=_side(c[6:12], responses.get(CUSTOMER)),
+        weekly=weekly,
+        daily=[_built(DayActivity, day=d, emails_sent=v.get("emails_sent", 0),
+                                           emails_received=v.get("emails_received", 0), meetings=v.get("meetings", 0),
+                                           phone_calls_made=v.get("phone_calls_made", 0),
+                                           phone_calls_received=v.get("phone_calls_received", 0))
+               for d, v in sorted(daily.items())],
+        last_interaction=None if last is None else _interaction(last[2], last[3], last[0], last[4]),
+        next_interaction=None if upcoming is None else _interaction(upcoming[ID], upcoming[KIND], upcoming[START],
+                                                                    upcoming[INITIATOR]),
+        most_contacted_team=_top(ctx.directory, total["ct"], internal=True),
+        most_contacted_customer=_top(ctx.directory, total["ct"], internal=False),
+        activities=total["n"], sources=sources)
+
+
+def _side(c: list[float], response: tuple[float, float | None] | None) -> SideKpis:
+    return SideKpis.model_construct(
+        emails_sent=int(c[0]), meetings_initiated=int(c[1]), meetings_attended=int(c[2]),
+        phone_calls_made=int(c[3]), tasks=int(c[4]), time_spent_minutes=round(c[5], 1),
+        response_rate=None if response is None else round(response[0], 3),
+        average_first_response_hours=None if response is None or response[1] is None else round(response[1], 2))
+
+
+def _interaction(activity_id: str, kind: int, start: int, initiator: int) -> Interaction:
+    return _built(Interaction, activity_id=activity_id, kind=KIND_OF[kind], at=moment(start),
+                                       direction="outgoing" if initiator == TEAM else "incoming")
+
+
+def _responses(threads: Mapping[str, list[Any]]) -> dict[int, tuple[float, float | None]]:
+    """Per side: the share of the other side's threads it answered, and the mean time to its first answer."""
+    started = [0, 0]
+    answered = [0, 0]
+    delays: list[list[float]] = [[], []]
+    for thread in sorted(threads):
+        sides = threads[thread]
+        team, customer = sides[TEAM], sides[CUSTOMER]
+        if team is None and customer is None:
+            continue
+        if customer is None or (team is not None and (team[0], team[1]) < (customer[0], customer[1])):
+            first, responder, reply = team, CUSTOMER, customer
+        else:
+            first, responder, reply = customer, TEAM, team
+        started[responder] += 1
+        if reply is not None:
+            answered[responder] += 1
+            delays[responder].append((reply[0] - first[0]) / 3_600_000_000)
+    result: dict[int, tuple[float, float | None]] = {}
+    for side in (TEAM, CUSTOMER):
+        if started[side]:
+            result[side] = (answered[side] / started[side],
+                            sum(delays[side]) / len(delays[side]) if delays[side] else None)
+    return result
+
+
+def _top(directory: Directory, contacted: Mapping[str, list[int]], *, internal: bool) -> list[Contacted]:
+    users = directory.users_by_email
+    rows = []
+    for address, (count, last) in contacted.items():
+        if (address in users) != internal:
+            continue
+        rows.append((-count, -last, address))
+    rows.sort()
+    result = []
+    for count, last, address in rows[:MOST_CONTACTED]:
+        if internal:
+            name = users[address].display_name
+        else:
+            contact = directory.contacts_by_email.get(address)
+            name = contact.full_name if contact else ""
+        result.append(_built(Contacted, address=address, name=name, interactions=-count,
+                                                last_interaction=moment(-last)))
+    return result
+
+
+def _health(ctx: Context, meta: RecordMeta, total: Partial, facts: list[Fact], response_rate: float | None,
+            previous_trend: Trend | None) -> Health:
+    if not meta.applicable:
+        return Health.model_construct(state="notApplicable", trend="notApplicable", score=None, grade=None,
+                                      trend_detail=None, factors=[], drivers=[])
+    now, now_us = ctx.now, ctx.now_us
+    created_on = meta.created_on
+    if total["hl"] is None:
+        if created_on is not None and now - created_on > TOO_OLD:
+            return _state("olderThanTwoYears", "notApplicable")
+        return _state("noClosedActivities", "notEnoughInformation")
+    last = moment(total["hl"])
+    if now - last > TOO_OLD and (created_on is None or now - created_on > TOO_OLD):
+        return _state("olderThanTwoYears", "notApplicable")
+    window_us = WINDOW // timedelta(microseconds=1)
+    done = [f for f in facts if f[COMPLETED] and f[START] <= now_us and not f[MACHINE]]
+    in_window = [f for f in done if now_us - f[START] <= window_us]
+    if len(in_window) < MIN_ACTIVITIES:
+        return _state("notEnoughInformation", "notEnoughInformation")
+    score, factors, drivers = _score(ctx, in_window, response_rate)
+    trend, detail = _trend(ctx, done, moment(total["hf"]), created_on, previous_trend)
+    options = ctx.options
+    return Health.model_construct(state="scored", score=score, grade=grade_of(score, options.grading), trend=trend,
+                                  trend_detail=detail, factors=factors, drivers=drivers)
+
+
+def _state(state: State, trend: Trend) -> Health:
+    return Health.model_construct(state=state, trend=trend, score=None, grade=None, trend_detail=None, factors=[],
+                                  drivers=[])
+
+
+def _score(ctx: Context, done: list[Fact], response_rate: float | None) -> tuple[int, list[Factor], list[Driver]]:
+    now_us, cadence, influence = ctx.now_us, ctx.cadence, ctx.influence
+    last = max(f[START] for f in done)
+    days_since = (now_us - last) / DAY_US
+    recency = float(2 ** (-max(0.0, days_since - cadence) / cadence))
+    weighted = [(round(influence[f[KIND]] * f[G] * 2 ** (-((now_us - f[START]) / DAY_US) / HALF_LIFE_DAYS), 4), f)
+                for f in done]
+    weight_sum = sum(w for w, _ in weighted)
+    frequency = min(1.0, weight_sum / ctx.expected)
+    ours = sum(influence[f[KIND]] for f in done if f[SENDER] == 1)
+    theirs = sum(influence[f[KIND]] for f in done if f[SENDER] == 2)
+    reciprocity = min(ours, theirs) / max(ours, theirs) if max(ours, theirs) > 0 else 0.0
+    values = {"recency": recency, "frequency": frequency, "reciprocity": reciprocity}
+    details = {
+        "recency": f"last completed activity {days_since:.1f} days ago; expected every {cadence} days",
+        "frequency": f"{weight_sum:.2f} weighted recent activities of {ctx.expected:.2f} expected",
+        "reciprocity": f"initiated by us {ours:.1f}, by the customer {theirs:.1f} (weighted)",
+    }
+    if response_rate is not None:
+        values["responsiveness"] = response_rate
+        details["responsiveness"] = f"the customer answered {response_rate:.0%} of our email threads"
+    total_weight = sum(WEIGHTS[name] for name in values)
+    factors = [_built(Factor, name=name, value=round(value, 4), weight=WEIGHTS[name],
+                                      points=round(100 * WEIGHTS[name] * value / total_weight, 2),
+                                      detail=details[name])
+               for name, value in values.items()]
+    score = round(sum(f.points for f in factors))
+    weighted.sort(key=lambda wf: (-wf[0], wf[1][KEY]))
+    drivers = [_built(Driver, activity_id=f[ID], kind=KIND_OF[f[KIND]], at=moment(f[START]), weight=w)
+               for w, f in weighted[:10]]
+    return max(0, min(100, score)), factors, drivers
+
+
+def _trend(ctx: Context, done: list[Fact], first: datetime, created_on: datetime | None,
+           previous: Trend | None) -> tuple[Trend, str]:
+    now, now_us, influence = ctx.now, ctx.now_us, ctx.influence
+    if created_on is not None and created_on < first:
+        known_days = int((now - created_on) / timedelta(days=1)) + 1
+    else:
+        known_days = int((now - first) / timedelta(days=1))
+    recent_days = TREND_RECENT.days
+    baseline_days = min(TREND_BASELINE.days, known_days - recent_days)
+    if baseline_days < TREND_MIN_BASELINE.days:
+        return "notEnoughInformation", (f"known for {max(0, known_days)} days; a trend compares the last "
+                                        f"{recent_days} with at least {TREND_MIN_BASELINE.days} before")
+    weights: dict[int, float] = {}
+    span = recent_days + baseline_days
+    for f in done:
+        day = (now_us - f[START]) // DAY_US
+        if day < span:
+            value = influence[f[KIND]] * f[G]
+            if value > weights.get(day, 0.0):
+                weights[day] = value
+    if len(weights) < TREND_MIN_DAYS:
+        return "notEnoughInformation", (f"contact on {len(weights)} of the last {span} "
+                                        f"days; a trend needs {TREND_MIN_DAYS}")
+    ordered = sorted(weights.items())
+    recent = sum(w for day, w in ordered if day < recent_days)
+    baseline = sum(w for _, w in ordered) - recent
+    share = recent_days / span
+    z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for _, w in ordered))
+    pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
+    recent_count = sum(1 for day in weights if day < recent_days)
+    detail = (f"contact on {recent_count} of the last {recent_days} days against {len(weights) - recent_count} "
+              f"of the {baseline_days} before: "
+              f"{'none before' if baseline == 0 else f'{pace:.2f}× the earlier pace'}, z = {z:+.2f}")
+    if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
+        return "improving", f"{detail} (held while z ≥ {TREND_LEAVE_Z:g})"
+    if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
+        return "declining", f"{detail} (held while z ≤ −{TREND_LEAVE_Z:g})"
+    if _at_least(z, TREND_IMPROVING_Z) and _at_least(pace, TREND_MIN_RATIO):
+        return "improving", detail
+    if _at_least(-z, TREND_DECLINING_Z) and _at_least(1 / pace if pace else math.inf, TREND_MIN_RATIO):
+        return "declining", detail
+    return "steady", detail
+
+
+def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool, exchange: bool,
+                 ) -> list[Introducer]:
+    """Colleagues by the strength of their own tie to the record's people. Exchange-derived strength counts only
+    in enhanced mode, from mailboxes whose gates are open, and only for a colleague inside the selected roles."""
+    strength: dict[str, float] = {}
+    count: dict[str, int] = {}
+    last: dict[str, int] = {}
+    open_owners, colleagues = ctx.open_owners, ctx.colleagues
+    for origin, part in parts:
+        if origin and not (exchange and origin in open_owners):
+            continue
+        for address, (n, g, decayed, latest) in part["k"].items():
+            user = colleagues.get(address)
+            if user is None or (origin and user.id not in open_owners):
+                continue
+            strength[address] = strength.get(address, 0.0) + (decayed if decay else g)
+            count[address] = count.get(address, 0) + n
+            last[address] = max(last.get(address, latest), latest)
+    scale = 2 ** (-(ctx.now_us / DAY_US) / WKW_HALF_LIFE_DAYS) if decay else 1.0
+    ranked = sorted((-(strength[a] * scale), -last[a], colleagues[a].id, a) for a in strength)
+    result = []
+    for negative, _, uid, address in ranked[:MAX_INTRODUCERS]:
+        user = colleagues[address]
+        result.append(_built(Introducer, user_id=uid, name=user.display_name, email=user.email,
+                                                 strength=round(100 * (1 - math.exp(negative / 3))),
+                                                 interactions=count[address], last_interaction=moment(last[address])))
+    return result
+
+
+# -- keeping ledgers up to date ---------------------------------------------------------------------------
+
+Edits = dict[tuple[str, str], dict[str, dict[str, Entry | None]]]  # record -> month -> activity key -> entry
+
+
+def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, Activity | None]]) -> Edits:
+    """What changed activities change in records' ledgers: the old version (a replaced or removed one) leaves
+    the records and month it counted in, the current one (if usable) enters those it counts in now."""
+    edits: Edits = defaultdict(lambda: defaultdict(dict))
+    for key, old, new in changes:
+        if old is not None:
+            linked, about = linker.links(old)
+            month = month_of(micros(old.start))
+            for record in linked | about:
+                edits[record][month].setdefault(key, None)
+        if new is None:
+            continue
+        linked, about = linker.links(new)
+        month = month_of(micros(new.start))
+        if not linker.usable(new):
+            for record in linked | about:
+                edits[record][month].setdefault(key, None)
+            continue
+        fact = fact_of(linker.directory, new, linker.classified)
+        for record in linked | about:
+            edits[record][month][key] = [(LINKED if record in linked else 0) | (ABOUT if record in about else 0),
+                                         fact]
+    return {record: dict(months) for record, months in edits.items()}
+
+
+def needs_archive(state: Any, edits: Mapping[str, Any], horizon: str) -> bool:
+    """Whether applying these edits needs the ledger's archive: a change before its horizon, or a horizon that
+    moves."""
+    return horizon > state.horizon or any(period < state.horizon for period in edits)
+
+
+def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], horizon: str) -> None:
+    """Applies one record's edits to its stored state: the periods' facts, and their partials recomputed from
+    them (never adjusted: a partial is a function of its period's facts); periods that fell behind the horizon
+    move to the archive and the base is folded again from it."""
+    refold = False
+    for period, changed in edits.items():
+        entries = {entry[1][KEY]: entry for entry in state.months.get(period, [])}
+        for key, entry in changed.items():
+            if entry is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = entry
+        state.months[period] = [entries[k] for k in sorted(entries)]
+        target = state.partials
+        if period < state.horizon:
+            target, refold = state.archive, True
+        if entries:
+            target[period] = partials(state.months[period])
+        else:
+            target.pop(period, None)
+    if horizon > state.horizon:
+        for period in [p for p in state.partials if p < horizon]:
+            state.archive[period] = state.partials.pop(period)
+            refold = True
+        state.horizon = horizon
+    if refold:
+        state.base = fold_by_origin(state.archive)
