@@ -16,7 +16,7 @@ from shared.services.background.exchange_purge import ExchangePurge
 from shared.services.background.insights_update import InsightsUpdate
 from shared.services.background.opt_out_purge import OptOutPurge
 from shared.services.background.scheduler import MAX_ROWS_PER_MESSAGE, BackgroundScheduler
-from shared.services.background.steps import LEASE
+from shared.services.background.steps import LEASE, ask_soon
 from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.insights import InsightsService
@@ -221,6 +221,20 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
     both = [*refresh_only, IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)]
     assert work.run(TENANT, both) == "recomputed"
     assert calls == ["refresh", "recompute"]
+
+
+def test_asks_within_a_minute_send_one_message_and_one_more_after_it_for_what_came_meanwhile(world: World) -> None:
+    """The first update may have read the log before a later round wrote: that round's data must not wait for
+    the next day. However many rounds end in the minute, at most two messages go."""
+    world.queue.sent.clear()
+    for seconds in (10, 20, 30, 40):
+        world.clock.set(NOW.replace(second=seconds))
+        ask_soon(world.index, world.queue, world.clock, IndexKind.INSIGHTS_REFRESH, TENANT)
+    minute = NOW.replace(second=0, microsecond=0)
+    assert [(m.rows, delay) for m, delay in world.queue.sent] == [
+        (((IndexKind.INSIGHTS_REFRESH, minute),), None),
+        (((IndexKind.INSIGHTS_REFRESH, minute + timedelta(minutes=1)),), timedelta(seconds=40))]
+    assert [r.due for r in world.rows(IndexKind.INSIGHTS_REFRESH)] == [minute, minute + timedelta(minutes=1)]
 
 
 def test_the_timer_only_sends_one_message_per_tenant_and_kind_and_leases_the_rows(world: World) -> None:

@@ -154,6 +154,18 @@ def test_a_late_or_repeated_plan_message_changes_nothing(world: World) -> None:
     assert dict(world.mail.calls) == calls
 
 
+def test_a_plan_asked_at_the_instant_one_ran_plans_again(world: World) -> None:
+    """The CRM round that brings a new seller asks for a plan; one that began at that very instant may have read the
+    users before the seller was stored, so it does not count as done."""
+    world.timer()
+    world.users(seller("eve", "e" * 8))
+    world.index.add(IndexKind.MAILBOX_PLAN, TENANT, NOW)
+    assert world.timer()["planned"] == 1
+    summary = world.state.load(TENANT, SUMMARY_KEY, ExchangeSummary)
+    assert summary is not None
+    assert summary.document.mailboxes == 3
+
+
 def test_closed_gates_drop_the_mailboxes_state_in_bounded_steps_and_call_nothing(world: World) -> None:
     for n in range(5):
         world.mail.put(ANN, "inbox", message(f"a{n}", f"<{n}@x>", "lee@fabrikam.com", "ann@contoso.com"))

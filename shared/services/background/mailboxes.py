@@ -123,9 +123,9 @@ class MailboxPlan:
         settings = self._settings.current(tenant_id).settings
         now = self._clock.now()
         summary = self._state.load(tenant_id, SUMMARY_KEY, ExchangeSummary)
-        if summary is not None and summary.document.as_of >= max(row.due for row in rows):
+        if summary is not None and summary.document.as_of > max(row.due for row in rows):
             done(self._index, rows)
-            return "alreadyDone"  # a plan began after these rows came due
+            return "alreadyDone"  # a plan began after these rows came due (at the same instant: it may have read less)
         resumed = resume(self._index, rows, "mailboxes")
         if resumed is None:
             return "stale"

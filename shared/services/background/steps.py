@@ -71,14 +71,27 @@ def ask(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, t
 
 def ask_soon(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, tenant_id: TenantId) -> None:
     """`ask` for work due now, at most once a minute per tenant and kind: the rounds of many mailboxes that end
-    together send one message, not one each. (Its row is due at the minute's start: only for work that does not
-    judge by when it was asked, as the insights' update does not.)"""
+    together send one or two messages, not one each. (Its row is due at the minute's start: only for work that does
+    not judge by when it was asked, as the insights' update does not.)"""
     now = clock.now()
     due = now.replace(second=0, microsecond=0)
     entry = index.get(kind, tenant_id, due)
-    if entry is not None and entry.leased_until is not None and entry.leased_until > now:
-        return  # asked already this minute
-    ask(index, queue, clock, kind, tenant_id, due)
+    if entry is None or entry.leased_until is None or entry.leased_until <= now:
+        ask(index, queue, clock, kind, tenant_id, due)
+        return
+    # This minute's is on its way and may already have read what is new before this ask's data was written: the
+    # next minute's follows it (one more at most, however many ask), sent to arrive when it is due.
+    due += timedelta(minutes=1)
+    later = index.get(kind, tenant_id, due)
+    if later is not None and later.leased_until is not None and later.leased_until > now:
+        return
+    if later is None:
+        index.add(kind, tenant_id, due)  # (an add clears a lease: only when there is none)
+        later = index.get(kind, tenant_id, due)
+        if later is None:
+            return
+    queue.send(message_for(tenant_id, [later]), delay=due - now)
+    index.keep(later, leased_until=due + LEASE, position=later.position)
 
 
 def relay(index: ScheduleIndex, queue: WorkQueue, clock: Clock, message: WorkMessage, *,
