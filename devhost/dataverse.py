@@ -54,7 +54,8 @@ ENTITY_SETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                  "createdon", "msdyn_gdproptout", "modifiedon", "versionnumber", "description")),
     "opportunities": ("opportunity", "opportunityid", (
         "name", "_ownerid_value", "_parentaccountid_value", "_parentcontactid_value", "_customerid_value",
-        "statecode", "createdon", "msdyn_gdproptout", "modifiedon", "versionnumber", "description")),
+        "statecode", "createdon", "estimatedvalue", "msdyn_gdproptout", "modifiedon", "versionnumber",
+        "description")),
     "connections": ("connection", "connectionid", ("_record1id_value", "_record2id_value", "_record2roleid_value",
                                                    "statecode", "versionnumber")),
     "emails": ("email", "activityid", (

@@ -176,7 +176,7 @@ def generate(tenant: str, *, sellers: int = 8, accounts: int = 16, seed: int = 7
             "_parentcontactid_value" + LOOKUP: "contact", "_customerid_value": account_id,
             "_customerid_value" + LOOKUP: "account", "statecode": rng.choice([0, 0, 0, 1, 2]),
             "createdon": _dv(now - timedelta(days=rng.randint(30, days))), "msdyn_gdproptout": False,
-            "description": f"Deal notes for {company}"})
+            "estimatedvalue": 25_000.0 * (a + 1), "description": f"Deal notes for {company}"})
         for member in team:
             dv["connections"].append(_connection(tenant, opportunity_id, "opportunity", member.systemuser_id or "",
                                                  "systemuser"))

@@ -39,6 +39,17 @@ def list_insights(req: func.HttpRequest) -> func.HttpResponse:
     return respond(req, e.LIST_INSIGHTS, work)
 
 
+@route(bp, e.RELATIONSHIPS_AT_RISK)
+def list_relationships_at_risk(req: func.HttpRequest) -> func.HttpResponse:
+    def work(call: Call) -> func.HttpResponse:
+        query = call.query()
+        page = call.container.insights().relationships_at_risk(
+            call.tenant, page_size=query.integer("pageSize"), continuation=query.text("continuationToken"))
+        return json_response(m.at_risk_page(page))
+
+    return respond(req, e.RELATIONSHIPS_AT_RISK, work)
+
+
 @route(bp, e.WHO_KNOWS_WHOM)
 def get_who_knows_whom(req: func.HttpRequest) -> func.HttpResponse:
     def work(call: Call) -> func.HttpResponse:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 DEFAULT_ADMIN_ROLES = ("SystemAdministrator", "SystemCustomizer")
 DEFAULT_SELLER_ROLES = ("Salesperson", "SalesManager", "VicePresidentOfSales", "SalesProfessionalManager")
 DEFAULT_WHO_KNOWS_WHOM_ROLES = ("Salesperson", "SalesManager")
+DEFAULT_MANAGER_ROLES = ("SalesManager", "VicePresidentOfSales", "SalesProfessionalManager")
 DEFAULT_SYNC_ROLES = ("RelationshipIntelligence.Sync",)
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_MAILBOX_ROUND_MINUTES = 15
@@ -91,6 +92,7 @@ class AppConfig:
     admin_roles: tuple[str, ...] = DEFAULT_ADMIN_ROLES
     seller_roles: tuple[str, ...] = DEFAULT_SELLER_ROLES
     who_knows_whom_roles: tuple[str, ...] = DEFAULT_WHO_KNOWS_WHOM_ROLES
+    manager_roles: tuple[str, ...] = DEFAULT_MANAGER_ROLES
     sync_roles: tuple[str, ...] = DEFAULT_SYNC_ROLES
     client_id: str | None = None
     client_secret: str | None = None
@@ -150,6 +152,7 @@ class AppConfig:
             admin_roles=_split(env.get("RI_ADMIN_ROLES"), DEFAULT_ADMIN_ROLES),
             seller_roles=_split(env.get("RI_SELLER_ROLES"), DEFAULT_SELLER_ROLES),
             who_knows_whom_roles=_split(env.get("RI_WHO_KNOWS_WHOM_ROLES"), DEFAULT_WHO_KNOWS_WHOM_ROLES),
+            manager_roles=_split(env.get("RI_MANAGER_ROLES"), DEFAULT_MANAGER_ROLES),
             sync_roles=_split(env.get("RI_SYNC_ROLES"), DEFAULT_SYNC_ROLES),
             client_id=env.get("RI_CLIENT_ID") or None,
             client_secret=_secret(env.get("RI_CLIENT_SECRET")),

@@ -379,9 +379,23 @@ class FakeInsights:
             exchange = insight.with_exchange is not None and insight.gate_fingerprint == fingerprint
             health = (insight.with_exchange if exchange and insight.with_exchange else insight.crm).health
             position = (health.score or 0, insight.id)
-            if needs_attention(health) and (after is None or position > after):
+            risky = insight.risk_basic is not None or insight.risk_enhanced is not None
+            if (needs_attention(health) or risky) and (after is None or position > after):
                 found.append((position, insight))
         return [insight for _, insight in sorted(found, key=lambda f: f[0])][:limit]
+
+    def at_risk(self, tenant_id: TenantId, fingerprint: str, enhanced: bool, after: str | None, limit: int,
+                ) -> list[tuple[str, RecordInsight]]:
+        """What the adapter's index gives: the measure of the mode and gates served, worst first."""
+        found = []
+        for insight in self.iter(tenant_id):
+            risk = insight.risk_enhanced if enhanced and insight.gate_fingerprint == fingerprint else \
+                insight.risk_basic
+            if risk is not None:
+                position = risk.position(insight.entity_type, insight.id)
+                if after is None or position > after:
+                    found.append((position, insight))
+        return sorted(found, key=lambda f: f[0])[:limit]
 
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         return self.marks.get(tenant_id)

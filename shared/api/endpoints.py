@@ -330,6 +330,13 @@ DECLINE_INTRODUCTION = Endpoint(
     response="introductions_models:IntroductionRequestView", errors=(403, 404, 409), retry_after=(409,),
     summary="Decline a request to me.")
 
+RELATIONSHIPS_AT_RISK = Endpoint(
+    function_name="list_relationships_at_risk", method="GET", route="relationships-at-risk", tag="insights",
+    auth="user", permission=Permission.READ_RELATIONSHIPS_AT_RISK, response="insights_models:AtRiskPage",
+    errors=(400, 409), query=(_page_size(25), _continuation(64)),
+    summary=("Managers: the accounts and contacts whose strongest tie left (a deactivated colleague) and that no "
+             "remaining colleague knows well, worst first: the most open revenue at stake first."))
+
 ALL: tuple[Endpoint, ...] = (
     SERVICE_STATUS, OPENAPI, ME,
     OVERVIEW, PREREQUISITES, ENABLE, DISABLE, ROLE_CATALOGUE, SECURITY_ROLES, EXCHANGE, EXCLUDED_GROUPS,
@@ -337,7 +344,7 @@ ALL: tuple[Endpoint, ...] = (
     CONSENT_REQUEST, CONSENT_CALLBACK,
     SYNC,
     RECORD_INSIGHTS, LIST_INSIGHTS, WHO_KNOWS_WHOM, WHO_KNOWS_WHOM_AT_DOMAIN, INTRODUCTION, RECOMPUTE,
-    RECOMPUTE_STATUS, EXPORT,
+    RECOMPUTE_STATUS, EXPORT, RELATIONSHIPS_AT_RISK,
     MY_INTRODUCER_CHOICE, SET_MY_INTRODUCER_CHOICE, MY_INTRODUCTION_REQUESTS, INTRODUCTION_REQUEST,
     ACCEPT_INTRODUCTION, DECLINE_INTRODUCTION,
 )

@@ -8,12 +8,13 @@ from typing import Literal
 from pydantic import Field
 
 from shared.api.models import ApiModel
+from shared.domain.insights.departures import SAFE_STRENGTH, DepartedTie, OpportunityAtStake, RelationshipRisk
 from shared.domain.insights.health import Health
 from shared.domain.insights.kpis import Kpis
 from shared.domain.insights.model import SellerView
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.records import Source
-from shared.services.insights import DataSubject, Introducers
+from shared.services.insights import AtRisk, DataSubject, Introducers
 from shared.services.paging import Page
 from shared.services.ports import RecomputeStatus
 
@@ -29,6 +30,29 @@ class InsightView(ApiModel):
     kpis: Kpis
     health: Health | None = Field(description="null when the administrator hides health scores")
     health_hidden: bool
+    at_risk: RiskView | None = Field(description="set when the strongest tie to this record left the company and no "
+                                                 "remaining colleague's tie reaches the safe strength")
+
+
+class RiskView(ApiModel):
+    departed: DepartedTie
+    reason: str
+    next_best: list[Introducer] = Field(description="the remaining colleagues with a tie, strongest first")
+    open_opportunities: list[OpportunityAtStake]
+    revenue_at_stake: float
+    safe_strength: int = Field(description="the strength at which a remaining colleague's tie keeps it safe")
+
+
+class AtRiskItem(RiskView):
+    entity_type: Literal["account", "contact"]
+    id: str
+    name: str
+    computed_at: datetime
+
+
+class AtRiskPage(ApiModel):
+    items: list[AtRiskItem]
+    continuation_token: str | None
 
 
 class InsightSummary(ApiModel):
@@ -83,7 +107,20 @@ def insight_view(view: SellerView) -> InsightView:
     return InsightView(entity_type=insight.entity_type, id=insight.id, name=insight.name,
                        computed_at=insight.computed_at, completeness=view.completeness,
                        sources=view.variant.kpis.sources, kpis=view.variant.kpis, health=view.health,
-                       health_hidden=view.health_hidden)
+                       health_hidden=view.health_hidden, at_risk=None if view.risk is None else risk_view(view.risk))
+
+
+def risk_view(risk: RelationshipRisk) -> RiskView:
+    return RiskView(departed=risk.departed, reason=risk.reason, next_best=risk.next_best,
+                    open_opportunities=risk.open_opportunities, revenue_at_stake=risk.revenue_at_stake,
+                    safe_strength=SAFE_STRENGTH)
+
+
+def at_risk_page(page: Page[AtRisk]) -> AtRiskPage:
+    return AtRiskPage(items=[AtRiskItem(entity_type=a.insight.entity_type, id=a.insight.id,  # type: ignore[arg-type]
+                                        name=a.insight.name, computed_at=a.insight.computed_at,
+                                        **dict(risk_view(a.risk)))
+                             for a in page.items], continuation_token=page.continuation)
 
 
 def summary(view: SellerView) -> InsightSummary:

@@ -9,4 +9,5 @@ class Permission(StrEnum):
     MANAGE_SETTINGS = "settings.manage"
     READ_INSIGHTS = "insights.read"
     READ_WHO_KNOWS_WHOM = "whoKnowsWhom.read"
+    READ_RELATIONSHIPS_AT_RISK = "relationshipsAtRisk.read"
     SYNC_DATA = "data.sync"

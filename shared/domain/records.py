@@ -54,6 +54,8 @@ class InternalUser(_Record):
     active: bool = True
     entra_object_id: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="the user's Microsoft Entra object id: which Microsoft 365 mailbox is theirs")
+    deactivated_on: Moment | None = Field(
+        default=None, description="when the user's account was deactivated (a departure), when the source knows")
 
 
 class SecurityRoleRecord(_Record):
@@ -98,6 +100,7 @@ class OpportunityState(StrEnum):
 
 
 class Opportunity(_Record):
+    name: str = Field(default="", max_length=200)
     owner_id: RecordId
     sales_team_ids: tuple[RecordId, ...] = Field(default=(), max_length=200)
     customer_contact_id: RecordId | None = None
@@ -105,6 +108,7 @@ class Opportunity(_Record):
     account_id: RecordId | None = None
     state: OpportunityState = OpportunityState.OPEN
     created_on: Moment
+    estimated_revenue: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
 
 
 class ActivityKind(StrEnum):

@@ -225,7 +225,7 @@ def graph_event(event: Mapping[str, Any], mailbox_owner_id: str, *, now: datetim
 # -- Dataverse ------------------------------------------------------------------------------------------
 
 USER_COLUMNS = ("systemuserid", "fullname", "internalemailaddress", "isdisabled", "azureactivedirectoryobjectid",
-                "msdyn_gdproptout", "applicationid", "versionnumber")
+                "msdyn_gdproptout", "applicationid", "modifiedon", "versionnumber")
 ROLE_COLUMNS = ("roleid", "name", "_parentrootroleid_value", "versionnumber")
 ASSIGNMENT_COLUMNS = ("systemuserroleid", "systemuserid", "roleid", "versionnumber")  # systemuserrolescollection
 ACCOUNT_COLUMNS = ("accountid", "name", "websiteurl", "emailaddress1", "_primarycontactid_value", "versionnumber")
@@ -233,8 +233,8 @@ CONTACT_COLUMNS = ("contactid", "fullname", "emailaddress1", "_parentcustomerid_
                    "versionnumber")
 LEAD_COLUMNS = ("leadid", "fullname", "emailaddress1", "_ownerid_value", "statecode", "createdon",
                 "msdyn_gdproptout", "versionnumber")
-OPPORTUNITY_COLUMNS = ("opportunityid", "_ownerid_value", "_parentaccountid_value", "_parentcontactid_value",
-                       "_customerid_value", "statecode", "createdon", "versionnumber")
+OPPORTUNITY_COLUMNS = ("opportunityid", "name", "_ownerid_value", "_parentaccountid_value", "_parentcontactid_value",
+                       "_customerid_value", "statecode", "createdon", "estimatedvalue", "versionnumber")
 CONNECTION_COLUMNS = ("connectionid", "_record1id_value", "_record2id_value", "statecode", "versionnumber")
 EMAIL_COLUMNS = ("activityid", "messageid", "conversationtrackingid", "senton", "createdon", "directioncode",
                  "statecode", "_regardingobjectid_value", "versionnumber")
@@ -290,6 +290,9 @@ def dataverse_user(row: Mapping[str, Any], *, role_ids: Sequence[str] = (), grou
     entra = _guid(r.get("azureactivedirectoryobjectid"))
     if entra:
         user["entraObjectId"] = entra
+    changed = parse_time(r.get("modifiedon"))
+    if r.get("isdisabled") is True and changed is not None:
+        user["deactivatedOn"] = _iso(changed)  # the last change of a disabled user: its deactivation, or later
     return user
 
 
@@ -403,7 +406,11 @@ def dataverse_opportunity(row: Mapping[str, Any], connections: Iterable[Mapping[
         "ownerId": owner, "state": state, "createdOn": _iso(created),
         "salesTeamIds": [u for u in _stakeholders(links, opportunity_id, "systemuser") if u != owner],
         "stakeholderContactIds": _stakeholders(links, opportunity_id, "contact"),
+        "name": str(r.get("name") or "")[:200],
     }
+    revenue = r.get("estimatedvalue")
+    if isinstance(revenue, int | float) and not isinstance(revenue, bool) and 0 <= revenue <= 1e15:
+        item["estimatedRevenue"] = float(revenue)
     if account:
         item["accountId"] = account
     if contact:

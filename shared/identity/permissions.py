@@ -21,6 +21,7 @@ class RolePolicy:
             (settings.admin_roles, Permission.MANAGE_SETTINGS),
             (settings.seller_roles, Permission.READ_INSIGHTS),
             (settings.who_knows_whom_roles, Permission.READ_WHO_KNOWS_WHOM),
+            (settings.manager_roles, Permission.READ_RELATIONSHIPS_AT_RISK),
             (settings.sync_roles, Permission.SYNC_DATA),
         ):
             for role in roles:

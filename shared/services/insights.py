@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from typing import Any, Literal
 from shared.clock import Clock
 from shared.domain.gates import gate_fingerprint
 from shared.domain.insights.computation import ledgers, of_someone_opted_out
+from shared.domain.insights.departures import POSITION, RelationshipRisk
+from shared.domain.insights.departures import departed as departed_user
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import Linker
 from shared.domain.insights.ledger import (
@@ -70,6 +73,12 @@ class Introducers:
     insight: RecordInsight
     mode: Literal["basic", "enhanced"]
     introducers: list[Introducer]
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    insight: RecordInsight
+    risk: RelationshipRisk
 
 
 @dataclass(frozen=True)
@@ -293,7 +302,43 @@ class InsightsService:
         insight = self._insights.get(tenant_id, entity_type, record_id)
         if insight is None or self._opted_out(tenant_id, entity_type, record_id):
             raise NotFound(f"no insights for {entity_type} {record_id} (unknown, opted out, or not computed yet)")
-        return insight.seen_by_seller(settings)
+        view = insight.seen_by_seller(settings)
+        if view.risk is None:
+            return view
+        [risk] = self._risks_now(tenant_id, settings, [view.risk])
+        return dataclasses.replace(view, risk=risk)
+
+    def relationships_at_risk(self, tenant_id: TenantId, *, page_size: int, continuation: str | None,
+                              ) -> Page[AtRisk]:
+        """Accounts and contacts a departure left without a strong tie, worst first (managers' view)."""
+        settings = self._analytics_on(tenant_id)
+        after = _risk_position(continuation)
+        found = self._insights.at_risk(tenant_id, gate_fingerprint(settings),
+                                       settings.who_knows_whom_mode == "enhanced", after, page_size + 1)
+        more = len(found) > page_size
+        found = found[:page_size]
+        risks = self._risks_now(tenant_id, settings, [i.risk(settings) for _, i in found])
+        items = [AtRisk(i, r) for (_, i), r in zip(found, risks, strict=True) if r is not None
+                 and not self._opted_out(tenant_id, i.entity_type, i.id)]
+        token = "r" + base64.urlsafe_b64encode(found[-1][0].encode()).decode("ascii") if more else None
+        return Page(items, token)
+
+    def _risks_now(self, tenant_id: TenantId, settings: TenantSettings, risks: list[RelationshipRisk | None],
+                   ) -> list[RelationshipRisk | None]:
+        """As things stand now: a colleague who came back clears the risk; the next best are listed as who knows
+        whom lists them (their choice, an opt-out since)."""
+        departed = [r.departed.user_id for r in risks if r is not None]
+        users = self._records.get_many(tenant_id, "users", departed) if departed else {}
+        listed = self._listed(tenant_id, settings)
+        result: list[RelationshipRisk | None] = []
+        for risk in risks:
+            user = users.get(risk.departed.user_id) if risk is not None else None
+            if risk is None or user is None or not departed_user(user):
+                result.append(None)
+                continue
+            shown = self._serving(tenant_id, [i for i in risk.next_best if listed(i.user_id)])
+            result.append(risk.model_copy(update={"next_best": shown}))
+        return result
 
     def _opted_out(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> bool:
         """A person who opted out since the last computation is not served (one point read: at once)."""
@@ -413,6 +458,20 @@ def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,
     old = {m: p for m, p in state.partials.items() if m < ctx.recent_from}
     recent = [e for m, entries in state.months.items() if m >= ctx.recent_from for e in entries]
     return insight(ctx, linker.records[key], state.base, old, recent, previous)
+
+
+def _risk_position(token: str | None) -> str | None:
+    """Where a page of relationships at risk resumes; a token we did not issue is a 400."""
+    if not token:
+        return None
+    try:
+        position = base64.urlsafe_b64decode(token.removeprefix("r").encode("ascii")).decode("ascii")
+        if token.startswith("r") and POSITION.match(position):
+            return position
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise ValidationFailed("the continuation token is not one this API issued",
+                           errors=[{"field": "continuationToken", "reason": "malformed"}])
 
 
 def _attention_token(position: tuple[int, str]) -> str:

@@ -472,6 +472,13 @@ class InsightRepository(Protocol):
         id), after a position, from an index kept in that order: a page costs its size, not the tenant's."""
         ...
 
+    def at_risk(self, tenant_id: TenantId, fingerprint: str, enhanced: bool, after: str | None, limit: int,
+                ) -> list[tuple[str, RecordInsight]]:
+        """Records a departure put at risk, worst first (revenue at stake, then the strength of the tie lost), as
+        measured in the mode and under the gates served, after a position, with their positions: from an index
+        kept in that order."""
+        ...
+
     def refreshed_through(self, tenant_id: TenantId) -> datetime | None:
         """Activities stored up to this moment are reflected in the stored insights."""
         ...

@@ -1,8 +1,10 @@
 """Computed insights in the tenant's partition: `insight|{entity type}|{id}` rows, and the needs-attention index:
 `att|{entity type}|x|{gate fingerprint}|{score}|{id}` for a record whose with-Exchange variant needs attention,
 `att|{entity type}|c|-|{score}|{id}` for its CRM variant, so that a page of "needs attention" in attention
-order is a range query of its size. Each insight row names its index rows (`Att`), written in the same
-transaction."""
+order is a range query of its size; and the relationships-at-risk index, worst first (the most revenue at stake,
+then the strongest tie lost): `rsk|b|-|{rank}|{entity type}|{id}` for the risk measured in basic mode,
+`rsk|e|{gate fingerprint}|{rank}|{entity type}|{id}` in enhanced mode. Each insight row names its index rows
+(`Att`), written in the same transaction."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _RECOMPUTE_FACTS = {"requested_at": "RequestedAt", "started_at": "StartedAt", "f
 
 
 ATTENTION_PREFIX = "att|"
+RISK_PREFIX = "rsk|"
 _READERS = 8
 
 
@@ -35,16 +38,25 @@ def row_key(entity_type: str, record_id: str) -> str:
     return f"{PREFIX}{entity_type}|{record_id}"
 
 
-def attention_rows(insight: RecordInsight) -> dict[str, dict[str, str | bool]]:
-    """The index rows of an insight: one per variant that needs attention."""
+def index_rows(insight: RecordInsight) -> dict[str, dict[str, str | bool]]:
+    """The index rows of an insight: one per variant that needs attention (Poor, Declining, or at risk in either
+    mode: the read filters), one per mode in which a departure puts it at risk."""
     rows: dict[str, dict[str, str | bool]] = {}
     base = f"{ATTENTION_PREFIX}{insight.entity_type}|"
-    if needs_attention(insight.crm.health):
+    at_risk = insight.risk_basic is not None or insight.risk_enhanced is not None
+    if needs_attention(insight.crm.health) or insight.risk_basic is not None:
         rows[f"{base}c|-|{insight.crm.health.score or 0:03d}|{insight.id}"] = {
             "Fp": insight.gate_fingerprint, "HasX": insight.with_exchange is not None}
-    if insight.with_exchange is not None and needs_attention(insight.with_exchange.health):
+    if insight.with_exchange is not None and (needs_attention(insight.with_exchange.health) or at_risk):
         rows[f"{base}x|{insight.gate_fingerprint}|{insight.with_exchange.health.score or 0:03d}|{insight.id}"] = {}
+    for mode, fingerprint, risk in (("b", "-", insight.risk_basic), ("e", insight.gate_fingerprint,
+                                                                      insight.risk_enhanced)):
+        if risk is not None:
+            rows[f"{RISK_PREFIX}{mode}|{fingerprint}|{risk.position(insight.entity_type, insight.id)}"] = {
+                "Fp": insight.gate_fingerprint}
     return rows
+
+
 
 
 class TableInsights:
@@ -86,6 +98,36 @@ class TableInsights:
         return self._tables.iter_partition(tenant_id, row_key_prefix=prefix, after=start,
                                            select=["Fp", "HasX"])
 
+    def at_risk(self, tenant_id: TenantId, fingerprint: str, enhanced: bool, after: str | None, limit: int,
+                ) -> list[tuple[str, RecordInsight]]:
+        """Records at risk worst first, from the index, with their positions: in enhanced mode, the enhanced
+        measure of the records computed with the gates as they are, the basic measure of the others."""
+        def stream(prefix: str) -> Iterator[StoredEntity]:
+            return self._tables.iter_partition(tenant_id, row_key_prefix=prefix,
+                                               after=None if after is None else prefix + after, select=["Fp"])
+
+        streams = [stream(f"{RISK_PREFIX}b|-|")]
+        if enhanced:
+            streams = [stream(f"{RISK_PREFIX}e|{fingerprint}|"),
+                       (e for e in streams[0] if e.properties.get("Fp") != fingerprint)]
+        heads = [next(s, None) for s in streams]
+        chosen: list[str] = []
+        while len(chosen) < limit and any(h is not None for h in heads):
+            index = min((i for i, h in enumerate(heads) if h is not None),
+                        key=lambda i: _risk_position(heads[i].row_key))  # type: ignore[union-attr]
+            head = heads[index]
+            assert head is not None
+            chosen.append(_risk_position(head.row_key))
+            heads[index] = next(streams[index], None)
+
+        def read(position: str) -> tuple[str, RecordInsight | None]:
+            _, _, entity_type, record_id = position.split("|")
+            return position, self.get(tenant_id, entity_type, record_id)  # type: ignore[arg-type]
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(read, chosen))
+        return [(p, i) for p, i in found if i is not None]
+
     def account_of_domain(self, tenant_id: TenantId, domain: str) -> str | None:
         entity = self._tables.get(tenant_id, DOMAIN_PREFIX + domain)
         return None if entity is None else str(entity.properties["AccountId"])
@@ -113,12 +155,13 @@ class TableInsights:
                     ) -> None:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
         gone, in size-bounded transactions."""
-        index = {row: properties for i in insights for row, properties in attention_rows(i).items()}
+        index = {row: properties for i in insights for row, properties in index_rows(i).items()}
         operations = [self._upsert(i) for i in insights]
         operations += [Operation("delete", row_key(*key)) for key in stale]
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=ATTENTION_PREFIX, select=["Fp"]):
-            if entity.row_key not in index:
-                operations.append(Operation("delete", entity.row_key))
+        for prefix in (ATTENTION_PREFIX, RISK_PREFIX):
+            for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["Fp"]):
+                if entity.row_key not in index:
+                    operations.append(Operation("delete", entity.row_key))
         operations += [Operation("upsert", row, dict(p)) for row, p in index.items()]
         domains = {d: i.id for i in insights for d in i.email_domains}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
@@ -141,7 +184,7 @@ class TableInsights:
             before = list(pool.map(indexed, insights))
         groups = []
         for insight, old in zip(insights, before, strict=True):
-            rows = attention_rows(insight)
+            rows = index_rows(insight)
             group = [self._upsert(insight), *(Operation("delete", r) for r in old if r not in rows),
                      *(Operation("upsert", r, dict(p)) for r, p in rows.items() if r not in old)]
             groups.append(group)
@@ -152,7 +195,7 @@ class TableInsights:
     @staticmethod
     def _upsert(insight: RecordInsight) -> Operation:
         properties = encode("insight", insight)
-        properties["Att"] = json.dumps(sorted(attention_rows(insight)))
+        properties["Att"] = json.dumps(sorted(index_rows(insight)))
         return Operation("upsert", row_key(insight.entity_type, insight.id), properties)
 
     def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
@@ -160,9 +203,13 @@ class TableInsights:
             self._tables.transact(tenant_id, transaction)
 
 
-MAX_GROUPS_PER_TRANSACTION = 20  # a record's insight, at most two index rows to add and two to delete: ≤ 100
+MAX_GROUPS_PER_TRANSACTION = 11  # a record's insight, at most four index rows to add and four to delete: ≤ 100
 
 
 def _position(index_row: str) -> tuple[int, str]:
     _, score, record_id = index_row.rsplit("|", 2)
     return int(score), record_id
+
+
+def _risk_position(index_row: str) -> str:
+    return index_row.split("|", 3)[3]

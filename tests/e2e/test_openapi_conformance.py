@@ -101,7 +101,7 @@ def test_operation_conforms(api_schema: Any, function_host: FunctionHost, idp: I
     if (method, path) in APP_ONLY:
         token = idp.app_token(SYNC_TENANT, "connector", ["RelationshipIntelligence.Sync"])
     elif (method, path) in INSIGHTS:
-        token = idp.user_token(TENANT, "0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a12", ["Salesperson"])
+        token = idp.user_token(TENANT, "0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a12", ["Salesperson", "SalesManager"])
     else:
         token = idp.user_token(TENANT, "0f9d2c51-5d2c-4bd4-9d7a-0d9b1e0c7a11", ["SystemAdministrator"])
     # Never "valid data is accepted": the product refuses schema-valid requests on purpose when its state says so

@@ -163,11 +163,16 @@ LOOKUP = m.LOOKUP
 def test_users_roles_and_application_users() -> None:
     row = {"systemuserid": "AAAAAAAA-0000-0000-0000-000000000001", "fullname": "Ann Adams",
            "internalemailaddress": "Ann@Contoso.com", "isdisabled": True, "msdyn_gdproptout": True,
-           "azureactivedirectoryobjectid": "x", "versionnumber": 12, "description": SECRET}
+           "azureactivedirectoryobjectid": "x", "versionnumber": 12, "description": SECRET,
+           "modifiedon": "2026-11-20T08:00:00Z"}
     user = _valid("users", m.dataverse_user(row, role_ids=["R1", "r1"], group_ids=["G"]))
     assert user["id"] == "aaaaaaaa-0000-0000-0000-000000000001"
     assert user["email"] == "ann@contoso.com"
     assert user["active"] is False
+    assert user["deactivatedOn"].startswith("2026-11-20T08:00:00")  # the departure, as far as Dataverse says
+    active = m.dataverse_user({**row, "isdisabled": False})
+    assert active is not None
+    assert "deactivatedOn" not in active
     assert user["optedOut"] is True
     assert user["securityRoleIds"] == ["r1"]
     assert user["groupIds"] == ["g"]
@@ -206,7 +211,9 @@ def test_accounts_contacts_leads_and_opportunities() -> None:
     opportunity = _valid("opportunities", m.dataverse_opportunity({
         "opportunityid": "o1", "_ownerid_value": "u1", "_customerid_value": "c3",
         "_customerid_value" + LOOKUP: "contact", "_parentaccountid_value": "a1", "statecode": 1,
-        "createdon": "2026-01-01T00:00:00Z", "versionnumber": 7}, links))
+        "createdon": "2026-01-01T00:00:00Z", "versionnumber": 7, "name": "Renewal", "estimatedvalue": 1200.5},
+        links))
+    assert (opportunity["name"], opportunity["estimatedRevenue"]) == ("Renewal", 1200.5)
     assert opportunity["salesTeamIds"] == ["u2"]
     assert opportunity["stakeholderContactIds"] == ["c1"]  # the inactive connection does not count
     assert opportunity["customerContactId"] == "c3"

@@ -13,7 +13,9 @@ def test_default_roles_follow_the_spec() -> None:
     policy = RolePolicy.from_config(AppConfig.from_env(ENV))
     assert Permission.MANAGE_SETTINGS in policy.permissions_of(["SystemCustomizer"])
     assert policy.permissions_of(["Salesperson"]) == {Permission.READ_INSIGHTS, Permission.READ_WHO_KNOWS_WHOM}
-    assert policy.permissions_of(["VicePresidentOfSales"]) == {Permission.READ_INSIGHTS}
+    assert policy.permissions_of(["VicePresidentOfSales"]) == {Permission.READ_INSIGHTS,
+                                                               Permission.READ_RELATIONSHIPS_AT_RISK}
+    assert Permission.READ_RELATIONSHIPS_AT_RISK in policy.permissions_of(["SalesManager"])
     assert policy.permissions_of(["RelationshipIntelligence.Sync"]) == {Permission.SYNC_DATA}
     assert policy.permissions_of(["Unknown"]) == frozenset()
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shared.domain.records import Account, Activity, Contact, InternalUser, Lead, Opportunity
+from shared.domain.records import Account, Activity, Contact, InternalUser, Lead, Opportunity, OpportunityState
 from shared.domain.vocabulary import ENTITY_TYPES, EntityType
 
 __all__ = ["ENTITY_TYPES", "Directory", "EntityType", "PeopleOfInterest"]
@@ -33,6 +33,14 @@ class Directory:
         for contact in self.contacts.values():
             if contact.account_id:
                 self.account_contacts[contact.account_id].append(contact)
+        # The open opportunities each account and contact (customer or stakeholder) carries.
+        self.open_opportunities: dict[tuple[str, str], list[Opportunity]] = defaultdict(list)
+        for o in self.opportunities.values():
+            if o.state is OpportunityState.OPEN:
+                for key in {("account", o.account_id or ""), ("contact", o.customer_contact_id or ""),
+                            *(("contact", c) for c in o.stakeholder_contact_ids)}:
+                    if key[1]:
+                        self.open_opportunities[key].append(o)
 
     @classmethod
     def of(cls, users: Iterable[InternalUser] = (), accounts: Iterable[Account] = (),

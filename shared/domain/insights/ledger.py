@@ -23,6 +23,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from shared.domain.gates import closed_gate, gate_fingerprint
+from shared.domain.insights.departures import (
+    RISK_TYPES,
+    DepartedTie,
+    RelationshipRisk,
+    at_risk,
+    departed,
+    opportunities_at_stake,
+)
 from shared.domain.insights.directory import Directory
 from shared.domain.insights.facts import (
     CALL,
@@ -306,8 +314,10 @@ class Context:
         self.open_owners = frozenset(u.id for u in directory.users.values()
                                      if closed_gate(settings, probe, u) is None)
         excluded = {g.lower() for g in settings.exchange.excluded_security_group_ids}
-        self.colleagues = {u.email: u for u in directory.users.values() if u.active and not u.opted_out
-                           and not excluded.intersection(g.lower() for g in u.group_ids)}
+        listable = [u for u in directory.users.values()
+                    if not u.opted_out and not excluded.intersection(g.lower() for g in u.group_ids)]
+        self.colleagues = {u.email: u for u in listable if not departed(u)}
+        self.departed = {u.email: u for u in listable if departed(u)}  # their ties tell what a departure risks
         options = settings.relationship_analytics
         self.options = options
         self.cadence = CADENCE_DAYS[options.communication_frequency]
@@ -345,17 +355,27 @@ def insight(ctx: Context, meta: RecordMeta, base: Mapping[str, Partial], old: Ma
     crm = _variant(ctx, meta, by_origin, recent, False, previous.crm if previous else None)
     full = (_variant(ctx, meta, by_origin, recent, True, previous.with_exchange if previous else None)
             if ctx.with_exchange else None)
-    basic = enhanced = None
+    basic = enhanced = risk_basic = risk_enhanced = None
     has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
                                          and any(p["a"] for o, p in by_origin if ctx.open(o, True)))
     if has_targets:
-        basic = _introducers(ctx, by_origin, decay=False, exchange=False)
+        basic, lost = _introducers(ctx, by_origin, decay=False, exchange=False)
+        risk_basic = _risk(ctx, meta, lost, basic)
         if ctx.with_exchange:
-            enhanced = _introducers(ctx, by_origin, decay=ctx.enhanced, exchange=ctx.enhanced)
+            enhanced, lost = _introducers(ctx, by_origin, decay=ctx.enhanced, exchange=ctx.enhanced)
+            risk_enhanced = _risk(ctx, meta, lost, enhanced)
     return RecordInsight.model_construct(
         entity_type=meta.entity_type, id=meta.id, name=meta.name, computed_at=ctx.now,
         gate_fingerprint=ctx.fingerprint, crm=crm, with_exchange=full, introducers_basic=basic,
-        introducers_enhanced=enhanced, email_domains=list(meta.email_domains))
+        introducers_enhanced=enhanced, email_domains=list(meta.email_domains), risk_basic=risk_basic,
+        risk_enhanced=risk_enhanced)
+
+
+def _risk(ctx: Context, meta: RecordMeta, lost: DepartedTie | None, remaining: list[Introducer],
+          ) -> RelationshipRisk | None:
+    if lost is None or meta.entity_type not in RISK_TYPES:
+        return None
+    return at_risk(lost, remaining, opportunities_at_stake(ctx.directory, meta.entity_type, meta.id))
 
 
 def fold_by_origin(periods: Mapping[str, Mapping[str, Partial]]) -> dict[str, Partial]:
@@ -601,32 +621,42 @@ def _trend(ctx: Context, done: list[Fact], first: datetime, created_on: datetime
 
 
 def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool, exchange: bool,
-                 ) -> list[Introducer]:
+                 ) -> tuple[list[Introducer], DepartedTie | None]:
     """Colleagues by the strength of their own tie to the record's people. Exchange-derived strength counts only
-    in enhanced mode, from mailboxes whose gates are open, and only for a colleague inside the selected roles."""
+    in enhanced mode, from mailboxes whose gates are open, and only for a colleague inside the selected roles.
+    Also the strongest tie of a colleague who left, when it is stronger than every remaining one."""
     strength: dict[str, float] = {}
     count: dict[str, int] = {}
     last: dict[str, int] = {}
-    open_owners, colleagues = ctx.open_owners, ctx.colleagues
+    open_owners, colleagues, gone = ctx.open_owners, ctx.colleagues, ctx.departed
     for origin, part in parts:
         if origin and not (exchange and origin in open_owners):
             continue
         for address, (n, g, decayed, latest) in part["k"].items():
-            user = colleagues.get(address)
+            user = colleagues.get(address) or gone.get(address)
             if user is None or (origin and user.id not in open_owners):
                 continue
             strength[address] = strength.get(address, 0.0) + (decayed if decay else g)
             count[address] = count.get(address, 0) + n
             last[address] = max(last.get(address, latest), latest)
     scale = 2 ** (-(ctx.now_us / DAY_US) / WKW_HALF_LIFE_DAYS) if decay else 1.0
-    ranked = sorted((-(strength[a] * scale), -last[a], colleagues[a].id, a) for a in strength)
-    result = []
-    for negative, _, uid, address in ranked[:MAX_INTRODUCERS]:
+    ranked = sorted((-(strength[a] * scale), -last[a], (colleagues.get(a) or gone[a]).id, a) for a in strength)
+    result: list[Introducer] = []
+    lost = None
+    for negative, _, uid, address in ranked:
+        shown = round(100 * (1 - math.exp(negative / 3)))
+        if address in gone:
+            if lost is None and not result:
+                left = gone[address]
+                lost = _built(DepartedTie, user_id=uid, name=left.display_name, strength=shown,
+                              left_on=left.deactivated_on)
+            continue
         user = colleagues[address]
-        result.append(_built(Introducer, user_id=uid, name=user.display_name, email=user.email,
-                                                 strength=round(100 * (1 - math.exp(negative / 3))),
-                                                 interactions=count[address], last_interaction=moment(last[address])))
-    return result
+        result.append(_built(Introducer, user_id=uid, name=user.display_name, email=user.email, strength=shown,
+                             interactions=count[address], last_interaction=moment(last[address])))
+        if len(result) == MAX_INTRODUCERS:
+            break
+    return result, lost
 
 
 # -- keeping ledgers up to date ---------------------------------------------------------------------------

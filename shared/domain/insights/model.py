@@ -17,6 +17,7 @@ from pydantic import Field
 
 from shared.domain.gates import gate_fingerprint
 from shared.domain.insights.base import InsightModel
+from shared.domain.insights.departures import RelationshipRisk
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import Health, needs_attention
 from shared.domain.insights.kpis import Kpis
@@ -42,6 +43,8 @@ class RecordInsight(InsightModel):
     introducers_basic: list[Introducer] | None = None
     introducers_enhanced: list[Introducer] | None = None
     email_domains: list[str] = Field(default_factory=list)  # accounts: whom "introducers to the company" reach
+    risk_basic: RelationshipRisk | None = None  # a departure leaves this relationship without a strong tie
+    risk_enhanced: RelationshipRisk | None = None
 
     @property
     def key(self) -> tuple[EntityType, str]:
@@ -61,6 +64,12 @@ class RecordInsight(InsightModel):
             found = self.introducers_basic or []
         return [i for i in found if listed(i.user_id)]
 
+    def risk(self, settings: TenantSettings) -> RelationshipRisk | None:
+        """A departure's risk, measured as who knows whom measures ties as the tenant's gates stand now."""
+        if settings.who_knows_whom_mode == "enhanced" and gate_fingerprint(settings) == self.gate_fingerprint:
+            return self.risk_enhanced
+        return self.risk_basic
+
     def introducer(self, settings: TenantSettings, user_id: str, listed: Callable[[str], bool] = lambda _: True,
                    ) -> Introducer | None:
         """The colleague, if they are among this record's introducers as the tenant's settings stand now."""
@@ -69,10 +78,11 @@ class RecordInsight(InsightModel):
     def seen_by_seller(self, settings: TenantSettings) -> SellerView:
         variant, completeness = self.variant(settings)
         shown = settings.relationship_analytics.health_display
-        return SellerView(self, variant, completeness, variant.health if shown else None)
+        return SellerView(self, variant, completeness, variant.health if shown else None, self.risk(settings))
 
     def needs_attention(self, settings: TenantSettings) -> bool:
-        return needs_attention(self.variant(settings)[0].health)
+        """Poor or Declining, or at risk since a colleague left."""
+        return needs_attention(self.variant(settings)[0].health) or self.risk(settings) is not None
 
     def attention_order(self, settings: TenantSettings) -> tuple[int, str]:
         """Worst first: the lowest score, then by id for a stable order."""
@@ -87,6 +97,7 @@ class SellerView:
     variant: Variant
     completeness: Completeness
     health: Health | None  # None: the admin hides health scores
+    risk: RelationshipRisk | None = None  # left as computed: the read side leaves out who is back or hidden
 
     @property
     def health_hidden(self) -> bool:
