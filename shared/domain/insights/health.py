@@ -185,13 +185,23 @@ def _trend(activities: Sequence[Activity], now: datetime, created_on: datetime |
         day = _days_back(now, a.start)
         if day < recent_days + baseline_days:
             weights[day] = max(weights.get(day, 0.0), _influence(a.kind, influence) * mass_mail_weight(a))
+    return trend_of_days(weights, recent_days, baseline_days, previous)
+
+
+def trend_of_days(weights: dict[int, float], recent_days: int, baseline_days: int, previous: Trend | None,
+                  ) -> tuple[Trend, str]:
+    """The trend from the days with contact (days back from now → the day's most valuable activity): the recent
+    days' share of the weight against what their share of the time would give (a z-score), with hysteresis.
+    Summed in day order, so that every way of getting the days gives the same answer to the last bit."""
+    span = recent_days + baseline_days
     if len(weights) < TREND_MIN_DAYS:
-        return "notEnoughInformation", (f"contact on {len(weights)} of the last {recent_days + baseline_days} "
+        return "notEnoughInformation", (f"contact on {len(weights)} of the last {span} "
                                         f"days; a trend needs {TREND_MIN_DAYS}")
-    recent = sum(w for day, w in weights.items() if day < recent_days)
-    baseline = sum(weights.values()) - recent
-    share = recent_days / (recent_days + baseline_days)
-    z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for w in weights.values()))
+    ordered = sorted(weights.items())
+    recent = sum(w for day, w in ordered if day < recent_days)
+    baseline = sum(w for _, w in ordered) - recent
+    share = recent_days / span
+    z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for _, w in ordered))
     pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
     recent_count = sum(1 for day in weights if day < recent_days)
     detail = (f"contact on {recent_count} of the last {recent_days} days against {len(weights) - recent_count} "

@@ -70,12 +70,7 @@ from shared.domain.insights.health import (
     MIN_ACTIVITIES,
     TOO_OLD,
     TREND_BASELINE,
-    TREND_DECLINING_Z,
-    TREND_IMPROVING_Z,
-    TREND_LEAVE_Z,
     TREND_MIN_BASELINE,
-    TREND_MIN_DAYS,
-    TREND_MIN_RATIO,
     TREND_RECENT,
     WEIGHTS,
     WINDOW,
@@ -84,8 +79,8 @@ from shared.domain.insights.health import (
     Health,
     State,
     Trend,
-    _at_least,
     grade_of,
+    trend_of_days,
 )
 from shared.domain.insights.kpis import (
     DAILY_WINDOW_DAYS,
@@ -596,28 +591,7 @@ def _trend(ctx: Context, done: list[Fact], first: datetime, created_on: datetime
             value = influence[f[KIND]] * f[G]
             if value > weights.get(day, 0.0):
                 weights[day] = value
-    if len(weights) < TREND_MIN_DAYS:
-        return "notEnoughInformation", (f"contact on {len(weights)} of the last {span} "
-                                        f"days; a trend needs {TREND_MIN_DAYS}")
-    ordered = sorted(weights.items())
-    recent = sum(w for day, w in ordered if day < recent_days)
-    baseline = sum(w for _, w in ordered) - recent
-    share = recent_days / span
-    z = (recent - share * (recent + baseline)) / math.sqrt(share * (1 - share) * sum(w * w for _, w in ordered))
-    pace = (recent / share) / (baseline / (1 - share)) if baseline > 0 else math.inf
-    recent_count = sum(1 for day in weights if day < recent_days)
-    detail = (f"contact on {recent_count} of the last {recent_days} days against {len(weights) - recent_count} "
-              f"of the {baseline_days} before: "
-              f"{'none before' if baseline == 0 else f'{pace:.2f}× the earlier pace'}, z = {z:+.2f}")
-    if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
-        return "improving", f"{detail} (held while z ≥ {TREND_LEAVE_Z:g})"
-    if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
-        return "declining", f"{detail} (held while z ≤ −{TREND_LEAVE_Z:g})"
-    if _at_least(z, TREND_IMPROVING_Z) and _at_least(pace, TREND_MIN_RATIO):
-        return "improving", detail
-    if _at_least(-z, TREND_DECLINING_Z) and _at_least(1 / pace if pace else math.inf, TREND_MIN_RATIO):
-        return "declining", detail
-    return "steady", detail
+    return trend_of_days(weights, recent_days, baseline_days, previous)
 
 
 def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool, exchange: bool,
