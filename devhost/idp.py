@@ -32,13 +32,12 @@ import logging
 import os
 import re
 import secrets
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -47,6 +46,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.pki import TlsFiles, ensure_signing_key, ensure_tls
+from devhost.serving import LoopbackServer, ServedOnLoopback
 from shared.tenancy import GUID_PATTERN
 
 log = logging.getLogger("devhost.idp")
@@ -179,15 +179,14 @@ class _Fault:
 
 
 @dataclass
-class IdentityProvider:
+class IdentityProvider(ServedOnLoopback):
     state_dir: Path
     app: RegisteredApp
     api_audience: str
     host: str = "127.0.0.1"
     port: int = 7072
     token_lifetime_seconds: int = 3600
-    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
-    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _server: LoopbackServer | None = field(default=None, init=False, repr=False)
     _faults: list[_Fault] = field(default_factory=list, init=False, repr=False)
     _faults_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _sign_ins: dict[str, _SignIn] = field(default_factory=dict, init=False, repr=False)  # codes, refresh tokens
@@ -304,29 +303,10 @@ class IdentityProvider:
     # -- server ---------------------------------------------------------------------------------------
 
     def start(self) -> IdentityProvider:
-        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-        server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="devhost-idp", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer("idp", self.host, self.port, _make_handler(self),
+                                      tls=(self.tls.server_cert, self.tls.server_key))
+        self.port = self._server.port
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> IdentityProvider:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def _make_handler(idp: IdentityProvider) -> type[BaseHTTPRequestHandler]:

@@ -24,15 +24,10 @@ from typing import Any
 
 from devhost.dataverse import LOOKUP, LocalDataverse
 from devhost.graph import LocalGraph, graph_time
+from devhost.seed import COMPANIES, FIRST, LAST
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 
 ROLE_IDS = {r.name: r.id for r in STANDARD_SALES_ROLES}
-FIRST = ["Ann", "Bob", "Cyd", "Dan", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lou", "Max", "Ned", "Oda",
-         "Pam", "Raj", "Sue", "Tom", "Uma", "Vic", "Wes", "Xia", "Yan", "Zoe"]
-LAST = ["Adams", "Brown", "Chen", "Diaz", "Evans", "Garcia", "Hill", "Ito", "Jones", "Khan", "Lopez", "Moreau",
-        "Novak", "Olsen", "Patel", "Quinn", "Rossi", "Smith", "Tanaka", "Umar"]
-COMPANIES = ["Fabrikam", "Contoso Pharma", "Northwind", "Tailspin", "Wingtip", "Litware", "Adatum", "Proseware",
-             "Woodgrove", "Coho", "Lucerne", "Margie", "Alpine", "Fourth Coffee", "Humongous", "Relecloud"]
 TOPICS = ["Pricing for the renewal", "Next steps on the pilot", "Contract redlines", "Quarterly review",
           "Security questionnaire", "Budget approval", "Roll-out plan", "Invoice question", "Support escalation"]
 

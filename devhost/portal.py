@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from devhost.serving import LoopbackServer, ServedOnLoopback
 
 log = logging.getLogger("devhost.portal")
 
@@ -78,15 +79,14 @@ class PortalConfig:
                 "Referrer-Policy": "strict-origin-when-cross-origin", "X-Frame-Options": "SAMEORIGIN"}
 
 
-class PortalServer:
+class PortalServer(ServedOnLoopback):
     def __init__(self, config: PortalConfig, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  root: Path = PORTAL_DIR) -> None:
         self.config = config
         self.host = host
         self.port = port
         self.root = root.resolve()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -96,26 +96,9 @@ class PortalServer:
         missing = [str(path) for path in VENDOR.values() if not path.exists()]
         if missing:
             raise FileNotFoundError(f"run `npm ci` first: {', '.join(missing)} is missing")
-        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-        server.daemon_threads = True
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="devhost-portal", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer("portal", self.host, self.port, _make_handler(self))
+        self.port = self._server.port
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> PortalServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     def resolve(self, path: str) -> tuple[bytes, str] | None:
         """The body and content type for a request path, or None (404)."""

@@ -10,18 +10,18 @@ import hmac
 import json
 import logging
 import secrets
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
 from devhost.idp import IdentityProvider
+from devhost.serving import LoopbackServer, ServedOnLoopback
 
 log = logging.getLogger("devhost.standin")
 
@@ -82,14 +82,14 @@ class ApiError(Exception):
 
 
 @dataclass
-class LoopbackService:
+class LoopbackService(ServedOnLoopback):
     """Base of the stand-ins: serves `handle(request, claims)` over HTTPS on loopback."""
 
     idp: IdentityProvider
     host: str = "127.0.0.1"
     port: int = 0
     name: str = "standin"
-    _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
+    _server: LoopbackServer | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _faults: list[Fault] = field(default_factory=list, init=False, repr=False)
     _calls: Counter[tuple[str, str]] = field(default_factory=Counter, init=False, repr=False)
@@ -194,28 +194,10 @@ class LoopbackService:
         return None
 
     def start(self) -> Self:
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.idp.tls.server_cert, self.idp.tls.server_key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, name=f"devhost-{self.name}", daemon=True).start()
+        self._server = LoopbackServer(self.name, self.host, self.port, _handler_for(self),
+                                      tls=(self.idp.tls.server_cert, self.idp.tls.server_key))
+        self.port = self._server.port
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def _handler_for(service: LoopbackService) -> type[BaseHTTPRequestHandler]:

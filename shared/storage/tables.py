@@ -160,23 +160,14 @@ class TableStore:
 
     def replace(self, partition_key: str, row_key: str, properties: Properties, etag: str) -> str:
         """Replace only if the stored version is still `etag`; ConcurrencyConflict otherwise."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        entity = _entity(partition_key, row_key, properties)
-        table = self._table()
-        with _mapped_errors():
-            try:
-                meta = table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-            except ResourceNotFoundError as exc:
-                raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
-        return str(meta["etag"])
+        return self._update_if_unchanged(partition_key, row_key, properties, etag, merge=False)
 
     def merge(self, partition_key: str, row_key: str, properties: Properties, etag: str) -> str:
         """Sets these properties (keeping the others) only if the stored version is still `etag`."""
+        return self._update_if_unchanged(partition_key, row_key, properties, etag, merge=True)
+
+    def _update_if_unchanged(self, partition_key: str, row_key: str, properties: Properties, etag: str, *,
+                             merge: bool) -> str:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
@@ -185,9 +176,8 @@ class TableStore:
         table = self._table()
         with _mapped_errors():
             try:
-                meta = table.update_entity(
-                    entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
+                meta = table.update_entity(entity, mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE,
+                                           etag=etag, match_condition=MatchConditions.IfNotModified)
             except ResourceNotFoundError as exc:
                 raise ConcurrencyConflict(f"{row_key} was deleted meanwhile") from exc
         return str(meta["etag"])
