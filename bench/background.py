@@ -9,6 +9,7 @@
    step kept on the index row.
 
     .venv/bin/python bench/background.py [--sizes 1000 20000] [--due 100] [--burst 5000] [--purge 300000]
+    (each part can be left out: `--sizes` with no value, `--burst 0`, `--purge 0`)
 """
 
 from __future__ import annotations
@@ -188,13 +189,13 @@ def purge(azurite: Azurite, rows: int, seconds_per_step: float) -> None:
     left = sum(1 for _ in container.tables.iter_partition(tenant, row_key_prefix="activity|exchange|"))
     steps = outcomes.count("purgeContinues") + outcomes.count("purged")
     print(f"   {steps} messages ({outcomes.count('purgeContinues')} continued), {elapsed:.0f} s, "
-          f"{rows / elapsed:.0f} rows/s, {left} rows left; {counting.total} table operations")
+          f"{rows / elapsed:.0f} rows/s, {left} rows left; {counting.total} table operations {dict(counting.calls)}")
     print(f"   positions kept between the messages: {', '.join(p.rsplit('|', 1)[-1] for p in positions) or 'none'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 20000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 20000], help="none: skip the timer's part")
     parser.add_argument("--due", type=int, default=100)
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -202,7 +203,8 @@ def main() -> None:
     parser.add_argument("--purge-step-seconds", type=float, default=30.0)
     args = parser.parse_args()
     with Azurite() as azurite:
-        timer_runs(azurite, args.sizes, args.due)
+        if args.sizes:
+            timer_runs(azurite, args.sizes, args.due)
         if args.burst:
             burst(azurite, args.burst, args.workers)
         if args.purge:

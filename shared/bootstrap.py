@@ -151,7 +151,7 @@ class Container:
         mailbox_round = MailboxRound(settings, records, sync, state, sources.mail, index, queue, clock)
         works = (ConsentDeadlines(settings, index), ConsentRechecks(settings, index, clock, self.consent),
                  ExchangePurge(settings, index, clock, records, queue), OptOutPurge(index, clock, records, queue),
-                 InsightsUpdate(self.insights(), index),
+                 InsightsUpdate(self.insights(), index, queue, clock),
                  CrmRound(settings, records, sync, state, sources.crm, index, queue, clock,
                           interval=self.config.crm_round_interval),
                  MailboxPlan(settings, records, sync, state, sources.mail, index, queue, clock,

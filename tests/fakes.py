@@ -142,8 +142,10 @@ class FakeRecords:
     writes: int = 0
     log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
 
-    def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str]) -> None:
-        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{len(self.log):08d}")))
+    def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str], *,
+             removed: bool = False) -> None:
+        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{len(self.log):08d}",
+                                                removed)))
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
         entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
@@ -205,7 +207,7 @@ class FakeRecords:
     def delete(self, tenant_id: TenantId, kind: str, key: str, at: datetime) -> None:
         """Test set-up: a row deleted (as a purge does), logged with what it held."""
         old = self.rows.pop((tenant_id, kind, key))
-        self._log(tenant_id, kind, at, [key], {key: old.record.model_dump_json(by_alias=True)})
+        self._log(tenant_id, kind, at, [key], {key: old.record.model_dump_json(by_alias=True)}, removed=True)
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         row = self.rows.get((tenant_id, kind, record_id))

@@ -8,7 +8,7 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +46,7 @@ from shared.services.ports import (
     IntroductionRepository,
     LedgerRepository,
     LedgerState,
+    LoggedWrite,
     RecomputeStatus,
     RecordKey,
     RecordRepository,
@@ -66,6 +67,7 @@ class RecomputeReport:
     records: int
     activities: int
     seconds: float
+    more_after: datetime | None = None  # the log holds more than a step takes: the next continues after this
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,12 @@ class InsightsService:
                                       activities=report.activities)
         return report
 
-    def refresh(self, tenant_id: TenantId) -> RecomputeReport:
-        """Only the records touched by activities stored since the last computation (a full one when unknown)."""
-        return self._compute(tenant_id, incremental=True)
+    def refresh(self, tenant_id: TenantId, after: datetime | None = None) -> RecomputeReport:
+        """Only the records touched by activities stored since the last computation (a full one when unknown),
+        in steps of a bounded part of the ingestion log: a step that continues one reads the log `after` it."""
+        return self._compute(tenant_id, incremental=True, after=after)
 
-    def _compute(self, tenant_id: TenantId, *, incremental: bool) -> RecomputeReport:
+    def _compute(self, tenant_id: TenantId, *, incremental: bool, after: datetime | None = None) -> RecomputeReport:
         """Applies what the ingestion log holds since the last computation to the per-record aggregates, then
         computes the records it touched (a refresh) or every record (the daily recompute: recency moves scores),
         each from its own aggregates. Record changes (or aggregates never built) rebuild them from the stored
@@ -143,7 +146,9 @@ class InsightsService:
             return RecomputeReport(0, 0, time.perf_counter() - started)
         built = self._ledgers.built_through(tenant_id)
         mark = self._insights.refreshed_through(tenant_id)
-        writes = list(self._records.written_since(tenant_id, mark)) if mark is not None and built else []
+        start = mark if after is None or (mark is not None and mark > after) else after
+        writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP) \
+            if mark is not None and built else ([], False)
         if built is None or mark is None or any(
                 w.kind != "activities" and w.ingested_at > built[0] and w.id not in built[1] for w in writes):
             return self._rebuild(tenant_id, settings, now, started)
@@ -152,13 +157,16 @@ class InsightsService:
         ctx = Context(directory, settings, now)
         previous_docs: dict[str, str] = {}
         keys: list[str] = []
+        gone: set[str] = set()  # removed by the latest write naming them: nothing to read
         for write in writes:
             if write.kind == "activities":
                 keys.extend(write.keys)
+                (gone.update if write.removed else gone.difference_update)(write.keys)
                 for key, document in write.previous.items():
                     previous_docs.setdefault(key, document)  # the oldest: what the ledgers may still count
         keys = list(dict.fromkeys(keys))
-        current = self._records.activities(tenant_id, keys) if keys else {}
+        present = [k for k in keys if k not in gone]
+        current = self._records.activities(tenant_id, present) if present else {}
         if of_someone_opted_out(directory, current.values()):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         changes = [(key, _activity(previous_docs.get(key)), current.get(key)) for key in keys]
@@ -182,9 +190,11 @@ class InsightsService:
             self._insights.mark_refreshed(tenant_id, through)
         if through is not None:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
-        report = RecomputeReport(len(results), len(current), time.perf_counter() - started)
-        log.info("insights %s: %d records from %d changed activities in %.2f s",
-                 "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds)
+        report = RecomputeReport(len(results), len(current), time.perf_counter() - started,
+                                 writes[-1].ingested_at if more else None)
+        log.info("insights %s: %d records from %d changed activities in %.2f s%s",
+                 "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds,
+                 "; the log goes on" if more else "")
         return report
 
     def _previous_of(self, tenant_id: TenantId, keys: list[RecordKey] | None) -> dict[RecordKey, RecordInsight]:
@@ -450,6 +460,9 @@ class InsightsService:
 
 
 MAX_LEDGER_ATTEMPTS = 5
+# What one step of the refresh takes from the ingestion log (a purge of a large mailbox logs hundreds of
+# thousands): each key costs a point read and its previous document is held in memory until the step ends.
+MAX_LOGGED_KEYS_PER_STEP = 5_000
 _WRITERS = 8
 
 
@@ -490,6 +503,19 @@ def _attention_position(token: str | None) -> tuple[int, str] | None:
         pass
     raise ValidationFailed("the continuation token is not one this API issued",
                            errors=[{"field": "continuationToken", "reason": "malformed"}])
+
+
+def _first_writes(found: Iterable[LoggedWrite], limit: int) -> tuple[list[LoggedWrite], bool]:
+    """The oldest logged writes, up to about `limit` keys, and whether more follow. Writes stamped alike are
+    never split: the next step reads the log after the last stamp taken."""
+    taken: list[LoggedWrite] = []
+    keys = 0
+    for write in found:
+        if keys >= limit and write.ingested_at != taken[-1].ingested_at:
+            return taken, True
+        taken.append(write)
+        keys += len(write.keys)
+    return taken, False
 
 
 def _activity(document: str | None) -> Activity | None:

@@ -156,6 +156,7 @@ class LoggedWrite:
     keys: tuple[str, ...]  # record keys (activities: "{source}|{id}")
     previous: dict[str, str]  # record key -> the replaced document (JSON)
     id: str = ""  # the log entry's own key
+    removed: bool = False  # every row named was deleted in the entry's own transaction: none is left to read
 
 
 class RecordTooLarge(ValueError):

@@ -143,7 +143,7 @@ class TableRecords:
                 previous = json.loads("".join(str(entity.properties[f"Prev{i}"]) for i in range(count)) or "{}")
                 at = entity.properties.get("IngestedAt")
                 yield LoggedWrite(str(entity.properties.get("Kind")), at if isinstance(at, datetime) else _EPOCH,
-                                  tuple(keys), previous, entity.row_key)
+                                  tuple(keys), previous, entity.row_key, entity.properties.get("Removed") is True)
             if found.continuation is None:
                 return
             page = found.continuation
@@ -275,13 +275,14 @@ class TableRecords:
         version, ingested after Exchange came back) is not this purge's to delete."""
         keys = [e.row_key.removeprefix("activity|") for e in rows]
         documents = {k: d for k, e in zip(keys, rows, strict=True) if (d := _document(e)) is not None}
-        log = _log_row("activities", datetime.now(UTC), keys, documents)
+        at = datetime.now(UTC)
         batch = [Operation("delete", e.row_key, etag=e.etag) for e in rows]
         try:
-            self._tables.transact(tenant_id, [*batch, log])
+            self._tables.transact(tenant_id, [*batch, _log_row("activities", at, keys, documents, removed=True)])
             return len(batch)
         except ConcurrencyConflict:
-            self._tables.transact(tenant_id, [log])  # first: an entry for a row that stays is harmless
+            # First, and without `Removed`: the refresh reads what stays (an entry for a row that stays is harmless).
+            self._tables.transact(tenant_id, [_log_row("activities", at, keys, documents)])
             deleted = 0
             for operation in batch:
                 try:
@@ -300,8 +301,11 @@ def _document(entity: StoredEntity) -> str | None:
         return None
 
 
-def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[str, str]) -> Operation:
+def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[str, str], *,
+             removed: bool = False) -> Operation:
     properties: Properties = {"Kind": kind, "IngestedAt": ingested_at, "Keys": json.dumps(keys)}
+    if removed:
+        properties["Removed"] = True
     chunks = split_text(json.dumps(previous)) if previous else []
     properties["PrevChunks"] = len(chunks)
     for index, chunk in enumerate(chunks):

@@ -148,3 +148,29 @@ def test_excluded_groups_refuse_what_is_no_group_id(tab: Tab, tenant: str) -> No
     page.locator("#save-groups").click()
     page.get_by_text("Excluded security groups saved.").wait_for()
     expect(area).to_have_value("5e1f6a8c-3b7d-4c2e-9f10-a1b2c3d4e5f6")
+
+
+def test_the_crm_environment_url_is_refused_beside_its_field_then_saved_and_its_sync_shown(tab: Tab,
+                                                                                          tenant: str) -> None:
+    admin = enabled_tenant(tab.stack, tenant)
+    before = state(tab.stack, admin)
+    page = tab.page
+    tab.expect_api_errors(400)
+    tab.sign_in(ADMIN, tenant)
+    url = page.get_by_label("Dataverse environment URL")
+    url.fill("https://evil.example/org")
+    page.locator("#save-crm").click()
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('#crm-form [data-field="environmentUrl"] .field-error')).not_to_be_empty()
+    assert state(tab.stack, admin) == before
+    tab.step("a URL outside Dataverse refused")
+    url.fill("https://contoso.crm4.dynamics.com")
+    page.locator("#save-crm").click()
+    page.get_by_text("Environment URL saved").wait_for()
+    expect(page.get_by_label("Dataverse environment URL")).to_have_value("https://contoso.crm4.dynamics.com")
+    status = page.locator("#sync-status")
+    expect(status.get_by_role("row", name="CRM (Dataverse)")).to_contain_text("waiting for the next round")
+    expect(status.get_by_role("row", name="Exchange")).to_contain_text("0 of 0 mailboxes read")
+    overview, _ = state(tab.stack, admin)
+    assert overview["crmEnvironmentUrl"] == "https://contoso.crm4.dynamics.com"
+    tab.step("environment URL saved, sources shown")

@@ -11,13 +11,16 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from devhost.idp import SAMPLE_USERS
 from devhost.seed import generate
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from tests.browser.conftest import SELLER, Stack, Tab, consent_directly
+from tests.e2e.test_departures import ann_leaves, organisation_with_a_departure_to_come
 
 pytestmark = pytest.mark.e2e
 
 ROLE = {r.name: r.id for r in STANDARD_SALES_ROLES}
+MANAGER = SAMPLE_USERS[2]  # Morgan Manager: a Sales Manager
 
 
 def seeded_tenant(stack: Stack, tenant: str) -> dict[str, str]:
@@ -109,3 +112,33 @@ def test_a_seller_opening_an_admin_page_sees_the_refusal_in_words(tab: Tab, tena
     assert refused.status_code == 403
     page.get_by_role("link", name="Go to the pages you can use").click()
     page.get_by_role("heading", name="My customers").wait_for()
+
+
+def test_a_manager_sees_the_relationships_a_departure_put_at_risk_and_a_seller_sees_why(tab: Tab,
+                                                                                          tenant: str) -> None:
+    stack = tab.stack
+    admin = stack.admin_api(tenant)
+    base = f"{stack.api}/relationship-intelligence"
+    assert admin.put(f"{base}/prerequisites", json={"salesInsightsPremium": True, "office365DataLocation": "FR"},
+                     timeout=10).status_code == 200
+    assert admin.post(f"{base}/enable", json={}, timeout=10).status_code == 200
+    connector = stack.session(stack.idp.app_token(tenant, "crm", ["RelationshipIntelligence.Sync"]))
+    for kind, items in [*organisation_with_a_departure_to_come().items(), ("users", [ann_leaves()])]:
+        response = connector.post(f"{stack.api}/sync/{kind}", json={"items": items}, timeout=60)
+        assert response.status_code == 200, response.text
+    stack.run_timer()
+    page = tab.page
+    tab.sign_in(MANAGER, tenant)
+    page.get_by_role("link", name="Relationships at risk").click()
+    items = page.locator("#at-risk-list li")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text("Northwind")
+    expect(items.first).to_contain_text("Ann Adams left")
+    expect(items.first).to_contain_text("250,000 at stake")
+    expect(items.first).to_contain_text("Cy Chen")
+    tab.step("relationships at risk, worst first")
+    items.first.get_by_role("link", name="Northwind").click()
+    notice = page.locator("#at-risk")
+    expect(notice).to_contain_text("its strongest tie, Ann Adams, left on")
+    expect(notice).to_contain_text("no remaining colleague's tie reaches 40")
+    tab.step("the record says why")

@@ -35,16 +35,9 @@ def _emails(sender: str, to: str, count: int, first: int) -> list[dict[str, Any]
              "completed": True} for n in range(count)]
 
 
-@pytest.fixture
-def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, container: bootstrap.Container,
-           tenant_id: str) -> dict[str, Api]:
-    ok(admin.put("relationship-intelligence/prerequisites",
-                 {"salesInsightsPremium": True, "office365DataLocation": "FR"}))
-    ok(admin.post("relationship-intelligence/enable", {"securityRoleIds": [SELLERS]}))
-    container.tenant_settings().change(TenantId(tenant_id), "admin", "consentGranted",
-                                       lambda s, now: s.record_consent_granted("admin", (), now))
-    connector = Api(function_host.base_url, idp.app_token(tenant_id, "crm", ["RelationshipIntelligence.Sync"]))
-    data: dict[str, list[dict[str, Any]]] = {
+def organisation_with_a_departure_to_come() -> dict[str, list[dict[str, Any]]]:
+    """Ann alone knows Northwind (Cy barely), Ann and Bob both know Fabrikam; Northwind has an open opportunity."""
+    return {
         "users": [_user("ann", "Ann Adams"), _user("bob", "Bob Brown"), _user("cy", "Cy Chen")],
         "accounts": [{"id": "only-ann", "version": 1, "name": "Northwind", "primaryContactId": "nora",
                       "emailDomains": ["northwind.example"]},
@@ -65,6 +58,23 @@ def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, conta
                        *_emails("ann@contoso.com", "fay@fabrikam.example", 8, 200),
                        *_emails("bob@contoso.com", "fay@fabrikam.example", 4, 300)],  # a colleague knows Fay too
     }
+
+
+def ann_leaves(version: int = 2) -> dict[str, Any]:
+    left = (NOW - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    return _user("ann", "Ann Adams", version, active=False, deactivatedOn=left)
+
+
+@pytest.fixture
+def tenant(admin: Api, function_host: FunctionHost, idp: IdentityProvider, container: bootstrap.Container,
+           tenant_id: str) -> dict[str, Api]:
+    ok(admin.put("relationship-intelligence/prerequisites",
+                 {"salesInsightsPremium": True, "office365DataLocation": "FR"}))
+    ok(admin.post("relationship-intelligence/enable", {"securityRoleIds": [SELLERS]}))
+    container.tenant_settings().change(TenantId(tenant_id), "admin", "consentGranted",
+                                       lambda s, now: s.record_consent_granted("admin", (), now))
+    connector = Api(function_host.base_url, idp.app_token(tenant_id, "crm", ["RelationshipIntelligence.Sync"]))
+    data = organisation_with_a_departure_to_come()
     for kind, items in data.items():
         report = ok(connector.post(f"sync/{kind}", {"items": items}))
         assert report["rejected"] == [], report
@@ -79,15 +89,15 @@ def test_a_departure_lists_what_only_the_colleague_knew_and_reactivating_clears_
     manager, seller, connector = tenant["manager"], tenant["seller"], tenant["connector"]
     assert ok(manager.get("relationships-at-risk"))["items"] == []
 
-    left = (NOW - timedelta(days=1)).isoformat().replace("+00:00", "Z")
-    ok(connector.post("sync/users", {"items": [_user("ann", "Ann Adams", 2, active=False, deactivatedOn=left)]}))
+    left = ann_leaves()
+    ok(connector.post("sync/users", {"items": [left]}))
     run_timer(function_host)
 
     items = ok(manager.get("relationships-at-risk"))["items"]
     assert [(i["entityType"], i["id"]) for i in items] == [("account", "only-ann"), ("contact", "nora")]
     account = items[0]
     assert account["departed"]["userId"] == "ann"
-    assert account["departed"]["leftOn"].startswith(left[:10])
+    assert account["departed"]["leftOn"].startswith(left["deactivatedOn"][:10])
     assert account["revenueAtStake"] == 250000  # the open opportunity only; the won one is not at stake
     assert [o["id"] for o in account["openOpportunities"]] == ["big"]
     assert [i["userId"] for i in account["nextBest"]] == ["cy"]

@@ -71,6 +71,27 @@ def test_a_removal_is_logged_with_the_document_it_removed_and_a_new_version_afte
     assert records.activities(tenant_id, ["crm|m1"])["crm|m1"].version == 9
 
 
+def test_a_purge_logs_its_rows_as_removed_only_when_it_deleted_them_all(store: TableStore,
+                                                                         tenant_id: TenantId) -> None:
+    """The refresh reads nothing for keys a purge's entry says it removed: that must be true of every one."""
+    records = TableRecords(store)
+    records.write(tenant_id, "activities", [(mail(f"m{n}", "ann@contoso.com", "lee@fabrikam.com", n), None)
+                                            for n in range(3)], AT)
+    assert records.purge_people(tenant_id, frozenset({"lee@fabrikam.com"}), frozenset(), lambda: False).deleted == 3
+    [purge] = [w for w in records.written_since(tenant_id, AT) if w.keys != ()]
+    assert (purge.keys, purge.removed) == (("crm|m0", "crm|m1", "crm|m2"), True)
+    # One row changes between the purge's scan and its transaction: row by row, and the entry names no removal.
+    records.write(tenant_id, "activities", [(mail(f"n{n}", "ann@contoso.com", "lee@fabrikam.com", n), None)
+                                            for n in range(2)], AT + timedelta(minutes=1))
+    rows = [e for e in store.iter_partition(tenant_id, row_key_prefix="activity|")]
+    store.upsert(tenant_id, rows[0].row_key, rows[0].properties)  # a new ETag: the scanned one is stale
+    deleted = records._delete(tenant_id, rows)  # noqa: SLF001 - the transaction and its fallback, on purpose
+    assert deleted == 1
+    [fallback] = [w for w in records.written_since(tenant_id, AT + timedelta(minutes=1)) if w.kind == "activities"
+                  and len(w.keys) == 2 and w.previous]
+    assert fallback.removed is False
+
+
 def test_the_mailbox_item_map_and_the_crm_child_rows(store: TableStore, tenant_id: TenantId) -> None:
     state = TableSourceState(store)
     ann, bob = str(uuid.uuid4()), str(uuid.uuid4())

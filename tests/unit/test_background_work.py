@@ -19,7 +19,7 @@ from shared.services.background.scheduler import MAX_ROWS_PER_MESSAGE, Backgroun
 from shared.services.background.steps import LEASE, ask_soon
 from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
-from shared.services.insights import InsightsService
+from shared.services.insights import InsightsService, RecomputeReport
 from shared.services.ports import GrantCheck, IndexEntry, IndexKind, WorkKind, WorkMessage
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import CUTOFF_MARGIN, RECHECK_INTERVAL, WRITE_SETTLE
@@ -209,13 +209,15 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
 
         def recompute(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
             calls.append("recompute")
+            return RecomputeReport(0, 0, 0.0)
 
-        def refresh(self, tenant_id: TenantId):  # type: ignore[no-untyped-def]
+        def refresh(self, tenant_id: TenantId, after=None):  # type: ignore[no-untyped-def]
             calls.append("refresh")
+            return RecomputeReport(0, 0, 0.0)
 
     insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index, world.queue,
                          FakeLedgers())
-    work = InsightsUpdate(insights, world.index)
+    work = InsightsUpdate(insights, world.index, world.queue, world.clock)
     refresh_only = [IndexEntry(IndexKind.INSIGHTS_REFRESH, TENANT, NOW)]
     assert work.run(TENANT, refresh_only) == "refreshed"
     both = [*refresh_only, IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)]

@@ -11,8 +11,10 @@ import pytest
 from shared.clock import FixedClock
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from shared.services import insights as insights_module
+from shared.services.background.insights_update import InsightsUpdate
 from shared.services.insights import InsightsService
-from shared.services.ports import IndexKind
+from shared.services.ports import IndexEntry, IndexKind
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL
 from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
@@ -216,3 +218,28 @@ def test_the_log_forgets_what_a_computation_applied(world: World) -> None:
     assert mark is not None
     assert all(w.ingested_at > mark for _, w in world.records.log)
     assert not any("crm|f0" in w.previous for _, w in world.records.log)
+
+
+def test_a_long_ingestion_log_is_refreshed_in_bounded_steps_that_continue_each_other(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge or a back-fill logs far more than one step should hold: each step takes a bounded part, keeps
+    where it got to and sends the next; the end state is the one a single refresh gives."""
+    monkeypatch.setattr(insights_module, "MAX_LOGGED_KEYS_PER_STEP", 2)
+    world.clock.advance(timedelta(hours=1))
+    for n in range(5):  # five writes of one activity each, a second apart
+        world.clock.advance(timedelta(seconds=1))
+        world.records.put(TENANT, "activities", mail(f"n{n}", BOB, FADING, n), at=world.clock.now())
+    world.clock.advance(timedelta(seconds=1))
+    work = InsightsUpdate(world.service, world.index, world.queue, world.clock)
+    world.index.add(IndexKind.INSIGHTS_REFRESH, TENANT, world.clock.now())
+    world.queue.sent.clear()
+    outcomes = [work.run(TENANT, [IndexEntry(IndexKind.INSIGHTS_REFRESH, TENANT, world.clock.now())])]
+    while world.queue.sent:
+        message, _ = world.queue.sent.pop(0)
+        outcomes.append(work.run(TENANT, [IndexEntry(kind, TENANT, due) for kind, due in message.rows]))
+    # The records stored with the world (five keys stamped alike, never split), then 2 + 2 + 1 activities.
+    assert outcomes == ["updateContinues", "updateContinues", "updateContinues", "refreshed"]
+    fading = world.insights_store.get(TENANT, "contact", "fading")
+    assert fading is not None
+    assert fading.crm.kpis.activities == 4 + 5
+    assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == []
