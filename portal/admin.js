@@ -179,7 +179,7 @@ function renderOverview(ctx, current, catalogue) {
     prerequisitesCard(ctx, current, rerender),
     rolesCard(ctx, current, catalogue, rerender),
     exchangeCard(ctx, current, rerender),
-    syncCard(current),
+    syncCard(ctx, current, rerender),
     enabled && !prerequisites.exchangeDataEligible
       ? notice("warning", h("p", {}, t("exchange.unavailable"))) : null,
   );
@@ -293,18 +293,34 @@ function exchangeCard(ctx, current, rerender) {
     consentNeeded && !current.banner ? consentButton(ctx) : null);
 }
 
-/** Sync status per source, when the API reports it (the Overview's optional `sync`). */
-function syncCard(current) {
-  const sources = current.sync && Array.isArray(current.sync.sources) ? current.sync.sources : null;
-  if (!sources) return null;
-  return card(t("sync.title"), h("table", {},
-    h("thead", {}, h("tr", {}, ["sync.source", "sync.lastSuccess", "sync.mailboxes", "sync.lastError"]
-      .map((key) => h("th", { scope: "col" }, t(key))))),
-    h("tbody", {}, sources.map((source) => h("tr", {},
-      h("td", {}, source.source || source.name || "—"),
-      h("td", {}, formatDate(source.lastSuccessAt, language())),
-      h("td", { class: "number" }, source.mailboxesCovered ?? "—"),
-      h("td", {}, source.lastError || t("common.none")))))));
+/** Where the CRM lives (its Dataverse environment URL) and how each source's rounds went (`dataSources`). */
+function syncCard(ctx, current, rerender) {
+  const url = h("input", { type: "url", name: "environmentUrl", id: "crm-url", value: current.crmEnvironmentUrl || "",
+    placeholder: "https://contoso.crm4.dynamics.com", autocomplete: "off", spellcheck: "false" });
+  const form = h("form", { id: "crm-form", novalidate: true, onsubmit: (event) => {
+    event.preventDefault();
+    const value = url.value.trim();
+    change(ctx, form, current, (etag) => ctx.api.put(`${BASE}/crm-environment`, { environmentUrl: value || null }, etag),
+      rerender, value ? t("saved.crmEnvironment") : t("saved.crmEnvironmentCleared"));
+  } },
+  field({ label: t("sync.environmentUrl"), control: url, field: "environmentUrl", hint: t("sync.environmentUrlHint") }),
+  h("div", { class: "actions" }, h("button", { type: "submit", id: "save-crm" }, t("common.save"))));
+  const sources = current.dataSources;
+  if (!sources) return card(t("sync.title"), form);
+  const { crm, exchange } = sources;
+  const error = (e) => (e ? `${e.message} (${formatDate(e.at, language())})` : t("common.none"));
+  const rows = [
+    [t("sync.crm"), crm.environmentUrl ? (crm.roundRunning ? t("sync.running") : t("sync.idle")) : t("sync.notSet"),
+      formatDate(crm.lastSuccessAt, language()), crm.itemsInLastRound ?? "—", "—", error(crm.lastError)],
+    [t("sync.exchange"), t("sync.mailboxesOf", { synced: exchange.mailboxesSynced, total: exchange.mailboxes,
+      failing: exchange.mailboxesFailing }), formatDate(exchange.lastSuccessAt, language()),
+    exchange.itemsInLastRound, exchange.mailboxes, error(exchange.lastError)],
+  ];
+  return card(t("sync.title"), form, h("table", { id: "sync-status" },
+    h("thead", {}, h("tr", {}, ["sync.source", "sync.state", "sync.lastSuccess", "sync.items", "sync.mailboxes",
+      "sync.lastError"].map((key) => h("th", { scope: "col" }, t(key))))),
+    h("tbody", {}, rows.map(([name, ...cells]) => h("tr", {}, h("th", { scope: "row" }, name),
+      cells.map((cell, i) => h("td", { class: i === 2 || i === 3 ? "number" : null }, String(cell))))))));
 }
 
 // -- Options ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { focusHeading, h, notice, show } from "./ui.js";
 
 const MANAGE = "settings.manage";
 const READ = "insights.read";
+const AT_RISK = "relationshipsAtRisk.read";
 
 // route → [render, permission it needs, nav label key]
 const ROUTES = {
@@ -16,6 +17,7 @@ const ROUTES = {
   "#/exclusions": [(ctx) => admin.exclusions(ctx), MANAGE, "nav.exclusions"],
   "#/audit": [(ctx) => admin.audit(ctx), MANAGE, "nav.audit"],
   "#/records": [(ctx, query) => seller.records(ctx, query), READ, "nav.records"],
+  "#/at-risk": [(ctx) => seller.atRisk(ctx), AT_RISK, "nav.atRisk"],
 };
 
 let navigations = 0;
@@ -57,7 +59,7 @@ function homeRoute() {
 function refusal(permission) {
   const roles = ctx.me.roles.length ? ctx.me.roles.join(", ") : t("common.none");
   show(h("h1", {}, t("refused.title")),
-    notice("error", h("p", {}, t(permission === MANAGE ? "refused.admin" : "refused.seller")),
+    notice("error", h("p", {}, t({ [MANAGE]: "refused.admin", [AT_RISK]: "refused.manager" }[permission] || "refused.seller")),
       h("p", {}, t("refused.roles", { roles }))),
     homeRoute() ? h("p", {}, h("a", { href: homeRoute() }, t("refused.home"))) : null);
 }

@@ -78,6 +78,38 @@ export async function records(ctx, query = {}) {
   );
 }
 
+// -- relationships at risk (managers) -----------------------------------------------------------------------------
+
+export async function atRisk(ctx) {
+  const list = h("ul", { class: "records", id: "at-risk-list" });
+  const more = h("button", { type: "button", id: "more-at-risk", hidden: true }, t("atRisk.more"));
+  const money = new Intl.NumberFormat(language(), { maximumFractionDigits: 0 });
+  let token = null;
+  const load = async () => {
+    let page;
+    try {
+      page = await ctx.api.get("relationships-at-risk", token ? { pageSize: 25, continuationToken: token } : { pageSize: 25 });
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 409) return featureOff(error);
+      throw error;
+    }
+    list.append(...page.items.map((item) => h("li", {},
+      recordLink(item),
+      h("span", {}, t("atRisk.item", { who: item.departed.name || item.departed.userId,
+        revenue: money.format(item.revenueAtStake), count: item.openOpportunities.length })),
+      item.nextBest.length ? h("span", { class: "hint" }, t("risk.nextBest", {
+        names: item.nextBest.map((i) => `${i.name || i.email} (${i.strength})`).join(", ") })) : null)));
+    token = page.continuationToken;
+    more.hidden = !token;
+    return null;
+  };
+  more.addEventListener("click", () => load());
+  const off = await load();
+  show(h("h1", {}, t("atRisk.title")),
+    off || card(t("atRisk.title"), h("p", { class: "hint" }, t("atRisk.hint")),
+      list.children.length ? list : h("p", { id: "at-risk-list" }, t("atRisk.none")), more));
+}
+
 // -- one record ---------------------------------------------------------------------------------------------------
 
 export async function record(ctx, type, id) {
@@ -99,10 +131,27 @@ export async function record(ctx, type, id) {
     h("h1", {}, view.name || view.id),
     h("p", { class: "hint" }, t(`entity.${type}`), " · ", t("record.computedAt", { when: formatDate(view.computedAt, language()) }),
       " · ", view.completeness === "complete" ? t("record.complete") : t("record.partial")),
+    riskNotice(view),
     healthCard(view),
     kpiWidgets(view),
     who,
   );
+}
+
+/** A departure left this relationship without a strong tie (the record's `atRisk`). */
+function riskNotice(view) {
+  const risk = view.atRisk;
+  if (!risk) return null;
+  const who = risk.departed.name || risk.departed.userId;
+  const money = new Intl.NumberFormat(language(), { maximumFractionDigits: 0 });
+  return notice("warning",
+    h("p", { id: "at-risk" }, h("strong", {}, t("risk.title")), " ", risk.departed.leftOn
+      ? t("risk.leftOn", { who, when: formatDate(risk.departed.leftOn, language(), false) }) : t("risk.left", { who }),
+    " ", t("risk.noStrongTie", { safe: risk.safeStrength })),
+    risk.nextBest.length ? h("p", {}, t("risk.nextBest", {
+      names: risk.nextBest.map((i) => `${i.name || i.email} (${i.strength})`).join(", ") })) : null,
+    risk.openOpportunities.length ? h("p", {}, t("risk.stake", { count: risk.openOpportunities.length,
+      revenue: money.format(risk.revenueAtStake) })) : null);
 }
 
 function healthCard(view) {
