@@ -376,11 +376,20 @@ class InsightsService:
             shown = [i for i in found if i.needs_attention(settings)][:page_size]
             more = len(found) > page_size and bool(shown)
             token = _attention_token(shown[-1].attention_order(settings)) if more else None
-            return Page([i.seen_by_seller(settings) for i in shown], token)
+            return Page([i.seen_by_seller(settings) for i in self._served(tenant_id, entity_type, shown)], token)
         insights = list(self._insights.iter(tenant_id, entity_type))
         chosen = sorted(insights, key=lambda i: (i.name.lower(), i.id))
         page = page_of(chosen, page_size, continuation)
-        return Page([i.seen_by_seller(settings) for i in page.items], page.continuation)
+        return Page([i.seen_by_seller(settings) for i in self._served(tenant_id, entity_type, page.items)],
+                    page.continuation)
+
+    def _served(self, tenant_id: TenantId, entity_type: EntityType, insights: list[RecordInsight],
+                ) -> list[RecordInsight]:
+        """A page without the people who opted out since the last computation (one batch of reads: at once)."""
+        if entity_type not in ("contact", "lead") or not insights:
+            return insights
+        stored = self._records.get_many(tenant_id, _SUBJECT_KINDS[entity_type], [i.id for i in insights])
+        return [i for i in insights if not getattr(stored.get(i.id), "opted_out", False)]
 
     def who_knows_whom(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> Introducers:
         settings = self._who_knows_whom_on(tenant_id)

@@ -85,7 +85,7 @@ def test_a_purge_logs_its_rows_as_removed_only_when_it_deleted_them_all(store: T
                                             for n in range(2)], AT + timedelta(minutes=1))
     rows = [e for e in store.iter_partition(tenant_id, row_key_prefix="activity|")]
     store.upsert(tenant_id, rows[0].row_key, rows[0].properties)  # a new ETag: the scanned one is stale
-    deleted = records._delete(tenant_id, rows)  # noqa: SLF001 - the transaction and its fallback, on purpose
+    deleted = records._delete(tenant_id, rows)  # the transaction and its fallback, on purpose
     assert deleted == 1
     [fallback] = [w for w in records.written_since(tenant_id, AT + timedelta(minutes=1)) if w.kind == "activities"
                   and len(w.keys) == 2 and w.previous]

@@ -199,6 +199,10 @@ def test_a_person_who_opts_out_is_not_served_on_the_very_next_read(world: World)
         world.service.record(TENANT, "contact", "fading")
     with pytest.raises(NotFound):
         world.service.who_knows_whom(TENANT, "contact", "fading")
+    listed = world.service.list_records(TENANT, "contact", needs_attention=False, page_size=10, continuation=None)
+    assert [v.insight.id for v in listed.items] == ["steady"]  # nor in the lists
+    attention = world.service.list_records(TENANT, "contact", needs_attention=True, page_size=10, continuation=None)
+    assert "fading" not in [v.insight.id for v in attention.items]
     assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann", "bob"]
     world.records.put(TENANT, "users", user("bob", version=2, optedOut=True), at=NOW)
     assert [i.user_id for i in world.service.who_knows_whom(TENANT, "contact", "steady").introducers] == ["ann"]
