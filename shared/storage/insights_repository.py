@@ -8,10 +8,13 @@ then the strongest tie lost): `rsk|b|-|{rank}|{entity type}|{id}` for the risk m
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import needs_attention
@@ -80,15 +83,7 @@ class TableInsights:
         streams = [self._index(tenant_id, f"{base}x|{fingerprint}|", after),
                    (e for e in self._index(tenant_id, f"{base}c|-|", after)
                     if not (e.properties.get("HasX") and e.properties.get("Fp") == fingerprint))]
-        heads = [next(stream, None) for stream in streams]
-        chosen: list[str] = []
-        while len(chosen) < limit and any(h is not None for h in heads):
-            index = min((i for i, h in enumerate(heads) if h is not None),
-                        key=lambda i: _position(heads[i].row_key))  # type: ignore[union-attr]
-            head = heads[index]
-            assert head is not None
-            chosen.append(head.row_key.rpartition("|")[2])
-            heads[index] = next(streams[index], None)
+        chosen = [e.row_key.rpartition("|")[2] for e in _first_of(streams, _position, limit)]
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(lambda rid: self.get(tenant_id, entity_type, rid), chosen))
         return [i for i in found if i is not None]
@@ -110,15 +105,7 @@ class TableInsights:
         if enhanced:
             streams = [stream(f"{RISK_PREFIX}e|{fingerprint}|"),
                        (e for e in streams[0] if e.properties.get("Fp") != fingerprint)]
-        heads = [next(s, None) for s in streams]
-        chosen: list[str] = []
-        while len(chosen) < limit and any(h is not None for h in heads):
-            index = min((i for i, h in enumerate(heads) if h is not None),
-                        key=lambda i: _risk_position(heads[i].row_key))  # type: ignore[union-attr]
-            head = heads[index]
-            assert head is not None
-            chosen.append(_risk_position(head.row_key))
-            heads[index] = next(streams[index], None)
+        chosen = [_risk_position(e.row_key) for e in _first_of(streams, _risk_position, limit)]
 
         def read(position: str) -> tuple[str, RecordInsight | None]:
             _, _, entity_type, record_id = position.split("|")
@@ -213,3 +200,9 @@ def _position(index_row: str) -> tuple[int, str]:
 
 def _risk_position(index_row: str) -> str:
     return index_row.split("|", 3)[3]
+
+
+def _first_of(streams: Iterable[Iterator[StoredEntity]], position: Callable[[str], Any], limit: int,
+              ) -> list[StoredEntity]:
+    """The first `limit` rows of index streams each in order of their row key's position, merged in that order."""
+    return list(itertools.islice(heapq.merge(*streams, key=lambda e: position(e.row_key)), limit))
