@@ -328,8 +328,10 @@ class InsightsService:
         more = len(found) > page_size
         found = found[:page_size]
         risks = self._risks_now(tenant_id, settings, [i.risk(settings) for _, i in found])
-        items = [AtRisk(i, r) for (_, i), r in zip(found, risks, strict=True) if r is not None
-                 and not self._opted_out(tenant_id, i.entity_type, i.id)]
+        at_risk = [(i, r) for (_, i), r in zip(found, risks, strict=True) if r is not None]
+        contacts = {i.id for i in self._served(tenant_id, "contact", [i for i, _ in at_risk
+                                                                      if i.entity_type == "contact"])}
+        items = [AtRisk(i, r) for i, r in at_risk if i.entity_type != "contact" or i.id in contacts]
         token = "r" + base64.urlsafe_b64encode(found[-1][0].encode()).decode("ascii") if more else None
         return Page(items, token)
 
@@ -337,8 +339,9 @@ class InsightsService:
                    ) -> list[RelationshipRisk | None]:
         """As things stand now: a colleague who came back clears the risk; the next best are listed as who knows
         whom lists them (their choice, an opt-out since)."""
-        departed = [r.departed.user_id for r in risks if r is not None]
-        users = self._records.get_many(tenant_id, "users", departed) if departed else {}
+        named = sorted({u for r in risks if r is not None for u in (r.departed.user_id,
+                                                                      *(i.user_id for i in r.next_best))})
+        users = self._records.get_many(tenant_id, "users", named) if named else {}  # one batch for the page
         listed = self._listed(tenant_id, settings)
         result: list[RelationshipRisk | None] = []
         for risk in risks:
@@ -346,7 +349,7 @@ class InsightsService:
             if risk is None or user is None or not departed_user(user):
                 result.append(None)
                 continue
-            shown = self._serving(tenant_id, [i for i in risk.next_best if listed(i.user_id)])
+            shown = self._serving(tenant_id, [i for i in risk.next_best if listed(i.user_id)], users)
             result.append(risk.model_copy(update={"next_best": shown}))
         return result
 
@@ -357,11 +360,14 @@ class InsightsService:
         stored = self._records.get(tenant_id, _SUBJECT_KINDS[entity_type], record_id)
         return bool(getattr(stored, "opted_out", False))
 
-    def _serving(self, tenant_id: TenantId, introducers: list[Introducer]) -> list[Introducer]:
-        """Introducers who opted out since the last computation are left out at once (a point read each)."""
+    def _serving(self, tenant_id: TenantId, introducers: list[Introducer], users: dict[str, Any] | None = None,
+                 ) -> list[Introducer]:
+        """Introducers who opted out since the last computation are left out at once (a point read each, unless
+        their records were read already)."""
         if not introducers:
             return introducers
-        users = self._records.get_many(tenant_id, "users", [i.user_id for i in introducers])
+        if users is None:
+            users = self._records.get_many(tenant_id, "users", [i.user_id for i in introducers])
         return [i for i in introducers if not getattr(users.get(i.user_id), "opted_out", False)]
 
     def list_records(self, tenant_id: TenantId, entity_type: EntityType, *, needs_attention: bool, page_size: int,

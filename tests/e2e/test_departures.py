@@ -120,6 +120,11 @@ def test_a_departure_lists_what_only_the_colleague_knew_and_reactivating_clears_
     attention = ok(seller.get("insights/account", params={"needsAttention": "true"}))["items"]
     assert "only-ann" in [i["id"] for i in attention]
 
+    # Nora opts out: she leaves the list at the next read, before any computation.
+    nora = next(c for c in organisation_with_a_departure_to_come()["contacts"] if c["id"] == "nora")
+    ok(connector.post("sync/contacts", {"items": [{**nora, "version": 2, "optedOut": True}]}))
+    assert [i["id"] for i in ok(manager.get("relationships-at-risk"))["items"]] == ["only-ann"]
+
     ok(connector.post("sync/users", {"items": [_user("ann", "Ann Adams", 3)]}))
     run_timer(function_host)
     assert ok(manager.get("relationships-at-risk"))["items"] == []
