@@ -123,7 +123,8 @@ class Container:
         return DataSourcesService(self.source_state)
 
     def sync(self) -> SyncService:
-        return SyncService(self.tenant_settings(), self.records, self.clock, self.index)
+        return SyncService(self.tenant_settings(), self.records, self.clock, self.index,
+                           on_opt_outs=self.insights().apply_opt_outs)
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,

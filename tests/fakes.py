@@ -141,10 +141,12 @@ class FakeRecords:
     rows: dict[tuple[str, str, str], _Row] = field(default_factory=dict)
     writes: int = 0
     log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
+    logged: int = 0
 
     def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str], *,
              removed: bool = False) -> None:
-        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{len(self.log):08d}",
+        self.logged += 1  # (ids stay unique after the log is forgotten, as the storage's random ones do)
+        self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{self.logged:08d}",
                                                 removed)))
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
@@ -421,7 +423,10 @@ class FakeInsights:
     def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
         self.recomputes.setdefault(tenant_id, {}).update(facts)
 
-    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
+    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
+               ) -> None:
+        for entity_type, record_id in removed:
+            self.rows.pop((tenant_id, entity_type, record_id), None)
         for insight in insights:
             # Stored as the adapter stores them: through JSON, so nothing the model cannot hold survives.
             self.rows[(tenant_id, insight.entity_type, insight.id)] = RecordInsight.model_validate_json(

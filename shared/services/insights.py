@@ -32,9 +32,10 @@ from shared.domain.insights.ledger import (
     partials,
 )
 from shared.domain.insights.model import RecordInsight, SellerView
+from shared.domain.insights.record_changes import ChangePlan, plan_of
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.introductions import effective_choice
-from shared.domain.records import Activity
+from shared.domain.records import RECORD_KINDS, Activity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
@@ -136,8 +137,9 @@ class InsightsService:
     def _compute(self, tenant_id: TenantId, *, incremental: bool, after: datetime | None = None) -> RecomputeReport:
         """Applies what the ingestion log holds since the last computation to the per-record aggregates, then
         computes the records it touched (a refresh) or every record (the daily recompute: recency moves scores),
-        each from its own aggregates. Record changes (or aggregates never built) rebuild them from the stored
-        activities."""
+        each from its own aggregates. Record changes are applied as `record_changes` plans them: most link the
+        activities about the people concerned again; what no index can find (or aggregates never built) rebuilds
+        the aggregates from the stored activities."""
         started = time.perf_counter()
         now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
@@ -146,13 +148,17 @@ class InsightsService:
             return RecomputeReport(0, 0, time.perf_counter() - started)
         built = self._ledgers.built_through(tenant_id)
         mark = self._insights.refreshed_through(tenant_id)
-        start = mark if after is None or (mark is not None and mark > after) else after
-        writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP) \
-            if mark is not None and built else ([], False)
-        if built is None or mark is None or any(
-                w.kind != "activities" and w.ingested_at > built[0] and w.id not in built[1] for w in writes):
+        if built is None or mark is None:
             return self._rebuild(tenant_id, settings, now, started)
+        start = mark if after is None or mark > after else after
+        writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP)
         directory = self._directory(tenant_id)
+        record_writes = [w for w in writes if w.kind != "activities"]
+        plan, before = _record_changes(directory, [w for w in record_writes
+                                                   if w.ingested_at > built[0] and w.id not in built[1]])
+        if plan.rebuild:
+            log.info("insights rebuilt from the activities: %s", plan.rebuild)
+            return self._rebuild(tenant_id, settings, now, started, directory)
         linker = Linker(directory)
         ctx = Context(directory, settings, now)
         previous_docs: dict[str, str] = {}
@@ -170,24 +176,25 @@ class InsightsService:
         if of_someone_opted_out(directory, current.values()):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         changes = [(key, _activity(previous_docs.get(key)), current.get(key)) for key in keys]
-        states = self._upkeep(tenant_id, linker, ctx, changes)
-        if incremental:
-            wanted = [k for k in states if k in linker.records]
-        else:
-            wanted = list(linker.records)
-            missing = [k for k in wanted if k not in states]
-            states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
-        previous = self._previous_of(tenant_id, wanted if incremental else None)
-        results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted]
-        if incremental:
-            self._insights.update(tenant_id, results)
-        else:
+        changes += self._relinked(tenant_id, plan.people, set(keys))
+        everything = not incremental or plan.every_record
+        results = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records, everything=everything)
+        if everything:
             stale = [i.key for i in self._insights.iter(tenant_id) if i.key not in linker.records]
             self._insights.replace_all(tenant_id, results, stale)
+        else:
+            self._insights.update(tenant_id, results, removed=plan.dropped)
+        if not incremental:
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
         if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
+        if through is not None and record_writes:
+            # The aggregates follow every record write read here: the next step looks again only at those that
+            # the settle margin makes it read again, and finds them applied.
+            seen = frozenset(w.id for w in record_writes if w.ingested_at > through)
+            if (max(built[0], through), seen) != built:
+                self._ledgers.mark_built(tenant_id, max(built[0], through), seen)
         if through is not None:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
         report = RecomputeReport(len(results), len(current), time.perf_counter() - started,
@@ -196,6 +203,57 @@ class InsightsService:
                  "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds,
                  "; the log goes on" if more else "")
         return report
+
+    def apply_opt_outs(self, tenant_id: TenantId, people: Iterable[RecordKey]) -> None:
+        """A contact's or lead's new opt-out, applied at once (SPEC 4.4): the activities about them leave the
+        aggregates of every record they counted for (an account's counts, its introducers) and those records are
+        computed again, and their own insights go. Costs the tenant's records and the person's activities; the
+        next refresh finds the same change in the log and applies it again, changing nothing."""
+        settings = self._settings.current(tenant_id).settings
+        people = [p for p in people if p[0] in ("contact", "lead")]
+        if not settings.enabled or not people or self._ledgers.built_through(tenant_id) is None:
+            return
+        directory = self._directory(tenant_id)
+        kinds: dict[str, dict[str, Any]] = {"contact": directory.contacts, "lead": directory.leads}
+        opted = {key: kinds[key[0]][key[1]] for key in people if getattr(kinds[key[0]].get(key[1]), "opted_out", 0)}
+        if not opted:
+            return
+        before = Linker(_with(directory, [(f"{k[0]}s", r.model_copy(update={"opted_out": False}))
+                                          for k, r in opted.items()]))
+        linker = Linker(directory)
+        ctx = Context(directory, settings, self._clock.now())
+        results = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()), before,
+                              extra=set(), everything=False)
+        self._insights.update(tenant_id, results, removed=list(opted))
+        log.info("opt-out applied at once: %d records computed again", len(results))
+
+    def _relinked(self, tenant_id: TenantId, people: set[RecordKey], logged: set[str],
+                  ) -> list[tuple[str, Activity | None, Activity | None]]:
+        """The activities about these people (their ledgers' index), as changes that link them again: they leave
+        the records they counted for and enter those they count for now. Those in the log are changes already."""
+        if not people:
+            return []
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            found = list(pool.map(lambda person: self._ledgers.about(tenant_id, person), sorted(people)))
+        keys = [k for k in dict.fromkeys(k for about in found for k in about) if k not in logged]
+        activities = self._records.activities(tenant_id, keys) if keys else {}
+        return [(key, activity, activity) for key, activity in activities.items()]
+
+    def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
+               changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
+               extra: set[RecordKey], everything: bool) -> list[RecordInsight]:
+        """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
+        every record), each from its aggregates."""
+        states = self._upkeep(tenant_id, linker, ctx, changes, before)
+        if everything:
+            wanted = list(linker.records)
+        else:
+            wanted = [k for k in dict.fromkeys([*states, *sorted(extra)]) if k in linker.records]
+        missing = [k for k in wanted if k not in states]
+        if missing:
+            states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
+        previous = self._previous_of(tenant_id, None if everything else wanted)
+        return [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted]
 
     def _previous_of(self, tenant_id: TenantId, keys: list[RecordKey] | None) -> dict[RecordKey, RecordInsight]:
         """The stored insights (a trend's hysteresis starts from the previous answer): these, or all."""
@@ -210,10 +268,11 @@ class InsightsService:
         return {key: insight for key, insight in zip(keys, found, strict=True) if insight is not None}
 
     def _upkeep(self, tenant_id: TenantId, linker: Linker, ctx: Context,
-                changes: list[tuple[str, Activity | None, Activity | None]]) -> dict[RecordKey, LedgerState]:
+                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None = None,
+                ) -> dict[RecordKey, LedgerState]:
         """Applies changed activities to the aggregates of the records they count for (or counted for: a new
         version or a removal undoes the old one), each record in one ETag-checked write; returns their states."""
-        edits = ledger_edits(linker, changes)
+        edits = ledger_edits(linker, changes, before)
         states: dict[RecordKey, LedgerState] = {}
         horizon = horizon_for(ctx.now)
 
@@ -251,11 +310,11 @@ class InsightsService:
         return states
 
     def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime,
-                 started: float) -> RecomputeReport:
+                 started: float, directory: Directory | None = None) -> RecomputeReport:
         """Every record's aggregates from the stored activities, then every record's insights from them."""
         settled = now - WRITE_SETTLE
         seen = [w.id for w in self._records.written_since(tenant_id, settled) if w.kind != "activities"]
-        directory = self._directory(tenant_id)
+        directory = directory or self._directory(tenant_id)
         linker = Linker(directory)
         ctx = Context(directory, settings, now)
         counted = 0
@@ -531,6 +590,46 @@ def _first_writes(found: Iterable[LoggedWrite], limit: int) -> tuple[list[Logged
         taken.append(write)
         keys += len(write.keys)
     return taken, False
+
+
+def _record_changes(directory: Directory, writes: list[LoggedWrite]) -> tuple[ChangePlan, Linker | None]:
+    """The plan for the records these writes changed, from the oldest document each replaced (what the
+    aggregates may still count) to the record as it is now, and the records as they were (when people changed)."""
+    oldest: dict[tuple[str, str], str | None] = {}
+    for write in writes:
+        for key in write.keys:
+            oldest.setdefault((write.kind, key), write.previous.get(key))
+    changes = [(kind, _record(kind, document), _current(directory, kind, record_id))
+               for (kind, record_id), document in oldest.items()]
+    plan = plan_of(changes)
+    if plan.rebuild or not plan.people:
+        return plan, None
+    return plan, Linker(_with(directory, [(kind, b) for kind, b, _ in changes if b is not None]))
+
+
+_DIRECTORY_KINDS = ("users", "accounts", "contacts", "leads", "opportunities")
+
+
+def _current(directory: Directory, kind: str, record_id: str) -> Any:
+    return getattr(directory, kind).get(record_id) if kind in _DIRECTORY_KINDS else None
+
+
+def _with(directory: Directory, records: Iterable[tuple[str, Any]]) -> Directory:
+    """The directory with these records in place of its own."""
+    swapped: dict[str, dict[str, Any]] = {kind: dict(getattr(directory, kind)) for kind in _DIRECTORY_KINDS}
+    for kind, record in records:
+        if kind in swapped:
+            swapped[kind][record.id] = record
+    return Directory(**swapped)
+
+
+def _record(kind: str, document: str | None) -> Any:
+    if document is None or kind not in RECORD_KINDS:
+        return None
+    try:
+        return RECORD_KINDS[kind].model_validate_json(document, context={"stored": True})
+    except ValueError:
+        return None
 
 
 def _activity(document: str | None) -> Activity | None:

@@ -8,8 +8,9 @@ Exchange items pass the data gates of SPEC 3 for their mailbox owner, or are ref
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,14 @@ from shared.domain.gates import closed_gate
 from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source, record_key
 from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, field_problems
-from shared.services.ports import IndexKind, RecordRepository, RecordTooLarge, ScheduleIndex, StoredVersion
+from shared.services.ports import (
+    IndexKind,
+    RecordKey,
+    RecordRepository,
+    RecordTooLarge,
+    ScheduleIndex,
+    StoredVersion,
+)
 from shared.services.tenant_settings import TenantSettingsService
 from shared.services.timing import WRITE_SETTLE
 from shared.tenancy import TenantId
@@ -31,6 +39,12 @@ MAX_ATTEMPTS = 3
 CONTENDED_RETRY_AFTER_SECONDS = 2
 
 Item = tuple[int, BaseModel]  # the item's index in the batch, and the record it holds
+
+log = logging.getLogger(__name__)
+
+# The kinds whose new opt-outs leave the insights before the call answers (a user's activities have no index of
+# their own: the next insights update applies theirs).
+_OPTED_OUT_AT_ONCE: dict[str, Any] = {"contacts": "contact", "leads": "lead"}
 
 
 @dataclass(frozen=True)
@@ -68,11 +82,13 @@ class RemovalReport:
 
 class SyncService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, clock: Clock,
-                 index: ScheduleIndex | None = None) -> None:
+                 index: ScheduleIndex | None = None,
+                 on_opt_outs: Callable[[TenantId, list[RecordKey]], None] | None = None) -> None:
         self._settings = settings
         self._records = records
         self._clock = clock
         self._index = index
+        self._on_opt_outs = on_opt_outs  # applies contacts' and leads' new opt-outs to the insights at once
 
     def ingest(self, tenant_id: TenantId, kind: str, items: Sequence[dict[str, Any]]) -> SyncReport:
         # Every row of the call carries this moment: taken before the gates are read, so a row whose gates were
@@ -95,13 +111,19 @@ class SyncService:
             work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
             # One row a minute however many calls come (the update reads what is new from its own mark).
             self._index.add(work, tenant_id, started.replace(second=0, microsecond=0))
-            if self._new_opt_outs(tenant_id, kind, [record for group in groups for _, record in group]):
-                # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
-                # (the opt-out itself among them) are surely stored. Rows of calls that began before the opt-out
-                # was stored and end after the purge are found by the next insights computation.
-                self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
+        opted = self._new_opt_outs(tenant_id, kind, [record for group in groups for _, record in group])
+        if opted and self._index is not None:
+            # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
+            # (the opt-out itself among them) are surely stored. Rows of calls that began before the opt-out
+            # was stored and end after the purge are found by the next insights computation.
+            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, started + WRITE_SETTLE)
         for group in groups:
             self._store(tenant_id, kind, group, report, started)
+        if opted and kind in _OPTED_OUT_AT_ONCE and self._on_opt_outs is not None:
+            try:
+                self._on_opt_outs(tenant_id, [(_OPTED_OUT_AT_ONCE[kind], record_id) for record_id in opted])
+            except ConcurrencyConflict:
+                log.warning("an opt-out is applied by the next insights update: the aggregates kept changing")
         return report
 
     def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str]) -> RemovalReport:
@@ -124,14 +146,14 @@ class SyncService:
         report.removed = len(self._records.remove(tenant_id, kind, wanted, started))
         return report
 
-    def _new_opt_outs(self, tenant_id: TenantId, kind: str, records: list[BaseModel]) -> bool:
-        """Whether this batch brings an opt-out not stored yet. A connector that sends every record again each
+    def _new_opt_outs(self, tenant_id: TenantId, kind: str, records: list[BaseModel]) -> list[str]:
+        """The opt-outs this batch brings that are not stored yet. A connector that sends every record again each
         day must not start a purge (a scan of every activity) each day."""
         opted = [r.id for r in records if getattr(r, "opted_out", False)]  # type: ignore[attr-defined]
         if not opted:
-            return False
+            return []
         stored = self._records.get_many(tenant_id, kind, opted)
-        return any(not getattr(stored.get(record_id), "opted_out", False) for record_id in opted)
+        return [record_id for record_id in opted if not getattr(stored.get(record_id), "opted_out", False)]
 
     def _groups(self, kind: str, valid: list[Item], report: SyncReport) -> list[list[Item]]:
         """The items, cut into groups that one atomic write each can hold; an item that no row can hold is

@@ -160,21 +160,27 @@ class TableInsights:
         operations += [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a}) for d, a in domains.items()]
         self._write(tenant_id, operations)
 
-    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight]) -> None:
-        """Upserts some records' insights and their index rows (each record's in one transaction), leaving the
-        others (and the domain rows) as they are."""
-        def indexed(insight: RecordInsight) -> list[str]:
-            stored = self._tables.get(tenant_id, row_key(insight.entity_type, insight.id))
-            return json.loads(str(stored.properties.get("Att") or "[]")) if stored else []
+    def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
+               ) -> None:
+        """Upserts some records' insights and their index rows (each record's in one transaction), and deletes
+        the `removed` records' with theirs, leaving the others (and the domain rows) as they are."""
+        gone = [key for key in removed if key not in {i.key for i in insights}]
+
+        def indexed(key: RecordKey) -> tuple[bool, list[str]]:
+            stored = self._tables.get(tenant_id, row_key(*key))
+            return stored is not None, json.loads(str(stored.properties.get("Att") or "[]")) if stored else []
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            before = list(pool.map(indexed, insights))
+            before = list(pool.map(indexed, [i.key for i in insights] + gone))
         groups = []
-        for insight, old in zip(insights, before, strict=True):
+        for insight, (_, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)
             group = [self._upsert(insight), *(Operation("delete", r) for r in old if r not in rows),
                      *(Operation("upsert", r, dict(p)) for r, p in rows.items() if r not in old)]
             groups.append(group)
+        for key, (stored, old) in zip(gone, before[len(insights):], strict=True):
+            if stored:
+                groups.append([Operation("delete", row_key(*key)), *(Operation("delete", r) for r in old)])
         for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g),
                                                  limit=MAX_GROUPS_PER_TRANSACTION):
             self._tables.transact(tenant_id, [o for group in transaction for o in group])

@@ -55,6 +55,7 @@ def organisation_with_a_departure_to_come() -> dict[str, list[dict[str, Any]]]:
              "state": "won", "estimatedRevenue": 9000, "createdOn": (NOW - timedelta(days=90)).isoformat()}],
         "activities": [*_emails("ann@contoso.com", "nora@northwind.example", 8, 0),
                        *_emails("cy@contoso.com", "nora@northwind.example", 1, 100),  # a weak tie: below 40
+                       *_emails("ann@contoso.com", "ned@northwind.example", 3, 400),  # no contact: the domain's
                        *_emails("ann@contoso.com", "fay@fabrikam.example", 8, 200),
                        *_emails("bob@contoso.com", "fay@fabrikam.example", 4, 300)],  # a colleague knows Fay too
     }
@@ -120,10 +121,13 @@ def test_a_departure_lists_what_only_the_colleague_knew_and_reactivating_clears_
     attention = ok(seller.get("insights/account", params={"needsAttention": "true"}))["items"]
     assert "only-ann" in [i["id"] for i in attention]
 
-    # Nora opts out: she leaves the list at the next read, before any computation.
+    # Nora opts out: she leaves the list at the next read, before any computation, and her emails leave the
+    # account's counts (SPEC 4.4: they count nowhere); Ann's emails with Ned, also of Northwind, keep it at risk.
+    emails = ok(seller.get("insights/account/only-ann"))["kpis"]["team"]["emailsSent"]
     nora = next(c for c in organisation_with_a_departure_to_come()["contacts"] if c["id"] == "nora")
     ok(connector.post("sync/contacts", {"items": [{**nora, "version": 2, "optedOut": True}]}))
     assert [i["id"] for i in ok(manager.get("relationships-at-risk"))["items"]] == ["only-ann"]
+    assert ok(seller.get("insights/account/only-ann"))["kpis"]["team"]["emailsSent"] == emails - 9
 
     ok(connector.post("sync/users", {"items": [_user("ann", "Ann Adams", 3)]}))
     run_timer(function_host)

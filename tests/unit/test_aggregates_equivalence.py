@@ -90,6 +90,11 @@ STEPS = st.one_of(
     st.tuples(st.just("role"), st.sampled_from(["ann", "bob", "cyd"])),
     st.tuples(st.just("move"), st.sampled_from(["pat", "sam", "lee", "kim"])),
     st.tuples(st.just("gates"), st.sampled_from(["roles", "groups", "exchangeOff", "back"])),
+    st.tuples(st.just("rename"), st.sampled_from([("contacts", "pat"), ("contacts", "lee"), ("accounts", "fabrikam"),
+                                                  ("leads", "lead-1"), ("users", "bob")])),
+    st.tuples(st.just("people"), st.sampled_from(["primary", "leadOwner", "stakeholders", "salesTeam"])),
+    st.tuples(st.just("opportunity"), st.sampled_from(["close", "reopen", "revenue", "account"])),
+    st.tuples(st.just("leave"), st.sampled_from(["ann", "bob"])),
 )
 
 
@@ -102,9 +107,10 @@ class Tenant:
         self.insights = FakeInsights()
         self.settings = TenantSettingsService(self.repository, self.clock)
         self.index = FakeScheduleIndex()
-        self.sync = SyncService(self.settings, self.records, self.clock, self.index)
         self.service = InsightsService(self.settings, self.records, self.insights, self.clock, self.index,
                                        FakeWorkQueue(), FakeLedgers())
+        self.sync = SyncService(self.settings, self.records, self.clock, self.index,
+                                on_opt_outs=self.service.apply_opt_outs)
         self.previous: dict[Any, Any] = {}
         self.sync.ingest(TENANT, "users", [_user(u) for u in USERS])
         self.sync.ingest(TENANT, "accounts", ACCOUNTS)
@@ -118,6 +124,40 @@ class Tenant:
         stored = self.records.get(TENANT, kind, record_id)
         item = {**stored.model_dump(by_alias=True, mode="json"), **change, "version": stored.version + 1}
         assert self.sync.ingest(TENANT, kind, [item]).stored == 1
+
+    def change(self, step: str, argument: Any) -> None:
+        """Record changes a refresh applies from the records' aggregates or by linking people's activities again."""
+        if step == "rename":
+            kind, record_id = argument
+            name = {"users": "displayName", "accounts": "name"}.get(kind, "fullName")
+            stored = self.records.get(TENANT, kind, record_id)
+            self.bump(kind, record_id, **{name: f"{record_id.title()} v{stored.version + 1}"})
+        elif step == "leave":
+            stored = self.records.get(TENANT, "users", argument)
+            self.bump("users", argument, active=not stored.active,
+                      deactivatedOn=None if not stored.active else self.clock.now().isoformat())
+        elif step == "people":
+            if argument == "primary":
+                stored = self.records.get(TENANT, "accounts", "fabrikam")
+                self.bump("accounts", "fabrikam", primaryContactId="sam" if stored.primary_contact_id == "pat"
+                          else "pat")
+            elif argument == "leadOwner":
+                stored = self.records.get(TENANT, "leads", "lead-1")
+                self.bump("leads", "lead-1", ownerId="bob" if stored.owner_id == "ann" else "ann")
+            elif argument == "stakeholders":
+                stored = self.records.get(TENANT, "opportunities", "opp-1")
+                self.bump("opportunities", "opp-1",
+                          stakeholderContactIds=[] if stored.stakeholder_contact_ids else ["kim", "pat"])
+            else:
+                stored = self.records.get(TENANT, "opportunities", "opp-1")
+                self.bump("opportunities", "opp-1", salesTeamIds=["ann"] if "cyd" in stored.sales_team_ids
+                          else ["cyd"])
+        else:
+            stored = self.records.get(TENANT, "opportunities", "opp-1")
+            change = {"close": {"state": "won"}, "reopen": {"state": "open"},
+                      "revenue": {"estimatedRevenue": (stored.estimated_revenue or 0) + 1000},
+                      "account": {"accountId": "fabrikam" if stored.account_id == "northwind" else "northwind"}}
+            self.bump("opportunities", "opp-1", **change[argument])
 
     def set_settings(self, change: str) -> None:
         settings, etag = self.repository.settings[TENANT]
@@ -193,6 +233,9 @@ def test_aggregates_give_what_a_computation_from_scratch_gives(steps: list[tuple
             continue
         if step == "gates":
             tenant.set_settings(argument)
+            continue
+        if step in ("rename", "people", "opportunity", "leave"):
+            tenant.change(step, argument)
             continue
         tenant.clock.advance(timedelta(hours=argument))
         tenant.previous = {i.key: i for i in tenant.insights.iter(TENANT)}

@@ -638,13 +638,18 @@ def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool,
 Edits = dict[tuple[str, str], dict[str, dict[str, Entry | None]]]  # record -> month -> activity key -> entry
 
 
-def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, Activity | None]]) -> Edits:
+def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, Activity | None]],
+                 before: Linker | None = None) -> Edits:
     """What changed activities change in records' ledgers: the old version (a replaced or removed one) leaves
-    the records and month it counted in, the current one (if usable) enters those it counts in now."""
+    the records and month it counted in, the current one (if usable) enters those it counts in now. `before`:
+    the records as they were when the old versions were counted, if records changed since (their people)."""
     edits: Edits = defaultdict(lambda: defaultdict(dict))
     for key, old, new in changes:
         if old is not None:
             linked, about = linker.links(old)
+            if before is not None:
+                was_linked, was_about = before.links(old)
+                linked, about = linked | was_linked, about | was_about
             month = month_of(micros(old.start))
             for record in linked | about:
                 edits[record][month].setdefault(key, None)
