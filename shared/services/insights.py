@@ -208,10 +208,18 @@ class InsightsService:
         """A contact's or lead's new opt-out, applied at once (SPEC 4.4): the activities about them leave the
         aggregates of every record they counted for (an account's counts, its introducers) and those records are
         computed again, and their own insights go. Costs the tenant's records and the person's activities; the
-        next refresh finds the same change in the log and applies it again, changing nothing."""
+        next refresh finds the same change in the log and applies it again, changing nothing. A user's asks for
+        the rebuild it needs now."""
         settings = self._settings.current(tenant_id).settings
+        people = list(people)
+        if not settings.enabled or self._ledgers.built_through(tenant_id) is None:
+            return
+        if any(kind == "user" for kind, _ in people):
+            # A user's activities have no index of their own: the rebuild they need is sent now, not at the
+            # timer's next run (who knows whom leaves them out from the next read already).
+            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         people = [p for p in people if p[0] in ("contact", "lead")]
-        if not settings.enabled or not people or self._ledgers.built_through(tenant_id) is None:
+        if not people:
             return
         directory = self._directory(tenant_id)
         kinds: dict[str, dict[str, Any]] = {"contact": directory.contacts, "lead": directory.leads}

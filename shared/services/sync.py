@@ -42,9 +42,9 @@ Item = tuple[int, BaseModel]  # the item's index in the batch, and the record it
 
 log = logging.getLogger(__name__)
 
-# The kinds whose new opt-outs leave the insights before the call answers (a user's activities have no index of
-# their own: the next insights update applies theirs).
-_OPTED_OUT_AT_ONCE: dict[str, Any] = {"contacts": "contact", "leads": "lead"}
+# The kinds whose new opt-outs are handed to the insights before the call answers (contacts' and leads' leave
+# every count then; a user's activities have no index of their own: theirs go with the rebuild it sends).
+_OPTED_OUT_AT_ONCE: dict[str, Any] = {"contacts": "contact", "leads": "lead", "users": "user"}
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ class World:
         self.insights = FakeInsights()
         settings = TenantSettingsService(self.repository, self.clock)
         index = FakeScheduleIndex()
-        self.service = InsightsService(settings, self.records, self.insights, self.clock, index, FakeWorkQueue(),
+        self.queue = FakeWorkQueue()
+        self.service = InsightsService(settings, self.records, self.insights, self.clock, index, self.queue,
                                        FakeLedgers())
         self.sync = SyncService(settings, self.records, self.clock, index, on_opt_outs=self.service.apply_opt_outs)
         self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
@@ -180,3 +181,14 @@ def test_a_colleagues_new_roles_are_refreshed_from_the_aggregates(world: World) 
     world.clock.advance(timedelta(hours=1))
     world.service.refresh(TENANT)
     assert world.records.scans == 1
+
+
+def test_a_users_opt_out_sends_the_rebuild_their_activities_need_at_once(world: World) -> None:
+    world.change("users", "bob", optedOut=True)
+    assert world.queue.kinds() == ["insights-update"]  # not at the timer's next run
+    assert world.records.scans == 0
+    world.change("users", "ann", optedOut=True)
+    world.clock.advance(timedelta(hours=1))
+    world.service.recompute(TENANT)
+    assert world.records.scans == 1
+    assert world.emails("account", "fabrikam") == 0  # every email was Ann's: none counts now
