@@ -204,7 +204,7 @@ class InsightsService:
                  "; the log goes on" if more else "")
         return report
 
-    def apply_opt_outs(self, tenant_id: TenantId, people: Iterable[RecordKey]) -> None:
+    def apply_opt_outs(self, tenant_id: TenantId, people: Iterable[tuple[str, str]]) -> None:
         """A contact's or lead's new opt-out, applied at once (SPEC 4.4): the activities about them leave the
         aggregates of every record they counted for (an account's counts, its introducers) and those records are
         computed again, and their own insights go. Costs the tenant's records and the person's activities; the
@@ -218,12 +218,13 @@ class InsightsService:
             # A user's activities have no index of their own: the rebuild they need is sent now, not at the
             # timer's next run (who knows whom leaves them out from the next read already).
             ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
-        people = [p for p in people if p[0] in ("contact", "lead")]
-        if not people:
+        persons: list[RecordKey] = [("contact" if kind == "contact" else "lead", record_id)
+                                    for kind, record_id in people if kind in ("contact", "lead")]
+        if not persons:
             return
         directory = self._directory(tenant_id)
         kinds: dict[str, dict[str, Any]] = {"contact": directory.contacts, "lead": directory.leads}
-        opted = {key: kinds[key[0]][key[1]] for key in people if getattr(kinds[key[0]].get(key[1]), "opted_out", 0)}
+        opted = {key: kinds[key[0]][key[1]] for key in persons if getattr(kinds[key[0]].get(key[1]), "opted_out", 0)}
         if not opted:
             return
         before = Linker(_with(directory, [(f"{k[0]}s", r.model_copy(update={"opted_out": False}))

@@ -24,7 +24,6 @@ from shared.domain.tenant_settings import TenantSettings
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, field_problems
 from shared.services.ports import (
     IndexKind,
-    RecordKey,
     RecordRepository,
     RecordTooLarge,
     ScheduleIndex,
@@ -44,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # The kinds whose new opt-outs are handed to the insights before the call answers (contacts' and leads' leave
 # every count then; a user's activities have no index of their own: theirs go with the rebuild it sends).
-_OPTED_OUT_AT_ONCE: dict[str, Any] = {"contacts": "contact", "leads": "lead", "users": "user"}
+_OPTED_OUT_AT_ONCE: dict[str, str] = {"contacts": "contact", "leads": "lead", "users": "user"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class RemovalReport:
 class SyncService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, clock: Clock,
                  index: ScheduleIndex | None = None,
-                 on_opt_outs: Callable[[TenantId, list[RecordKey]], None] | None = None) -> None:
+                 on_opt_outs: Callable[[TenantId, list[tuple[str, str]]], None] | None = None) -> None:
         self._settings = settings
         self._records = records
         self._clock = clock
