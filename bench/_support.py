@@ -25,6 +25,11 @@ class CountingTableStore(TableStore):
         with self._count_lock:
             self.calls[name] += 1
 
+    def _new_sibling(self, table_name: str) -> TableStore:
+        sibling = CountingTableStore(TableStore(self._service_factory, table_name))
+        sibling.calls, sibling._count_lock = self.calls, self._count_lock  # one count for every table
+        return sibling
+
     def reset(self) -> None:
         with self._count_lock:
             self.calls.clear()

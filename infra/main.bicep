@@ -164,6 +164,12 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: stateTableName
 }
 
+// The per-record aggregates of the insights, partitioned by tenant like the state (the app names it after it).
+resource ledgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: '${stateTableName}Ledgers'
+}
+
 // The work bus: one queue per kind of background work (the app's queue triggers listen to them) and its poison
 // queue, where the host moves a message after maxDequeueCount failed attempts (host.json extensions.queues).
 var workQueues = [

@@ -104,6 +104,13 @@ class Container:
     sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
 
     @property
+    def ledger_tables(self) -> TableStore:
+        """The per-record aggregates' own table (`{state table}Ledgers`), partitioned by tenant like the state:
+        their rewrites get partitions of their own, and a range query over them never walks the tenant's
+        activities (Azurite's queries scan their whole table)."""
+        return self.tables.sibling(self.tables.table_name + LEDGER_TABLE_SUFFIX)
+
+    @property
     def index(self) -> TableScheduleIndex:
         return TableScheduleIndex(self.tables)
 
@@ -128,7 +135,8 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index, self.queue, TableLedgers(self.tables), TableIntroductions(self.tables))
+                               self.index, self.queue, TableLedgers(self.ledger_tables),
+                               TableIntroductions(self.tables))
 
     def introductions(self) -> IntroductionsService:
         return IntroductionsService(self.tenant_settings(), self.insights(), self.records,
@@ -160,6 +168,8 @@ class Container:
                  mailbox_round)
         return BackgroundWorker({work.kind: work for work in works}, {mailbox_round.kind: mailbox_round})
 
+
+LEDGER_TABLE_SUFFIX = "Ledgers"
 
 _container: Container | None = None
 _lock = threading.Lock()

@@ -85,6 +85,7 @@ class TableStore:
         self._client: TableClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._siblings: dict[str, TableStore] = {}
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> TableStore:
@@ -103,6 +104,17 @@ class TableStore:
             return TableServiceClient(endpoint=endpoint, credential=credential, **_connection_kwargs())
 
         return cls(factory, table_name)
+
+    def sibling(self, table_name: str) -> TableStore:
+        """Another table of the same account, reached the same way (made once, then shared)."""
+        with self._lock:
+            found = self._siblings.get(table_name)
+            if found is None:
+                found = self._siblings[table_name] = self._new_sibling(table_name)
+        return found
+
+    def _new_sibling(self, table_name: str) -> TableStore:
+        return TableStore(self._service_factory, table_name)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
