@@ -52,6 +52,7 @@ from devhost.ncrontab import Schedule
 from devhost.queues import DEFAULT_LEASE_SECONDS, QueueFunction, QueueListener, QueueOptions
 from devhost.routing import RouteTemplate, function_route
 from devhost.timers import PAST_DUE_TOLERANCE, TimerFunction, TimerRunner, is_sub_minute
+from shared.api.requests import nesting_exceeds
 
 log = logging.getLogger("devhost")
 
@@ -411,8 +412,10 @@ class FunctionHost:
         payload = ""
         if body.strip():
             try:
-                data = json.loads(body)
-            except (ValueError, RecursionError):  # RecursionError: arrays nested about 1,000 deep
+                # Refused before the parser: a RecursionError's traceback from arrays nested 1,000 deep is itself
+                # too deep for the tools that later format it.
+                data = None if nesting_exceeds(body) else json.loads(body)
+            except ValueError:
                 data = None
             if not isinstance(data, dict) or not isinstance(data.get("input", ""), str):
                 return problem(400, 'The body must be a JSON object like {"input": ""}.')

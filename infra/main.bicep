@@ -164,10 +164,11 @@ resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: stateTableName
 }
 
-// The per-record aggregates of the insights, partitioned by tenant like the state (the app names it after it).
-resource ledgerTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+// What the insights derive from the data (per-record aggregates, insights, their indexes), partitioned by tenant
+// like the state; the app names it after the state table.
+resource insightsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
-  name: '${stateTableName}Ledgers'
+  name: '${stateTableName}Insights'
 }
 
 // The work bus: one queue per kind of background work (the app's queue triggers listen to them) and its poison

@@ -104,11 +104,12 @@ class Container:
     sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
 
     @property
-    def ledger_tables(self) -> TableStore:
-        """The per-record aggregates' own table (`{state table}Ledgers`), partitioned by tenant like the state:
-        their rewrites get partitions of their own, and a range query over them never walks the tenant's
-        activities (Azurite's queries scan their whole table)."""
-        return self.tables.sibling(self.tables.table_name + LEDGER_TABLE_SUFFIX)
+    def insight_tables(self) -> TableStore:
+        """What the insights derive from the data, in a table of its own (`{state table}Insights`: per-record
+        aggregates, computed insights, their indexes), partitioned by tenant like the state: their rewrites get
+        partitions of their own, and their range queries never walk a tenant's activities (Azurite's queries scan
+        their whole table)."""
+        return self.tables.sibling(self.tables.table_name + INSIGHTS_TABLE_SUFFIX)
 
     @property
     def index(self) -> TableScheduleIndex:
@@ -134,8 +135,8 @@ class Container:
                            on_opt_outs=self.insights().apply_opt_outs)
 
     def insights(self) -> InsightsService:
-        return InsightsService(self.tenant_settings(), self.records, TableInsights(self.tables), self.clock,
-                               self.index, self.queue, TableLedgers(self.ledger_tables),
+        return InsightsService(self.tenant_settings(), self.records, TableInsights(self.insight_tables), self.clock,
+                               self.index, self.queue, TableLedgers(self.insight_tables),
                                TableIntroductions(self.tables))
 
     def introductions(self) -> IntroductionsService:
@@ -169,7 +170,7 @@ class Container:
         return BackgroundWorker({work.kind: work for work in works}, {mailbox_round.kind: mailbox_round})
 
 
-LEDGER_TABLE_SUFFIX = "Ledgers"
+INSIGHTS_TABLE_SUFFIX = "Insights"
 
 _container: Container | None = None
 _lock = threading.Lock()

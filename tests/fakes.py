@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -424,7 +424,7 @@ class FakeInsights:
         self.recomputes.setdefault(tenant_id, {}).update(facts)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               ) -> None:
+               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None:
         for entity_type, record_id in removed:
             self.rows.pop((tenant_id, entity_type, record_id), None)
         for insight in insights:

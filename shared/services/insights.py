@@ -178,12 +178,13 @@ class InsightsService:
         changes = [(key, _activity(previous_docs.get(key)), current.get(key)) for key in keys]
         changes += self._relinked(tenant_id, plan.people, set(keys))
         everything = not incremental or plan.every_record
-        results = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records, everything=everything)
+        results, previous = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records,
+                                        everything=everything)
         if everything:
-            stale = [i.key for i in self._insights.iter(tenant_id) if i.key not in linker.records]
+            stale = [key for key in previous if key not in linker.records]
             self._insights.replace_all(tenant_id, results, stale)
         else:
-            self._insights.update(tenant_id, results, removed=plan.dropped)
+            self._insights.update(tenant_id, results, removed=plan.dropped, previous=previous)
         if not incremental:
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
@@ -231,9 +232,9 @@ class InsightsService:
                                           for k, r in opted.items()]))
         linker = Linker(directory)
         ctx = Context(directory, settings, self._clock.now())
-        results = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()), before,
-                              extra=set(), everything=False)
-        self._insights.update(tenant_id, results, removed=list(opted))
+        results, previous = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
+                                        before, extra=set(), everything=False)
+        self._insights.update(tenant_id, results, removed=list(opted), previous=previous)
         log.info("opt-out applied at once: %d records computed again", len(results))
 
     def _relinked(self, tenant_id: TenantId, people: set[RecordKey], logged: set[str],
@@ -250,9 +251,11 @@ class InsightsService:
 
     def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
-               extra: set[RecordKey], everything: bool) -> list[RecordInsight]:
+               extra: set[RecordKey], everything: bool,
+               ) -> tuple[list[RecordInsight], dict[RecordKey, RecordInsight]]:
         """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
-        every record), each from its aggregates."""
+        every record), each from its aggregates; returns them and the stored insights they replace (all, with
+        `everything`)."""
         states = self._upkeep(tenant_id, linker, ctx, changes, before)
         if everything:
             wanted = list(linker.records)
@@ -262,7 +265,7 @@ class InsightsService:
         if missing:
             states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
         previous = self._previous_of(tenant_id, None if everything else wanted)
-        return [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted]
+        return [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted], previous
 
     def _previous_of(self, tenant_id: TenantId, keys: list[RecordKey] | None) -> dict[RecordKey, RecordInsight]:
         """The stored insights (a trend's hysteresis starts from the previous answer): these, or all."""

@@ -7,7 +7,7 @@ Services depend on these only; `shared.storage` and `shared.identity` implement 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -492,7 +492,7 @@ class InsightRepository(Protocol):
         ...
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               ) -> None: ...
+               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None: ...
 
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus: ...
 

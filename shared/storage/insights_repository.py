@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -161,17 +161,26 @@ class TableInsights:
         self._write(tenant_id, operations)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               ) -> None:
+               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None:
         """Upserts some records' insights and their index rows (each record's in one transaction), and deletes
-        the `removed` records' with theirs, leaving the others (and the domain rows) as they are."""
+        the `removed` records' with theirs, leaving the others (and the domain rows) as they are. `previous`: the
+        stored insights of these records, just read (absent: none is stored), whose index rows are then known
+        without reading them again (rows an older formula named differently are swept by the daily recompute)."""
         gone = [key for key in removed if key not in {i.key for i in insights}]
 
         def indexed(key: RecordKey) -> tuple[bool, list[str]]:
+            if previous is not None and key not in gone:
+                found = previous.get(key)
+                return found is not None, sorted(index_rows(found)) if found is not None else []
             stored = self._tables.get(tenant_id, row_key(*key))
             return stored is not None, json.loads(str(stored.properties.get("Att") or "[]")) if stored else []
 
-        with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            before = list(pool.map(indexed, [i.key for i in insights] + gone))
+        keys = [i.key for i in insights] + gone
+        if previous is not None and not gone:
+            before = [indexed(key) for key in keys]
+        else:
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:
+                before = list(pool.map(indexed, keys))
         groups = []
         for insight, (_, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)

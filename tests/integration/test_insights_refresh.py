@@ -17,7 +17,7 @@ from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
-from shared.storage.insights_repository import TableInsights
+from shared.storage.insights_repository import ATTENTION_PREFIX, RISK_PREFIX, TableInsights, index_rows
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
 from tests.background import run_background
@@ -57,7 +57,7 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Con
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)  # the sync has settled
     run_background(world)  # the first computation is a full one
-    insights = TableInsights(world.tables)
+    insights = TableInsights(world.insight_tables)
     before = {(i.entity_type, i.id): i for i in insights.iter(tenant)}
     assert len(before) == 5 * 3 + len(data["contacts"])
     due = [e for e in TableScheduleIndex(world.tables).due(IndexKind.INSIGHTS_RECOMPUTE, NOW + timedelta(days=2))
@@ -118,12 +118,12 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Container)
     refreshed = insights.refresh(tenant)
     assert 0 < refreshed.records < full.records
 
-    after_refresh = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
+    after_refresh = {(i.entity_type, i.id): i for i in TableInsights(world.insight_tables).iter(tenant)}
     changed = {k for k, i in after_refresh.items() if i.computed_at == world.clock.now()}
     assert {("contact", contact["id"]), ("account", "account-2"), ("opportunity", "opp-6"),
             ("lead", lead["id"]), ("account", "account-3")} <= changed
     insights.recompute(tenant)
-    after_full = {(i.entity_type, i.id): i for i in TableInsights(world.tables).iter(tenant)}
+    after_full = {(i.entity_type, i.id): i for i in TableInsights(world.insight_tables).iter(tenant)}
     for key in changed:
         assert _content(after_refresh[key]) == _content(after_full[key]), key
     for key in after_full.keys() - changed:  # the others: nothing new about them (time alone moves scores)
@@ -180,7 +180,7 @@ def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world:
 
     def scanned() -> list[str]:
         now = settings.current(tenant).settings
-        flagged = [i for i in TableInsights(world.tables).iter(tenant, "contact") if i.needs_attention(now)]
+        flagged = [i for i in TableInsights(world.insight_tables).iter(tenant, "contact") if i.needs_attention(now)]
         return [i.id for i in sorted(flagged, key=lambda i: i.attention_order(now))]
 
     assert paged() == scanned()
@@ -196,3 +196,8 @@ def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world:
         for n in range(1, 6)]).stored == 5
     assert insights.refresh(tenant).records > 0
     assert paged() == scanned()
+    # The refresh replaced the moved record's index rows (it knew them from the insight it read): none is left over.
+    stored = {row for i in TableInsights(world.insight_tables).iter(tenant) for row in index_rows(i)}
+    indexed = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+               for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
+    assert indexed == stored
