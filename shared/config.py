@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -142,10 +143,14 @@ class AppConfig:
         audiences = _split(env.get("RI_API_AUDIENCES"))
         if not audiences:
             raise ConfigurationError("RI_API_AUDIENCES must list the audience(s) of our API's access tokens")
+        state_table = env.get("RI_STATE_TABLE") or "TenantState"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,54}", state_table):
+            # (55 at most: the insights' table is named after it, `{name}Insights`, and a table name has 63.)
+            raise ConfigurationError("RI_STATE_TABLE must be a table name: a letter, then 2 to 54 letters or digits")
         return cls(
             storage_connection=connection,
             tables_endpoint=endpoint,
-            state_table=env.get("RI_STATE_TABLE") or "TenantState",
+            state_table=state_table,
             authority_host=authority,
             api_audiences=audiences,
             ca_bundle=env.get("RI_CA_BUNDLE") or None,

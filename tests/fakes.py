@@ -311,6 +311,10 @@ class FakeLedgers:
                   ) -> dict[RecordKey, LedgerState]:
         return {key: self.read(tenant_id, key, recent_from) for key in keys}
 
+    def read_all(self, tenant_id: TenantId, keys: Sequence[RecordKey], recent_from: str,
+                 ) -> dict[RecordKey, LedgerState]:
+        return self.read_many(tenant_id, keys, recent_from)
+
     def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str]) -> None:
         months = [*sorted(set(changed)), LEDGER_SUMMARY, *([LEDGER_ARCHIVE] if state.archive is not None else [])]
         for month in months:  # all or nothing

@@ -263,7 +263,8 @@ class InsightsService:
             wanted = [k for k in dict.fromkeys([*states, *sorted(extra)]) if k in linker.records]
         missing = [k for k in wanted if k not in states]
         if missing:
-            states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
+            read = self._ledgers.read_all if everything else self._ledgers.read_many
+            states.update(read(tenant_id, missing, ctx.recent_from))
         previous = self._previous_of(tenant_id, None if everything else wanted)
         return [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted], previous
 

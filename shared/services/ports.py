@@ -407,6 +407,11 @@ class LedgerRepository(Protocol):
     def read_many(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
                   ) -> dict[tuple[EntityType, str], LedgerState]: ...
 
+    def read_all(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
+                 ) -> dict[tuple[EntityType, str], LedgerState]:
+        """As `read_many`, for most of the tenant's records: one query of every ledger instead of one a record."""
+        ...
+
     def write(self, tenant_id: TenantId, key: tuple[EntityType, str], state: LedgerState,
               changed: Iterable[str]) -> None:
         """Stores the changed months (an empty one is deleted) and the partials, each conditional on the ETag it

@@ -236,10 +236,12 @@ class TableStore:
         page_size: int = 100,
         continuation: str | None = None,
         select: Sequence[str] | None = None,
+        at_least: tuple[str, str] | None = None,
     ) -> Page:
         """One page of a partition's rows in RowKey order, optionally within [from, before) and past `after`.
         `select` names the only properties to fetch (RowKey included): the SDK's decoding of each property is most
-        of a scan's cost."""
+        of a scan's cost. `at_least` (property, value): only rows whose string property is at least the value (the
+        service filters: what it leaves out is never sent)."""
         check_key("PartitionKey", partition_key)
         clauses = ["PartitionKey eq @pk"]
         parameters: dict[str, Any] = {"pk": partition_key}
@@ -252,6 +254,11 @@ class TableStore:
         if row_key_before is not None:
             clauses.append("RowKey lt @rkbefore")
             parameters["rkbefore"] = row_key_before
+        if at_least is not None:
+            if not at_least[0].isidentifier():
+                raise ValueError(f"not a property name: {at_least[0]!r}")
+            clauses.append(f"{at_least[0]} ge @least")
+            parameters["least"] = at_least[1]
         table = self._table()
         with _mapped_errors():
             pages: Any = table.query_entities(
@@ -264,7 +271,8 @@ class TableStore:
         return Page(entities, token)
 
     def iter_partition(self, partition_key: str, *, row_key_prefix: str = "",
-                       select: Sequence[str] | None = None, after: str | None = None) -> Iterator[StoredEntity]:
+                       select: Sequence[str] | None = None, after: str | None = None,
+                       at_least: tuple[str, str] | None = None) -> Iterator[StoredEntity]:
         """Every row whose key has the prefix, in key order; with `after`, only the rows past that key."""
         continuation: str | None = None
         upper = _prefix_upper_bound(row_key_prefix) if row_key_prefix else None
@@ -277,6 +285,7 @@ class TableStore:
                 page_size=1000,
                 continuation=continuation,
                 select=select,
+                at_least=at_least,
             )
             yield from page.entities
             if page.continuation is None:

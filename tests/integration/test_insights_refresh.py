@@ -13,11 +13,13 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
 from shared.config import AppConfig
+from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
 from shared.storage.insights_repository import ATTENTION_PREFIX, RISK_PREFIX, TableInsights, index_rows
+from shared.storage.ledger_repository import TableLedgers
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
 from tests.background import run_background
@@ -201,3 +203,20 @@ def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world:
     indexed = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
                for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
     assert indexed == stored
+
+
+def test_one_query_of_every_ledger_reads_what_a_query_a_record_reads(world: bootstrap.Container) -> None:
+    tenant, _ = _seeded(world, consent=True, accounts=6, sellers=3, seed=4)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    ledgers = TableLedgers(world.insight_tables)
+    keys = sorted({(e.row_key.split("|")[1], e.row_key.split("|")[2])
+                   for e in world.insight_tables.iter_partition(tenant, row_key_prefix="lg|", select=["Period"])})
+    assert len(keys) > 10
+    keys.append(("contact", "never-computed"))
+    since = recent_from(world.clock.now())
+    one_by_one, at_once = ledgers.read_many(tenant, keys, since), ledgers.read_all(tenant, keys, since)
+    assert list(at_once) == keys
+    for key in keys:
+        assert dataclasses.asdict(at_once[key]) == dataclasses.asdict(one_by_one[key]), key
