@@ -87,7 +87,7 @@ class SyncService:
         self._records = records
         self._clock = clock
         self._index = index
-        self._on_opt_outs = on_opt_outs  # applies contacts' and leads' new opt-outs to the insights at once
+        self._on_opt_outs = on_opt_outs  # hands new opt-outs to the insights before the call answers
 
     def ingest(self, tenant_id: TenantId, kind: str, items: Sequence[dict[str, Any]]) -> SyncReport:
         # Every row of the call carries this moment: taken before the gates are read, so a row whose gates were
