@@ -46,7 +46,7 @@ def main() -> None:
         clock.advance(timedelta(hours=1))
         insights.recompute(tenant)
 
-        def changed(kind: str, record: dict[str, Any], **change: Any) -> dict[str, Any]:
+        def changed(record: dict[str, Any], **change: Any) -> dict[str, Any]:
             record.update(change, version=record["version"] + 1)
             return record
 
@@ -55,11 +55,11 @@ def main() -> None:
         moved, opted, renamed = contacts[0], contacts[1], contacts[2]
         user = data["users"][1]
         changes = [
-            ("a contact's name", "contacts", [changed("contacts", renamed, fullName=f"{renamed['fullName']} Jr")]),
+            ("a contact's name", "contacts", [changed(renamed, fullName=f"{renamed['fullName']} Jr")]),
             ("a contact moves to another account", "contacts",
-             [changed("contacts", moved, accountId=next(a for a in accounts if a != moved["accountId"]))]),
+             [changed(moved, accountId=next(a for a in accounts if a != moved["accountId"]))]),
             ("a colleague's security roles", "users",
-             [changed("users", user, securityRoleIds=[*user.get("securityRoleIds", ()), "r-extra"])]),
+             [changed(user, securityRoleIds=[*user.get("securityRoleIds", ()), "r-extra"])]),
             ("a new contact (no index finds its activities)", "contacts",
              [{"id": f"new-{uuid.uuid4().hex[:8]}", "version": 1, "email": "newcomer@example.org",
                "fullName": "Newcomer", "accountId": accounts[0]}]),
@@ -80,7 +80,7 @@ def main() -> None:
         clock.advance(timedelta(hours=1))
         counting.reset()
         started = time.perf_counter()
-        sync.ingest(tenant, "contacts", [changed("contacts", opted, optedOut=True)])
+        sync.ingest(tenant, "contacts", [changed(opted, optedOut=True)])
         seconds = time.perf_counter() - started
         print(f"\nthe sync call bringing a contact's opt-out, applied before it answers: {seconds:.2f} s, "
               f"{counting.total:,} table calls")

@@ -175,7 +175,7 @@ class InsightsService:
         current = self._records.activities(tenant_id, present) if present else {}
         if of_someone_opted_out(directory, current.values()):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
-        changes = [(key, _activity(previous_docs.get(key)), current.get(key)) for key in keys]
+        changes = [(key, _record("activities", previous_docs.get(key)), current.get(key)) for key in keys]
         changes += self._relinked(tenant_id, plan.people, set(keys))
         everything = not incremental or plan.every_record
         results, previous = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records,
@@ -637,19 +637,11 @@ def _with(directory: Directory, records: Iterable[tuple[str, Any]]) -> Directory
 
 
 def _record(kind: str, document: str | None) -> Any:
+    """A stored document as the record it holds (None: none, or one this code cannot read any more)."""
     if document is None or kind not in RECORD_KINDS:
         return None
     try:
         return RECORD_KINDS[kind].model_validate_json(document, context={"stored": True})
-    except ValueError:
-        return None
-
-
-def _activity(document: str | None) -> Activity | None:
-    if document is None:
-        return None
-    try:
-        return Activity.model_validate_json(document, context={"stored": True})
     except ValueError:
         return None
 

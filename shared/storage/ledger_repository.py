@@ -122,7 +122,7 @@ class TableLedgers:
                                                   at_least=("Period", recent_from)):
             _, entity_type, record_id, period = entity.row_key.split("|", 3)
             key: Key = (entity_type, record_id)  # type: ignore[assignment]
-            if key in wanted and (period >= recent_from or period == LEDGER_SUMMARY):
+            if key in wanted:
                 self._take(states.setdefault(key, LedgerState()), period, entity)
         for key in keys:
             states.setdefault(key, LedgerState()).etags.setdefault(LEDGER_SUMMARY, None)
