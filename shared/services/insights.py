@@ -153,9 +153,9 @@ class InsightsService:
         start = mark if after is None or mark > after else after
         writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP)
         directory = self._directory(tenant_id)
-        record_writes = [w for w in writes if w.kind != "activities"]
-        plan, before = _record_changes(directory, [w for w in record_writes
-                                                   if w.ingested_at > built[0] and w.id not in built[1]])
+        # Writes a step already applied are applied once: the settle margin makes the next step read them again.
+        unapplied = [w for w in writes if w.ingested_at > built[0] and w.id not in built[1]]
+        plan, before = _record_changes(directory, [w for w in unapplied if w.kind != "activities"])
         if plan.rebuild:
             log.info("insights rebuilt from the activities: %s", plan.rebuild)
             return self._rebuild(tenant_id, settings, now, started, directory)
@@ -164,7 +164,7 @@ class InsightsService:
         previous_docs: dict[str, str] = {}
         keys: list[str] = []
         gone: set[str] = set()  # removed by the latest write naming them: nothing to read
-        for write in writes:
+        for write in unapplied:
             if write.kind == "activities":
                 keys.extend(write.keys)
                 (gone.update if write.removed else gone.difference_update)(write.keys)
@@ -190,10 +190,14 @@ class InsightsService:
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
         if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
-        if through is not None and record_writes:
-            # The aggregates follow every record write read here: the next step looks again only at those that
-            # the settle margin makes it read again, and finds them applied.
-            seen = frozenset(w.id for w in record_writes if w.ingested_at > through)
+        if through is not None and writes:
+            # The aggregates follow every write read here: the next step looks again only at those that the
+            # settle margin makes it read again, and finds them applied (past a bound, activities' are applied
+            # again: harmless, only slower).
+            margin = [w for w in writes if w.ingested_at > through]
+            activities_seen = [w.id for w in margin if w.kind == "activities"]
+            seen = frozenset([w.id for w in margin if w.kind != "activities"]
+                             + (activities_seen if len(activities_seen) <= MAX_SEEN_ACTIVITY_WRITES else []))
             if (max(built[0], through), seen) != built:
                 self._ledgers.mark_built(tenant_id, max(built[0], through), seen)
         if through is not None:
@@ -550,6 +554,8 @@ MAX_LEDGER_ATTEMPTS = 5
 # What one step of the refresh takes from the ingestion log (a purge of a large mailbox logs hundreds of
 # thousands): each key costs a point read and its previous document is held in memory until the step ends.
 MAX_LOGGED_KEYS_PER_STEP = 5_000
+# The activity writes within the settle margin that the ledgers' mark names as applied (each ~34 characters).
+MAX_SEEN_ACTIVITY_WRITES = 5_000
 _WRITERS = 8
 
 

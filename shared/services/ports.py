@@ -433,8 +433,8 @@ class LedgerRepository(Protocol):
         ...
 
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
-        """The ledgers reflect every record write logged up to this moment, and these later log entries (None:
-        never built)."""
+        """The ledgers reflect every write logged up to this moment, and these later log entries (None: never
+        built)."""
         ...
 
     def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None: ...

@@ -216,7 +216,13 @@ class TableLedgers:
         value = entity.properties.get("BuiltThrough") if entity else None
         if entity is None or not isinstance(value, datetime):
             return None
-        return value, frozenset(json.loads(str(entity.properties.get("Seen") or "[]")))
+        count = int(entity.properties.get("SeenChunks") or 0)  # type: ignore[arg-type]
+        text = "".join(str(entity.properties[f"Seen{i}"]) for i in range(count)) if count else \
+            str(entity.properties.get("Seen") or "[]")  # as marked before the list was cut into chunks
+        return value, frozenset(json.loads(text))
 
     def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None:
-        self._tables.upsert(tenant_id, META_ROW, {"BuiltThrough": through, "Seen": json.dumps(sorted(seen))})
+        chunks = split_text(json.dumps(sorted(seen), separators=(",", ":")))  # up to ~5,000 log entries' keys
+        properties: Properties = {"BuiltThrough": through, "SeenChunks": len(chunks)}
+        properties.update((f"Seen{i}", chunk) for i, chunk in enumerate(chunks))
+        self._tables.upsert(tenant_id, META_ROW, properties)
