@@ -3,8 +3,9 @@
 Rows: `lg|{entity type}|{id}|{yyyy}Q{n}` hold the facts of one record's quarter, `lg|{entity type}|{id}|~` the
 partials of its quarters since its horizon and the earlier ones folded (its base), `lg|{entity type}|{id}|!`
 the earlier quarters' own partials (read only to change one of them, or to move the horizon). What an insight
-needs now (the summary and the quarters since `recent_from`) is one range query per record, bounded however
-old the record is; `ledgers-meta` says up to when the ledgers were built from the log.
+needs now (the summary and the quarters since `recent_from`, which the summary's partials name) is a few point
+reads per record, bounded however old the record is; `ledgers-meta` says up to when the ledgers were built from
+the log.
 """
 
 from __future__ import annotations
@@ -69,28 +70,25 @@ class TableLedgers:
 
     def read(self, tenant_id: TenantId, key: Key, recent_from: str, months: Iterable[str] = (), *,
              with_archive: bool = False) -> LedgerState:
+        # Point reads only: the summary names the periods since its horizon that hold facts (their partials), so
+        # the recent ones are read by key. (A range query costs Azurite a scan of the whole table.)
         state = LedgerState()
         base = _row(key, "")
-        page: str | None = None
-        while True:
-            found = self._tables.query_partition(tenant_id, row_key_from=base + recent_from,
-                                                 row_key_before=base + "~~", page_size=1000, continuation=page)
-            for entity in found.entities:
-                self._take(state, entity.row_key.removeprefix(base), entity)
-            if found.continuation is None:
-                break
-            page = found.continuation
-        for month in sorted(set(months) - set(state.months)):
-            if month >= recent_from:
-                state.etags.setdefault(month, None)
-                state.months.setdefault(month, [])
+        summary = self._tables.get(tenant_id, base + LEDGER_SUMMARY)
+        if summary is not None:
+            self._take(state, LEDGER_SUMMARY, summary)
+        state.etags.setdefault(LEDGER_SUMMARY, None)
+        held = set(state.partials)
+        wanted = {m for m in held if m >= recent_from} | set(months)
+        for month in sorted(wanted):
+            if month >= state.horizon and month not in held:  # no facts: no row
+                state.months[month], state.etags[month] = [], None
                 continue
             stored = self._tables.get(tenant_id, base + month)
             if stored is None:
                 state.months[month], state.etags[month] = [], None
             else:
                 self._take(state, month, stored)
-        state.etags.setdefault(LEDGER_SUMMARY, None)
         if with_archive:
             archive = self._tables.get(tenant_id, base + LEDGER_ARCHIVE)
             state.archive = {} if archive is None else _value(archive) or {}
