@@ -186,7 +186,7 @@ def purge(azurite: Azurite, rows: int, seconds_per_step: float) -> None:
     started = time.perf_counter()
     outcomes = drain(container, worker=worker)
     elapsed = time.perf_counter() - started
-    left = sum(1 for _ in container.tables.iter_partition(tenant, row_key_prefix="activity|exchange|"))
+    left = sum(1 for _ in container.activity_tables.iter_partition(tenant, row_key_prefix="activity|exchange|"))
     steps = outcomes.count("purgeContinues") + outcomes.count("purged")
     print(f"   {steps} messages ({outcomes.count('purgeContinues')} continued), {elapsed:.0f} s, "
           f"{rows / elapsed:.0f} rows/s, {left} rows left; {counting.total} table operations {dict(counting.calls)}")

@@ -40,7 +40,9 @@ param portalSku string = 'Free'
 @description('Further origins that may call the API from a browser, e.g. the portal on a custom domain ("https://portal.contoso.com", no trailing slash).')
 param extraCorsOrigins array = []
 
-@description('Name of the table that holds tenant state.')
+@description('Name of the table that holds tenant state (its activities and insights tables are named after it).')
+@minLength(3)
+@maxLength(53)
 param stateTableName string = 'TenantState'
 
 @description('NCRONTAB schedule of the schedule_background_work timer (UTC): every 5 minutes, so that a mailbox round every 15 minutes is sent on time.')
@@ -162,6 +164,13 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource stateTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: stateTableName
+}
+
+// The activities and their ingestion log (the bulk of the writes), partitioned by tenant like the state; the app
+// names it after the state table.
+resource activitiesTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: '${stateTableName}Activities'
 }
 
 // What the insights derive from the data (per-record aggregates, insights, their indexes), partitioned by tenant

@@ -40,7 +40,7 @@ from shared.storage.insights_repository import TableInsights
 from shared.storage.introductions_repository import TableIntroductions
 from shared.storage.ledger_repository import TableLedgers
 from shared.storage.queues import StorageWorkQueue
-from shared.storage.records_repository import TableRecords
+from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.source_state import TableSourceState
@@ -112,12 +112,19 @@ class Container:
         return self.tables.sibling(self.tables.table_name + INSIGHTS_TABLE_SUFFIX)
 
     @property
+    def activity_tables(self) -> TableStore:
+        """The activities and their log, in a table of their own (`{state table}Activities`), partitioned by tenant
+        like the state: the bulk of the writes gets partitions of its own, and the records' and the log's range
+        queries never walk a tenant's activities."""
+        return self.tables.sibling(self.tables.table_name + ACTIVITIES_TABLE_SUFFIX)
+
+    @property
     def index(self) -> TableScheduleIndex:
         return TableScheduleIndex(self.tables)
 
     @property
     def records(self) -> TableRecords:
-        return TableRecords(self.tables)
+        return TableRecords(self.tables, self.activity_tables)
 
     @property
     def source_state(self) -> TableSourceState:

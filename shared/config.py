@@ -144,9 +144,10 @@ class AppConfig:
         if not audiences:
             raise ConfigurationError("RI_API_AUDIENCES must list the audience(s) of our API's access tokens")
         state_table = env.get("RI_STATE_TABLE") or "TenantState"
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,54}", state_table):
-            # (55 at most: the insights' table is named after it, `{name}Insights`, and a table name has 63.)
-            raise ConfigurationError("RI_STATE_TABLE must be a table name: a letter, then 2 to 54 letters or digits")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,52}", state_table):
+            # (53 at most: the activities' and the insights' tables are named after it, `{name}Activities` and
+            # `{name}Insights`, and a table name has 63.)
+            raise ConfigurationError("RI_STATE_TABLE must be a table name: a letter, then 2 to 52 letters or digits")
         return cls(
             storage_connection=connection,
             tables_endpoint=endpoint,

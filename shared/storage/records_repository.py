@@ -1,19 +1,23 @@
-"""CRM records and activities in the tenant's partition.
+"""CRM records and activities, each in the tenant's partition of its own table.
 
-Rows: `{kind}|{id}` for users, accounts, contacts, leads, opportunities; `activity|{source}|{id}` for activities,
-so that all Exchange-derived rows of a tenant are one RowKey range (the purge walks it). Each row keeps the
+Rows: `{kind}|{id}` for users, accounts, contacts, leads, opportunities (the state table); `activity|{source}|{id}`
+for activities, in a table of their own (`{state table}Activities`), so that all Exchange-derived rows of a tenant
+are one RowKey range (the purge walks it) and the records' reads never walk a tenant's activities (Azurite's
+queries scan their whole table; in Azure the bulk of the writes gets partitions of its own). Each row keeps the
 source `Version` and `IngestedAt` beside the document. A record its source deleted stays as a tombstone: its last
 document, `Deleted` true, a version one above, and the moment of removal as `IngestedAt`; readers skip it (unless
 they ask for removed activities), the version check still sees it, purges delete it like any row.
 
-Every write also stores, in the same entity-group transaction, a row of the ingestion log
+Every write also stores, in the same entity-group transaction (so in the same table), a row of the ingestion log
 (`ilog|{ingested at, µs}|{random}`) naming the records it stored and holding the documents it replaced: "what
-changed since" is then one range query whose cost follows what changed, and a write that commits late is never
-missed by it (the row commits with the data). A removal is logged the same way, with the document it removed.
+changed since" is then a range query of each table, merged in time order, whose cost follows what changed, and a
+write that commits late is never missed by it (the row commits with the data). A removal is logged the same way,
+with the document it removed.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +49,7 @@ _READERS = 8
 DELETED = "Deleted"
 _ATTEMPTS = 3
 LOG_PREFIX = "ilog|"
+ACTIVITIES_TABLE_SUFFIX = "Activities"
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -77,13 +82,19 @@ def prefix(kind: str, source: Source | None = None) -> str:
 class TableRecords:
     """Implements the RecordRepository port on the tenant's partition."""
 
-    def __init__(self, tables: TableStore) -> None:
-        self._tables = tables
+    def __init__(self, tables: TableStore, activity_tables: TableStore | None = None) -> None:
+        self._records = tables
+        self._activities = activity_tables or tables.sibling(tables.table_name + ACTIVITIES_TABLE_SUFFIX)
+
+    def _tables_of(self, kind: str) -> TableStore:
+        return self._activities if kind == "activities" else self._records
 
     def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:
         """Stored versions of these records by record key (absent ones left out), read in parallel."""
         def read(record: BaseModel) -> tuple[str, StoredEntity | None]:
-            return record_key(record), self._tables.get(tenant_id, row_key(kind, record))
+            return record_key(record), tables.get(tenant_id, row_key(kind, record))
+
+        tables = self._tables_of(kind)
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, records))
@@ -94,12 +105,14 @@ class TableRecords:
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         """The record (by record key: an activity's is `{source}|{id}`), or None (absent or removed)."""
-        entity = _live(self._tables.get(tenant_id, key_row(kind, record_id)))
+        entity = _live(self._tables_of(kind).get(tenant_id, key_row(kind, record_id)))
         return None if entity is None else decode(entity, RECORD_KINDS[kind])
 
     def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
         def read(record_id: str) -> tuple[str, StoredEntity | None]:
-            return record_id, _live(self._tables.get(tenant_id, key_row(kind, record_id)))
+            return record_id, _live(tables.get(tenant_id, key_row(kind, record_id)))
+
+        tables = self._tables_of(kind)
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, list(dict.fromkeys(record_ids))))
@@ -116,7 +129,7 @@ class TableRecords:
             keys = [key for key, _ in group]
             log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced})
             operations = [op for _, op in group]
-            self._tables.transact(tenant_id, [*operations, log])
+            self._tables_of(kind).transact(tenant_id, [*operations, log])
 
     def weight(self, kind: str, record: BaseModel) -> int:
         """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
@@ -131,12 +144,18 @@ class TableRecords:
         return cut_into_transactions(items, lambda item: 2 * weight(item), limit=MAX_BATCH_OPERATIONS - 1)
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+        """The log of both tables, merged in time order (a row's key starts with its stamp)."""
+        return heapq.merge(*(self._logged(tables, tenant_id, after) for tables in (self._records, self._activities)),
+                           key=lambda write: write.id)
+
+    @staticmethod
+    def _logged(tables: TableStore, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
         start = log_row_key(after + timedelta(microseconds=1)).rpartition("|")[0] if after else LOG_PREFIX
         upper = LOG_PREFIX[:-1] + chr(ord("|") + 1)
         page: str | None = None
         while True:
-            found = self._tables.query_partition(tenant_id, row_key_from=start, row_key_before=upper,
-                                                 page_size=1000, continuation=page)
+            found = tables.query_partition(tenant_id, row_key_from=start, row_key_before=upper, page_size=1000,
+                                           continuation=page)
             for entity in found.entities:
                 keys = json.loads(str(entity.properties.get("Keys") or "[]"))
                 count = int(entity.properties.get("PrevChunks") or 0)  # type: ignore[arg-type]
@@ -150,18 +169,21 @@ class TableRecords:
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
         upper = log_row_key(through + timedelta(microseconds=1)).rpartition("|")[0]
-        old = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
-            tenant_id, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
-        for transaction in transactions(old):
-            try:
-                self._tables.transact(tenant_id, transaction)
-            except ConcurrencyConflict:
-                continue  # another computation deleted some of them meanwhile: the next one finishes
-        return len(old)
+        forgotten = 0
+        for tables in (self._records, self._activities):
+            old = [Operation("delete", e.row_key) for e in tables.iter_partition(
+                tenant_id, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
+            for transaction in transactions(old):
+                try:
+                    tables.transact(tenant_id, transaction)
+                except ConcurrencyConflict:
+                    continue  # another computation deleted some of them meanwhile: the next one finishes
+            forgotten += len(old)
+        return forgotten
 
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         def read(key: str) -> tuple[str, StoredEntity | None]:
-            return key, self._tables.get(tenant_id, f"activity|{key}")
+            return key, self._activities.get(tenant_id, f"activity|{key}")
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, list(dict.fromkeys(keys))))
@@ -170,7 +192,7 @@ class TableRecords:
     def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
         """Every record of a kind (activities: of one source only, if given)."""
         model = RECORD_KINDS[kind]
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
+        for entity in self._tables_of(kind).iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
             if entity.properties.get(DELETED) is not True:
                 yield decode(entity, model)
 
@@ -180,12 +202,12 @@ class TableRecords:
         tombstones too, as RemovedActivity, when `removed`. Only the first part of each document is fetched; the
         rare larger one is read whole."""
         wanted = ["DocChunks", "Doc0", DELETED, *(["IngestedAt"] if with_ingested_at else [])]
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix("activities"), select=wanted):
+        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"), select=wanted):
             deleted = entity.properties.get(DELETED) is True
             if deleted and not removed:
                 continue
             if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
-                whole = self._tables.get(tenant_id, entity.row_key)
+                whole = self._activities.get(tenant_id, entity.row_key)
                 if whole is None:  # deleted (purged) since the scan passed it
                     continue
                 entity = whole
@@ -198,11 +220,12 @@ class TableRecords:
         is read and judged again); the keys removed now."""
         pending = list(dict.fromkeys(keys))
         removed: list[str] = []
+        tables = self._tables_of(kind)
         for _ in range(_ATTEMPTS):
             if not pending:
                 break
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
-                found = list(pool.map(lambda key: (key, self._tables.get(tenant_id, key_row(kind, key))), pending))
+                found = list(pool.map(lambda key: (key, tables.get(tenant_id, key_row(kind, key))), pending))
             operations: dict[str, Operation] = {}
             for key, entity in found:
                 if entity is None or entity.properties.get(DELETED) is True:
@@ -221,7 +244,7 @@ class TableRecords:
                 keys = [key for key, _ in group]
                 log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
                 try:
-                    self._tables.transact(tenant_id, [*(operation for _, operation in group), log])
+                    tables.transact(tenant_id, [*(operation for _, operation in group), log])
                     removed += keys
                 except ConcurrencyConflict:  # one of them changed: judge each again
                     pending += [key for key, _ in group]
@@ -252,7 +275,7 @@ class TableRecords:
         deleted documents so that the aggregates they counted in follow); the position is the last key judged."""
         batch: list[StoredEntity] = []
         deleted = 0
-        rows = self._tables.iter_partition(tenant_id, row_key_prefix=row_prefix, after=after)
+        rows = self._activities.iter_partition(tenant_id, row_key_prefix=row_prefix, after=after)
         for scanned, entity in enumerate(rows, 1):
             if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
                 return PurgeProgress(deleted + (self._delete(tenant_id, batch) if batch else 0), False, after)
@@ -278,15 +301,15 @@ class TableRecords:
         at = datetime.now(UTC)
         batch = [Operation("delete", e.row_key, etag=e.etag) for e in rows]
         try:
-            self._tables.transact(tenant_id, [*batch, _log_row("activities", at, keys, documents, removed=True)])
+            self._activities.transact(tenant_id, [*batch, _log_row("activities", at, keys, documents, removed=True)])
             return len(batch)
         except ConcurrencyConflict:
             # First, and without `Removed`: the refresh reads what stays (an entry for a row that stays is harmless).
-            self._tables.transact(tenant_id, [_log_row("activities", at, keys, documents)])
+            self._activities.transact(tenant_id, [_log_row("activities", at, keys, documents)])
             deleted = 0
             for operation in batch:
                 try:
-                    self._tables.delete(tenant_id, operation.row_key, operation.etag)
+                    self._activities.delete(tenant_id, operation.row_key, operation.etag)
                     deleted += 1
                 except ConcurrencyConflict:
                     continue

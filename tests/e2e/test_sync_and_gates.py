@@ -219,7 +219,7 @@ def test_exchange_data_is_purged_when_its_use_ends_and_crm_data_stays(
     run_timer(function_host, container, at=container.clock.now() + WRITE_SETTLE)
     assert list(records.iter_records(tenant, "activities", Source.EXCHANGE)) == []
     assert len(list(records.iter_records(tenant, "activities", Source.CRM))) == 20
-    every_row = list(container.tables.iter_partition(tenant_id))
+    every_row = [*container.tables.iter_partition(tenant_id), *container.activity_tables.iter_partition(tenant_id)]
     assert not [e.row_key for e in every_row if e.properties.get("Source") == "exchange"
                 or "|exchange|" in e.row_key or '"source":"exchange"' in str(e.properties.get("Doc0", ""))]
     overview = ok(admin.get("relationship-intelligence"))

@@ -11,7 +11,7 @@ import pytest
 from devhost.azurite import Azurite
 from shared.domain.records import Contact
 from shared.services.ports import Child, MailboxCopy
-from shared.storage.records_repository import TableRecords
+from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, TableRecords
 from shared.storage.source_state import TableSourceState
 from shared.storage.tables import TableStore
 from shared.tenancy import TenantId
@@ -83,8 +83,9 @@ def test_a_purge_logs_its_rows_as_removed_only_when_it_deleted_them_all(store: T
     # One row changes between the purge's scan and its transaction: row by row, and the entry names no removal.
     records.write(tenant_id, "activities", [(mail(f"n{n}", "ann@contoso.com", "lee@fabrikam.com", n), None)
                                             for n in range(2)], AT + timedelta(minutes=1))
-    rows = [e for e in store.iter_partition(tenant_id, row_key_prefix="activity|")]
-    store.upsert(tenant_id, rows[0].row_key, rows[0].properties)  # a new ETag: the scanned one is stale
+    activities = store.sibling(store.table_name + ACTIVITIES_TABLE_SUFFIX)
+    rows = [e for e in activities.iter_partition(tenant_id, row_key_prefix="activity|")]
+    activities.upsert(tenant_id, rows[0].row_key, rows[0].properties)  # a new ETag: the scanned one is stale
     deleted = records._delete(tenant_id, rows)  # the transaction and its fallback, on purpose
     assert deleted == 1
     [fallback] = [w for w in records.written_since(tenant_id, AT + timedelta(minutes=1)) if w.kind == "activities"

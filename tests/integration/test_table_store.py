@@ -269,7 +269,7 @@ def test_activities_larger_than_one_property_survive_the_narrow_scan(store: Tabl
     small = big.model_copy(update={"id": "small", "to": ("lee@fabrikam.com",)})
     records = TableRecords(store)
     records.write(tenant_id, "activities", [(big, None), (small, None)], now)
-    assert store.get(tenant_id, "activity|crm|big").properties["DocChunks"] > 1  # type: ignore[union-attr,operator]
+    assert _activities(store).get(tenant_id, "activity|crm|big").properties["DocChunks"] > 1  # type: ignore[union-attr,operator]
     found = {a.id: (a, at) for a, at in records.iter_activities(tenant_id)}
     assert found["big"] == (big, now)
     assert found["small"] == (small, now)
@@ -292,8 +292,14 @@ def test_a_large_activity_deleted_while_a_scan_runs_is_skipped(store: TableStore
     records.write(tenant_id, "activities", [(big.model_copy(update={"id": "a-first"}), None), (big, None)], now)
     scan = records.iter_activities(tenant_id)
     assert next(scan)[0].id == "a-first"  # the page holding both rows' first parts has been fetched
-    store.delete(tenant_id, "activity|crm|big")  # a purge, meanwhile
+    _activities(store).delete(tenant_id, "activity|crm|big")  # a purge, meanwhile
     assert list(scan) == []
+
+
+def _activities(store: TableStore) -> TableStore:
+    from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX
+
+    return store.sibling(store.table_name + ACTIVITIES_TABLE_SUFFIX)
 
 
 class _Meddling:
@@ -331,9 +337,9 @@ def test_a_purge_deletes_only_the_versions_it_judged(store: TableStore, tenant_i
         stored = TableRecords(store).versions(tenant_id, "activities", [newer])["exchange|x2"]
         TableRecords(store).write(tenant_id, "activities", [(newer, stored)], ended + timedelta(hours=1))
         if gone_too:
-            store.delete(tenant_id, "activity|exchange|x3")
+            _activities(store).delete(tenant_id, "activity|exchange|x3")
 
-    records = TableRecords(_Meddling(store, meanwhile))  # type: ignore[arg-type]
+    records = TableRecords(store, _Meddling(_activities(store), meanwhile))  # type: ignore[arg-type]
     progress = records.purge_exchange(tenant_id, ended, enough=lambda: False)
     assert progress.finished
     assert progress.deleted >= 1  # Azurite reports a conditional delete of a missing row as done; the service would not

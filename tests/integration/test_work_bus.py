@@ -73,7 +73,8 @@ def _exchange_tenant(world: bootstrap.Container, activities: int = 0) -> TenantI
 
 
 def _exchange_rows(world: bootstrap.Container, tenant: TenantId) -> int:
-    return sum(1 for _ in world.tables.iter_partition(tenant, row_key_prefix="activity|exchange|", select=["Kind"]))
+    return sum(1 for _ in world.activity_tables.iter_partition(tenant, row_key_prefix="activity|exchange|",
+                                                                select=["Kind"]))
 
 
 def _worker(config: AppConfig, state_dir: Path, repo_root: Path) -> subprocess.Popen[str]:

@@ -27,7 +27,7 @@ def test_a_dedicated_storage_connection_wins_over_the_host_storage() -> None:
     {"RI_API_AUDIENCES": "x"},
     {"AzureWebJobsStorage": "UseDevelopmentStorage=true"},
     {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RI_API_AUDIENCES": "x", "RI_AUTHORITY_HOST": "http://a"},
-    {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RI_API_AUDIENCES": "x", "RI_STATE_TABLE": "T" * 56},
+    {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RI_API_AUDIENCES": "x", "RI_STATE_TABLE": "T" * 54},
     {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RI_API_AUDIENCES": "x", "RI_STATE_TABLE": "tenant-state"},
 ])
 def test_missing_or_unsafe_settings_are_configuration_errors(env: dict[str, str]) -> None:

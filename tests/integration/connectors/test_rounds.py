@@ -234,7 +234,8 @@ def test_the_timer_brings_the_crm_and_the_mailboxes_in_and_changes_follow(
     private |= {x.subject for x in org.meetings} | {x.body for x in org.meetings}
     private |= {str(r[c]) for rows in org.dataverse.values() for r in rows for c in ("subject", "description")
                 if r.get(c)}
-    rows = [*world.tables.iter_partition(org.tenant), *world.insight_tables.iter_partition(org.tenant)]
+    rows = [*world.tables.iter_partition(org.tenant), *world.activity_tables.iter_partition(org.tenant),
+            *world.insight_tables.iter_partition(org.tenant)]
     assert len(rows) > 100
     text = repr(rows)
     assert [p for p in private if p in text] == []

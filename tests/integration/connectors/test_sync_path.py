@@ -139,7 +139,8 @@ def test_mail_flows_into_storage_once_and_nothing_private_gets_there(
     private = {e.subject for e in org.emails} | {e.body for e in org.emails}
     private |= {x.subject for x in org.meetings} | {x.body for x in org.meetings}
     private |= {s for e in org.emails for s in (e.body[:255],)}
-    rows = [*container.tables.iter_partition(org.tenant), *container.insight_tables.iter_partition(org.tenant)]
+    rows = [*container.tables.iter_partition(org.tenant), *container.activity_tables.iter_partition(org.tenant),
+            *container.insight_tables.iter_partition(org.tenant)]
     text = repr(rows)
     assert rows
     leaked = [p for p in private if p in text]
