@@ -8,7 +8,7 @@ Tests and the dev host may `install()` their own container (for example with a f
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +38,7 @@ from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
 from shared.storage.insights_repository import TableInsights
 from shared.storage.introductions_repository import TableIntroductions
-from shared.storage.ledger_repository import TableLedgers
+from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.queues import StorageWorkQueue
 from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
@@ -102,6 +102,7 @@ class Container:
     roles: RolePolicy
     consent_verifier: ConsentVerifier
     sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
+    ledger_cache: LedgerCache = field(default_factory=LedgerCache)  # this process's last-written aggregates
 
     @property
     def insight_tables(self) -> TableStore:
@@ -143,7 +144,7 @@ class Container:
 
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.insight_tables), self.clock,
-                               self.index, self.queue, TableLedgers(self.insight_tables),
+                               self.index, self.queue, TableLedgers(self.insight_tables, self.ledger_cache),
                                TableIntroductions(self.tables))
 
     def introductions(self) -> IntroductionsService:

@@ -285,7 +285,7 @@ class FakeLedgers:
     built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
 
     def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = (), *,
-             with_archive: bool = False) -> LedgerState:
+             with_archive: bool = False, for_update: bool = False) -> LedgerState:
         state = LedgerState()
         wanted = set(months)
         for (tenant, record, month), (text, etag) in sorted(self.rows.items()):
@@ -315,7 +315,8 @@ class FakeLedgers:
                  ) -> dict[RecordKey, LedgerState]:
         return self.read_many(tenant_id, keys, recent_from)
 
-    def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str]) -> None:
+    def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str],
+              recent_from: str | None = None) -> None:
         months = [*sorted(set(changed)), LEDGER_SUMMARY, *([LEDGER_ARCHIVE] if state.archive is not None else [])]
         for month in months:  # all or nothing
             stored = self.rows.get((tenant_id, key, month))
@@ -330,7 +331,7 @@ class FakeLedgers:
                 self.rows.pop((tenant_id, key, month), None)
 
     def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[RecordKey, LedgerState, set[str]]],
-                   ) -> list[RecordKey]:
+                   recent_from: str | None = None) -> list[RecordKey]:
         failed = []
         for key, state, changed in writes:
             try:

@@ -295,7 +295,7 @@ class InsightsService:
 
         def read(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months = edits[key]
-            state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
+            state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, for_update=True)
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
             apply_edits(state, months, horizon)
@@ -305,7 +305,8 @@ class InsightsService:
             first = dict(pool.map(read, sorted(edits)))
         # One pass packs the records' writes into few transactions; a record another worker changed meanwhile is
         # read and written again on its own.
-        failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()]))
+        failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()],
+                                              ctx.recent_from))
         states.update((k, s) for k, s in first.items() if k not in failed)
 
         def apply(key: RecordKey) -> tuple[RecordKey, LedgerState]:
@@ -316,7 +317,7 @@ class InsightsService:
                     state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
                 apply_edits(state, months, horizon)
                 try:
-                    self._ledgers.write(tenant_id, key, state, months)
+                    self._ledgers.write(tenant_id, key, state, months, ctx.recent_from)
                 except ConcurrencyConflict:
                     continue  # another worker changed this record meanwhile: read again, apply again
                 return key, state

@@ -399,9 +399,10 @@ class LedgerState:
 
 class LedgerRepository(Protocol):
     def read(self, tenant_id: TenantId, key: tuple[EntityType, str], recent_from: str,
-             months: Iterable[str] = (), *, with_archive: bool = False) -> LedgerState:
+             months: Iterable[str] = (), *, with_archive: bool = False, for_update: bool = False) -> LedgerState:
         """The partials, the facts of every period from `recent_from` on and of these other periods (and the
-        archive if asked)."""
+        archive if asked). `for_update`: the state is to be written back (conditionally on its ETags), so it may
+        be what this process wrote last, not read again."""
         ...
 
     def read_many(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
@@ -413,13 +414,14 @@ class LedgerRepository(Protocol):
         ...
 
     def write(self, tenant_id: TenantId, key: tuple[EntityType, str], state: LedgerState,
-              changed: Iterable[str]) -> None:
+              changed: Iterable[str], recent_from: str | None = None) -> None:
         """Stores the changed months (an empty one is deleted) and the partials, each conditional on the ETag it
-        was read with, in one transaction: ConcurrencyConflict if any changed meanwhile."""
+        was read with, in one transaction: ConcurrencyConflict if any changed meanwhile. The state then holds
+        the new ETags (what a later `read(for_update=True)` may start from, the periods from `recent_from` on)."""
         ...
 
     def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[tuple[EntityType, str], LedgerState, set[str]]],
-                   ) -> list[tuple[EntityType, str]]:
+                   recent_from: str | None = None) -> list[tuple[EntityType, str]]:
         """Several records' writes, each as `write` does, packed into few transactions (a record's rows never
         split between two); returns the records whose transaction failed on an ETag (nothing of those written)."""
         ...

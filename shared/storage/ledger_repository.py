@@ -11,6 +11,8 @@ the log.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -27,6 +29,7 @@ from shared.storage.tables import (
     Properties,
     StoredEntity,
     TableStore,
+    cut_into_transactions,
     operation_bytes,
     transactions,
 )
@@ -37,6 +40,7 @@ META_ROW = "ledgers-meta"
 _READERS = 8
 _WRITERS = 4
 Key = tuple[EntityType, str]
+_Named = tuple[LedgerState, str, Operation]  # a row to write, the state it comes from, the period it holds
 
 
 def _row(key: Key, month: str) -> str:
@@ -62,25 +66,79 @@ def summary_of(state: LedgerState) -> dict[str, Any]:
     return {"h": state.horizon, "b": state.base, "p": state.partials}
 
 
+class LedgerCache:
+    """The ledgers this process wrote last, with the ETags they were written with (the recent quarters only), so
+    that the next edit of a record starts from them instead of reading them again. Never trusted alone: the write
+    that follows is conditional on those ETags, so a ledger another worker changed meanwhile fails it, leaves the
+    cache, and is read again. Bounded by the facts it holds; an entry is taken out while in use."""
+
+    def __init__(self, max_facts: int = 100_000) -> None:
+        self.max_facts = max_facts
+        self._entries: OrderedDict[tuple[str, str, Key], tuple[LedgerState, int]] = OrderedDict()
+        self._facts = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, scope: str, tenant_id: TenantId, key: Key) -> LedgerState | None:
+        with self._lock:
+            found = self._entries.pop((scope, tenant_id, key), None)
+            if found is None:
+                return None
+            self._facts -= found[1]
+            return found[0]
+
+    def keep(self, scope: str, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str) -> None:
+        """Keeps a copy of the state (the caller goes on reading its own; an edit replaces what it changes, never
+        changes a list in place), without the periods before `recent_from` and the archive."""
+        months = {m: entries for m, entries in state.months.items() if m >= recent_from}
+        etags = {name: etag for name, etag in state.etags.items()
+                 if name == LEDGER_SUMMARY or (name != LEDGER_ARCHIVE and name >= recent_from)}
+        state = LedgerState(months=months, partials=dict(state.partials), etags=etags, base=state.base,
+                            horizon=state.horizon)
+        facts = sum(len(entries) for entries in months.values()) + 1
+        if facts > self.max_facts // 10:
+            return  # a very busy record: read again next time rather than crowd out the others
+        with self._lock:
+            old = self._entries.pop((scope, tenant_id, key), None)
+            self._facts += facts - (old[1] if old else 0)
+            self._entries[(scope, tenant_id, key)] = (state, facts)
+            while self._facts > self.max_facts:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._facts -= dropped
+
+    def forget(self, scope: str, tenant_id: TenantId) -> None:
+        with self._lock:
+            for entry in [e for e in self._entries if e[:2] == (scope, tenant_id)]:
+                self._facts -= self._entries.pop(entry)[1]
+
+
 class TableLedgers:
     """Implements the LedgerRepository port."""
 
-    def __init__(self, tables: TableStore) -> None:
+    def __init__(self, tables: TableStore, cache: LedgerCache | None = None) -> None:
         self._tables = tables
+        self._cache = cache
+        self._scope = tables.table_name
 
     def read(self, tenant_id: TenantId, key: Key, recent_from: str, months: Iterable[str] = (), *,
-             with_archive: bool = False) -> LedgerState:
+             with_archive: bool = False, for_update: bool = False) -> LedgerState:
         # Point reads only: the summary names the periods since its horizon that hold facts (their partials), so
         # the recent ones are read by key. (A range query costs Azurite a scan of the whole table.)
-        state = LedgerState()
         base = _row(key, "")
-        summary = self._tables.get(tenant_id, base + LEDGER_SUMMARY)
-        if summary is not None:
-            self._take(state, LEDGER_SUMMARY, summary)
-        state.etags.setdefault(LEDGER_SUMMARY, None)
+        cached = self._cache.take(self._scope, tenant_id, key) if for_update and self._cache else None
+        if cached is not None:
+            state = cached
+        else:
+            state = LedgerState()
+            summary = self._tables.get(tenant_id, base + LEDGER_SUMMARY)
+            if summary is not None:
+                self._take(state, LEDGER_SUMMARY, summary)
+            state.etags.setdefault(LEDGER_SUMMARY, None)
         held = set(state.partials)
         wanted = {m for m in held if m >= recent_from} | set(months)
-        for month in sorted(wanted):
+        for month in sorted(wanted - set(state.months)):
             if month >= state.horizon and month not in held:  # no facts: no row
                 state.months[month], state.etags[month] = [], None
                 continue
@@ -89,7 +147,7 @@ class TableLedgers:
                 state.months[month], state.etags[month] = [], None
             else:
                 self._take(state, month, stored)
-        if with_archive:
+        if with_archive and state.archive is None:
             archive = self._tables.get(tenant_id, base + LEDGER_ARCHIVE)
             state.archive = {} if archive is None else _value(archive) or {}
             state.etags[LEDGER_ARCHIVE] = None if archive is None else archive.etag
@@ -108,7 +166,10 @@ class TableLedgers:
     def read_many(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str) -> dict[Key, LedgerState]:
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             states = list(pool.map(lambda key: self.read(tenant_id, key, recent_from), keys))
-        return dict(zip(keys, states, strict=True))
+        found = dict(zip(keys, states, strict=True))
+        for key, state in found.items():
+            self._kept(tenant_id, key, state, recent_from)
+        return found
 
     def read_all(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str) -> dict[Key, LedgerState]:
         """What `read` gives for each of these records, from one query of the tenant's ledgers in pages (the
@@ -124,66 +185,86 @@ class TableLedgers:
                 self._take(states.setdefault(key, LedgerState()), period, entity)
         for key in keys:
             states.setdefault(key, LedgerState()).etags.setdefault(LEDGER_SUMMARY, None)
+            self._kept(tenant_id, key, states[key], recent_from)
         return {key: states[key] for key in keys}
 
-    def write(self, tenant_id: TenantId, key: Key, state: LedgerState, changed: Iterable[str]) -> None:
-        for transaction in transactions(self._operations(key, state, changed)):
-            self._tables.transact(tenant_id, transaction)
+    def write(self, tenant_id: TenantId, key: Key, state: LedgerState, changed: Iterable[str],
+              recent_from: str | None = None) -> None:
+        named = self._operations(key, state, changed)
+        for transaction in transactions([operation for _, operation in named]):
+            etags = self._tables.transact(tenant_id, transaction)
+            for (name, _), etag in zip(named[:len(transaction)], etags, strict=True):
+                state.etags[name] = etag
+            named = named[len(transaction):]
+        self._kept(tenant_id, key, state, recent_from)
 
-    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[Key, LedgerState, set[str]]]) -> list[Key]:
-        groups: list[tuple[list[Key], list[Operation]]] = [([], [])]
+    def _kept(self, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str | None) -> None:
+        if self._cache is not None and recent_from is not None:
+            self._cache.keep(self._scope, tenant_id, key, state, recent_from)
+
+    def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[Key, LedgerState, set[str]]],
+                   recent_from: str | None = None) -> list[Key]:
+        groups: list[tuple[list[Key], list[_Named]]] = [([], [])]
+        states = {key: state for key, state, _ in writes}
         for key, state, changed in writes:
-            operations = self._operations(key, state, changed)
+            operations = [(state, name, o) for name, o in self._operations(key, state, changed)]
             keys, batch = groups[-1]
             if batch and (len(batch) + len(operations) > MAX_BATCH_OPERATIONS or sum(
-                    operation_bytes(o) for o in [*batch, *operations]) > WRITER_BATCH_BYTES):
+                    operation_bytes(o) for _, _, o in [*batch, *operations]) > WRITER_BATCH_BYTES):
                 groups.append(([], []))
                 keys, batch = groups[-1]
             keys.append(key)
             batch.extend(operations)
         failed: list[Key] = []
 
-        def submit(group: tuple[list[Key], list[Operation]]) -> None:
+        def submit(group: tuple[list[Key], list[_Named]]) -> None:
             keys, batch = group
             if not batch:
                 return
             try:
-                if len(batch) > MAX_BATCH_OPERATIONS:
-                    for transaction in transactions(batch):
-                        self._tables.transact(tenant_id, transaction)
-                else:
-                    self._tables.transact(tenant_id, batch)
+                # (more than 100 rows: one record's, alone in its group, in several transactions)
+                for transaction in (cut_into_transactions(batch, lambda named: operation_bytes(named[2]))
+                                    if len(batch) > MAX_BATCH_OPERATIONS else [batch]):
+                    etags = self._tables.transact(tenant_id, [o for _, _, o in transaction])
+                    for (state, name, _), etag in zip(transaction, etags, strict=True):
+                        state.etags[name] = etag
             except ConcurrencyConflict:
                 failed.extend(keys)
+                return
+            for key in keys:
+                self._kept(tenant_id, key, states[key], recent_from)
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             list(pool.map(submit, groups))
         return failed
 
     @staticmethod
-    def _operations(key: Key, state: LedgerState, changed: Iterable[str]) -> list[Operation]:
-        operations = []
+    def _operations(key: Key, state: LedgerState, changed: Iterable[str]) -> list[tuple[str, Operation]]:
+        """The rows to write, each with the period (or document) it stores."""
+        operations: list[tuple[str, Operation]] = []
         for month in sorted(set(changed)):
             etag = state.etags.get(month)
             entries = state.months.get(month) or []
             if not entries:
                 if etag is not None:
-                    operations.append(Operation("delete", _row(key, month), etag=etag))
+                    operations.append((month, Operation("delete", _row(key, month), etag=etag)))
                 continue
             properties = _properties(entries, month)
-            operations.append(Operation("create", _row(key, month), properties) if etag is None
-                              else Operation("replace", _row(key, month), properties, etag))
+            operations.append((month, Operation("create", _row(key, month), properties) if etag is None
+                               else Operation("replace", _row(key, month), properties, etag)))
         documents = [(LEDGER_SUMMARY, summary_of(state))]
         if state.archive is not None:
             documents.append((LEDGER_ARCHIVE, state.archive))
         for name, document in documents:
             etag = state.etags.get(name)
             properties = _properties(document, name)
-            operations.append(Operation("create", _row(key, name), properties) if etag is None
-                              else Operation("replace", _row(key, name), properties, etag))
+            operations.append((name, Operation("create", _row(key, name), properties) if etag is None
+                               else Operation("replace", _row(key, name), properties, etag)))
         return operations
 
     def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState]) -> None:
+        if self._cache is not None:
+            self._cache.forget(self._scope, tenant_id)
         rows: dict[str, Properties] = {}
         for key in sorted(ledgers):
             state = ledgers[key]

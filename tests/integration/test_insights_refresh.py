@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
 from shared.storage.insights_repository import ATTENTION_PREFIX, RISK_PREFIX, TableInsights, index_rows
-from shared.storage.ledger_repository import TableLedgers
+from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
 from tests.background import run_background
@@ -234,3 +235,43 @@ def test_the_ledgers_mark_holds_thousands_of_applied_log_entries(world: bootstra
     assert ledgers.built_through(tenant) == (NOW + timedelta(minutes=1), frozenset({"log|1"}))
     world.insight_tables.upsert(tenant, "ledgers-meta", {"BuiltThrough": NOW, "Seen": '["log|2"]'})
     assert ledgers.built_through(tenant) == (NOW, frozenset({"log|2"}))  # as marked before the chunks
+
+
+def _ledger_rows(world: bootstrap.Container, tenant: TenantId) -> dict[str, Any]:
+    return {e.row_key: json.loads("".join(str(e.properties[f"D{i}"]) for i in range(int(e.properties["DChunks"]))))
+            for e in world.insight_tables.iter_partition(tenant, row_key_prefix="lg|")}  # type: ignore[arg-type]
+
+
+def test_two_workers_with_their_own_cache_of_the_aggregates_keep_them_as_a_rebuild_gives(
+        world: bootstrap.Container) -> None:
+    """Each worker process starts an edit from the ledgers it wrote last; the other's writes make those stale, and
+    the ETag-checked write must then fail, read again and apply again: the stored ledgers equal a rebuild's."""
+    tenant, data = _seeded(world, consent=True, accounts=6, sellers=3, seed=11)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    one, other = world, dataclasses.replace(world, ledger_cache=LedgerCache())
+    contacts = [c for c in data["contacts"] if c["accountId"] in ("account-1", "account-2")]
+    seller = data["users"][0]
+
+    def calls(n: int) -> list[dict[str, Any]]:
+        at = world.clock.now() - timedelta(minutes=5)
+        return [{"id": f"w{n}-{c['id']}", "version": 1, "source": "crm", "kind": "phoneCall",
+                 "sender": seller["email"], "to": [c["email"]], "start": at.isoformat(), "durationMinutes": n}
+                for c in contacts]
+
+    for n, worker in enumerate((one, other, one, one, other, one), 1):
+        world.clock.advance(timedelta(minutes=20))
+        assert worker.sync().ingest(tenant, "activities", calls(n)).stored == len(contacts)
+        assert worker.insights().refresh(tenant).records >= len(contacts)
+    assert len(one.ledger_cache) > 0  # both started edits from their caches
+    assert len(other.ledger_cache) > 0
+    kept = _ledger_rows(world, tenant)
+    one.insights().recompute(tenant)  # every record from those ledgers, at this moment
+    refreshed = {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
+
+    world.insight_tables.delete(tenant, "ledgers-meta")  # never built: the next computation rebuilds them
+    fresh = dataclasses.replace(world, ledger_cache=LedgerCache())
+    fresh.insights().recompute(tenant)
+    assert _ledger_rows(world, tenant) == kept
+    assert {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)} == refreshed
