@@ -29,6 +29,7 @@ from shared.services.background.scheduler import BackgroundScheduler
 from shared.services.background.worker import BackgroundWorker
 from shared.services.consent import ConsentConfig, ConsentService
 from shared.services.data_sources import DataSourcesService
+from shared.services.directory_cache import DirectoryCache
 from shared.services.insights import InsightsService
 from shared.services.introductions import IntroductionsService
 from shared.services.ports import ConsentVerifier, CrmSource, MailSource, WorkMessage, WorkQueue
@@ -103,6 +104,7 @@ class Container:
     consent_verifier: ConsentVerifier
     sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
     ledger_cache: LedgerCache = field(default_factory=LedgerCache)  # this process's last-written aggregates
+    directory_cache: DirectoryCache = field(default_factory=DirectoryCache)  # and last-loaded directories
 
     @property
     def insight_tables(self) -> TableStore:
@@ -145,7 +147,7 @@ class Container:
     def insights(self) -> InsightsService:
         return InsightsService(self.tenant_settings(), self.records, TableInsights(self.insight_tables), self.clock,
                                self.index, self.queue, TableLedgers(self.insight_tables, self.ledger_cache),
-                               TableIntroductions(self.tables))
+                               TableIntroductions(self.tables), self.directory_cache)
 
     def introductions(self) -> IntroductionsService:
         return IntroductionsService(self.tenant_settings(), self.insights(), self.records,

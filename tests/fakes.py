@@ -142,9 +142,15 @@ class FakeRecords:
     writes: int = 0
     log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
     logged: int = 0
+    record_writes: dict[str, int] = field(default_factory=dict)
+
+    def records_version(self, tenant_id: TenantId) -> str | None:
+        return str(self.record_writes[tenant_id]) if tenant_id in self.record_writes else None
 
     def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str], *,
              removed: bool = False) -> None:
+        if kind != "activities":
+            self.record_writes[tenant_id] = self.record_writes.get(tenant_id, 0) + 1
         self.logged += 1  # (ids stay unique after the log is forgotten, as the storage's random ones do)
         self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{self.logged:08d}",
                                                 removed)))

@@ -40,6 +40,7 @@ from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
 from shared.services.background.steps import ask
+from shared.services.directory_cache import DirectoryCache
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
     IndexKind,
@@ -96,8 +97,10 @@ class DataSubject:
 class InsightsService:
     def __init__(self, settings: TenantSettingsService, records: RecordRepository, insights: InsightRepository,
                  clock: Clock, index: ScheduleIndex, queue: WorkQueue, ledgers: LedgerRepository,
-                 introductions: IntroductionRepository | None = None) -> None:
+                 introductions: IntroductionRepository | None = None, directories: DirectoryCache | None = None,
+                 ) -> None:
         self._settings = settings
+        self._directories = directories
         self._ledgers = ledgers
         self._records = records
         self._insights = insights
@@ -373,14 +376,21 @@ class InsightsService:
         return report
 
     def _directory(self, tenant_id: TenantId) -> Directory:
-        """The tenant's records: O(records), never O(activities)."""
-        return Directory.of(
-            users=self._records.iter_records(tenant_id, "users"),
-            accounts=self._records.iter_records(tenant_id, "accounts"),
-            contacts=self._records.iter_records(tenant_id, "contacts"),
-            leads=self._records.iter_records(tenant_id, "leads"),
-            opportunities=self._records.iter_records(tenant_id, "opportunities"),
-        )
+        """The tenant's records: O(records), never O(activities); the one this process loaded last while no
+        write of records has committed since (one read)."""
+        def load() -> Directory:
+            return Directory.of(
+                users=self._records.iter_records(tenant_id, "users"),
+                accounts=self._records.iter_records(tenant_id, "accounts"),
+                contacts=self._records.iter_records(tenant_id, "contacts"),
+                leads=self._records.iter_records(tenant_id, "leads"),
+                opportunities=self._records.iter_records(tenant_id, "opportunities"),
+            )
+
+        if self._directories is None:
+            return load()
+        version = self._records.records_version(tenant_id)  # read before the records: a later write changes it
+        return self._directories.get(tenant_id, version, load)
 
     # -- sellers' reads ---------------------------------------------------------------------------------
 

@@ -209,6 +209,11 @@ class RecordRepository(Protocol):
         them."""
         ...
 
+    def records_version(self, tenant_id: TenantId) -> str | None:
+        """Changes whenever a write of records (not activities) commits: read before loading the records, the same
+        value later means they are unchanged (None: none written since versions were kept)."""
+        ...
+
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
         """The ingestion log: every write stored after that moment (all of them without one), oldest first. One
         range query: its cost follows what was written since, never the tenant's history."""

@@ -50,6 +50,9 @@ DELETED = "Deleted"
 _ATTEMPTS = 3
 LOG_PREFIX = "ilog|"
 ACTIVITIES_TABLE_SUFFIX = "Activities"
+# Rewritten by every transaction that changes records (not activities): its ETag says whether the tenant's records
+# are still those a reader loaded.
+RECORDS_VERSION_ROW = "records-version"
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -124,12 +127,11 @@ class TableRecords:
         replaced = {record_key(record): stored.document for record, stored in records
                     if stored is not None and stored.document is not None}
         keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
-        for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]),
-                                           limit=MAX_BATCH_OPERATIONS - 1):
+        for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]), limit=_PER_TRANSACTION):
             keys = [key for key, _ in group]
             log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced})
             operations = [op for _, op in group]
-            self._tables_of(kind).transact(tenant_id, [*operations, log])
+            self._tables_of(kind).transact(tenant_id, [*operations, log, *_version_bump(kind, log)])
 
     def weight(self, kind: str, record: BaseModel) -> int:
         """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
@@ -139,9 +141,13 @@ class TableRecords:
             raise RecordTooLarge(str(exc)) from exc
 
     def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
-        """Groups of at most 99 (the transaction's 100th row is the log's) and half the bytes (the log may hold
-        the documents the group replaces)."""
-        return cut_into_transactions(items, lambda item: 2 * weight(item), limit=MAX_BATCH_OPERATIONS - 1)
+        """Groups of at most 98 (the transaction's other rows are the log's and the records' version) and half the
+        bytes (the log may hold the documents the group replaces)."""
+        return cut_into_transactions(items, lambda item: 2 * weight(item), limit=_PER_TRANSACTION)
+
+    def records_version(self, tenant_id: TenantId) -> str | None:
+        entity = self._records.get(tenant_id, RECORDS_VERSION_ROW)
+        return None if entity is None else entity.etag
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
         """The log of both tables, merged in time order (a row's key starts with its stamp)."""
@@ -240,11 +246,12 @@ class TableRecords:
             documents = {key: _document(entity) for key, entity in found if entity is not None and key in operations}
             # Half the bytes and 99 rows: the log row beside them holds the documents they removed.
             for group in cut_into_transactions(list(operations.items()), lambda pair: 2 * operation_bytes(pair[1]),
-                                               limit=MAX_BATCH_OPERATIONS - 1):
+                                               limit=_PER_TRANSACTION):
                 keys = [key for key, _ in group]
                 log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
                 try:
-                    tables.transact(tenant_id, [*(operation for _, operation in group), log])
+                    tables.transact(tenant_id, [*(operation for _, operation in group), log,
+                                                *_version_bump(kind, log)])
                     removed += keys
                 except ConcurrencyConflict:  # one of them changed: judge each again
                     pending += [key for key, _ in group]
@@ -314,6 +321,13 @@ class TableRecords:
                 except ConcurrencyConflict:
                     continue
             return deleted
+
+
+_PER_TRANSACTION = MAX_BATCH_OPERATIONS - 2  # records beside the log's row and the version's
+
+
+def _version_bump(kind: str, log: Operation) -> list[Operation]:
+    return [] if kind == "activities" else [Operation("upsert", RECORDS_VERSION_ROW, {"LastWrite": log.row_key})]
 
 
 def _document(entity: StoredEntity) -> str | None:

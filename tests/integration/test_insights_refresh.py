@@ -17,6 +17,7 @@ from shared.config import AppConfig
 from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
 from shared.storage.insights_repository import ATTENTION_PREFIX, RISK_PREFIX, TableInsights, index_rows
@@ -275,3 +276,18 @@ def test_two_workers_with_their_own_cache_of_the_aggregates_keep_them_as_a_rebui
     fresh.insights().recompute(tenant)
     assert _ledger_rows(world, tenant) == kept
     assert {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)} == refreshed
+
+
+def test_a_worker_loads_the_directory_again_once_another_has_written_records(world: bootstrap.Container) -> None:
+    tenant, data = _seeded(world, consent=False, accounts=3, sellers=2, seed=12)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)  # this worker keeps the directory it loaded
+    other = dataclasses.replace(world, ledger_cache=LedgerCache(), directory_cache=DirectoryCache())
+    contact = data["contacts"][0]
+    assert other.sync().ingest(tenant, "contacts", [{**contact, "version": 2, "fullName": "Renamed"}]).stored == 1
+    world.clock.advance(timedelta(minutes=20))
+    world.insights().refresh(tenant)
+    renamed = TableInsights(world.insight_tables).get(tenant, "contact", contact["id"])
+    assert renamed is not None
+    assert renamed.name == "Renamed"

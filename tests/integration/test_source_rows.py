@@ -50,6 +50,25 @@ def test_a_tombstone_keeps_its_document_with_a_newer_version_and_readers_skip_it
     assert records.purge_people(tenant_id, frozenset({"lee@fabrikam.com"}), frozenset(), lambda: False).deleted == 1
 
 
+def test_the_records_version_changes_with_every_write_or_removal_of_records_and_not_with_activities(
+        store: TableStore, tenant_id: TenantId) -> None:
+    """A process reuses the directory it loaded while this version stays the one it read before loading it."""
+    records = TableRecords(store)
+    assert records.records_version(tenant_id) is None
+    records.write(tenant_id, "contacts", [(Contact(id="c1", version=1, email="lee@fabrikam.com"), None)], AT)
+    first = records.records_version(tenant_id)
+    assert first is not None
+    records.write(tenant_id, "activities", [(mail("m1", "ann@contoso.com", "lee@fabrikam.com", 1), None)], AT)
+    assert records.records_version(tenant_id) == first
+    stored = records.versions(tenant_id, "contacts", [Contact(id="c1", version=2)])["c1"]
+    records.write(tenant_id, "contacts", [(Contact(id="c1", version=2, email="lee@fabrikam.com"), stored)], AT)
+    second = records.records_version(tenant_id)
+    assert second not in (None, first)
+    records.remove(tenant_id, "contacts", ["c1"], AT + timedelta(minutes=1))
+    assert records.records_version(tenant_id) not in (None, first, second)
+    assert records.records_version(TenantId(str(uuid.uuid4()))) is None  # another tenant's is its own
+
+
 def test_a_removal_is_logged_with_the_document_it_removed_and_a_new_version_after_it_replaces_nothing(
         store: TableStore, tenant_id: TenantId) -> None:
     """The aggregates follow the ingestion log: a removal must be there, and a tombstone counts nowhere."""

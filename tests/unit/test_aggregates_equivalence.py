@@ -21,6 +21,7 @@ from shared.clock import FixedClock
 from shared.domain.insights.computation import compute
 from shared.domain.insights.directory import Directory
 from shared.domain.tenant_settings import TenantSettings
+from shared.services.directory_cache import DirectoryCache
 from shared.services.insights import InsightsService
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
@@ -108,7 +109,7 @@ class Tenant:
         self.settings = TenantSettingsService(self.repository, self.clock)
         self.index = FakeScheduleIndex()
         self.service = InsightsService(self.settings, self.records, self.insights, self.clock, self.index,
-                                       FakeWorkQueue(), FakeLedgers())
+                                       FakeWorkQueue(), FakeLedgers(), directories=DirectoryCache())
         self.sync = SyncService(self.settings, self.records, self.clock, self.index,
                                 on_opt_outs=self.service.apply_opt_outs)
         self.previous: dict[Any, Any] = {}

@@ -14,6 +14,7 @@ from shared.clock import FixedClock
 from shared.domain.insights.record_changes import plan_of
 from shared.domain.records import Activity, Opportunity
 from shared.errors import NotFound
+from shared.services.directory_cache import DirectoryCache
 from shared.services.insights import InsightsService
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
@@ -123,7 +124,7 @@ class World:
         index = FakeScheduleIndex()
         self.queue = FakeWorkQueue()
         self.service = InsightsService(settings, self.records, self.insights, self.clock, index, self.queue,
-                                       FakeLedgers())
+                                       FakeLedgers(), directories=DirectoryCache())
         self.sync = SyncService(settings, self.records, self.clock, index, on_opt_outs=self.service.apply_opt_outs)
         self.records.put(TENANT, "users", user("ann"), user("bob"), at=NOW)
         self.records.put(TENANT, "accounts", account("fabrikam", "fabrikam.com"), account("northwind"), at=NOW)
