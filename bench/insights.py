@@ -85,7 +85,7 @@ def load_directly(container: bootstrap.Container, tenant: TenantId, items: list[
                   at: datetime) -> None:
     records = container.records
     models = [Activity.model_validate(a, strict=False) for a in items]
-    groups = [models[i:i + 98] for i in range(0, len(models), 98)]  # a transaction: 98 rows, the log, the version
+    groups = [models[i:i + 98] for i in range(0, len(models), 98)]  # as many as a sync call puts in a transaction
 
     def write(group: list[Activity]) -> None:
         for attempt in range(6):  # Azurite drops a connection now and then under this load
