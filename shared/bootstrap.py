@@ -37,7 +37,7 @@ from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
 from shared.storage.consent_requests import TableConsentRequests
 from shared.storage.documents import DocumentStore
-from shared.storage.insights_repository import TableInsights
+from shared.storage.insights_repository import InsightCache, TableInsights
 from shared.storage.introductions_repository import TableIntroductions
 from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.queues import StorageWorkQueue
@@ -105,6 +105,7 @@ class Container:
     sources: SourceClients  # the data sources' clients (tests point them at the local Graph and Dataverse)
     ledger_cache: LedgerCache = field(default_factory=LedgerCache)  # this process's last-written aggregates
     directory_cache: DirectoryCache = field(default_factory=DirectoryCache)  # and last-loaded directories
+    insight_cache: InsightCache = field(default_factory=InsightCache)  # and last-written insights
 
     @property
     def insight_tables(self) -> TableStore:
@@ -145,7 +146,8 @@ class Container:
                            on_opt_outs=self.insights().apply_opt_outs)
 
     def insights(self) -> InsightsService:
-        return InsightsService(self.tenant_settings(), self.records, TableInsights(self.insight_tables), self.clock,
+        return InsightsService(self.tenant_settings(), self.records, TableInsights(self.insight_tables,
+                                                                                   self.insight_cache), self.clock,
                                self.index, self.queue, TableLedgers(self.insight_tables, self.ledger_cache),
                                TableIntroductions(self.tables), self.directory_cache)
 

@@ -371,6 +371,7 @@ class FakeLedgers:
 @dataclass
 class FakeInsights:
     rows: dict[tuple[str, EntityType, str], RecordInsight] = field(default_factory=dict)
+    etags: dict[tuple[str, EntityType, str], str] = field(default_factory=dict)
     domains: dict[tuple[str, str], str] = field(default_factory=dict)
     marks: dict[str, datetime] = field(default_factory=dict)
     recomputes: dict[str, dict[str, datetime | int]] = field(default_factory=dict)
@@ -434,14 +435,34 @@ class FakeInsights:
     def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
         self.recomputes.setdefault(tenant_id, {}).update(facts)
 
+    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+        return {key: Versioned(found, self._etag_of(tenant_id, key)) for key in keys
+                if (found := self.rows.get((tenant_id, *key))) is not None}
+
+    def _etag_of(self, tenant_id: str, key: RecordKey) -> str | None:
+        if (tenant_id, *key) not in self.rows:
+            return None
+        return self.etags.get((tenant_id, *key), "set up directly")
+
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None:
+               previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
+        failed = []
+        if previous is not None:  # each record's write conditional on what was read
+            for insight in insights:
+                read = previous.get(insight.key)
+                if self._etag_of(tenant_id, insight.key) != (read.etag if read else None):
+                    failed.append(insight.key)
         for entity_type, record_id in removed:
             self.rows.pop((tenant_id, entity_type, record_id), None)
+            self.etags.pop((tenant_id, entity_type, record_id), None)
         for insight in insights:
+            if insight.key in failed:
+                continue
             # Stored as the adapter stores them: through JSON, so nothing the model cannot hold survives.
             self.rows[(tenant_id, insight.entity_type, insight.id)] = RecordInsight.model_validate_json(
                 insight.model_dump_json(by_alias=True))
+            self.etags[(tenant_id, insight.entity_type, insight.id)] = _etag()
+        return failed
 
 
 class FakeConsentRequests:

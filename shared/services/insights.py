@@ -53,6 +53,7 @@ from shared.services.ports import (
     RecordKey,
     RecordRepository,
     ScheduleIndex,
+    Versioned,
     WorkQueue,
 )
 from shared.services.tenant_settings import TenantSettingsService
@@ -187,7 +188,7 @@ class InsightsService:
             stale = [key for key in previous if key not in linker.records]
             self._insights.replace_all(tenant_id, results, stale)
         else:
-            self._insights.update(tenant_id, results, removed=plan.dropped, previous=previous)
+            self._store(tenant_id, ctx, linker, results, previous, removed=plan.dropped)
         if not incremental:
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
@@ -241,7 +242,7 @@ class InsightsService:
         ctx = Context(directory, settings, self._clock.now())
         results, previous = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
                                         before, extra=set(), everything=False)
-        self._insights.update(tenant_id, results, removed=list(opted), previous=previous)
+        self._store(tenant_id, ctx, linker, results, previous, removed=list(opted))
         log.info("opt-out applied at once: %d records computed again", len(results))
 
     def _relinked(self, tenant_id: TenantId, people: set[RecordKey], logged: set[str],
@@ -259,10 +260,10 @@ class InsightsService:
     def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
                extra: set[RecordKey], everything: bool,
-               ) -> tuple[list[RecordInsight], dict[RecordKey, RecordInsight]]:
+               ) -> tuple[list[RecordInsight], dict[RecordKey, Versioned[RecordInsight] | RecordInsight]]:
         """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
-        every record), each from its aggregates; returns them and the stored insights they replace (all, with
-        `everything`)."""
+        every record), each from its aggregates; returns them and the stored insights they replace (with their
+        ETags; all of them, without, with `everything`)."""
         states = self._upkeep(tenant_id, linker, ctx, changes, before)
         if everything:
             wanted = list(linker.records)
@@ -272,20 +273,38 @@ class InsightsService:
         if missing:
             read = self._ledgers.read_all if everything else self._ledgers.read_many
             states.update(read(tenant_id, missing, ctx.recent_from))
-        previous = self._previous_of(tenant_id, None if everything else wanted)
-        return [_insight(ctx, linker, key, states[key], previous.get(key)) for key in wanted], previous
+        if everything:
+            every = self._previous_of(tenant_id)
+            return [_insight(ctx, linker, key, states[key], every.get(key)) for key in wanted], dict(every)
+        versions = self._insights.previous(tenant_id, wanted)
+        return [_insight(ctx, linker, key, states[key], _document(versions.get(key))) for key in wanted], \
+            dict(versions)
 
-    def _previous_of(self, tenant_id: TenantId, keys: list[RecordKey] | None) -> dict[RecordKey, RecordInsight]:
-        """The stored insights (a trend's hysteresis starts from the previous answer): these, or all."""
-        if keys is None:
-            return {i.key: i for i in self._insights.iter(tenant_id)}
+    def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
+               previous: dict[RecordKey, Versioned[RecordInsight] | RecordInsight], removed: Iterable[RecordKey],
+               ) -> None:
+        """Writes the insights, each conditional on the stored one it replaces; one that another worker wrote
+        meanwhile is computed again from its aggregates and the insight as it now stands, and written again."""
+        versions = {k: v for k, v in previous.items() if isinstance(v, Versioned)}
+        removed = list(removed)
+        gone = set(removed) - {r.key for r in results}
+        failed = self._insights.update(tenant_id, results, removed=removed, previous=versions)
+        for key in failed:
+            if key in gone or key not in linker.records:  # to delete: as it now stands
+                self._insights.update(tenant_id, [], removed=[key])
+                continue
+            for _ in range(MAX_LEDGER_ATTEMPTS):
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from)
+                now = self._insights.previous(tenant_id, [key])
+                if not self._insights.update(tenant_id, [_insight(ctx, linker, key, state, _document(now.get(key)))],
+                                             previous=now):
+                    break
+            else:
+                raise ConcurrencyConflict(f"the insight of {key} keeps changing; the refresh is retried")
 
-        def read(key: RecordKey) -> RecordInsight | None:
-            return self._insights.get(tenant_id, *key)
-
-        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            found = list(pool.map(read, keys))
-        return {key: insight for key, insight in zip(keys, found, strict=True) if insight is not None}
+    def _previous_of(self, tenant_id: TenantId) -> dict[RecordKey, RecordInsight]:
+        """Every stored insight (a trend's hysteresis starts from the previous answer)."""
+        return {i.key: i for i in self._insights.iter(tenant_id)}
 
     def _upkeep(self, tenant_id: TenantId, linker: Linker, ctx: Context,
                 changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None = None,
@@ -362,7 +381,7 @@ class InsightsService:
             states[key] = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
                                       base=fold_by_origin(archive), horizon=horizon, archive=archive)
         self._ledgers.replace_all(tenant_id, states)
-        previous = self._previous_of(tenant_id, None)
+        previous = self._previous_of(tenant_id)
         results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
         stale = [key for key in previous if key not in linker.records]
         self._insights.replace_all(tenant_id, results, stale)
@@ -568,6 +587,10 @@ MAX_LOGGED_KEYS_PER_STEP = 5_000
 # The activity writes within the settle margin that the ledgers' mark names as applied (each ~34 characters).
 MAX_SEEN_ACTIVITY_WRITES = 5_000
 _WRITERS = 8
+
+
+def _document(stored: Versioned[RecordInsight] | None) -> RecordInsight | None:
+    return None if stored is None else stored.document
 
 
 def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,

@@ -503,8 +503,16 @@ class InsightRepository(Protocol):
         """Stores these insights (and which account each email domain belongs to) and drops the stale records'."""
         ...
 
+    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+        """The stored insights of these records with their ETags, to be replaced (absent: none stored). What this
+        process wrote last may stand in for a read: the write that follows is conditional on the ETag."""
+        ...
+
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None: ...
+               previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
+        """Writes these insights and deletes the removed records'; with `previous` (as `previous` gave it), each
+        record's write is conditional on it, and the records whose write failed on an ETag are returned."""
+        ...
 
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus: ...
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,7 +21,8 @@ from typing import Any
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
-from shared.services.ports import RecomputeStatus, RecordKey
+from shared.errors import ConcurrencyConflict
+from shared.services.ports import RecomputeStatus, RecordKey, Versioned
 from shared.storage.documents import decode, encode
 from shared.storage.tables import Operation, StoredEntity, TableStore, cut_into_transactions, operation_bytes
 from shared.tenancy import TenantId
@@ -62,11 +65,56 @@ def index_rows(insight: RecordInsight) -> dict[str, dict[str, str | bool]]:
 
 
 
+class InsightCache:
+    """The insights this process wrote last, with the ETags they were written with: the previous answer the next
+    computation of a record starts from (its trend, the index rows to replace), instead of a read. Never trusted
+    alone: the write that follows is conditional on the ETag, so an insight another worker wrote meanwhile fails
+    it, leaves the cache, and is read again. Bounded by entries; an entry is taken out while in use."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, TenantId, RecordKey], Versioned[RecordInsight]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, scope: str, tenant_id: TenantId, key: RecordKey) -> Versioned[RecordInsight] | None:
+        with self._lock:
+            return self._entries.pop((scope, tenant_id, key), None)
+
+    def keep(self, scope: str, tenant_id: TenantId, insight: RecordInsight, etag: str) -> None:
+        with self._lock:
+            self._entries[(scope, tenant_id, insight.key)] = Versioned(insight, etag)
+            self._entries.move_to_end((scope, tenant_id, insight.key))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, scope: str, tenant_id: TenantId) -> None:
+        with self._lock:
+            for entry in [e for e in self._entries if e[:2] == (scope, tenant_id)]:
+                del self._entries[entry]
+
+
 class TableInsights:
     """Implements the InsightRepository port on the tenant's partition."""
 
-    def __init__(self, tables: TableStore) -> None:
+    def __init__(self, tables: TableStore, cache: InsightCache | None = None) -> None:
         self._tables = tables
+        self._cache = cache
+        self._scope = tables.table_name
+
+    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+        def read(key: RecordKey) -> Versioned[RecordInsight] | None:
+            cached = self._cache.take(self._scope, tenant_id, key) if self._cache is not None else None
+            if cached is not None:
+                return cached
+            entity = self._tables.get(tenant_id, row_key(*key))
+            return None if entity is None else Versioned(decode(entity, RecordInsight), entity.etag)
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            found = list(pool.map(read, keys))
+        return {key: stored for key, stored in zip(keys, found, strict=True) if stored is not None}
 
     def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None:
         entity = self._tables.get(tenant_id, row_key(entity_type, record_id))
@@ -161,19 +209,21 @@ class TableInsights:
         self._write(tenant_id, operations)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
-               previous: Mapping[RecordKey, RecordInsight] | None = None) -> None:
-        """Upserts some records' insights and their index rows (each record's in one transaction), and deletes
+               previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
+        """Writes some records' insights and their index rows (each record's in one transaction), and deletes
         the `removed` records' with theirs, leaving the others (and the domain rows) as they are. `previous`: the
-        stored insights of these records, just read (absent: none is stored), whose index rows are then known
-        without reading them again (rows an older formula named differently are swept by the daily recompute)."""
+        stored insights of these records, just read with their ETags (absent: none is stored); each write is then
+        conditional on it, and its index rows to replace are known without reading them again (rows an older
+        formula named differently are swept by the daily recompute). Returns the records whose transaction failed
+        on an ETag (nothing of theirs written); without `previous`, writes unconditionally."""
         gone = [key for key in removed if key not in {i.key for i in insights}]
 
-        def indexed(key: RecordKey) -> tuple[bool, list[str]]:
+        def indexed(key: RecordKey) -> tuple[str | None, list[str]]:
             if previous is not None and key not in gone:
                 found = previous.get(key)
-                return found is not None, sorted(index_rows(found)) if found is not None else []
+                return (found.etag, sorted(index_rows(found.document))) if found is not None else (None, [])
             stored = self._tables.get(tenant_id, row_key(*key))
-            return stored is not None, json.loads(str(stored.properties.get("Att") or "[]")) if stored else []
+            return (stored.etag, json.loads(str(stored.properties.get("Att") or "[]"))) if stored else (None, [])
 
         keys = [i.key for i in insights] + gone
         if previous is not None and not gone:
@@ -181,24 +231,52 @@ class TableInsights:
         else:
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
                 before = list(pool.map(indexed, keys))
-        groups = []
-        for insight, (_, old) in zip(insights, before, strict=False):
+        groups: list[tuple[list[tuple[RecordInsight, int]], list[RecordKey], list[Operation]]] = []
+        for insight, (etag, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)
-            group = [self._upsert(insight), *(Operation("delete", r) for r in old if r not in rows),
+            conditional = previous is not None
+            first = self._row_operation(insight, etag if conditional else None, upsert=not conditional)
+            group = [first, *(Operation("delete", r) for r in old if r not in rows),
                      *(Operation("upsert", r, dict(p)) for r, p in rows.items() if r not in old)]
-            groups.append(group)
-        for key, (stored, old) in zip(gone, before[len(insights):], strict=True):
-            if stored:
-                groups.append([Operation("delete", row_key(*key)), *(Operation("delete", r) for r in old)])
-        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g),
+            groups.append(([(insight, 0)], [insight.key], group))
+        for key, (etag, old) in zip(gone, before[len(insights):], strict=True):
+            if etag is not None:
+                groups.append(([], [key], [Operation("delete", row_key(*key), etag=etag),
+                                           *(Operation("delete", r) for r in old)]))
+        failed: list[RecordKey] = []
+        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[2]),
                                                  limit=MAX_GROUPS_PER_TRANSACTION):
-            self._tables.transact(tenant_id, [o for group in transaction for o in group])
+            operations = [o for _, _, group in transaction for o in group]
+            try:
+                etags = self._tables.transact(tenant_id, operations)
+            except ConcurrencyConflict:
+                if previous is None:
+                    raise
+                failed.extend(key for _, ks, _ in transaction for key in ks)
+                continue
+            if self._cache is not None:
+                at = 0
+                for written, _, group in transaction:
+                    for insight, index in written:
+                        etag = etags[at + index]
+                        if etag is not None:
+                            self._cache.keep(self._scope, tenant_id, insight, etag)
+                    at += len(group)
+        return failed
 
     @staticmethod
     def _upsert(insight: RecordInsight) -> Operation:
+        return TableInsights._row_operation(insight, None, upsert=True)
+
+    @staticmethod
+    def _row_operation(insight: RecordInsight, etag: str | None, *, upsert: bool = False) -> Operation:
+        """The insight's row: upserted, or replaced on the ETag read (created when none was stored)."""
         properties = encode("insight", insight)
         properties["Att"] = json.dumps(sorted(index_rows(insight)))
-        return Operation("upsert", row_key(insight.entity_type, insight.id), properties)
+        key = row_key(insight.entity_type, insight.id)
+        if upsert:
+            return Operation("upsert", key, properties)
+        return Operation("create", key, properties) if etag is None else Operation("replace", key, properties, etag)
 
     def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
         for transaction in cut_into_transactions(operations, operation_bytes):

@@ -20,7 +20,13 @@ from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
-from shared.storage.insights_repository import ATTENTION_PREFIX, RISK_PREFIX, TableInsights, index_rows
+from shared.storage.insights_repository import (
+    ATTENTION_PREFIX,
+    RISK_PREFIX,
+    InsightCache,
+    TableInsights,
+    index_rows,
+)
 from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
@@ -251,7 +257,8 @@ def test_two_workers_with_their_own_cache_of_the_aggregates_keep_them_as_a_rebui
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)
     world.insights().recompute(tenant)
-    one, other = world, dataclasses.replace(world, ledger_cache=LedgerCache())
+    one, other = world, dataclasses.replace(world, ledger_cache=LedgerCache(), directory_cache=DirectoryCache(),
+                                            insight_cache=InsightCache())
     contacts = [c for c in data["contacts"] if c["accountId"] in ("account-1", "account-2")]
     seller = data["users"][0]
 
@@ -265,8 +272,18 @@ def test_two_workers_with_their_own_cache_of_the_aggregates_keep_them_as_a_rebui
         world.clock.advance(timedelta(minutes=20))
         assert worker.sync().ingest(tenant, "activities", calls(n)).stored == len(contacts)
         assert worker.insights().refresh(tenant).records >= len(contacts)
+        stored = TableInsights(world.insight_tables).iter(tenant)
+        written = {i.key for i in stored if i.computed_at == world.clock.now()}
+        assert {("contact", c["id"]) for c in contacts} <= written  # each round's, over the other worker's
     assert len(one.ledger_cache) > 0  # both started edits from their caches
     assert len(other.ledger_cache) > 0
+    assert len(one.insight_cache) > 0
+    stored = list(TableInsights(world.insight_tables).iter(tenant))
+    indexed = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+               for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
+    assert indexed == {row for i in stored for row in index_rows(i)}  # each write replaced the rows it found
+    touched = {i.key: _content(i) for i in stored if i.computed_at == world.clock.now()}
+    assert len(touched) >= len(contacts)
     kept = _ledger_rows(world, tenant)
     one.insights().recompute(tenant)  # every record from those ledgers, at this moment
     refreshed = {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
@@ -275,7 +292,9 @@ def test_two_workers_with_their_own_cache_of_the_aggregates_keep_them_as_a_rebui
     fresh = dataclasses.replace(world, ledger_cache=LedgerCache())
     fresh.insights().recompute(tenant)
     assert _ledger_rows(world, tenant) == kept
-    assert {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)} == refreshed
+    rebuilt = {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
+    assert rebuilt == refreshed
+    assert {key: rebuilt[key] for key in touched} == touched  # the last refresh wrote what a rebuild gives
 
 
 def test_a_worker_loads_the_directory_again_once_another_has_written_records(world: bootstrap.Container) -> None:
