@@ -193,11 +193,15 @@ class TableInsights:
         index = {row: properties for i in insights for row, properties in index_rows(i).items()}
         operations = [self._upsert(i) for i in insights]
         operations += [Operation("delete", row_key(*key)) for key in stale]
+        stored: dict[str, dict[str, Any]] = {}
         for prefix in (ATTENTION_PREFIX, RISK_PREFIX):
-            for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["Fp"]):
+            for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["Fp", "HasX"]):
                 if entity.row_key not in index:
                     operations.append(Operation("delete", entity.row_key))
-        operations += [Operation("upsert", row, dict(p)) for row, p in index.items()]
+                else:
+                    stored[entity.row_key] = {k: v for k, v in entity.properties.items() if v is not None}
+        # An index row already stored as it should be is left as it is (most of them, from one day to the next).
+        operations += [Operation("upsert", row, dict(p)) for row, p in index.items() if stored.get(row) != dict(p)]
         domains = {d: i.id for i in insights for d in i.email_domains}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
             domain = entity.row_key.removeprefix(DOMAIN_PREFIX)

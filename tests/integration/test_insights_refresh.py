@@ -213,6 +213,14 @@ def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world:
     indexed = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
                for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
     assert indexed == stored
+    # The daily recompute under the new gates rewrites only the index rows that differ, properties included.
+    insights.recompute(tenant)
+    assert paged() == scanned()
+    expected = {row: p for i in TableInsights(world.insight_tables).iter(tenant) for row, p in index_rows(i).items()}
+    kept = {e.row_key: {k: v for k, v in e.properties.items() if k in ("Fp", "HasX")}
+            for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+            for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
+    assert kept == expected
 
 
 def test_one_query_of_every_ledger_reads_what_a_query_a_record_reads(world: bootstrap.Container) -> None:
