@@ -346,7 +346,8 @@ class FakeLedgers:
                 failed.append(key)
         return failed
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState]) -> None:
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState],
+                    recent_from: str | None = None) -> None:
         self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
         for key, state in ledgers.items():
             for month, entries in state.months.items():

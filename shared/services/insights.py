@@ -380,7 +380,7 @@ class InsightsService:
             archive = {p: part for p, part in every.items() if p < horizon}
             states[key] = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
                                       base=fold_by_origin(archive), horizon=horizon, archive=archive)
-        self._ledgers.replace_all(tenant_id, states)
+        self._ledgers.replace_all(tenant_id, states, ctx.recent_from)
         previous = self._previous_of(tenant_id)
         results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
         stale = [key for key in previous if key not in linker.records]

@@ -431,8 +431,10 @@ class LedgerRepository(Protocol):
         split between two); returns the records whose transaction failed on an ETag (nothing of those written)."""
         ...
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState]) -> None:
-        """A rebuild: stores every record's ledger as given (archive included) and deletes every other row."""
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState],
+                    recent_from: str | None = None) -> None:
+        """A rebuild: stores every record's ledger as given (archive included) and deletes every other row; the
+        states then hold their new ETags (what a later `read(for_update=True)` may start from)."""
         ...
 
     def about(self, tenant_id: TenantId, key: tuple[EntityType, str]) -> list[str]:

@@ -189,7 +189,9 @@ class TableInsights:
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
                     ) -> None:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
-        gone, in size-bounded transactions."""
+        gone, in size-bounded transactions; the insights written are what the next computation starts from."""
+        if self._cache is not None:
+            self._cache.forget(self._scope, tenant_id)
         index = {row: properties for i in insights for row, properties in index_rows(i).items()}
         operations = [self._upsert(i) for i in insights]
         operations += [Operation("delete", row_key(*key)) for key in stale]
@@ -210,7 +212,13 @@ class TableInsights:
             elif domain not in domains:
                 operations.append(Operation("delete", entity.row_key))
         operations += [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a}) for d, a in domains.items()]
-        self._write(tenant_id, operations)
+        written = {row_key(i.entity_type, i.id): i for i in insights}
+        for transaction in cut_into_transactions(operations, operation_bytes):
+            etags = self._tables.transact(tenant_id, transaction)
+            if self._cache is not None:
+                for operation, etag in zip(transaction, etags, strict=True):
+                    if etag is not None and (insight := written.get(operation.row_key)) is not None:
+                        self._cache.keep(self._scope, tenant_id, insight, etag)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
                previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
@@ -281,10 +289,6 @@ class TableInsights:
         if upsert:
             return Operation("upsert", key, properties)
         return Operation("create", key, properties) if etag is None else Operation("replace", key, properties, etag)
-
-    def _write(self, tenant_id: TenantId, operations: Sequence[Operation]) -> None:
-        for transaction in cut_into_transactions(operations, operation_bytes):
-            self._tables.transact(tenant_id, transaction)
 
 
 MAX_GROUPS_PER_TRANSACTION = 11  # a record's insight, at most four index rows to add and four to delete: ≤ 100

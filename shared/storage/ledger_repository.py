@@ -127,7 +127,7 @@ class TableLedgers:
         # Point reads only: the summary names the periods since its horizon that hold facts (their partials), so
         # the recent ones are read by key. (A range query costs Azurite a scan of the whole table.)
         base = _row(key, "")
-        cached = self._cache.take(self._scope, tenant_id, key) if for_update and self._cache else None
+        cached = self._cache.take(self._scope, tenant_id, key) if for_update and self._cache is not None else None
         if cached is not None:
             state = cached
         else:
@@ -262,23 +262,40 @@ class TableLedgers:
                                else Operation("replace", _row(key, name), properties, etag)))
         return operations
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState]) -> None:
+    def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState], recent_from: str | None = None,
+                    ) -> None:
         if self._cache is not None:
             self._cache.forget(self._scope, tenant_id)
         rows: dict[str, Properties] = {}
+        names: dict[str, tuple[Key, str]] = {}
         for key in sorted(ledgers):
             state = ledgers[key]
             for month, entries in sorted(state.months.items()):
                 if entries:
                     rows[_row(key, month)] = _properties(entries, month)
+                    names[_row(key, month)] = key, month
             rows[_row(key, LEDGER_SUMMARY)] = _properties(summary_of(state), LEDGER_SUMMARY)
+            names[_row(key, LEDGER_SUMMARY)] = key, LEDGER_SUMMARY
             if state.archive:
                 rows[_row(key, LEDGER_ARCHIVE)] = _properties(state.archive, LEDGER_ARCHIVE)
+                names[_row(key, LEDGER_ARCHIVE)] = key, LEDGER_ARCHIVE
         stale = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
             tenant_id, row_key_prefix=PREFIX, select=["DChunks"]) if e.row_key not in rows]
         operations = [Operation("upsert", row, properties) for row, properties in rows.items()] + stale
+
+        def submit(batch: list[Operation]) -> list[tuple[str, str | None]]:
+            return [(o.row_key, etag) for o, etag in zip(batch, self._tables.transact(tenant_id, batch), strict=True)]
+
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            list(pool.map(lambda batch: self._tables.transact(tenant_id, batch), transactions(operations)))
+            written = [pair for batch in pool.map(submit, transactions(operations)) for pair in batch]
+        if self._cache is None or recent_from is None:
+            return
+        for row, etag in written:  # what the next edit of each record starts from
+            if row in names:
+                key, name = names[row]
+                ledgers[key].etags[name] = etag
+        for key, state in ledgers.items():
+            self._kept(tenant_id, key, state, recent_from)
 
     def about(self, tenant_id: TenantId, key: Key) -> list[str]:
         base = _row(key, "")
