@@ -289,18 +289,20 @@ class InsightsService:
         removed = list(removed)
         gone = set(removed) - {r.key for r in results}
         failed = self._insights.update(tenant_id, results, removed=removed, previous=versions)
-        for key in failed:
-            if key in gone or key not in linker.records:  # to delete: as it now stands
-                self._insights.update(tenant_id, [], removed=[key])
-                continue
-            for _ in range(MAX_LEDGER_ATTEMPTS):
-                state = self._ledgers.read(tenant_id, key, ctx.recent_from)
-                now = self._insights.previous(tenant_id, [key])
-                if not self._insights.update(tenant_id, [_insight(ctx, linker, key, state, _document(now.get(key)))],
-                                             previous=now):
-                    break
-            else:
-                raise ConcurrencyConflict(f"the insight of {key} keeps changing; the refresh is retried")
+        doomed = [key for key in failed if key in gone or key not in linker.records]
+        if doomed:
+            self._insights.update(tenant_id, [], removed=doomed)  # to delete: as they now stand
+        pending = [key for key in failed if key not in doomed]
+        for _ in range(MAX_LEDGER_ATTEMPTS):
+            if not pending:
+                return
+            states = self._ledgers.read_many(tenant_id, pending, ctx.recent_from)
+            now = self._insights.previous(tenant_id, pending)
+            pending = self._insights.update(
+                tenant_id, [_insight(ctx, linker, key, states[key], _document(now.get(key))) for key in pending],
+                previous=now)
+        if pending:
+            raise ConcurrencyConflict(f"the insights of {pending[:3]} keep changing; the refresh is retried")
 
     def _previous_of(self, tenant_id: TenantId) -> dict[RecordKey, RecordInsight]:
         """Every stored insight (a trend's hysteresis starts from the previous answer)."""
