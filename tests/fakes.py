@@ -143,6 +143,7 @@ class FakeRecords:
     log: list[tuple[str, LoggedWrite]] = field(default_factory=list)
     logged: int = 0
     record_writes: dict[str, int] = field(default_factory=dict)
+    activity_reads: int = 0
 
     def records_version(self, tenant_id: TenantId) -> str | None:
         return str(self.record_writes[tenant_id]) if tenant_id in self.record_writes else None
@@ -165,6 +166,7 @@ class FakeRecords:
         return forgotten
 
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
+        self.activity_reads += len(set(keys))
         rows = {key: self.rows.get((tenant_id, "activities", key)) for key in keys}
         return {key: row.record for key, row in rows.items() if row is not None and not row.deleted}
 

@@ -565,13 +565,15 @@ class InsightsService:
             raise NotFound(f"no {entity_type} {record_id} is stored for this organisation")
         email = getattr(record, "email", None)
         mark = self._insights.refreshed_through(tenant_id)
-        if entity_type != "user" and email and not record.opted_out and mark is not None \
-                and self._ledgers.built_through(tenant_id) is not None:
+        built = self._ledgers.built_through(tenant_id)
+        if entity_type != "user" and email and not record.opted_out and mark is not None and built is not None:
             # The person's own index: the activities their ledger holds as being about them, and those logged
-            # since the last computation (cost: their activities, not the tenant's). Users, and people who opted
-            # out (their ledger no longer holds their activities), are found by a scan.
+            # that the ledgers have not applied yet (cost: their activities and the newest writes, not the
+            # tenant's). Users, and people who opted out (their ledger no longer holds their activities), are
+            # found by a scan.
             keys = self._ledgers.about(tenant_id, (entity_type, record_id))
-            keys += [k for w in self._records.written_since(tenant_id, mark) if w.kind == "activities" for k in w.keys]
+            keys += [k for w in self._records.written_since(tenant_id, mark) if w.kind == "activities"
+                     and w.ingested_at > built[0] and w.id not in built[1] for k in w.keys]
             found = self._records.activities(tenant_id, keys)
             activities = sorted((a for a in found.values() if email in a.parties), key=lambda a: (a.source, a.id))
         else:

@@ -140,6 +140,21 @@ def test_a_data_subject_export_has_the_persons_activities(world: World) -> None:
         world.service.export(TENANT, "lead", "nobody")
 
 
+def test_an_export_reads_the_log_only_for_what_the_ledgers_have_not_applied(world: World) -> None:
+    world.clock.advance(timedelta(hours=1))
+    world.records.put(TENANT, "activities", mail("applied", BOB, FADING, 0), mail("applied-other", BOB, STEADY, 0),
+                      at=world.clock.now())
+    world.service.refresh(TENANT)  # applied, but still in the log (the settle margin)
+    world.records.put(TENANT, "activities", mail("pending", BOB, FADING, 0), at=world.clock.now())
+    world.records.put(TENANT, "activities", mail("other", BOB, STEADY, 0), at=world.clock.now())
+    reads = world.records.activity_reads
+    subject = world.service.export(TENANT, "contact", "fading")
+    assert {"applied", "pending"} <= {a.id for a in subject.activities}
+    assert "other" not in {a.id for a in subject.activities}
+    # f0-f3 and "applied" from the person's index, and the two writes not applied yet; not "applied-other".
+    assert world.records.activity_reads - reads == 5 + 2
+
+
 def test_a_full_recompute_asks_for_the_next_one_a_day_later(world: World) -> None:
     assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == [NOW + FULL_RECOMPUTE_INTERVAL]
 
