@@ -8,10 +8,9 @@ any write of records that commits later changes it. Bounded by the records the e
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
+from shared.caching import BoundedCache
 from shared.domain.insights.directory import Directory
 from shared.tenancy import TenantId
 
@@ -23,30 +22,15 @@ def _size(directory: Directory) -> int:
 
 class DirectoryCache:
     def __init__(self, max_records: int = 200_000) -> None:
-        self.max_records = max_records
-        self._entries: OrderedDict[TenantId, tuple[str, Directory, int]] = OrderedDict()
-        self._records = 0
-        self._lock = threading.Lock()
+        self._kept: BoundedCache[TenantId, tuple[str, Directory]] = BoundedCache(max_records, max_records // 4)
 
     def get(self, tenant_id: TenantId, version: str | None, load: Callable[[], Directory]) -> Directory:
         """The directory as `load` gives it now: the one kept, if kept at this version (a Directory is never
         changed once built, so threads share it)."""
-        key = tenant_id
-        if version is not None:
-            with self._lock:
-                found = self._entries.get(key)
-                if found is not None and found[0] == version:
-                    self._entries.move_to_end(key)
-                    return found[1]
+        found = self._kept.peek(tenant_id) if version is not None else None
+        if found is not None and found[0] == version:
+            return found[1]
         directory = load()
-        size = _size(directory)
-        if version is None or size > self.max_records // 4:
-            return directory  # versions not kept yet, or a tenant too large to crowd out the others
-        with self._lock:
-            old = self._entries.pop(key, None)
-            self._records += size - (old[2] if old else 0)
-            self._entries[key] = (version, directory, size)
-            while self._records > self.max_records:
-                _, (_, _, dropped) = self._entries.popitem(last=False)
-                self._records -= dropped
+        if version is not None:  # (None: versions not kept yet)
+            self._kept.put(tenant_id, (version, directory), _size(directory))
         return directory

@@ -182,13 +182,13 @@ class InsightsService:
         changes = [(key, _record("activities", previous_docs.get(key)), current.get(key)) for key in keys]
         changes += self._relinked(tenant_id, plan.people, set(keys))
         everything = not incremental or plan.every_record
-        results, previous = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records,
-                                        everything=everything)
+        results, previous, versions = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records,
+                                                  everything=everything)
         if everything:
             stale = [key for key in previous if key not in linker.records]
             self._insights.replace_all(tenant_id, results, stale)
         else:
-            self._store(tenant_id, ctx, linker, results, previous, removed=plan.dropped)
+            self._store(tenant_id, ctx, linker, results, versions, removed=plan.dropped)
         if not incremental:
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
@@ -240,9 +240,9 @@ class InsightsService:
                                           for k, r in opted.items()]))
         linker = Linker(directory)
         ctx = Context(directory, settings, self._clock.now())
-        results, previous = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
-                                        before, extra=set(), everything=False)
-        self._store(tenant_id, ctx, linker, results, previous, removed=list(opted))
+        results, _, versions = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
+                                           before, extra=set(), everything=False)
+        self._store(tenant_id, ctx, linker, results, versions, removed=list(opted))
         log.info("opt-out applied at once: %d records computed again", len(results))
 
     def _relinked(self, tenant_id: TenantId, people: set[RecordKey], logged: set[str],
@@ -260,10 +260,10 @@ class InsightsService:
     def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
                extra: set[RecordKey], everything: bool,
-               ) -> tuple[list[RecordInsight], dict[RecordKey, Versioned[RecordInsight] | RecordInsight]]:
+               ) -> tuple[list[RecordInsight], dict[RecordKey, RecordInsight], dict[RecordKey, _Stored]]:
         """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
-        every record), each from its aggregates; returns them and the stored insights they replace (with their
-        ETags; all of them, without, with `everything`)."""
+        every record), each from its aggregates; returns them, the stored insights they replace, and those with
+        the ETags each write is conditional on (none with `everything`: all are replaced together)."""
         states = self._upkeep(tenant_id, linker, ctx, changes, before)
         if everything:
             wanted = list(linker.records)
@@ -273,19 +273,14 @@ class InsightsService:
         if missing:
             read = self._ledgers.read_all if everything else self._ledgers.read_many
             states.update(read(tenant_id, missing, ctx.recent_from))
-        if everything:
-            every = self._previous_of(tenant_id)
-            return [_insight(ctx, linker, key, states[key], every.get(key)) for key in wanted], dict(every)
-        versions = self._insights.previous(tenant_id, wanted)
-        return [_insight(ctx, linker, key, states[key], _document(versions.get(key))) for key in wanted], \
-            dict(versions)
+        versions = {} if everything else self._insights.previous(tenant_id, wanted)
+        prior = self._previous_of(tenant_id) if everything else {k: v.document for k, v in versions.items()}
+        return [_insight(ctx, linker, key, states[key], prior.get(key)) for key in wanted], prior, versions
 
     def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
-               previous: dict[RecordKey, Versioned[RecordInsight] | RecordInsight], removed: Iterable[RecordKey],
-               ) -> None:
+               versions: dict[RecordKey, Versioned[RecordInsight]], removed: Iterable[RecordKey]) -> None:
         """Writes the insights, each conditional on the stored one it replaces; one that another worker wrote
         meanwhile is computed again from its aggregates and the insight as it now stands, and written again."""
-        versions = {k: v for k, v in previous.items() if isinstance(v, Versioned)}
         removed = list(removed)
         gone = set(removed) - {r.key for r in results}
         failed = self._insights.update(tenant_id, results, removed=removed, previous=versions)
@@ -593,7 +588,10 @@ MAX_SEEN_ACTIVITY_WRITES = 5_000
 _WRITERS = 8
 
 
-def _document(stored: Versioned[RecordInsight] | None) -> RecordInsight | None:
+_Stored = Versioned[RecordInsight]
+
+
+def _document(stored: _Stored | None) -> RecordInsight | None:
     return None if stored is None else stored.document
 
 

@@ -215,8 +215,9 @@ class RecordRepository(Protocol):
         ...
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
-        """The ingestion log: every write stored after that moment (all of them without one), oldest first. One
-        range query: its cost follows what was written since, never the tenant's history."""
+        """The ingestion log: every write stored after that moment (all of them without one), oldest first. A
+        range query or two (records and activities log in their own tables): its cost follows what was written
+        since, never the tenant's history."""
         ...
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:

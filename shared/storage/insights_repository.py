@@ -11,20 +11,26 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from shared.caching import BoundedCache
 from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import RecomputeStatus, RecordKey, Versioned
 from shared.storage.documents import decode, encode
-from shared.storage.tables import Operation, StoredEntity, TableStore, cut_into_transactions, operation_bytes
+from shared.storage.tables import (
+    Operation,
+    Properties,
+    StoredEntity,
+    TableStore,
+    cut_into_transactions,
+    operation_bytes,
+)
 from shared.tenancy import TenantId
 
 PREFIX = "insight|"
@@ -65,35 +71,17 @@ def index_rows(insight: RecordInsight) -> dict[str, dict[str, str | bool]]:
 
 
 
-class InsightCache:
+class InsightCache(BoundedCache[tuple[str, TenantId, RecordKey], Versioned[RecordInsight]]):
     """The insights this process wrote last, with the ETags they were written with: the previous answer the next
     computation of a record starts from (its trend, the index rows to replace), instead of a read. Never trusted
     alone: the write that follows is conditional on the ETag, so an insight another worker wrote meanwhile fails
     it, leaves the cache, and is read again. Bounded by entries; an entry is taken out while in use."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, TenantId, RecordKey], Versioned[RecordInsight]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def take(self, scope: str, tenant_id: TenantId, key: RecordKey) -> Versioned[RecordInsight] | None:
-        with self._lock:
-            return self._entries.pop((scope, tenant_id, key), None)
+        super().__init__(max_entries)
 
     def keep(self, scope: str, tenant_id: TenantId, insight: RecordInsight, etag: str) -> None:
-        with self._lock:
-            self._entries[(scope, tenant_id, insight.key)] = Versioned(insight, etag)
-            self._entries.move_to_end((scope, tenant_id, insight.key))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def forget(self, scope: str, tenant_id: TenantId) -> None:
-        with self._lock:
-            for entry in [e for e in self._entries if e[:2] == (scope, tenant_id)]:
-                del self._entries[entry]
+        self.put((scope, tenant_id, insight.key), Versioned(insight, etag))
 
 
 class TableInsights:
@@ -106,7 +94,7 @@ class TableInsights:
 
     def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
         def read(key: RecordKey) -> Versioned[RecordInsight] | None:
-            cached = self._cache.take(self._scope, tenant_id, key) if self._cache is not None else None
+            cached = self._cache.take((self._scope, tenant_id, key)) if self._cache is not None else None
             if cached is not None:
                 return cached
             entity = self._tables.get(tenant_id, row_key(*key))
@@ -191,7 +179,7 @@ class TableInsights:
         """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
         gone, in size-bounded transactions; the insights written are what the next computation starts from."""
         if self._cache is not None:
-            self._cache.forget(self._scope, tenant_id)
+            self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
         index = {row: properties for i in insights for row, properties in index_rows(i).items()}
         operations = [self._upsert(i) for i in insights]
         operations += [Operation("delete", row_key(*key)) for key in stale]
@@ -243,51 +231,49 @@ class TableInsights:
         else:
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
                 before = list(pool.map(indexed, keys))
-        groups: list[tuple[list[tuple[RecordInsight, int]], list[RecordKey], list[Operation]]] = []
+        # Each record's operations, its insight's row first (None: a record whose rows go).
+        groups: list[tuple[RecordKey, RecordInsight | None, list[Operation]]] = []
         for insight, (etag, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)
-            conditional = previous is not None
-            first = self._row_operation(insight, etag if conditional else None, upsert=not conditional)
-            group = [first, *(Operation("delete", r) for r in old if r not in rows),
-                     *(Operation("upsert", r, dict(p)) for r, p in rows.items() if r not in old)]
-            groups.append(([(insight, 0)], [insight.key], group))
+            first = self._row_operation(insight, etag) if previous is not None else self._upsert(insight)
+            groups.append((insight.key, insight, [first, *(Operation("delete", r) for r in old if r not in rows),
+                                                  *(Operation("upsert", r, dict(p)) for r, p in rows.items()
+                                                    if r not in old)]))
         for key, (etag, old) in zip(gone, before[len(insights):], strict=True):
             if etag is not None:
-                groups.append(([], [key], [Operation("delete", row_key(*key), etag=etag),
+                groups.append((key, None, [Operation("delete", row_key(*key), etag=etag),
                                            *(Operation("delete", r) for r in old)]))
         failed: list[RecordKey] = []
         for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[2]),
                                                  limit=MAX_GROUPS_PER_TRANSACTION):
-            operations = [o for _, _, group in transaction for o in group]
             try:
-                etags = self._tables.transact(tenant_id, operations)
+                etags = self._tables.transact(tenant_id, [o for _, _, group in transaction for o in group])
             except ConcurrencyConflict:
                 if previous is None:
                     raise
-                failed.extend(key for _, ks, _ in transaction for key in ks)
+                failed.extend(key for key, _, _ in transaction)
                 continue
-            if self._cache is not None:
-                at = 0
-                for written, _, group in transaction:
-                    for insight, index in written:
-                        etag = etags[at + index]
-                        if etag is not None:
-                            self._cache.keep(self._scope, tenant_id, insight, etag)
-                    at += len(group)
+            at = 0
+            for _, written, group in transaction:
+                if self._cache is not None and written is not None and (etag := etags[at]) is not None:
+                    self._cache.keep(self._scope, tenant_id, written, etag)
+                at += len(group)
         return failed
 
     @staticmethod
-    def _upsert(insight: RecordInsight) -> Operation:
-        return TableInsights._row_operation(insight, None, upsert=True)
-
-    @staticmethod
-    def _row_operation(insight: RecordInsight, etag: str | None, *, upsert: bool = False) -> Operation:
-        """The insight's row: upserted, or replaced on the ETag read (created when none was stored)."""
+    def _properties(insight: RecordInsight) -> Properties:
         properties = encode("insight", insight)
         properties["Att"] = json.dumps(sorted(index_rows(insight)))
-        key = row_key(insight.entity_type, insight.id)
-        if upsert:
-            return Operation("upsert", key, properties)
+        return properties
+
+    @staticmethod
+    def _upsert(insight: RecordInsight) -> Operation:
+        return Operation("upsert", row_key(insight.entity_type, insight.id), TableInsights._properties(insight))
+
+    @staticmethod
+    def _row_operation(insight: RecordInsight, etag: str | None) -> Operation:
+        """The insight's row, replaced on the ETag read (created when none was stored)."""
+        key, properties = row_key(insight.entity_type, insight.id), TableInsights._properties(insight)
         return Operation("create", key, properties) if etag is None else Operation("replace", key, properties, etag)
 
 

@@ -11,13 +11,12 @@ the log.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from shared.caching import BoundedCache
 from shared.domain.insights.directory import EntityType
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
@@ -66,28 +65,14 @@ def summary_of(state: LedgerState) -> dict[str, Any]:
     return {"h": state.horizon, "b": state.base, "p": state.partials}
 
 
-class LedgerCache:
+class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
     """The ledgers this process wrote last, with the ETags they were written with (the recent quarters only), so
     that the next edit of a record starts from them instead of reading them again. Never trusted alone: the write
     that follows is conditional on those ETags, so a ledger another worker changed meanwhile fails it, leaves the
     cache, and is read again. Bounded by the facts it holds; an entry is taken out while in use."""
 
     def __init__(self, max_facts: int = 100_000) -> None:
-        self.max_facts = max_facts
-        self._entries: OrderedDict[tuple[str, str, Key], tuple[LedgerState, int]] = OrderedDict()
-        self._facts = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def take(self, scope: str, tenant_id: TenantId, key: Key) -> LedgerState | None:
-        with self._lock:
-            found = self._entries.pop((scope, tenant_id, key), None)
-            if found is None:
-                return None
-            self._facts -= found[1]
-            return found[0]
+        super().__init__(max_facts)
 
     def keep(self, scope: str, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str) -> None:
         """Keeps a copy of the state (the caller goes on reading its own; an edit replaces what it changes, never
@@ -95,23 +80,9 @@ class LedgerCache:
         months = {m: entries for m, entries in state.months.items() if m >= recent_from}
         etags = {name: etag for name, etag in state.etags.items()
                  if name == LEDGER_SUMMARY or (name != LEDGER_ARCHIVE and name >= recent_from)}
-        state = LedgerState(months=months, partials=dict(state.partials), etags=etags, base=state.base,
-                            horizon=state.horizon)
-        facts = sum(len(entries) for entries in months.values()) + 1
-        if facts > self.max_facts // 10:
-            return  # a very busy record: read again next time rather than crowd out the others
-        with self._lock:
-            old = self._entries.pop((scope, tenant_id, key), None)
-            self._facts += facts - (old[1] if old else 0)
-            self._entries[(scope, tenant_id, key)] = (state, facts)
-            while self._facts > self.max_facts:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._facts -= dropped
-
-    def forget(self, scope: str, tenant_id: TenantId) -> None:
-        with self._lock:
-            for entry in [e for e in self._entries if e[:2] == (scope, tenant_id)]:
-                self._facts -= self._entries.pop(entry)[1]
+        copy = LedgerState(months=months, partials=dict(state.partials), etags=etags, base=state.base,
+                           horizon=state.horizon)
+        self.put((scope, tenant_id, key), copy, sum(len(entries) for entries in months.values()) + 1)
 
 
 class TableLedgers:
@@ -127,7 +98,7 @@ class TableLedgers:
         # Point reads only: the summary names the periods since its horizon that hold facts (their partials), so
         # the recent ones are read by key. (A range query costs Azurite a scan of the whole table.)
         base = _row(key, "")
-        cached = self._cache.take(self._scope, tenant_id, key) if for_update and self._cache is not None else None
+        cached = self._cache.take((self._scope, tenant_id, key)) if for_update and self._cache is not None else None
         if cached is not None:
             state = cached
         else:
@@ -190,13 +161,8 @@ class TableLedgers:
 
     def write(self, tenant_id: TenantId, key: Key, state: LedgerState, changed: Iterable[str],
               recent_from: str | None = None) -> None:
-        named = self._operations(key, state, changed)
-        for transaction in transactions([operation for _, operation in named]):
-            etags = self._tables.transact(tenant_id, transaction)
-            for (name, _), etag in zip(named[:len(transaction)], etags, strict=True):
-                state.etags[name] = etag
-            named = named[len(transaction):]
-        self._kept(tenant_id, key, state, recent_from)
+        if self.write_many(tenant_id, [(key, state, set(changed))], recent_from):
+            raise ConcurrencyConflict(f"the aggregates of {key} changed since they were read")
 
     def _kept(self, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str | None) -> None:
         if self._cache is not None and recent_from is not None:
@@ -265,7 +231,7 @@ class TableLedgers:
     def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState], recent_from: str | None = None,
                     ) -> None:
         if self._cache is not None:
-            self._cache.forget(self._scope, tenant_id)
+            self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
         rows: dict[str, Properties] = {}
         names: dict[str, tuple[Key, str]] = {}
         for key in sorted(ledgers):

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED: dict[str, tuple[str, ...]] = {
     "shared.domain": ("shared.domain", "shared.errors", "shared.tenancy"),
     "shared.services": ("shared.domain", "shared.services", "shared.errors", "shared.tenancy", "shared.clock",
-                        "shared.observability"),
+                        "shared.observability", "shared.caching"),
     # Adapters implement the ports; `work` names the kinds of work and their queues (the ports' vocabulary).
     "shared.storage": ("shared.domain", "shared.services.ports", "shared.services.work", "shared.storage",
-                       "shared.errors", "shared.tenancy"),
+                       "shared.errors", "shared.tenancy", "shared.caching"),
     # The Graph and Dataverse clients implement the data-source ports, raising the ports' kinds of problems.
     "shared.connectors": ("shared.domain", "shared.services.ports", "shared.connectors", "shared.errors",
                           "shared.tenancy"),
