@@ -423,14 +423,19 @@ class FakeInsights:
         self.marks[tenant_id] = through
 
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
-                    ) -> None:
+                    previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
         for entity_type, record_id in stale:
             self.rows.pop((tenant_id, entity_type, record_id), None)
-        self.update(tenant_id, insights)
+        failed = self.update(tenant_id, insights, previous={k: previous[k] for k in (i.key for i in insights)
+                                                            if k in previous} if previous is not None else None)
         self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}
         for insight in insights:
             for domain in insight.email_domains:
                 self.domains[(tenant_id, domain)] = insight.id
+        return failed
+
+    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
+        return self.previous(tenant_id, [(t, r) for (tenant, t, r) in self.rows if tenant == tenant_id])
 
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
         return RecomputeStatus(**self.recomputes.get(tenant_id, {}))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import Linker
 from shared.domain.insights.ledger import (
     Context,
+    Edits,
     apply_edits,
     fold_by_origin,
     horizon_for,
@@ -186,7 +187,8 @@ class InsightsService:
                                                   everything=everything)
         if everything:
             stale = [key for key in previous if key not in linker.records]
-            self._insights.replace_all(tenant_id, results, stale)
+            failed = self._insights.replace_all(tenant_id, results, stale, previous=versions)
+            self._again(tenant_id, ctx, linker, [key for key in failed if key in linker.records])
         else:
             self._store(tenant_id, ctx, linker, results, versions, removed=plan.dropped)
         if not incremental:
@@ -263,18 +265,24 @@ class InsightsService:
                ) -> tuple[list[RecordInsight], dict[RecordKey, RecordInsight], dict[RecordKey, _Stored]]:
         """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
         every record), each from its aggregates; returns them, the stored insights they replace, and those with
-        the ETags each write is conditional on (none with `everything`: all are replaced together)."""
-        states = self._upkeep(tenant_id, linker, ctx, changes, before)
+        the ETags each write is conditional on."""
+        edits = ledger_edits(linker, changes, before)
         if everything:
             wanted = list(linker.records)
         else:
-            wanted = [k for k in dict.fromkeys([*states, *sorted(extra)]) if k in linker.records]
+            wanted = [k for k in dict.fromkeys([*sorted(edits), *sorted(extra)]) if k in linker.records]
+        # The stored insights (and their ETags) are read before the aggregates they are computed from: a write
+        # conditional on them then lands only if no insight was written since, and any insight written before
+        # was computed from aggregates no newer than those read after it. So an answer computed from older
+        # aggregates never replaces one computed from newer.
+        versions = self._insights.previous_all(tenant_id) if everything else self._insights.previous(tenant_id,
+                                                                                                      wanted)
+        states = self._upkeep(tenant_id, ctx, edits)
         missing = [k for k in wanted if k not in states]
         if missing:
             read = self._ledgers.read_all if everything else self._ledgers.read_many
             states.update(read(tenant_id, missing, ctx.recent_from))
-        versions = {} if everything else self._insights.previous(tenant_id, wanted)
-        prior = self._previous_of(tenant_id) if everything else {k: v.document for k, v in versions.items()}
+        prior = {k: v.document for k, v in versions.items()}
         return [_insight(ctx, linker, key, states[key], prior.get(key)) for key in wanted], prior, versions
 
     def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
@@ -287,12 +295,16 @@ class InsightsService:
         doomed = [key for key in failed if key in gone or key not in linker.records]
         if doomed:
             self._insights.update(tenant_id, [], removed=doomed)  # to delete: as they now stand
-        pending = [key for key in failed if key not in doomed]
+        self._again(tenant_id, ctx, linker, [key for key in failed if key not in doomed])
+
+    def _again(self, tenant_id: TenantId, ctx: Context, linker: Linker, pending: list[RecordKey]) -> None:
+        """The records whose insight another worker wrote meanwhile: computed again from the insight as it now
+        stands and the aggregates read after it (as `_apply` reads them), and written again on its ETag."""
         for _ in range(MAX_LEDGER_ATTEMPTS):
             if not pending:
                 return
-            states = self._ledgers.read_many(tenant_id, pending, ctx.recent_from)
             now = self._insights.previous(tenant_id, pending)
+            states = self._ledgers.read_many(tenant_id, pending, ctx.recent_from)
             pending = self._insights.update(
                 tenant_id, [_insight(ctx, linker, key, states[key], _document(now.get(key))) for key in pending],
                 previous=now)
@@ -303,12 +315,9 @@ class InsightsService:
         """Every stored insight (a trend's hysteresis starts from the previous answer)."""
         return {i.key: i for i in self._insights.iter(tenant_id)}
 
-    def _upkeep(self, tenant_id: TenantId, linker: Linker, ctx: Context,
-                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None = None,
-                ) -> dict[RecordKey, LedgerState]:
-        """Applies changed activities to the aggregates of the records they count for (or counted for: a new
-        version or a removal undoes the old one), each record in one ETag-checked write; returns their states."""
-        edits = ledger_edits(linker, changes, before)
+    def _upkeep(self, tenant_id: TenantId, ctx: Context, edits: Edits) -> dict[RecordKey, LedgerState]:
+        """Applies what changed activities change (`ledger_edits`: a new version or a removal undoes the old one)
+        to the aggregates of the records concerned, each record in one ETag-checked write; returns their states."""
         states: dict[RecordKey, LedgerState] = {}
         horizon = horizon_for(ctx.now)
 

@@ -502,8 +502,14 @@ class InsightRepository(Protocol):
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None: ...
 
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
-                    ) -> None:
-        """Stores these insights (and which account each email domain belongs to) and drops the stale records'."""
+                    previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
+        """Stores these insights (and which account each email domain belongs to) and drops the stale records'.
+        With `previous` (as `previous_all` gave it), each insight's write is conditional on the stored one it
+        replaces, and the records whose write failed on an ETag are returned (nothing of theirs written)."""
+        ...
+
+    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
+        """Every stored insight of the tenant with its ETag, read from storage."""
         ...
 
     def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:

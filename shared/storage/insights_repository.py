@@ -174,39 +174,76 @@ class TableInsights:
     def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
         self._tables.upsert(tenant_id, RECOMPUTE_ROW, {_RECOMPUTE_FACTS[k]: v for k, v in facts.items()}, merge=True)
 
+    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
+        found: dict[RecordKey, Versioned[RecordInsight]] = {}
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX):
+            insight = decode(entity, RecordInsight)
+            found[insight.key] = Versioned(insight, entity.etag)
+        return found
+
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
-                    ) -> None:
-        """Upserts the new insights (and the email-domain → account rows) and deletes rows of records that are
-        gone, in size-bounded transactions; the insights written are what the next computation starts from."""
+                    previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
+        """Writes the new insights, each with its index rows in its transaction (conditional on `previous` when
+        given), deletes the rows of records that are gone and index rows no record names, and keeps the
+        email-domain → account rows in step; returns the records whose write failed on an ETag. Index rows are
+        compared with those stored (properties too): most stay as they are from one day to the next. The insights
+        written are what the next computation starts from."""
         if self._cache is not None:
             self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
-        index = {row: properties for i in insights for row, properties in index_rows(i).items()}
-        operations = [self._upsert(i) for i in insights]
-        operations += [Operation("delete", row_key(*key)) for key in stale]
-        stored: dict[str, dict[str, Any]] = {}
+        stored: dict[RecordKey, dict[str, dict[str, Any]]] = {}
         for prefix in (ATTENTION_PREFIX, RISK_PREFIX):
             for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["Fp", "HasX"]):
-                if entity.row_key not in index:
-                    operations.append(Operation("delete", entity.row_key))
-                else:
-                    stored[entity.row_key] = {k: v for k, v in entity.properties.items() if v is not None}
-        # An index row already stored as it should be is left as it is (most of them, from one day to the next).
-        operations += [Operation("upsert", row, dict(p)) for row, p in index.items() if stored.get(row) != dict(p)]
+                stored.setdefault(_record_of(entity.row_key), {})[entity.row_key] = {
+                    k: v for k, v in entity.properties.items() if v is not None}
+        # Each group commits whole: a record's insight row first (None: a group of rows that only go).
+        groups: list[tuple[RecordInsight | None, list[Operation]]] = []
+        for insight in insights:
+            rows, old = index_rows(insight), stored.pop(insight.key, {})
+            if previous is None:
+                first = self._upsert(insight)
+            else:
+                found = previous.get(insight.key)
+                first = self._row_operation(insight, None if found is None else found.etag)
+            groups.append((insight, [first, *(Operation("delete", r) for r in old if r not in rows),
+                                     *(Operation("upsert", r, dict(p)) for r, p in rows.items()
+                                       if old.get(r) != dict(p))]))
+        for key in stale:
+            groups.append((None, [Operation("delete", row_key(*key)),
+                                  *(Operation("delete", r) for r in stored.pop(key, {}))]))
+        groups += [(None, [Operation("delete", r)]) for rows in stored.values() for r in rows]  # no record's
         domains = {d: i.id for i in insights for d in i.email_domains}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
             domain = entity.row_key.removeprefix(DOMAIN_PREFIX)
             if domains.get(domain) == entity.properties.get("AccountId"):
                 domains.pop(domain)
             elif domain not in domains:
-                operations.append(Operation("delete", entity.row_key))
-        operations += [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a}) for d, a in domains.items()]
-        written = {row_key(i.entity_type, i.id): i for i in insights}
-        for transaction in cut_into_transactions(operations, operation_bytes):
-            etags = self._tables.transact(tenant_id, transaction)
-            if self._cache is not None:
-                for operation, etag in zip(transaction, etags, strict=True):
-                    if etag is not None and (insight := written.get(operation.row_key)) is not None:
-                        self._cache.keep(self._scope, tenant_id, insight, etag)
+                groups.append((None, [Operation("delete", entity.row_key)]))
+        groups += [(None, [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a})]) for d, a in domains.items()]
+        failed: list[RecordKey] = []
+        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[1]),
+                                                 count=lambda g: len(g[1])):
+            try:
+                self._commit(tenant_id, transaction)
+            except ConcurrencyConflict:
+                if previous is None and any(insight is not None for insight, _ in transaction):
+                    raise
+                # Which write failed, the service does not say in a way worth parsing: each group alone, then.
+                for group in transaction:
+                    try:
+                        self._commit(tenant_id, [group])
+                    except ConcurrencyConflict:
+                        if group[0] is not None:
+                            failed.append(group[0].key)
+                        # (rows that only go: another worker removed them first)
+        return failed
+
+    def _commit(self, tenant_id: TenantId, groups: Sequence[tuple[RecordInsight | None, list[Operation]]]) -> None:
+        etags = self._tables.transact(tenant_id, [o for _, group in groups for o in group])
+        at = 0
+        for written, group in groups:
+            if self._cache is not None and written is not None and (etag := etags[at]) is not None:
+                self._cache.keep(self._scope, tenant_id, written, etag)
+            at += len(group)
 
     def update(self, tenant_id: TenantId, insights: Sequence[RecordInsight], removed: Iterable[RecordKey] = (),
                previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
@@ -218,12 +255,14 @@ class TableInsights:
         on an ETag (nothing of theirs written); without `previous`, writes unconditionally."""
         gone = [key for key in removed if key not in {i.key for i in insights}]
 
-        def indexed(key: RecordKey) -> tuple[str | None, list[str]]:
+        def indexed(key: RecordKey) -> tuple[str | None, dict[str, Any]]:
+            """The ETag of the stored insight and its index rows, with their properties when known."""
             if previous is not None and key not in gone:
                 found = previous.get(key)
-                return (found.etag, sorted(index_rows(found.document))) if found is not None else (None, [])
+                return (found.etag, dict(index_rows(found.document))) if found is not None else (None, {})
             stored = self._tables.get(tenant_id, row_key(*key))
-            return (stored.etag, json.loads(str(stored.properties.get("Att") or "[]"))) if stored else (None, [])
+            return (stored.etag, dict.fromkeys(json.loads(str(stored.properties.get("Att") or "[]")))
+                    ) if stored else (None, {})
 
         keys = [i.key for i in insights] + gone
         if previous is not None and not gone:
@@ -236,9 +275,10 @@ class TableInsights:
         for insight, (etag, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)
             first = self._row_operation(insight, etag) if previous is not None else self._upsert(insight)
+            # (a row named alike may hold other properties: a fingerprint or HasX changed, not the score)
             groups.append((insight.key, insight, [first, *(Operation("delete", r) for r in old if r not in rows),
                                                   *(Operation("upsert", r, dict(p)) for r, p in rows.items()
-                                                    if r not in old)]))
+                                                    if r not in old or old[r] not in (None, p))]))
         for key, (etag, old) in zip(gone, before[len(insights):], strict=True):
             if etag is not None:
                 groups.append((key, None, [Operation("delete", row_key(*key), etag=etag),
@@ -278,6 +318,15 @@ class TableInsights:
 
 
 MAX_GROUPS_PER_TRANSACTION = 11  # a record's insight, at most four index rows to add and four to delete: ≤ 100
+
+
+def _record_of(index_row: str) -> RecordKey:
+    """The record an index row belongs to (`att|{type}|{variant}|{fp}|{score}|{id}`,
+    `rsk|{mode}|{fp}|{rank}|{type}|{id}`, whose rank takes two parts)."""
+    parts = index_row.split("|")
+    if index_row.startswith(ATTENTION_PREFIX):
+        return parts[1], parts[5]  # type: ignore[return-value]
+    return parts[5], parts[6]  # type: ignore[return-value]
 
 
 def _position(index_row: str) -> tuple[int, str]:

@@ -411,18 +411,20 @@ def transactions(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
     return cut_into_transactions(operations, operation_bytes)
 
 
-def cut_into_transactions(items: Iterable[T], cost: Callable[[T], int],
-                          limit: int = MAX_BATCH_OPERATIONS) -> Iterator[list[T]]:
-    """Items in order, in groups that one transaction each can hold, given what each weighs in it."""
+def cut_into_transactions(items: Iterable[T], cost: Callable[[T], int], limit: int = MAX_BATCH_OPERATIONS,
+                          count: Callable[[T], int] = lambda _: 1) -> Iterator[list[T]]:
+    """Items in order, in groups that one transaction each can hold, given what each weighs in it and how many
+    of the transaction's `limit` operations it takes (an item of several operations is never split)."""
     batch: list[T] = []
-    size = 0
+    size = operations = 0
     for item in items:
-        weight = cost(item)
-        if batch and (len(batch) == limit or size + weight > WRITER_BATCH_BYTES):
+        weight, taken = cost(item), count(item)
+        if batch and (operations + taken > limit or size + weight > WRITER_BATCH_BYTES):
             yield batch
-            batch, size = [], 0
+            batch, size, operations = [], 0, 0
         batch.append(item)
         size += weight
+        operations += taken
     if batch:
         yield batch
 

@@ -318,3 +318,98 @@ def test_a_worker_loads_the_directory_again_once_another_has_written_records(wor
     renamed = TableInsights(world.insight_tables).get(tenant, "contact", contact["id"])
     assert renamed is not None
     assert renamed.name == "Renamed"
+
+
+def _race(world: bootstrap.Container, seed: int) -> tuple[TenantId, dict[str, Any], Any, Any]:
+    """A built tenant, one of its contacts, a way to log a call to them, and a second worker process."""
+    tenant, data = _seeded(world, consent=False, accounts=3, sellers=2, seed=seed)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    contact, seller = data["contacts"][0], data["users"][0]
+
+    def call(n: int) -> list[dict[str, Any]]:
+        return [{"id": f"race-{n}", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
+                 "to": [contact["email"]], "start": (world.clock.now() - timedelta(minutes=5)).isoformat(),
+                 "durationMinutes": n}]
+
+    other = dataclasses.replace(world, ledger_cache=LedgerCache(), directory_cache=DirectoryCache(),
+                                insight_cache=InsightCache())
+    return tenant, contact, call, other
+
+
+def _calls(world: bootstrap.Container, tenant: TenantId, contact: dict[str, Any]) -> int:
+    stored = TableInsights(world.insight_tables).get(tenant, "contact", contact["id"])
+    assert stored is not None
+    return stored.crm.kpis.team.phone_calls_made
+
+
+def test_a_refresh_that_computed_from_older_aggregates_does_not_replace_a_newer_insight(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between a worker's write of the aggregates and its write of the insights, another applies a newer call and
+    writes its insight: the first worker's insight, computed without that call, must not land over it."""
+    tenant, contact, call, other = _race(world, 13)
+    before = _calls(world, tenant, contact)
+    world.clock.advance(timedelta(minutes=20))
+    assert world.sync().ingest(tenant, "activities", call(1)).stored == 1
+    # a worker that has not computed this tenant yet (nothing of it in its caches)
+    slow = dataclasses.replace(world, ledger_cache=LedgerCache(), directory_cache=DirectoryCache(),
+                               insight_cache=InsightCache()).insights()
+    ledgers = slow._ledgers
+    write_many, done = ledgers.write_many, []
+
+    def and_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        failed = write_many(*args, **kwargs)
+        if not done:
+            done.append(True)
+            assert other.sync().ingest(tenant, "activities", call(2)).stored == 1
+            other.insights().refresh(tenant)
+            assert _calls(world, tenant, contact) == before + 2
+        return failed
+
+    monkeypatch.setattr(ledgers, "write_many", and_meanwhile)
+    slow.refresh(tenant)
+    assert done
+    assert _calls(world, tenant, contact) == before + 2
+
+
+def test_the_daily_recompute_does_not_replace_an_insight_written_from_newer_aggregates_meanwhile(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant, contact, call, other = _race(world, 14)
+    before = _calls(world, tenant, contact)
+    world.clock.advance(timedelta(hours=1))
+    daily = world.insights()
+    ledgers = daily._ledgers
+    read_all, done = ledgers.read_all, []
+
+    def and_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = read_all(*args, **kwargs)
+        if not done:
+            done.append(True)
+            assert other.sync().ingest(tenant, "activities", call(1)).stored == 1
+            other.insights().refresh(tenant)
+        return found
+
+    monkeypatch.setattr(ledgers, "read_all", and_meanwhile)
+    report = daily.recompute(tenant)
+    assert done
+    assert _calls(world, tenant, contact) == before + 1
+    stored = list(TableInsights(world.insight_tables).iter(tenant))
+    assert len(stored) == report.records
+    indexed = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+               for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
+    assert indexed == {row for i in stored for row in index_rows(i)}
+
+
+def test_an_insight_update_rewrites_an_index_row_whose_name_stays_but_properties_change(
+        world: bootstrap.Container) -> None:
+    tenant, _, _, _ = _race(world, 15)
+    insights = TableInsights(world.insight_tables)
+    stored = insights.previous_all(tenant)
+    key, found = next((k, v) for k, v in stored.items() if any("|c|-|" in r for r in index_rows(v.document)))
+    moved = found.document.model_copy(update={"gate_fingerprint": "another"})  # the CRM row's name has no fp
+    assert insights.update(tenant, [moved], previous={key: found}) == []
+    rows = {e.row_key: e.properties for e in world.insight_tables.iter_partition(
+        tenant, row_key_prefix=ATTENTION_PREFIX) if e.row_key.endswith(f"|{key[1]}")}
+    assert {r: p["Fp"] for r, p in rows.items() if "|c|-|" in r} == {
+        r: "another" for r in index_rows(moved) if "|c|-|" in r}
