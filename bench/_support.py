@@ -17,7 +17,7 @@ class CountingTableStore(TableStore):
     """The real adapter, counting each call that goes to the service (one call = one round trip)."""
 
     def __init__(self, inner: TableStore) -> None:
-        super().__init__(inner._service_factory, inner.table_name)
+        super().__init__(inner._service_factory, inner.table_name, inner._direct)
         self.calls: Counter[str] = Counter()
         self._count_lock = threading.Lock()
 
@@ -26,7 +26,7 @@ class CountingTableStore(TableStore):
             self.calls[name] += 1
 
     def _new_sibling(self, table_name: str) -> TableStore:
-        sibling = CountingTableStore(TableStore(self._service_factory, table_name))
+        sibling = CountingTableStore(TableStore(self._service_factory, table_name, self._direct))
         sibling.calls, sibling._count_lock = self.calls, self._count_lock  # one count for every table
         return sibling
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from shared.errors import ConcurrencyConflict, StorageUnavailable
+from shared.storage.table_http import Bearer, TableConnection, TableHttp
 from shared.storage.transport import storage_transport
 
 if TYPE_CHECKING:
@@ -79,22 +80,27 @@ def _connection_kwargs() -> dict[str, Any]:
 
 
 class TableStore:
-    def __init__(self, service_factory: Callable[[], TableServiceClient], table_name: str) -> None:
+    def __init__(self, service_factory: Callable[[], TableServiceClient], table_name: str,
+                 direct: TableConnection | None = None) -> None:
         self._service_factory = service_factory
         self.table_name = table_name
+        # Point reads and transactions without the SDK's pipeline (see table_http), when the account allows it.
+        self._direct = direct
+        self._http = None if direct is None else TableHttp(direct, table_name)
         self._client: TableClient | None = None
         self._ready = False
         self._lock = threading.Lock()
         self._siblings: dict[str, TableStore] = {}
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, table_name: str) -> TableStore:
+    def from_connection_string(cls, connection_string: str, table_name: str, *, direct: bool = True) -> TableStore:
+        """`direct`: point reads and transactions without the SDK's pipeline (the SDK serves all: False)."""
         def factory() -> TableServiceClient:
             from azure.data.tables import TableServiceClient
 
             return TableServiceClient.from_connection_string(connection_string, **_connection_kwargs())
 
-        return cls(factory, table_name)
+        return cls(factory, table_name, TableConnection.of(connection_string) if direct else None)
 
     @classmethod
     def from_endpoint(cls, endpoint: str, credential: Any, table_name: str) -> TableStore:
@@ -103,7 +109,8 @@ class TableStore:
 
             return TableServiceClient(endpoint=endpoint, credential=credential, **_connection_kwargs())
 
-        return cls(factory, table_name)
+        direct = TableConnection(endpoint, Bearer(credential)) if hasattr(credential, "get_token") else None
+        return cls(factory, table_name, direct)
 
     def sibling(self, table_name: str) -> TableStore:
         """Another table of the same account, reached the same way (made once, then shared)."""
@@ -114,7 +121,7 @@ class TableStore:
         return found
 
     def _new_sibling(self, table_name: str) -> TableStore:
-        return TableStore(self._service_factory, table_name)
+        return TableStore(self._service_factory, table_name, self._direct)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -150,6 +157,8 @@ class TableStore:
         except ValueError:
             return None
         table = self._table()
+        if self._http is not None:
+            return self._http.get(partition_key, row_key)
         with _mapped_errors():
             try:
                 entity = table.get_entity(partition_key, row_key)
@@ -301,6 +310,12 @@ class TableStore:
 
         _check_batch(partition_key, operations)
         table = self._table()
+        if self._http is not None:
+            for op in operations:
+                _entity(partition_key, op.row_key, op.properties)  # the service's limits, checked here
+                if op.kind == "replace" and op.etag is None:
+                    raise ValueError("a replace inside a transaction needs the ETag it read")
+            return self._http.transact(partition_key, operations)
         batch: list[Any] = []
         for op in operations:
             entity = _entity(partition_key, op.row_key, op.properties)
