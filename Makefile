@@ -60,6 +60,7 @@ infra-check:
 
 bench: setup
 	$(PY) bench/cold_start.py
+	$(PY) bench/table_calls.py
 	$(PY) bench/api_roundtrips.py
 	$(PY) bench/background.py
 	$(PY) bench/concurrency.py
