@@ -323,6 +323,10 @@ class FakeLedgers:
                  ) -> dict[RecordKey, LedgerState]:
         return self.read_many(tenant_id, keys, recent_from)
 
+    def read_for_update(self, tenant_id: TenantId, edits: Mapping[RecordKey, Iterable[str]], recent_from: str, *,
+                        records: int) -> dict[RecordKey, LedgerState]:
+        return {key: self.read(tenant_id, key, recent_from, months, for_update=True) for key, months in edits.items()}
+
     def write(self, tenant_id: TenantId, key: RecordKey, state: LedgerState, changed: Iterable[str],
               recent_from: str | None = None) -> None:
         months = [*sorted(set(changed)), LEDGER_SUMMARY, *([LEDGER_ARCHIVE] if state.archive is not None else [])]
@@ -435,7 +439,7 @@ class FakeInsights:
         return failed
 
     def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
-        return self.previous(tenant_id, [(t, r) for (tenant, t, r) in self.rows if tenant == tenant_id])
+        return self.previous(tenant_id, [(t, r) for (tenant, t, r) in self.rows if tenant == tenant_id], records=0)
 
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
         return RecomputeStatus(**self.recomputes.get(tenant_id, {}))  # type: ignore[arg-type]
@@ -443,7 +447,8 @@ class FakeInsights:
     def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
         self.recomputes.setdefault(tenant_id, {}).update(facts)
 
-    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey], *, records: int,
+                 ) -> dict[RecordKey, Versioned[RecordInsight]]:
         return {key: Versioned(found, self._etag_of(tenant_id, key)) for key in keys
                 if (found := self.rows.get((tenant_id, *key))) is not None}
 

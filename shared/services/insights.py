@@ -275,9 +275,9 @@ class InsightsService:
         # conditional on them then lands only if no insight was written since, and any insight written before
         # was computed from aggregates no newer than those read after it. So an answer computed from older
         # aggregates never replaces one computed from newer.
-        versions = self._insights.previous_all(tenant_id) if everything else self._insights.previous(tenant_id,
-                                                                                                      wanted)
-        states = self._upkeep(tenant_id, ctx, edits)
+        versions = self._insights.previous_all(tenant_id) if everything else self._insights.previous(
+            tenant_id, wanted, records=len(linker.records))
+        states = self._upkeep(tenant_id, ctx, edits, len(linker.records))
         missing = [k for k in wanted if k not in states]
         if missing:
             read = self._ledgers.read_all if everything else self._ledgers.read_many
@@ -303,7 +303,7 @@ class InsightsService:
         for _ in range(MAX_LEDGER_ATTEMPTS):
             if not pending:
                 return
-            now = self._insights.previous(tenant_id, pending)
+            now = self._insights.previous(tenant_id, pending, records=len(linker.records))
             states = self._ledgers.read_many(tenant_id, pending, ctx.recent_from)
             pending = self._insights.update(
                 tenant_id, [_insight(ctx, linker, key, states[key], _document(now.get(key))) for key in pending],
@@ -315,22 +315,24 @@ class InsightsService:
         """Every stored insight (a trend's hysteresis starts from the previous answer)."""
         return {i.key: i for i in self._insights.iter(tenant_id)}
 
-    def _upkeep(self, tenant_id: TenantId, ctx: Context, edits: Edits) -> dict[RecordKey, LedgerState]:
+    def _upkeep(self, tenant_id: TenantId, ctx: Context, edits: Edits, records: int,
+                ) -> dict[RecordKey, LedgerState]:
         """Applies what changed activities change (`ledger_edits`: a new version or a removal undoes the old one)
-        to the aggregates of the records concerned, each record in one ETag-checked write; returns their states."""
+        to the aggregates of the records concerned (`records`: how many the tenant holds), each record in one
+        ETag-checked write; returns their states."""
         states: dict[RecordKey, LedgerState] = {}
         horizon = horizon_for(ctx.now)
+        read = self._ledgers.read_for_update(tenant_id, edits, ctx.recent_from, records=records)
 
-        def read(key: RecordKey) -> tuple[RecordKey, LedgerState]:
-            months = edits[key]
-            state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, for_update=True)
+        def prepare(key: RecordKey) -> tuple[RecordKey, LedgerState]:
+            months, state = edits[key], read[key]
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
             apply_edits(state, months, horizon)
             return key, state
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            first = dict(pool.map(read, sorted(edits)))
+            first = dict(pool.map(prepare, sorted(edits)))
         # One pass packs the records' writes into few transactions; a record another worker changed meanwhile is
         # read and written again on its own.
         failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()],

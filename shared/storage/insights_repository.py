@@ -21,7 +21,7 @@ from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.errors import ConcurrencyConflict
-from shared.services.ports import RecomputeStatus, RecordKey, Versioned
+from shared.services.ports import BULK_SHARE, RecomputeStatus, RecordKey, Versioned
 from shared.storage.documents import decode, encode
 from shared.storage.tables import (
     Operation,
@@ -92,17 +92,22 @@ class TableInsights:
         self._cache = cache
         self._scope = tables.table_name
 
-    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+    def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey], *, records: int,
+                 ) -> dict[RecordKey, Versioned[RecordInsight]]:
+        cached = {key: stored for key in keys if self._cache is not None
+                  and (stored := self._cache.take((self._scope, tenant_id, key))) is not None}
+        rest = [key for key in keys if key not in cached]
+        if rest and len(rest) * BULK_SHARE >= records:
+            found = self._stored(tenant_id, set(rest))
+            return {key: stored for key in keys if (stored := cached.get(key) or found.get(key)) is not None}
+
         def read(key: RecordKey) -> Versioned[RecordInsight] | None:
-            cached = self._cache.take((self._scope, tenant_id, key)) if self._cache is not None else None
-            if cached is not None:
-                return cached
             entity = self._tables.get(tenant_id, row_key(*key))
             return None if entity is None else Versioned(decode(entity, RecordInsight), entity.etag)
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            found = list(pool.map(read, keys))
-        return {key: stored for key, stored in zip(keys, found, strict=True) if stored is not None}
+            read_now = dict(zip(rest, pool.map(read, rest), strict=True))
+        return {key: stored for key in keys if (stored := cached.get(key) or read_now.get(key)) is not None}
 
     def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None:
         entity = self._tables.get(tenant_id, row_key(entity_type, record_id))
@@ -175,10 +180,16 @@ class TableInsights:
         self._tables.upsert(tenant_id, RECOMPUTE_ROW, {_RECOMPUTE_FACTS[k]: v for k, v in facts.items()}, merge=True)
 
     def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
+        return self._stored(tenant_id, None)
+
+    def _stored(self, tenant_id: TenantId, wanted: set[RecordKey] | None) -> dict[RecordKey, Versioned[RecordInsight]]:
+        """The tenant's stored insights (only the `wanted` ones decoded), from one query in pages."""
         found: dict[RecordKey, Versioned[RecordInsight]] = {}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX):
-            insight = decode(entity, RecordInsight)
-            found[insight.key] = Versioned(insight, entity.etag)
+            entity_type, _, record_id = entity.row_key.removeprefix(PREFIX).partition("|")
+            if wanted is None or (entity_type, record_id) in wanted:
+                insight = decode(entity, RecordInsight)
+                found[insight.key] = Versioned(insight, entity.etag)
         return found
 
     def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],

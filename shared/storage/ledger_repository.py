@@ -11,7 +11,7 @@ the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from shared.caching import BoundedCache
 from shared.domain.insights.directory import EntityType
 from shared.errors import ConcurrencyConflict
-from shared.services.ports import LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
+from shared.services.ports import BULK_SHARE, LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
 from shared.storage.documents import split_text
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
@@ -107,6 +107,43 @@ class TableLedgers:
             if summary is not None:
                 self._take(state, LEDGER_SUMMARY, summary)
             state.etags.setdefault(LEDGER_SUMMARY, None)
+        self._complete(tenant_id, key, state, recent_from, months)
+        if with_archive and state.archive is None:
+            archive = self._tables.get(tenant_id, base + LEDGER_ARCHIVE)
+            state.archive = {} if archive is None else _value(archive) or {}
+            state.etags[LEDGER_ARCHIVE] = None if archive is None else archive.etag
+        return state
+
+    def read_for_update(self, tenant_id: TenantId, edits: Mapping[Key, Iterable[str]], recent_from: str, *,
+                        records: int) -> dict[Key, LedgerState]:
+        keys = sorted(edits)
+        cached = {key: state for key in keys if self._cache is not None
+                  and (state := self._cache.take((self._scope, tenant_id, key))) is not None}
+        rest = [key for key in keys if key not in cached]
+        if rest and len(rest) * BULK_SHARE >= records:
+            # One query of the tenant's ledgers (summaries and recent quarters), then point reads of the edited
+            # periods it leaves out that hold facts (older quarters): a few round trips instead of ~3 a record.
+            states = cached | self._query(tenant_id, rest, recent_from)
+
+            def complete(key: Key) -> tuple[Key, LedgerState]:
+                self._complete(tenant_id, key, states[key], recent_from, edits[key])
+                return key, states[key]
+
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:
+                return dict(pool.map(complete, keys))
+        for key, state in cached.items():
+            self._complete(tenant_id, key, state, recent_from, edits[key])
+
+        def read(key: Key) -> tuple[Key, LedgerState]:
+            return key, self.read(tenant_id, key, recent_from, edits[key])
+
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            return cached | dict(pool.map(read, rest))
+
+    def _complete(self, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str,
+                  months: Iterable[str]) -> None:
+        """Reads the periods from `recent_from` on that hold facts and these others, those the state lacks."""
+        base = _row(key, "")
         held = set(state.partials)
         wanted = {m for m in held if m >= recent_from} | set(months)
         for month in sorted(wanted - set(state.months)):
@@ -118,11 +155,6 @@ class TableLedgers:
                 state.months[month], state.etags[month] = [], None
             else:
                 self._take(state, month, stored)
-        if with_archive and state.archive is None:
-            archive = self._tables.get(tenant_id, base + LEDGER_ARCHIVE)
-            state.archive = {} if archive is None else _value(archive) or {}
-            state.etags[LEDGER_ARCHIVE] = None if archive is None else archive.etag
-        return state
 
     @staticmethod
     def _take(state: LedgerState, month: str, entity: StoredEntity) -> None:
@@ -146,6 +178,12 @@ class TableLedgers:
         """What `read` gives for each of these records, from one query of the tenant's ledgers in pages (the
         service leaves out the archives and the quarters before `recent_from`): for a computation of most records,
         a few round trips instead of one a record."""
+        states = self._query(tenant_id, keys, recent_from)
+        for key in keys:
+            self._kept(tenant_id, key, states[key], recent_from)
+        return states
+
+    def _query(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str) -> dict[Key, LedgerState]:
         wanted = set(keys)
         states: dict[Key, LedgerState] = {}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX,
@@ -156,7 +194,6 @@ class TableLedgers:
                 self._take(states.setdefault(key, LedgerState()), period, entity)
         for key in keys:
             states.setdefault(key, LedgerState()).etags.setdefault(LEDGER_SUMMARY, None)
-            self._kept(tenant_id, key, states[key], recent_from)
         return {key: states[key] for key in keys}
 
     def write(self, tenant_id: TenantId, key: Key, state: LedgerState, changed: Iterable[str],
@@ -172,15 +209,18 @@ class TableLedgers:
                    recent_from: str | None = None) -> list[Key]:
         groups: list[tuple[list[Key], list[_Named]]] = [([], [])]
         states = {key: state for key, state, _ in writes}
+        size = 0  # the last group's payload
         for key, state, changed in writes:
             operations = [(state, name, o) for name, o in self._operations(key, state, changed)]
+            weight = sum(operation_bytes(o) for _, _, o in operations)
             keys, batch = groups[-1]
-            if batch and (len(batch) + len(operations) > MAX_BATCH_OPERATIONS or sum(
-                    operation_bytes(o) for _, _, o in [*batch, *operations]) > WRITER_BATCH_BYTES):
+            if batch and (len(batch) + len(operations) > MAX_BATCH_OPERATIONS or size + weight > WRITER_BATCH_BYTES):
                 groups.append(([], []))
                 keys, batch = groups[-1]
+                size = 0
             keys.append(key)
             batch.extend(operations)
+            size += weight
         failed: list[Key] = []
 
         def submit(group: tuple[list[Key], list[_Named]]) -> None:

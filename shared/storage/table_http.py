@@ -1,10 +1,11 @@
-"""The two table calls a worker makes most, a point read and an entity-group transaction, in Table Storage's REST
-protocol directly (the same requests the SDK sends, without its pipeline).
+"""The table calls a worker makes most, point reads, queries of a partition and entity-group transactions, in Table
+Storage's REST protocol directly (the same requests the SDK sends, without its pipeline).
 
-Why: measured on this machine, the SDK's pipeline costs about 1.3 ms of CPU a point read (0.5 ms here), and it
-builds and parses a transaction's multipart body with the `email` package, most of an ingestion's CPU. Every
-other call (queries, single writes, table creation) stays on the SDK. Both paths sign alike: Shared Key with the
-account key of a connection string (Azurite's included), or a bearer token from the app's managed identity.
+Why (`bench/table_calls.py`): through the SDK's pipeline a point read costs about 1.0 ms of CPU (0.34 ms here), a
+page of 1,000 rows 50 ms (9 ms), and a transaction of 100 rows 35 ms (2.8 ms): the SDK builds and parses its
+multipart body with the `email` package. Single writes and table creation stay on the SDK. Both paths sign alike:
+Shared Key with the account key of a connection string (Azurite's included), or a bearer token from the app's
+managed identity.
 
 Errors keep `TableStore`'s contract: a failed condition (404/409/412 in a transaction) is ConcurrencyConflict;
 unreachable, timeouts, 408, 429 and 5xx are retried twice, then StorageUnavailable.
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from shared.errors import ConcurrencyConflict, StorageUnavailable
 
@@ -128,6 +129,27 @@ class TableHttp:
             _fail(response.status, _error_code(response.data), "point read")
         return entity_of(json.loads(response.data), response.headers.get("ETag"))
 
+    def query(self, partition_key: str, clauses: Sequence[tuple[str, str, str]], top: int,
+              select: Sequence[str] | None, continuation: dict[str, str | None] | None,
+              ) -> tuple[list[StoredEntity], dict[str, str | None] | None]:
+        """One page of the partition's rows matching every (property, operator, string value) clause, in key
+        order, and where the next page starts (None: the last)."""
+        conditions = [f"PartitionKey eq {_literal(partition_key)}"]
+        conditions += [f"{name} {operator} {_literal(value)}" for name, operator, value in clauses]
+        query = {"$filter": " and ".join(conditions), "$top": str(top)}
+        if select:
+            query["$select"] = ",".join(select)
+        for name in ("PartitionKey", "RowKey"):
+            if continuation and continuation.get(name) is not None:
+                query[f"Next{name}"] = str(continuation[name])
+        path = f"{self._base_path}/{self._table}()"
+        response = self._send("GET", path, b"", "", "?" + urlencode(query, quote_via=quote))
+        if response.status != 200:
+            _fail(response.status, _error_code(response.data), "query")
+        found = [entity_of(document, None, partition_key) for document in json.loads(response.data)["value"]]
+        following = {name: response.headers.get(f"x-ms-continuation-Next{name}") for name in ("PartitionKey", "RowKey")}
+        return found, following if any(following.values()) else None
+
     def transact(self, partition_key: str, operations: Sequence[Operation]) -> list[str | None]:
         batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
         table_url = f"{self._endpoint}/{self._table}"
@@ -167,7 +189,8 @@ class TableHttp:
         return [None if op.kind == "delete" or etag is None else etag.group(1).decode("ascii")
                 for op, etag in zip(operations, etags, strict=True)]
 
-    def _send(self, method: str, path: str, body: bytes, content_type: str) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, path: str, body: bytes, content_type: str, query: str = "",
+              ) -> urllib3.BaseHTTPResponse:
         import urllib3
 
         connection = self._connection
@@ -179,7 +202,7 @@ class TableHttp:
             if content_type:
                 headers["Content-Type"] = content_type
             try:
-                response = connection.pool.request(method, connection.origin + path, body=body, headers=headers,
+                response = connection.pool.request(method, connection.origin + path + query, body=body, headers=headers,
                                                    redirect=False)
             except urllib3.exceptions.HTTPError as exc:
                 if attempt == _RETRIES:
@@ -211,6 +234,10 @@ def _error_code(data: bytes) -> str:
     return found.group(1).decode("ascii", "replace") if found else ""
 
 
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
@@ -240,7 +267,7 @@ def body_of(partition_key: str, row_key: str, properties: Properties) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def entity_of(document: dict[str, Any], etag: str | None) -> StoredEntity:
+def entity_of(document: dict[str, Any], etag: str | None, partition_key: str | None = None) -> StoredEntity:
     """A stored entity as `TableStore` returns it (what the SDK's decoding gives, unwrapped)."""
     from shared.storage.tables import StoredEntity
 
@@ -251,7 +278,7 @@ def entity_of(document: dict[str, Any], etag: str | None) -> StoredEntity:
                                                                                   "Timestamp"):
             continue
         properties[name] = _typed(value, types.get(name))
-    return StoredEntity(document["PartitionKey"], document["RowKey"], properties,
+    return StoredEntity(document.get("PartitionKey", partition_key), document["RowKey"], properties,  # type: ignore[arg-type]
                         etag or str(document.get("odata.etag")))
 
 

@@ -252,23 +252,19 @@ class TableStore:
         of a scan's cost. `at_least` (property, value): only rows whose string property is at least the value (the
         service filters: what it leaves out is never sent)."""
         check_key("PartitionKey", partition_key)
-        clauses = ["PartitionKey eq @pk"]
-        parameters: dict[str, Any] = {"pk": partition_key}
-        if row_key_from is not None:
-            clauses.append("RowKey ge @rkfrom")
-            parameters["rkfrom"] = row_key_from
-        if row_key_after is not None:
-            clauses.append("RowKey gt @rkafter")
-            parameters["rkafter"] = row_key_after
-        if row_key_before is not None:
-            clauses.append("RowKey lt @rkbefore")
-            parameters["rkbefore"] = row_key_before
-        if at_least is not None:
-            if not at_least[0].isidentifier():
-                raise ValueError(f"not a property name: {at_least[0]!r}")
-            clauses.append(f"{at_least[0]} ge @least")
-            parameters["least"] = at_least[1]
+        if at_least is not None and not at_least[0].isidentifier():
+            raise ValueError(f"not a property name: {at_least[0]!r}")
+        bounds = [("RowKey", "ge", row_key_from), ("RowKey", "gt", row_key_after), ("RowKey", "lt", row_key_before),
+                  (at_least[0], "ge", at_least[1]) if at_least is not None else ("", "", None)]
+        conditions = [(name, operator, value) for name, operator, value in bounds if value is not None]
         table = self._table()
+        if self._http is not None:
+            found, following = self._http.query(partition_key, conditions, page_size,
+                                                ["RowKey", *select] if select else None, _decode_token(continuation))
+            return Page(found, _encode_token(following))
+        clauses = ["PartitionKey eq @pk", *(f"{name} {operator} @p{i}" for i, (name, operator, _) in enumerate(
+            conditions))]
+        parameters: dict[str, Any] = {"pk": partition_key, **{f"p{i}": c[2] for i, c in enumerate(conditions)}}
         with _mapped_errors():
             pages: Any = table.query_entities(
                 " and ".join(clauses), parameters=parameters, results_per_page=page_size,

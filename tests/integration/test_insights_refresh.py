@@ -240,6 +240,38 @@ def test_one_query_of_every_ledger_reads_what_a_query_a_record_reads(world: boot
         assert dataclasses.asdict(at_once[key]) == dataclasses.asdict(one_by_one[key]), key
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_bulk_read_for_an_update_reads_what_a_read_a_record_reads(world: bootstrap.Container, cached: bool,
+                                                                      ) -> None:
+    tenant, _ = _seeded(world, consent=True, accounts=6, sellers=3, seed=4)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    rows = [e.row_key.split("|") for e in world.insight_tables.iter_partition(tenant, row_key_prefix="lg|",
+                                                                              select=["Period"])]
+    since = recent_from(world.clock.now())
+    # Each record's edits: every quarter it holds facts in, old ones included, and one quarter with none.
+    edits: dict[Any, list[str]] = {}
+    for _, entity_type, record_id, period in rows:
+        edits.setdefault((entity_type, record_id), ["2099Q1"])
+        if period not in ("~", "!"):
+            edits[(entity_type, record_id)].append(period)
+    edits[("contact", "never-computed")] = [since]
+    assert any(p < since for periods in edits.values() for p in periods)
+    plain = TableLedgers(world.insight_tables)
+    expected = {key: plain.read(tenant, key, since, months, for_update=True) for key, months in edits.items()}
+    ledgers = TableLedgers(world.insight_tables, LedgerCache() if cached else None)
+    if cached:  # what a daily recompute leaves: the recent quarters, kept
+        ledgers.read_all(tenant, sorted(edits), since)
+    found = ledgers.read_for_update(tenant, edits, since, records=len(edits))  # one query
+    assert sorted(found) == sorted(edits)
+    for key in edits:
+        assert dataclasses.asdict(found[key]) == dataclasses.asdict(expected[key]), key
+    one_by_one = plain.read_for_update(tenant, edits, since, records=10**6)  # too few of them: point reads
+    assert {k: dataclasses.asdict(v) for k, v in one_by_one.items()} == {
+        k: dataclasses.asdict(v) for k, v in expected.items()}
+
+
 def test_the_ledgers_mark_holds_thousands_of_applied_log_entries(world: bootstrap.Container) -> None:
     tenant = TenantId(str(uuid.uuid4()))
     ledgers = TableLedgers(world.insight_tables)
@@ -413,3 +445,20 @@ def test_an_insight_update_rewrites_an_index_row_whose_name_stays_but_properties
         tenant, row_key_prefix=ATTENTION_PREFIX) if e.row_key.endswith(f"|{key[1]}")}
     assert {r: p["Fp"] for r, p in rows.items() if "|c|-|" in r} == {
         r: "another" for r in index_rows(moved) if "|c|-|" in r}
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_bulk_read_of_previous_insights_reads_what_point_reads_read(world: bootstrap.Container, cached: bool,
+                                                                       ) -> None:
+    tenant, _, _, _ = _race(world, 17)
+    stored = TableInsights(world.insight_tables).previous_all(tenant)
+    keys = [*sorted(stored)[::2], ("contact", "never-computed")]
+    expected = TableInsights(world.insight_tables).previous(tenant, keys, records=10**6)  # point reads
+    insights = TableInsights(world.insight_tables, InsightCache() if cached else None)
+    if cached:  # what this worker wrote last stands in for a read
+        insights.replace_all(tenant, [stored[k].document for k in keys[:5]], [])
+    found = insights.previous(tenant, keys, records=len(keys))  # one query
+    assert list(found) == [k for k in keys if k in stored]
+    assert {k: v.document for k, v in found.items()} == {k: v.document for k, v in expected.items()}
+    if not cached:
+        assert {k: v.etag for k, v in found.items()} == {k: v.etag for k, v in expected.items()}

@@ -31,7 +31,7 @@ from shared.domain.insights.departures import (
     departed,
     opportunities_at_stake,
 )
-from shared.domain.insights.directory import Directory
+from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import (
     CALL,
     COMPLETED,
@@ -635,7 +635,7 @@ def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool,
 
 # -- keeping ledgers up to date ---------------------------------------------------------------------------
 
-Edits = dict[tuple[str, str], dict[str, dict[str, Entry | None]]]  # record -> month -> activity key -> entry
+Edits = dict[tuple[EntityType, str], dict[str, dict[str, Entry | None]]]  # record -> month -> activity key -> entry
 
 
 def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, Activity | None]],
