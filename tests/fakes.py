@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from shared.services.ports import (
     Holder,
     IndexEntry,
     IndexKind,
+    InsightBatch,
     LedgerState,
     LoggedWrite,
     MailboxCopy,
@@ -426,16 +427,17 @@ class FakeInsights:
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
         self.marks[tenant_id] = through
 
-    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
-                    previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
-        for entity_type, record_id in stale:
-            self.rows.pop((tenant_id, entity_type, record_id), None)
-        failed = self.update(tenant_id, insights, previous={k: previous[k] for k in (i.key for i in insights)
-                                                            if k in previous} if previous is not None else None)
+    def replace_all(self, tenant_id: TenantId, batches: Iterable[InsightBatch], keep: Collection[RecordKey],
+                    ) -> list[RecordKey]:
+        failed: list[RecordKey] = []
         self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}
-        for insight in insights:
-            for domain in insight.email_domains:
-                self.domains[(tenant_id, domain)] = insight.id
+        for insights, previous in batches:
+            failed += self.update(tenant_id, insights, previous=previous)
+            for insight in insights:
+                for domain in insight.email_domains:
+                    self.domains[(tenant_id, domain)] = insight.id
+        for key in [k for k in self.rows if k[0] == tenant_id and (k[1], k[2]) not in keep]:
+            self.rows.pop(key)
         return failed
 
     def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:

@@ -149,7 +149,7 @@ class InsightsService:
         now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled:
-            self._insights.replace_all(tenant_id, [], [i.key for i in self._insights.iter(tenant_id)])
+            self._insights.replace_all(tenant_id, [], keep=set())
             return RecomputeReport(0, 0, time.perf_counter() - started)
         built = self._ledgers.built_through(tenant_id)
         mark = self._insights.refreshed_through(tenant_id)
@@ -182,15 +182,12 @@ class InsightsService:
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         changes = [(key, _record("activities", previous_docs.get(key)), current.get(key)) for key in keys]
         changes += self._relinked(tenant_id, plan.people, set(keys))
-        everything = not incremental or plan.every_record
-        results, previous, versions = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records,
-                                                  everything=everything)
-        if everything:
-            stale = [key for key in previous if key not in linker.records]
-            failed = self._insights.replace_all(tenant_id, results, stale, previous=versions)
-            self._again(tenant_id, ctx, linker, [key for key in failed if key in linker.records])
+        if not incremental or plan.every_record:
+            computed = self._recompute_every_record(tenant_id, ctx, linker, changes, before)
         else:
+            results, versions = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records)
             self._store(tenant_id, ctx, linker, results, versions, removed=plan.dropped)
+            computed = len(results)
         if not incremental:
             self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
@@ -208,7 +205,7 @@ class InsightsService:
                 self._ledgers.mark_built(tenant_id, max(built[0], through), seen)
         if through is not None:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
-        report = RecomputeReport(len(results), len(current), time.perf_counter() - started,
+        report = RecomputeReport(computed, len(current), time.perf_counter() - started,
                                  writes[-1].ingested_at if more else None)
         log.info("insights %s: %d records from %d changed activities in %.2f s%s",
                  "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds,
@@ -242,8 +239,8 @@ class InsightsService:
                                           for k, r in opted.items()]))
         linker = Linker(directory)
         ctx = Context(directory, settings, self._clock.now())
-        results, _, versions = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
-                                           before, extra=set(), everything=False)
+        results, versions = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
+                                        before, extra=set())
         self._store(tenant_id, ctx, linker, results, versions, removed=list(opted))
         log.info("opt-out applied at once: %d records computed again", len(results))
 
@@ -261,29 +258,48 @@ class InsightsService:
 
     def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
-               extra: set[RecordKey], everything: bool,
-               ) -> tuple[list[RecordInsight], dict[RecordKey, RecordInsight], dict[RecordKey, _Stored]]:
-        """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones (or
-        every record), each from its aggregates; returns them, the stored insights they replace, and those with
-        the ETags each write is conditional on."""
+               extra: set[RecordKey]) -> tuple[list[RecordInsight], dict[RecordKey, _Stored]]:
+        """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones,
+        each from its aggregates; returns them and the stored insights they replace, with the ETags each write
+        is conditional on."""
         edits = ledger_edits(linker, changes, before)
-        if everything:
-            wanted = list(linker.records)
-        else:
-            wanted = [k for k in dict.fromkeys([*sorted(edits), *sorted(extra)]) if k in linker.records]
+        wanted = [k for k in dict.fromkeys([*sorted(edits), *sorted(extra)]) if k in linker.records]
         # The stored insights (and their ETags) are read before the aggregates they are computed from: a write
         # conditional on them then lands only if no insight was written since, and any insight written before
         # was computed from aggregates no newer than those read after it. So an answer computed from older
         # aggregates never replaces one computed from newer.
-        versions = self._insights.previous_all(tenant_id) if everything else self._insights.previous(
-            tenant_id, wanted, records=len(linker.records))
+        versions = self._insights.previous(tenant_id, wanted, records=len(linker.records))
         states = self._upkeep(tenant_id, ctx, edits, len(linker.records))
         missing = [k for k in wanted if k not in states]
         if missing:
-            read = self._ledgers.read_all if everything else self._ledgers.read_many
-            states.update(read(tenant_id, missing, ctx.recent_from))
-        prior = {k: v.document for k, v in versions.items()}
-        return [_insight(ctx, linker, key, states[key], prior.get(key)) for key in wanted], prior, versions
+            states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
+        return [_insight(ctx, linker, key, states[key], _document(versions.get(key))) for key in wanted], versions
+
+    def _recompute_every_record(self, tenant_id: TenantId, ctx: Context, linker: Linker,
+                                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None,
+                                ) -> int:
+        """Applies the changes to the aggregates, then computes every record from its aggregates, in chunks of
+        records next to each other (one range query of their insights, one of their ledgers, then their
+        writes): memory follows a chunk, not the tenant. Returns how many were computed."""
+        edits = ledger_edits(linker, changes, before)
+        edited = [k for k in sorted(edits) if k in linker.records]
+        early = self._insights.previous(tenant_id, edited, records=len(linker.records))  # before the aggregates
+        upkept = self._upkeep(tenant_id, ctx, edits, len(linker.records))
+        keys = sorted(linker.records, key=lambda k: f"{k[0]}|{k[1]}|")  # as their ledgers' rows are ordered
+
+        def chunks() -> Iterator[tuple[list[RecordInsight], dict[RecordKey, _Stored]]]:
+            for at in range(0, len(keys), RECOMPUTE_CHUNK):
+                chunk = keys[at:at + RECOMPUTE_CHUNK]
+                rest = [k for k in chunk if k not in upkept]
+                versions = {k: early[k] for k in chunk if k in early}
+                versions.update(self._insights.previous(tenant_id, rest, records=len(rest)))
+                states = {k: upkept[k] for k in chunk if k in upkept}
+                states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
+                yield [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk], versions
+
+        failed = self._insights.replace_all(tenant_id, chunks(), keep=set(linker.records))
+        self._again(tenant_id, ctx, linker, [key for key in failed if key in linker.records])
+        return len(keys)
 
     def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
                versions: dict[RecordKey, Versioned[RecordInsight]], removed: Iterable[RecordKey]) -> None:
@@ -391,8 +407,7 @@ class InsightsService:
         self._ledgers.replace_all(tenant_id, states, ctx.recent_from)
         previous = self._previous_of(tenant_id)
         results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
-        stale = [key for key in previous if key not in linker.records]
-        self._insights.replace_all(tenant_id, results, stale)
+        self._insights.replace_all(tenant_id, [(results, None)], keep=set(linker.records))
         self._ledgers.mark_built(tenant_id, settled, seen)
         self._insights.mark_refreshed(tenant_id, settled)
         self._records.forget_written(tenant_id, settled)
@@ -591,6 +606,7 @@ class InsightsService:
 
 
 MAX_LEDGER_ATTEMPTS = 5
+RECOMPUTE_CHUNK = 200  # records computed together by the daily recompute (~250 KB each while in memory)
 # What one step of the refresh takes from the ingestion log (a purge of a large mailbox logs hundreds of
 # thousands): each key costs a point read and its previous document is held in memory until the step ends.
 MAX_LOGGED_KEYS_PER_STEP = 5_000

@@ -7,7 +7,7 @@ Services depend on these only; `shared.storage` and `shared.identity` implement 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -513,11 +513,12 @@ class InsightRepository(Protocol):
 
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None: ...
 
-    def replace_all(self, tenant_id: TenantId, insights: Sequence[RecordInsight], stale: Iterable[RecordKey],
-                    previous: Mapping[RecordKey, Versioned[RecordInsight]] | None = None) -> list[RecordKey]:
-        """Stores these insights (and which account each email domain belongs to) and drops the stale records'.
-        With `previous` (as `previous_all` gave it), each insight's write is conditional on the stored one it
-        replaces, and the records whose write failed on an ETag are returned (nothing of theirs written)."""
+    def replace_all(self, tenant_id: TenantId, batches: Iterable[InsightBatch], keep: Collection[RecordKey],
+                    ) -> list[RecordKey]:
+        """Stores every record's insight, batch after batch as they come (a batch that names the stored versions
+        it replaces is written conditionally on them), keeps which account each email domain belongs to, and
+        drops the insights of records not in `keep`. Returns the records whose write failed on an ETag (nothing
+        of theirs written)."""
         ...
 
     def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
@@ -551,6 +552,10 @@ class InsightRepository(Protocol):
 class Versioned(Generic[D]):
     document: D
     etag: str
+
+
+# Insights to store and the stored versions they replace (None: unconditionally).
+InsightBatch = tuple[Sequence[RecordInsight], Mapping[RecordKey, Versioned[RecordInsight]] | None]
 
 
 class ConsentRequests(Protocol):

@@ -277,17 +277,23 @@ class TableStore:
 
     def iter_partition(self, partition_key: str, *, row_key_prefix: str = "",
                        select: Sequence[str] | None = None, after: str | None = None,
-                       at_least: tuple[str, str] | None = None) -> Iterator[StoredEntity]:
-        """Every row whose key has the prefix, in key order; with `after`, only the rows past that key."""
+                       at_least: tuple[str, str] | None = None, start: str | None = None,
+                       before: str | None = None, page_size: int = 1000) -> Iterator[StoredEntity]:
+        """Every row whose key has the prefix, in key order; with `after`, only the rows past that key; with
+        `start` and `before`, only those from the one and before the other. A page of large rows is held whole
+        while it is decoded: `page_size` bounds it."""
         continuation: str | None = None
-        upper = _prefix_upper_bound(row_key_prefix) if row_key_prefix else None
+        upper = prefix_upper_bound(row_key_prefix) if row_key_prefix else None
+        if before is not None:
+            upper = before if upper is None else min(upper, before)
+        lower = max(row_key_prefix, start) if start is not None else row_key_prefix
         while True:
             page = self.query_partition(
                 partition_key,
-                row_key_from=row_key_prefix or None,
+                row_key_from=lower or None,
                 row_key_after=after,
                 row_key_before=upper,
-                page_size=1000,
+                page_size=page_size,
                 continuation=continuation,
                 select=select,
                 at_least=at_least,
@@ -462,7 +468,8 @@ def _approx_size(value: PropertyValue) -> int:
     return 64
 
 
-def _prefix_upper_bound(prefix: str) -> str:
+def prefix_upper_bound(prefix: str) -> str:
+    """The first key past every key that starts with the prefix."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 

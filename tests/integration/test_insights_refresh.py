@@ -456,9 +456,56 @@ def test_a_bulk_read_of_previous_insights_reads_what_point_reads_read(world: boo
     expected = TableInsights(world.insight_tables).previous(tenant, keys, records=10**6)  # point reads
     insights = TableInsights(world.insight_tables, InsightCache() if cached else None)
     if cached:  # what this worker wrote last stands in for a read
-        insights.replace_all(tenant, [stored[k].document for k in keys[:5]], [])
+        insights.replace_all(tenant, [([stored[k].document for k in keys[:5]], None)], keep=set(stored))
     found = insights.previous(tenant, keys, records=len(keys))  # one query
     assert list(found) == [k for k in keys if k in stored]
     assert {k: v.document for k, v in found.items()} == {k: v.document for k, v in expected.items()}
     if not cached:
         assert {k: v.etag for k, v in found.items()} == {k: v.etag for k, v in expected.items()}
+
+
+def test_the_daily_recompute_in_chunks_gives_what_it_gives_at_once(world: bootstrap.Container,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record is computed in chunks of neighbours (their insights and ledgers read by range): the same
+    insights, index and domain rows as in one chunk; a record that is gone loses its rows."""
+    import shared.services.insights as service
+
+    tenant, data = _seeded(world, consent=True, accounts=6, sellers=3, seed=18)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    gone = data["contacts"][0]["id"]
+    assert world.sync().remove(tenant, "contacts", [gone]).removed == 1
+
+    def stored() -> tuple[dict[Any, Any], set[str], dict[str, Any]]:
+        rows = {e.row_key: e.properties for e in world.insight_tables.iter_partition(tenant)}
+        insights = {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
+        return insights, {r for r in rows if r.startswith((ATTENTION_PREFIX, RISK_PREFIX))}, {
+            r: p for r, p in rows.items() if r.startswith("wkw-domain|")}
+
+    world.clock.advance(timedelta(hours=1))
+    monkeypatch.setattr(service, "RECOMPUTE_CHUNK", 7)
+    report = dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights(
+        ).recompute(tenant)
+    chunked = stored()
+    assert ("contact", gone) not in chunked[0]
+    assert len(chunked[0]) == report.records > 4 * 7
+    assert chunked[1] == {row for i in TableInsights(world.insight_tables).iter(tenant) for row in index_rows(i)}
+    assert chunked[2]
+    monkeypatch.setattr(service, "RECOMPUTE_CHUNK", 10_000)
+    world.insights().recompute(tenant)
+    assert stored() == chunked
+
+
+def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bootstrap.Container) -> None:
+    tenant, _, _, _ = _race(world, 19)
+    stored = TableInsights(world.insight_tables).previous_all(tenant)
+    sizes = {key: sum(len(v) for v in TableInsights._properties(found.document).values() if isinstance(v, str))
+             for key, found in stored.items()}
+    cache = InsightCache(max_stored_chars=sum(sorted(sizes.values())[:10]))
+    insights = TableInsights(world.insight_tables, cache)
+    insights.replace_all(tenant, [([found.document for found in stored.values()], None)], keep=set(stored))
+    assert 0 < len(cache) <= 10
+    kept = [key for key in stored if cache.peek((world.insight_tables.table_name, tenant, key)) is not None]
+    assert sum(sizes[key] for key in kept) <= cache.capacity
+    assert len(kept) == len(cache)
