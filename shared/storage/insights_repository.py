@@ -45,7 +45,6 @@ _RECOMPUTE_FACTS = {"requested_at": "RequestedAt", "started_at": "StartedAt", "f
 ATTENTION_PREFIX = "att|"
 RISK_PREFIX = "rsk|"
 _READERS = 8
-PAGE_OF_INSIGHTS = 100  # rows of tens of kilobytes: a page is held whole while it is decoded
 
 
 def row_key(entity_type: str, record_id: str) -> str:
@@ -192,8 +191,7 @@ class TableInsights:
         found: dict[RecordKey, Versioned[RecordInsight]] = {}
         rows = sorted(row_key(*key) for key in wanted) if wanted else [None]
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, start=rows[0],
-                                                  before=None if rows[-1] is None else prefix_upper_bound(rows[-1]),
-                                                  page_size=PAGE_OF_INSIGHTS):
+                                                  before=None if rows[-1] is None else prefix_upper_bound(rows[-1])):
             entity_type, _, record_id = entity.row_key.removeprefix(PREFIX).partition("|")
             if wanted is None or (entity_type, record_id) in wanted:
                 insight = decode(entity, RecordInsight)

@@ -38,7 +38,6 @@ from shared.tenancy import TenantId
 PREFIX = "lg|"
 META_ROW = "ledgers-meta"
 _READERS = 8
-PAGE_OF_LEDGERS = 250  # rows of up to tens of kilobytes: a page is held whole while it is decoded
 _WRITERS = 4
 Key = tuple[EntityType, str]
 _Named = tuple[LedgerState, str, Operation]  # a row to write, the state it comes from, the period it holds
@@ -191,8 +190,7 @@ class TableLedgers:
         rows = sorted(_row(key, "") for key in keys)  # the rows from the first record's to the last's
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, at_least=("Period", recent_from),
                                                   start=rows[0] if rows else None,
-                                                  before=prefix_upper_bound(rows[-1]) if rows else None,
-                                                  page_size=PAGE_OF_LEDGERS):
+                                                  before=prefix_upper_bound(rows[-1]) if rows else None):
             _, entity_type, record_id, period = entity.row_key.split("|", 3)
             key: Key = (entity_type, record_id)  # type: ignore[assignment]
             if key in wanted:

@@ -278,10 +278,9 @@ class TableStore:
     def iter_partition(self, partition_key: str, *, row_key_prefix: str = "",
                        select: Sequence[str] | None = None, after: str | None = None,
                        at_least: tuple[str, str] | None = None, start: str | None = None,
-                       before: str | None = None, page_size: int = 1000) -> Iterator[StoredEntity]:
+                       before: str | None = None) -> Iterator[StoredEntity]:
         """Every row whose key has the prefix, in key order; with `after`, only the rows past that key; with
-        `start` and `before`, only those from the one and before the other. A page of large rows is held whole
-        while it is decoded: `page_size` bounds it."""
+        `start` and `before`, only those from the one and before the other."""
         continuation: str | None = None
         upper = prefix_upper_bound(row_key_prefix) if row_key_prefix else None
         if before is not None:
@@ -293,7 +292,7 @@ class TableStore:
                 row_key_from=lower or None,
                 row_key_after=after,
                 row_key_before=upper,
-                page_size=page_size,
+                page_size=1000,
                 continuation=continuation,
                 select=select,
                 at_least=at_least,
