@@ -84,7 +84,7 @@ class TableStore:
                  direct: TableConnection | None = None) -> None:
         self._service_factory = service_factory
         self.table_name = table_name
-        # Point reads and transactions without the SDK's pipeline (see table_http), when the account allows it.
+        # Point reads, queries and transactions without the SDK's pipeline (see table_http), when it can sign them.
         self._direct = direct
         self._http = None if direct is None else TableHttp(direct, table_name)
         self._client: TableClient | None = None
@@ -313,7 +313,7 @@ class TableStore:
         table = self._table()
         if self._http is not None:
             for op in operations:
-                _entity(partition_key, op.row_key, op.properties)  # the service's limits, checked here
+                _check_entity(partition_key, op.row_key, op.properties)
                 if op.kind == "replace" and op.etag is None:
                     raise ValueError("a replace inside a transaction needs the ETag it read")
             return self._http.transact(partition_key, operations)
@@ -375,6 +375,12 @@ def _mapped_errors() -> Iterator[None]:
 
 
 def _entity(partition_key: str, row_key: str, properties: Properties) -> dict[str, Any]:
+    """The entity as the SDK sends it, once checked against the service's limits."""
+    _check_entity(partition_key, row_key, properties)
+    return {"PartitionKey": partition_key, "RowKey": row_key, **{n: _typed(v) for n, v in properties.items()}}
+
+
+def _check_entity(partition_key: str, row_key: str, properties: Properties) -> None:
     check_key("PartitionKey", partition_key)
     check_key("RowKey", row_key)
     if len(properties) > MAX_PROPERTIES:
@@ -384,7 +390,6 @@ def _entity(partition_key: str, row_key: str, properties: Properties) -> dict[st
             raise ValueError(f"{name} is a reserved property name")
         if isinstance(value, str) and utf16_units(value) > MAX_STRING_PROPERTY_CHARS:
             raise ValueError(f"property {name} exceeds 64 KiB")
-    return {"PartitionKey": partition_key, "RowKey": row_key, **{n: _typed(v) for n, v in properties.items()}}
 
 
 def _typed(value: PropertyValue) -> Any:
