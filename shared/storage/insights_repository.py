@@ -219,15 +219,18 @@ class TableInsights:
             # Each group commits whole: a record's insight row first (None: a group of rows that only go).
             groups: list[tuple[RecordInsight | None, list[Operation]]] = []
             for insight in insights:
-                rows, old = index_rows(insight), stored.pop(insight.key, {})
+                rows, seen = index_rows(insight), stored.pop(insight.key, {})
+                named = seen  # the rows the stored insight has: as read above, or as it names them
                 if previous is None:
                     first = self._upsert(insight)
                 else:
                     found = previous.get(insight.key)
                     first = self._row_operation(insight, None if found is None else found.etag)
-                groups.append((insight, [first, *(Operation("delete", r) for r in old if r not in rows),
+                    if found is not None:  # (another worker may have written it, and its rows, since they were read)
+                        named = {r: dict(p) for r, p in index_rows(found.document).items()}
+                groups.append((insight, [first, *(Operation("delete", r) for r in {**seen, **named} if r not in rows),
                                          *(Operation("upsert", r, dict(p)) for r, p in rows.items()
-                                           if old.get(r) != dict(p))]))
+                                           if seen.get(r) != dict(p) or named.get(r) != dict(p))]))
                 domains.update(dict.fromkeys(insight.email_domains, insight.id))
             failed += self._commit_all(tenant_id, groups, conditional=previous is not None)
             insights = previous = groups = []  # type: ignore[assignment]  # (gone before the next batch is made)

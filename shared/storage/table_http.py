@@ -8,7 +8,8 @@ Shared Key with the account key of a connection string (Azurite's included), or 
 managed identity.
 
 Errors keep `TableStore`'s contract: a failed condition (404/409/412 in a transaction) is ConcurrencyConflict;
-unreachable, timeouts, 408, 429 and 5xx are retried twice, then StorageUnavailable.
+faults (unreachable, timeouts, 408, 429, 5xx) are StorageUnavailable once retried twice: a read always, a
+transaction only when it cannot have been applied (no connection made, or 500, 503, 504), as the SDK does.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ _BACKOFF = 0.2
 _JSON = "application/json"
 _ACCEPT = "application/json;odata=minimalmetadata"
 _PART = re.compile(rb"HTTP/1\.1 (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n", re.S)
-_ETAG = re.compile(rb"^etag:[ \t]*(.+?)[ \t]*$", re.I | re.M)
+_ETAG = re.compile(rb"^etag:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 
 
 class Rejected(Exception):
@@ -205,14 +206,21 @@ class TableHttp:
                 response = connection.pool.request(method, connection.origin + path + query, body=body, headers=headers,
                                                    redirect=False)
             except urllib3.exceptions.HTTPError as exc:
-                if attempt == _RETRIES:
+                # A transaction that may have reached the service is not sent again (as the SDK: it may have
+                # committed, and would then fail as a conflict); one that never left (no connection) may be.
+                unsent = isinstance(exc, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.NewConnectionError)
+                if attempt == _RETRIES or (method == "POST" and not unsent):
                     log.warning("table storage unreachable: %s", type(exc).__name__)
                     raise StorageUnavailable("table storage is unreachable; try again shortly") from exc
             else:
-                if not _transient(response.status) or attempt == _RETRIES:
+                retried = response.status in _POST_RETRIED if method == "POST" else _transient(response.status)
+                if not retried or attempt == _RETRIES:
                     return response
             connection.sleep(_BACKOFF * 2 ** attempt)
         raise AssertionError("unreachable")
+
+
+_POST_RETRIED = (500, 503, 504)  # what the SDK retries of a transaction: the service did not apply it
 
 
 def _transient(status: int) -> bool:
@@ -220,8 +228,10 @@ def _transient(status: int) -> bool:
 
 
 def _fail(status: int, code: str, what: str) -> None:
-    if status in (404, 409, 412) or code in {"UpdateConditionNotSatisfied", "EntityAlreadyExists",
-                                             "ResourceNotFound"}:
+    """A transaction's failed condition (404, 409, 412) is a conflict; elsewhere those are bugs (a table that is
+    gone, say)."""
+    if what == "transaction" and (status in (404, 409, 412) or code in {
+            "UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound"}):
         raise ConcurrencyConflict(f"{what} rejected: {code or status}")
     if _transient(status):
         log.warning("table storage fault: status %s", status)

@@ -509,3 +509,28 @@ def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bo
     kept = [key for key in stored if cache.peek((world.insight_tables.table_name, tenant, key)) is not None]
     assert sum(sizes[key] for key in kept) <= cache.capacity
     assert len(kept) == len(cache)
+
+
+def test_a_recompute_removes_index_rows_another_worker_wrote_after_it_read_the_index(
+        world: bootstrap.Container) -> None:
+    """replace_all reads the index rows once, then each batch's stored versions: an insight another worker wrote
+    in between names index rows of its own, which the batch's write must replace too."""
+    tenant, _, _, _ = _race(world, 20)
+    insights = TableInsights(world.insight_tables)
+    stored = insights.previous_all(tenant)
+    key, found = next((k, v) for k, v in stored.items() if any("|c|-|" in r for r in index_rows(v.document)))
+    crm = found.document.crm
+    moved = found.document.model_copy(update={"crm": crm.model_copy(update={"health": crm.health.model_copy(
+        update={"score": (crm.health.score or 0) + 1})})})  # another name for its CRM row
+    assert set(index_rows(moved)) != set(index_rows(found.document))
+
+    def batches() -> Any:
+        assert insights.update(tenant, [moved], previous={key: found}) == []  # another worker, meanwhile
+        now = TableInsights(world.insight_tables).previous(tenant, [key], records=10**6)
+        yield [found.document], now
+
+    assert insights.replace_all(tenant, batches(), keep=set(stored)) == []
+    rows = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+            for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)
+            if e.row_key.endswith(f"|{key[1]}")}
+    assert rows == set(index_rows(found.document))

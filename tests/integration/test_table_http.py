@@ -16,7 +16,7 @@ import pytest
 
 from devhost.azurite import Azurite, connection_string
 from shared.errors import ConcurrencyConflict, StorageUnavailable
-from shared.storage.table_http import Bearer, TableConnection, TableHttp
+from shared.storage.table_http import _ETAG, Bearer, Rejected, TableConnection, TableHttp
 from shared.storage.tables import Operation, Properties, TableStore
 
 pytestmark = pytest.mark.integration
@@ -113,6 +113,8 @@ def failing() -> Iterator[tuple[str, type[_Failing]]]:
 @pytest.mark.parametrize("status", [503, 500, 429, 408])
 def test_a_busy_service_is_retried_twice_then_storage_unavailable(failing: tuple[str, type[_Failing]],
                                                                    status: int) -> None:
+    """A read always; a transaction only on the statuses that say the service did not apply it (the SDK's rule:
+    one that may have committed would fail as a conflict when sent again)."""
     endpoint, handler = failing
     handler.status = status
     pauses: list[float] = []
@@ -123,8 +125,47 @@ def test_a_busy_service_is_retried_twice_then_storage_unavailable(failing: tuple
         http.get("t", "r")
     with pytest.raises(StorageUnavailable):
         http.transact("t", [Operation("upsert", "r", {"V": 1})])
-    assert handler.seen == ["GET"] * 3 + ["POST"] * 3
-    assert pauses == [0.2, 0.4] * 2
+    again = status in (500, 503)
+    assert handler.seen == ["GET"] * 3 + ["POST"] * (3 if again else 1)
+    assert pauses == [0.2, 0.4] * (2 if again else 1)
+
+
+class _Hanging(_Failing):
+    def _answer(self) -> None:  # reads the request, then drops the connection without an answer
+        self.seen.append(self.command)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.close_connection = True
+
+
+def test_a_transaction_whose_connection_drops_after_sending_is_not_sent_again() -> None:
+    handler = type("Handler", (_Hanging,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connection = TableConnection.of(connection_string(0).replace(
+            "http://127.0.0.1:0/devstoreaccount1", f"http://127.0.0.1:{server.server_address[1]}/devstoreaccount1"))
+        assert connection is not None
+        http = TableHttp(TableConnection(connection.endpoint, connection.signer, sleep=lambda _: None), "T")
+        with pytest.raises(StorageUnavailable):
+            http.transact("t", [Operation("upsert", "r", {"V": 1})])
+        assert handler.seen == ["POST"]  # it may have committed: the caller's retry decides, as with the SDK
+        with pytest.raises(StorageUnavailable):
+            http.get("t", "r")
+        assert handler.seen == ["POST"] + ["GET"] * 3
+    finally:
+        server.shutdown()
+
+
+def test_a_query_of_a_table_that_is_gone_is_not_a_conflict(azurite: Azurite) -> None:
+    connection = TableConnection.of(azurite.connection_string)
+    assert connection is not None
+    with pytest.raises(Rejected, match="404"):
+        TableHttp(connection, f"Gone{uuid.uuid4().hex[:12]}").query("t", [], 10, None, None)
+
+
+def test_a_transactions_etags_are_read_whatever_header_follows_them() -> None:
+    assert _ETAG.search(b'ETag: W/"datetime\'1\'"\r\nDataServiceVersion: 3.0;').group(1) == b'W/"datetime\'1\'"'
+    assert _ETAG.search(b'X: y\r\netag:  W/"b"  ').group(1) == b'W/"b"'
 
 
 def test_an_unreachable_service_is_storage_unavailable() -> None:
