@@ -220,7 +220,8 @@ class InsightsService:
         the rebuild it needs now."""
         settings = self._settings.current(tenant_id).settings
         people = list(people)
-        if not settings.enabled or self._ledgers.built_through(tenant_id) is None:
+        built = self._ledgers.built_through(tenant_id)
+        if not settings.enabled or built is None:
             return
         if any(kind == "user" for kind, _ in people):
             # A user's activities have no index of their own: the rebuild they need is sent now, not at the
@@ -235,8 +236,15 @@ class InsightsService:
         opted = {key: kinds[key[0]][key[1]] for key in persons if getattr(kinds[key[0]].get(key[1]), "opted_out", 0)}
         if not opted:
             return
-        before = Linker(_with(directory, [(f"{k[0]}s", r.model_copy(update={"opted_out": False}))
-                                          for k, r in opted.items()]))
+        # What the activities leave is what they counted for: the records as the aggregates know them, before the
+        # writes of records the log holds that no step has applied yet (a lead's new owner, say), and the people
+        # not opted out.
+        mark = self._insights.refreshed_through(tenant_id)
+        pending = [] if mark is None else [w for w in self._records.written_since(tenant_id, mark)
+                                           if w.kind != "activities" and w.ingested_at > built[0]
+                                           and w.id not in built[1]]
+        before = Linker(_with(_as_applied(directory, pending), [(f"{k[0]}s", r.model_copy(update={"opted_out": False}))
+                                                                for k, r in opted.items()]))
         linker = Linker(directory)
         ctx = Context(directory, settings, self._clock.now())
         results, versions = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
@@ -674,15 +682,26 @@ def _first_writes(found: Iterable[LoggedWrite], limit: int) -> tuple[list[Logged
     return taken, False
 
 
-def _record_changes(directory: Directory, writes: list[LoggedWrite]) -> tuple[ChangePlan, Linker | None]:
-    """The plan for the records these writes changed, from the oldest document each replaced (what the
-    aggregates may still count) to the record as it is now, and the records as they were (when people changed)."""
+def _oldest_documents(writes: Iterable[LoggedWrite]) -> dict[tuple[str, str], str | None]:
+    """The oldest document each of these writes' records replaced (what the aggregates may still count)."""
     oldest: dict[tuple[str, str], str | None] = {}
     for write in writes:
         for key in write.keys:
             oldest.setdefault((write.kind, key), write.previous.get(key))
+    return oldest
+
+
+def _as_applied(directory: Directory, writes: Iterable[LoggedWrite]) -> Directory:
+    """The directory as the aggregates know it before these writes of records."""
+    return _with(directory, [(kind, record) for (kind, _), document in _oldest_documents(writes).items()
+                             if (record := _record(kind, document)) is not None])
+
+
+def _record_changes(directory: Directory, writes: list[LoggedWrite]) -> tuple[ChangePlan, Linker | None]:
+    """The plan for the records these writes changed, from the oldest document each replaced (what the
+    aggregates may still count) to the record as it is now, and the records as they were (when people changed)."""
     changes = [(kind, _record(kind, document), _current(directory, kind, record_id))
-               for (kind, record_id), document in oldest.items()]
+               for (kind, record_id), document in _oldest_documents(writes).items()]
     plan = plan_of(changes)
     if plan.rebuild or not plan.people:
         return plan, None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shared.clock import FixedClock
@@ -196,8 +196,18 @@ class Tenant:
         return [a for a, _ in self.records.iter_activities(TENANT, with_ingested_at=False)]
 
 
+# Found by Hypothesis: an opt-out applied at once while a lead's new owner was still unapplied in the log undid
+# the person's activities from the records they counted for under the new owner, not the old one they counted for.
+_OWNER_THEN_OPT_OUT = [
+    ("ingest", [{"id": "a0", "version": 1, "source": "crm", "kind": "email", "sender": "ann@contoso.com",
+                 "to": ["cyd@contoso.com", "noreply@contoso.com", "sam@fabrikam.com"],
+                 "start": NOW.isoformat(), "completed": True, "durationMinutes": None, "threadId": "t0"}]),
+    ("refresh", 0), ("people", "leadOwner"), ("optOut", "sam")]
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(STEPS, min_size=3, max_size=14))
+@example(steps=_OWNER_THEN_OPT_OUT)
 def test_aggregates_give_what_a_computation_from_scratch_gives(steps: list[tuple[str, Any]]) -> None:
     tenant = Tenant()
     tenant.clock.advance(timedelta(hours=1))
