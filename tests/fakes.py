@@ -440,9 +440,6 @@ class FakeInsights:
             self.rows.pop(key)
         return failed
 
-    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
-        return self.previous(tenant_id, [(t, r) for (tenant, t, r) in self.rows if tenant == tenant_id], records=0)
-
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
         return RecomputeStatus(**self.recomputes.get(tenant_id, {}))  # type: ignore[arg-type]
 

@@ -428,7 +428,8 @@ class LedgerRepository(Protocol):
 
     def read_all(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,
                  ) -> dict[tuple[EntityType, str], LedgerState]:
-        """As `read_many`, for most of the tenant's records: one query of every ledger instead of one a record."""
+        """As `read_many`, for many records next to each other: one range query of their ledgers instead of a few
+        point reads a record."""
         ...
 
     def write(self, tenant_id: TenantId, key: tuple[EntityType, str], state: LedgerState,
@@ -519,10 +520,6 @@ class InsightRepository(Protocol):
         it replaces is written conditionally on them), keeps which account each email domain belongs to, and
         drops the insights of records not in `keep`. Returns the records whose write failed on an ETag (nothing
         of theirs written)."""
-        ...
-
-    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
-        """Every stored insight of the tenant with its ETag, read from storage."""
         ...
 
     def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey], *, records: int,

@@ -182,18 +182,15 @@ class TableInsights:
     def note_recompute(self, tenant_id: TenantId, **facts: datetime | int) -> None:
         self._tables.upsert(tenant_id, RECOMPUTE_ROW, {_RECOMPUTE_FACTS[k]: v for k, v in facts.items()}, merge=True)
 
-    def previous_all(self, tenant_id: TenantId) -> dict[RecordKey, Versioned[RecordInsight]]:
-        return self._stored(tenant_id, None)
-
-    def _stored(self, tenant_id: TenantId, wanted: set[RecordKey] | None) -> dict[RecordKey, Versioned[RecordInsight]]:
-        """The tenant's stored insights (only the `wanted` ones, decoded), from one query in pages of the rows
-        from the first wanted to the last."""
+    def _stored(self, tenant_id: TenantId, wanted: set[RecordKey]) -> dict[RecordKey, Versioned[RecordInsight]]:
+        """These records' stored insights, from one query in pages of the rows from the first wanted to the last
+        (only the wanted ones decoded)."""
         found: dict[RecordKey, Versioned[RecordInsight]] = {}
-        rows = sorted(row_key(*key) for key in wanted) if wanted else [None]
+        rows = sorted(row_key(*key) for key in wanted)
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, start=rows[0],
-                                                  before=None if rows[-1] is None else prefix_upper_bound(rows[-1])):
+                                                  before=prefix_upper_bound(rows[-1])):
             entity_type, _, record_id = entity.row_key.removeprefix(PREFIX).partition("|")
-            if wanted is None or (entity_type, record_id) in wanted:
+            if (entity_type, record_id) in wanted:
                 insight = decode(entity, RecordInsight)
                 found[insight.key] = Versioned(insight, entity.etag)
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -370,6 +371,27 @@ def _race(world: bootstrap.Container, seed: int) -> tuple[TenantId, dict[str, An
     return tenant, contact, call, other
 
 
+def _stored_insights(insights: TableInsights, tenant: TenantId) -> dict[Any, Any]:
+    """Every stored insight of the tenant, with its ETag (read in one query)."""
+    return insights.previous(tenant, [i.key for i in insights.iter(tenant)], records=0)
+
+
+def _once_after(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, meanwhile: Callable[[], None],
+                ) -> list[bool]:
+    """Runs `meanwhile` right after the first call of `target.name` returns; the list says whether it ran."""
+    original, done = getattr(target, name), []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not done:
+            done.append(True)
+            meanwhile()
+        return result
+
+    monkeypatch.setattr(target, name, call)
+    return done
+
+
 def _calls(world: bootstrap.Container, tenant: TenantId, contact: dict[str, Any]) -> int:
     stored = TableInsights(world.insight_tables).get(tenant, "contact", contact["id"])
     assert stored is not None
@@ -387,19 +409,13 @@ def test_a_refresh_that_computed_from_older_aggregates_does_not_replace_a_newer_
     # a worker that has not computed this tenant yet (nothing of it in its caches)
     slow = dataclasses.replace(world, ledger_cache=LedgerCache(), directory_cache=DirectoryCache(),
                                insight_cache=InsightCache()).insights()
-    ledgers = slow._ledgers
-    write_many, done = ledgers.write_many, []
 
-    def and_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        failed = write_many(*args, **kwargs)
-        if not done:
-            done.append(True)
-            assert other.sync().ingest(tenant, "activities", call(2)).stored == 1
-            other.insights().refresh(tenant)
-            assert _calls(world, tenant, contact) == before + 2
-        return failed
+    def meanwhile() -> None:
+        assert other.sync().ingest(tenant, "activities", call(2)).stored == 1
+        other.insights().refresh(tenant)
+        assert _calls(world, tenant, contact) == before + 2
 
-    monkeypatch.setattr(ledgers, "write_many", and_meanwhile)
+    done = _once_after(monkeypatch, slow._ledgers, "write_many", meanwhile)
     slow.refresh(tenant)
     assert done
     assert _calls(world, tenant, contact) == before + 2
@@ -411,18 +427,12 @@ def test_the_daily_recompute_does_not_replace_an_insight_written_from_newer_aggr
     before = _calls(world, tenant, contact)
     world.clock.advance(timedelta(hours=1))
     daily = world.insights()
-    ledgers = daily._ledgers
-    read_all, done = ledgers.read_all, []
 
-    def and_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        found = read_all(*args, **kwargs)
-        if not done:
-            done.append(True)
-            assert other.sync().ingest(tenant, "activities", call(1)).stored == 1
-            other.insights().refresh(tenant)
-        return found
+    def meanwhile() -> None:
+        assert other.sync().ingest(tenant, "activities", call(1)).stored == 1
+        other.insights().refresh(tenant)
 
-    monkeypatch.setattr(ledgers, "read_all", and_meanwhile)
+    done = _once_after(monkeypatch, daily._ledgers, "read_all", meanwhile)
     report = daily.recompute(tenant)
     assert done
     assert _calls(world, tenant, contact) == before + 1
@@ -437,7 +447,7 @@ def test_an_insight_update_rewrites_an_index_row_whose_name_stays_but_properties
         world: bootstrap.Container) -> None:
     tenant, _, _, _ = _race(world, 15)
     insights = TableInsights(world.insight_tables)
-    stored = insights.previous_all(tenant)
+    stored = _stored_insights(insights, tenant)
     key, found = next((k, v) for k, v in stored.items() if any("|c|-|" in r for r in index_rows(v.document)))
     moved = found.document.model_copy(update={"gate_fingerprint": "another"})  # the CRM row's name has no fp
     assert insights.update(tenant, [moved], previous={key: found}) == []
@@ -451,7 +461,7 @@ def test_an_insight_update_rewrites_an_index_row_whose_name_stays_but_properties
 def test_a_bulk_read_of_previous_insights_reads_what_point_reads_read(world: bootstrap.Container, cached: bool,
                                                                        ) -> None:
     tenant, _, _, _ = _race(world, 17)
-    stored = TableInsights(world.insight_tables).previous_all(tenant)
+    stored = _stored_insights(TableInsights(world.insight_tables), tenant)
     keys = [*sorted(stored)[::2], ("contact", "never-computed")]
     expected = TableInsights(world.insight_tables).previous(tenant, keys, records=10**6)  # point reads
     insights = TableInsights(world.insight_tables, InsightCache() if cached else None)
@@ -499,7 +509,7 @@ def test_the_daily_recompute_in_chunks_gives_what_it_gives_at_once(world: bootst
 
 def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bootstrap.Container) -> None:
     tenant, _, _, _ = _race(world, 19)
-    stored = TableInsights(world.insight_tables).previous_all(tenant)
+    stored = _stored_insights(TableInsights(world.insight_tables), tenant)
     sizes = {key: sum(len(v) for v in TableInsights._properties(found.document).values() if isinstance(v, str))
              for key, found in stored.items()}
     cache = InsightCache(max_stored_chars=sum(sorted(sizes.values())[:10]))
@@ -517,7 +527,7 @@ def test_a_recompute_removes_index_rows_another_worker_wrote_after_it_read_the_i
     in between names index rows of its own, which the batch's write must replace too."""
     tenant, _, _, _ = _race(world, 20)
     insights = TableInsights(world.insight_tables)
-    stored = insights.previous_all(tenant)
+    stored = _stored_insights(insights, tenant)
     key, found = next((k, v) for k, v in stored.items() if any("|c|-|" in r for r in index_rows(v.document)))
     crm = found.document.crm
     moved = found.document.model_copy(update={"crm": crm.model_copy(update={"health": crm.health.model_copy(
