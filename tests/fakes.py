@@ -41,6 +41,7 @@ from shared.services.ports import (
     LoggedWrite,
     MailboxCopy,
     PurgeProgress,
+    RebuildProgress,
     RecomputeStatus,
     RecordKey,
     RecordTooLarge,
@@ -171,6 +172,16 @@ class FakeRecords:
         rows = {key: self.rows.get((tenant_id, "activities", key)) for key in keys}
         return {key: row.record for key, row in rows.items() if row is not None and not row.deleted}
 
+    def activities_page(self, tenant_id: TenantId, after: str | None, limit: int) -> tuple[list[Activity], str | None]:
+        keys = sorted(k for (tenant, kind, k) in self.rows if tenant == tenant_id and kind == "activities"
+                      and (after is None or k > after))
+        page = keys[:limit]
+        found = [row.record for k in page if not (row := self.rows[(tenant_id, "activities", k)]).deleted]
+        return found, page[-1] if len(page) == limit else None
+
+    def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
+        return (w for w in self.written_since(tenant_id, after) if w.kind != "activities")
+
     def weight(self, kind: str, record: BaseModel) -> int:
         size = len(record.model_dump_json())
         if size > self.max_weight:
@@ -292,6 +303,8 @@ class FakeLedgers:
 
     rows: dict[tuple[str, RecordKey, str], tuple[str, str]] = field(default_factory=dict)
     built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
+    rebuilds: dict[str, RebuildProgress] = field(default_factory=dict)
+    meta_etags: dict[str, str] = field(default_factory=dict)
 
     def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = (), *,
              with_archive: bool = False, for_update: bool = False) -> LedgerState:
@@ -353,16 +366,11 @@ class FakeLedgers:
                 failed.append(key)
         return failed
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState],
-                    recent_from: str | None = None) -> None:
-        self.rows = {k: v for k, v in self.rows.items() if k[0] != tenant_id}
-        for key, state in ledgers.items():
-            for month, entries in state.months.items():
-                if entries:
-                    self.rows[(tenant_id, key, month)] = (json.dumps(entries), _etag())
-            self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(summary_of(state)), _etag())
-            if state.archive:
-                self.rows[(tenant_id, key, LEDGER_ARCHIVE)] = (json.dumps(state.archive), _etag())
+    def clear(self, tenant_id: TenantId, limit: int) -> int:
+        mine = sorted(k for k in self.rows if k[0] == tenant_id)[:limit]
+        for key in mine:
+            del self.rows[key]
+        return len(mine)
 
     def about(self, tenant_id: TenantId, key: RecordKey) -> list[str]:
         return [fact[0] for (tenant, record, period), (text, _) in sorted(self.rows.items())
@@ -372,8 +380,24 @@ class FakeLedgers:
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         return self.built.get(tenant_id)
 
-    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None:
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
+                   etag: str | None = None) -> None:
+        if etag is not None and self.meta_etags.get(tenant_id) != etag:
+            raise ConcurrencyConflict("the ledgers' meta row changed")
+        self.rebuilds.pop(tenant_id, None)
         self.built[tenant_id] = (through, frozenset(seen))
+        self.meta_etags[tenant_id] = _etag()
+
+    def rebuild_progress(self, tenant_id: TenantId) -> tuple[RebuildProgress | None, str | None]:
+        return self.rebuilds.get(tenant_id), self.meta_etags.get(tenant_id)
+
+    def save_rebuild(self, tenant_id: TenantId, progress: RebuildProgress, etag: str | None) -> str:
+        if self.meta_etags.get(tenant_id) != etag:
+            raise ConcurrencyConflict("the ledgers' meta row changed")
+        self.built.pop(tenant_id, None)
+        self.rebuilds[tenant_id] = progress
+        self.meta_etags[tenant_id] = _etag()
+        return self.meta_etags[tenant_id]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from shared.clock import Clock
 from shared.domain.gates import gate_fingerprint
-from shared.domain.insights.computation import ledgers, of_someone_opted_out
+from shared.domain.insights.computation import of_someone_opted_out
 from shared.domain.insights.departures import POSITION, RelationshipRisk
 from shared.domain.insights.departures import departed as departed_user
 from shared.domain.insights.directory import Directory, EntityType
@@ -25,22 +25,20 @@ from shared.domain.insights.ledger import (
     Context,
     Edits,
     apply_edits,
-    fold_by_origin,
     horizon_for,
     insight,
     ledger_edits,
     needs_archive,
-    partials,
 )
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.record_changes import ChangePlan, plan_of
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.introductions import effective_choice
-from shared.domain.records import RECORD_KINDS, Activity
+from shared.domain.records import RECORD_KINDS, Activity, record_key
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
-from shared.services.background.steps import ask
+from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in
 from shared.services.directory_cache import DirectoryCache
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
@@ -50,6 +48,7 @@ from shared.services.ports import (
     LedgerRepository,
     LedgerState,
     LoggedWrite,
+    RebuildProgress,
     RecomputeStatus,
     RecordKey,
     RecordRepository,
@@ -63,6 +62,12 @@ from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
+# Activities a rebuild adds to the aggregates per chunk (what a step holds: their facts, and the ledgers of a group of
+# RECOMPUTE_CHUNK records at a time), and ledger rows it clears per chunk before.
+REBUILD_PAGE = 5_000
+CLEAR_ROWS = 1_000
+REBUILD_STEP_SECONDS = SECONDS_PER_STEP
+
 _SUBJECT_KINDS: dict[DataSubjectType, str] = {"contact": "contacts", "lead": "leads", "user": "users"}
 
 
@@ -72,6 +77,7 @@ class RecomputeReport:
     activities: int
     seconds: float
     more_after: datetime | None = None  # the log holds more than a step takes: the next continues after this
+    rebuilding: bool = False  # a rebuild of the aggregates is under way: the next step continues it
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,9 @@ class InsightsService:
         """Every record's insights, from all the tenant's data."""
         self._insights.note_recompute(tenant_id, started_at=self._clock.now())
         report = self._compute(tenant_id, incremental=False)
-        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=report.records,
-                                      activities=report.activities)
+        if not report.rebuilding:
+            self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=report.records,
+                                          activities=report.activities)
         return report
 
     def refresh(self, tenant_id: TenantId, after: datetime | None = None) -> RecomputeReport:
@@ -154,7 +161,7 @@ class InsightsService:
         built = self._ledgers.built_through(tenant_id)
         mark = self._insights.refreshed_through(tenant_id)
         if built is None or mark is None:
-            return self._rebuild(tenant_id, settings, now, started)
+            return self._rebuild(tenant_id, settings, now, started)  # (or continues the one under way)
         start = mark if after is None or mark > after else after
         writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP)
         directory = self._directory(tenant_id)
@@ -163,7 +170,7 @@ class InsightsService:
         plan, before = _record_changes(directory, [w for w in unapplied if w.kind != "activities"])
         if plan.rebuild:
             log.info("insights rebuilt from the activities: %s", plan.rebuild)
-            return self._rebuild(tenant_id, settings, now, started, directory)
+            return self._rebuild(tenant_id, settings, now, started)
         linker = Linker(directory)
         ctx = Context(directory, settings, now)
         previous_docs: dict[str, str] = {}
@@ -293,7 +300,7 @@ class InsightsService:
         edited = [k for k in sorted(edits) if k in linker.records]
         early = self._insights.previous(tenant_id, edited, records=len(linker.records))  # before the aggregates
         upkept = self._upkeep(tenant_id, ctx, edits, len(linker.records))
-        keys = sorted(linker.records, key=lambda k: f"{k[0]}|{k[1]}|")  # as their ledgers' rows are ordered
+        keys = sorted(linker.records, key=_ledger_order)
 
         def chunks() -> Iterator[tuple[list[RecordInsight], dict[RecordKey, _Stored]]]:
             for at in range(0, len(keys), RECOMPUTE_CHUNK):
@@ -334,10 +341,6 @@ class InsightsService:
                 previous=now)
         if pending:
             raise ConcurrencyConflict(f"the insights of {pending[:3]} keep changing; the refresh is retried")
-
-    def _previous_of(self, tenant_id: TenantId) -> dict[RecordKey, RecordInsight]:
-        """Every stored insight (a trend's hysteresis starts from the previous answer)."""
-        return {i.key: i for i in self._insights.iter(tenant_id)}
 
     def _upkeep(self, tenant_id: TenantId, ctx: Context, edits: Edits, records: int,
                 ) -> dict[RecordKey, LedgerState]:
@@ -381,48 +384,81 @@ class InsightsService:
             states.update(pool.map(apply, sorted(failed)))
         return states
 
-    def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime,
-                 started: float, directory: Directory | None = None) -> RecomputeReport:
-        """Every record's aggregates from the stored activities, then every record's insights from them."""
-        settled = now - WRITE_SETTLE
-        seen = [w.id for w in self._records.written_since(tenant_id, settled) if w.kind != "activities"]
-        directory = directory or self._directory(tenant_id)
-        linker = Linker(directory)
-        ctx = Context(directory, settings, now)
-        counted = 0
-        theirs = False
-        addresses = directory.opted_out_addresses()
-        owners = {u.id for u in directory.users.values() if u.opted_out}
+    def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
+                 ) -> RecomputeReport:
+        """Every record's aggregates from the stored activities, then every record's insights from them, in
+        bounded chunks that each save where the rebuild got to (the ledgers' meta row, ETag-checked), so that what
+        a worker holds follows a chunk, never the tenant, and a step that fails or runs out of time is continued
+        by the next: the ledgers are cleared, the activities added a page at a time (adding one twice changes
+        nothing), then every record computed. The records count as they stood when the rebuild began; the log
+        holds how they changed since, which the next refresh applies. While it runs, `built_through` is None:
+        every refresh continues it and no opt-out touches the ledgers (the gates hide the person at read time)."""
+        enough = deadline_in(REBUILD_STEP_SECONDS)
+        progress, etag = self._ledgers.rebuild_progress(tenant_id)
+        try:
+            if progress is None:
+                settled = now - WRITE_SETTLE
+                seen = frozenset(w.id for w in self._records.record_writes_since(tenant_id, settled))
+                progress = RebuildProgress(began=now, settled=settled, seen=seen)
+                etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+                log.info("insights rebuild begins")
+            while True:
+                if progress.phase == "clear":
+                    if self._ledgers.clear(tenant_id, CLEAR_ROWS) == 0:
+                        progress = dataclasses.replace(progress, phase="activities")
+                elif progress.phase == "activities":
+                    linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
+                    page, position = self._records.activities_page(tenant_id, progress.after, REBUILD_PAGE)
+                    self._add(tenant_id, ctx, linker, page)
+                    progress = dataclasses.replace(progress, after=position, activities=progress.activities + len(page),
+                                                   phase="activities" if position is not None else "insights")
+                else:
+                    return self._rebuilt(tenant_id, settings, now, started, progress, etag)
+                etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+                if enough():
+                    log.info("insights rebuild continues: %s, %d activities so far", progress.phase,
+                             progress.activities)
+                    return RecomputeReport(0, progress.activities, time.perf_counter() - started, rebuilding=True)
+        except ConcurrencyConflict:
+            # Another delivery of this step got further (or began the rebuild): it carries on from there.
+            log.info("another step of the insights rebuild got further; this one stops")
+            return RecomputeReport(0, 0, time.perf_counter() - started, rebuilding=True)
 
-        def activities() -> Iterator[Activity]:
-            nonlocal counted, theirs
-            for activity, _ in self._records.iter_activities(tenant_id, with_ingested_at=False):
-                counted += 1
-                theirs = theirs or bool(addresses.intersection(activity.parties)) or activity.mailbox_owner_id in owners
-                yield activity
+    def _as_of(self, tenant_id: TenantId, settings: TenantSettings, began: datetime, now: datetime,
+               ) -> tuple[Linker, Context]:
+        """The tenant's records as they stood when the rebuild began (those written since as their oldest
+        documents in the log say)."""
+        directory = _as_applied(self._directory(tenant_id), list(self._records.record_writes_since(tenant_id, began)))
+        return Linker(directory), Context(directory, settings, now)
 
-        built = ledgers(linker, activities())
-        if theirs:
-            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # stored after their opt-out: deleted too
-        horizon = horizon_for(now)
-        states = {}
-        for key in linker.records:
-            periods = dict(built.get(key, {}))
-            every = {period: partials(entries) for period, entries in periods.items()}
-            archive = {p: part for p, part in every.items() if p < horizon}
-            states[key] = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
-                                      base=fold_by_origin(archive), horizon=horizon, archive=archive)
-        self._ledgers.replace_all(tenant_id, states, ctx.recent_from)
-        previous = self._previous_of(tenant_id)
-        results = [_insight(ctx, linker, key, states[key], previous.get(key)) for key in linker.records]
-        self._insights.replace_all(tenant_id, [(results, None)], keep=set(linker.records))
-        self._ledgers.mark_built(tenant_id, settled, seen)
-        self._insights.mark_refreshed(tenant_id, settled)
-        self._records.forget_written(tenant_id, settled)
+    def _add(self, tenant_id: TenantId, ctx: Context, linker: Linker, page: list[Activity]) -> None:
+        """Adds a page of activities to the aggregates of the records they count for, a group of neighbouring
+        records at a time (so what is held follows the page, not the ledgers of every record it touches)."""
+        if of_someone_opted_out(ctx.directory, page):
+            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, ctx.now)  # stored after their opt-out: deleted too
+        edits = ledger_edits(linker, [(record_key(a), None, a) for a in page], None)
+        order = {key: at for at, key in enumerate(sorted(linker.records, key=_ledger_order))}
+        touched = sorted((k for k in edits if k in order), key=order.__getitem__)
+        for at in range(0, len(touched), RECOMPUTE_CHUNK):
+            group = touched[at:at + RECOMPUTE_CHUNK]
+            span = order[group[-1]] - order[group[0]] + 1  # the records its range query would read
+            self._upkeep(tenant_id, ctx, {key: edits[key] for key in group}, span)
+
+    def _rebuilt(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
+                 progress: RebuildProgress, etag: str | None) -> RecomputeReport:
+        """The rebuild's last phase: every record computed from its new aggregates, then the ledgers marked
+        built (ending the rebuild: ETag-checked, so that only one delivery ends it)."""
+        linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
+        computed = self._recompute_every_record(tenant_id, ctx, linker, [], None)
+        self._ledgers.mark_built(tenant_id, progress.settled, progress.seen, etag=etag)
+        self._insights.mark_refreshed(tenant_id, progress.settled)
+        self._records.forget_written(tenant_id, progress.settled)
         self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
-        report = RecomputeReport(len(results), counted, time.perf_counter() - started)
-        log.info("insights rebuilt: %d records from %d activities in %.2f s", report.records, report.activities,
-                 report.seconds)
+        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=computed,
+                                      activities=progress.activities)
+        report = RecomputeReport(computed, progress.activities, time.perf_counter() - started)
+        log.info("insights rebuilt: %d records from %d activities (this step %.2f s)", report.records,
+                 report.activities, report.seconds)
         return report
 
     def _directory(self, tenant_id: TenantId) -> Directory:
@@ -624,6 +660,10 @@ _WRITERS = 8
 
 
 _Stored = Versioned[RecordInsight]
+
+
+def _ledger_order(key: RecordKey) -> str:
+    return f"{key[0]}|{key[1]}|"  # as their ledgers' rows are ordered
 
 
 def _document(stored: _Stored | None) -> RecordInsight | None:

@@ -229,6 +229,16 @@ class RecordRepository(Protocol):
         """The stored activities of these keys ("{source}|{id}"); those gone (purged, removed) are left out."""
         ...
 
+    def activities_page(self, tenant_id: TenantId, after: str | None, limit: int) -> tuple[list[Activity], str | None]:
+        """Up to `limit` stored activities in key order, from the start or `after` a position an earlier page
+        returned (tombstones left out), and the position of this page's end (None: no more)."""
+        ...
+
+    def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
+        """The log's writes of records (not activities) stored after that moment, oldest first (one range query:
+        records are logged in their own table)."""
+        ...
+
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
                        after: str | None = None) -> PurgeProgress:
         """Deletes Exchange-derived activities stored up to that moment, from the start or `after` a position a
@@ -445,10 +455,8 @@ class LedgerRepository(Protocol):
         split between two); returns the records whose transaction failed on an ETag (nothing of those written)."""
         ...
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState],
-                    recent_from: str | None = None) -> None:
-        """A rebuild: stores every record's ledger as given (archive included) and deletes every other row; the
-        states then hold their new ETags (what a later `read(for_update=True)` may start from)."""
+    def clear(self, tenant_id: TenantId, limit: int) -> int:
+        """Deletes up to `limit` of the tenant's ledger rows (a rebuild's first phase); returns how many."""
         ...
 
     def about(self, tenant_id: TenantId, key: tuple[EntityType, str]) -> list[str]:
@@ -460,7 +468,36 @@ class LedgerRepository(Protocol):
         built)."""
         ...
 
-    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None: ...
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
+                   etag: str | None = None) -> None:
+        """Sets what `built_through` says (and ends a rebuild); conditional on `etag` when given (the rebuild's
+        progress as read): ConcurrencyConflict if it changed."""
+        ...
+
+    def rebuild_progress(self, tenant_id: TenantId) -> tuple[RebuildProgress | None, str | None]:
+        """Where the tenant's rebuild is (None: none under way) and the ETag of the row that says so (None: no
+        row). While a rebuild is under way, `built_through` is None."""
+        ...
+
+    def save_rebuild(self, tenant_id: TenantId, progress: RebuildProgress, etag: str | None) -> str:
+        """Stores the rebuild's progress in place of what `rebuild_progress` gave with this ETag (None: no row
+        yet); returns the new ETag. ConcurrencyConflict if it changed meanwhile."""
+        ...
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """A rebuild of a tenant's aggregates from its stored activities, done in bounded steps that each save this:
+    the ledgers are cleared, then the activities are added a page at a time (`after`: the position of the last
+    page done), then every record is computed. The records count as they stood at `began` (the log says how they
+    changed since); the ledgers then reflect the log up to `settled` and the record writes of `seen`."""
+
+    began: datetime
+    settled: datetime
+    seen: frozenset[str]
+    phase: Literal["clear", "activities", "insights"] = "clear"
+    after: str | None = None
+    activities: int = 0
 
 
 # -- computed insights --------------------------------------------------------------------------------------

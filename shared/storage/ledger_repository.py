@@ -5,11 +5,12 @@ partials of its quarters since its horizon and the earlier ones folded (its base
 the earlier quarters' own partials (read only to change one of them, or to move the horizon). What an insight
 needs now (the summary and the quarters since `recent_from`, which the summary's partials name) is a few point
 reads per record, bounded however old the record is; `ledgers-meta` says up to when the ledgers were built from
-the log.
+the log, or where a rebuild under way is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from typing import Any
 from shared.caching import BoundedCache
 from shared.domain.insights.directory import EntityType
 from shared.errors import ConcurrencyConflict
-from shared.services.ports import BULK_SHARE, LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState
+from shared.services.ports import BULK_SHARE, LEDGER_ARCHIVE, LEDGER_SUMMARY, LedgerState, RebuildProgress
 from shared.storage.documents import split_text
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
@@ -271,40 +272,19 @@ class TableLedgers:
                                else Operation("replace", _row(key, name), properties, etag)))
         return operations
 
-    def replace_all(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState], recent_from: str | None = None,
-                    ) -> None:
+    def clear(self, tenant_id: TenantId, limit: int) -> int:
         if self._cache is not None:
             self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
-        rows: dict[str, Properties] = {}
-        names: dict[str, tuple[Key, str]] = {}
-        for key in sorted(ledgers):
-            state = ledgers[key]
-            for month, entries in sorted(state.months.items()):
-                if entries:
-                    rows[_row(key, month)] = _properties(entries, month)
-                    names[_row(key, month)] = key, month
-            rows[_row(key, LEDGER_SUMMARY)] = _properties(summary_of(state), LEDGER_SUMMARY)
-            names[_row(key, LEDGER_SUMMARY)] = key, LEDGER_SUMMARY
-            if state.archive:
-                rows[_row(key, LEDGER_ARCHIVE)] = _properties(state.archive, LEDGER_ARCHIVE)
-                names[_row(key, LEDGER_ARCHIVE)] = key, LEDGER_ARCHIVE
-        stale = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
-            tenant_id, row_key_prefix=PREFIX, select=["DChunks"]) if e.row_key not in rows]
-        operations = [Operation("upsert", row, properties) for row, properties in rows.items()] + stale
+        found = self._tables.query_partition(tenant_id, row_key_from=PREFIX, row_key_before=prefix_upper_bound(PREFIX),
+                                             page_size=min(limit, 1000), select=["Period"]).entities
 
-        def submit(batch: list[Operation]) -> list[tuple[str, str | None]]:
-            return [(o.row_key, etag) for o, etag in zip(batch, self._tables.transact(tenant_id, batch), strict=True)]
+        def submit(batch: list[Operation]) -> None:
+            with contextlib.suppress(ConcurrencyConflict):  # another step deleted some meanwhile: the next
+                self._tables.transact(tenant_id, batch)          # query finds what is left
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            written = [pair for batch in pool.map(submit, transactions(operations)) for pair in batch]
-        if self._cache is None or recent_from is None:
-            return
-        for row, etag in written:  # what the next edit of each record starts from
-            if row in names:
-                key, name = names[row]
-                ledgers[key].etags[name] = etag
-        for key, state in ledgers.items():
-            self._kept(tenant_id, key, state, recent_from)
+            list(pool.map(submit, transactions([Operation("delete", e.row_key) for e in found])))
+        return len(found)
 
     def about(self, tenant_id: TenantId, key: Key) -> list[str]:
         base = _row(key, "")
@@ -321,13 +301,49 @@ class TableLedgers:
         value = entity.properties.get("BuiltThrough") if entity else None
         if entity is None or not isinstance(value, datetime):
             return None
-        count = int(entity.properties.get("SeenChunks") or 0)  # type: ignore[arg-type]
-        text = "".join(str(entity.properties[f"Seen{i}"]) for i in range(count)) if count else \
-            str(entity.properties.get("Seen") or "[]")  # as marked before the list was cut into chunks
-        return value, frozenset(json.loads(text))
+        return value, _seen_in(entity)
 
-    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str]) -> None:
-        chunks = split_text(json.dumps(sorted(seen), separators=(",", ":")))  # up to ~5,000 log entries' keys
-        properties: Properties = {"BuiltThrough": through, "SeenChunks": len(chunks)}
-        properties.update((f"Seen{i}", chunk) for i, chunk in enumerate(chunks))
-        self._tables.upsert(tenant_id, META_ROW, properties)
+    def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
+                   etag: str | None = None) -> None:
+        properties: Properties = {"BuiltThrough": through, **_seen(seen)}
+        if etag is None:
+            self._tables.upsert(tenant_id, META_ROW, properties)
+        else:
+            self._tables.replace(tenant_id, META_ROW, properties, etag)
+
+    def rebuild_progress(self, tenant_id: TenantId) -> tuple[RebuildProgress | None, str | None]:
+        entity = self._tables.get(tenant_id, META_ROW)
+        if entity is None:
+            return None, None
+        began, settled = entity.properties.get("RebuildBegan"), entity.properties.get("RebuildSettled")
+        if not isinstance(began, datetime) or not isinstance(settled, datetime):
+            return None, entity.etag
+        after = entity.properties.get("RebuildAfter")
+        phase = str(entity.properties.get("RebuildPhase"))
+        if phase not in ("clear", "activities", "insights"):
+            raise ValueError(f"unknown rebuild phase {phase!r}")
+        return RebuildProgress(began, settled, _seen_in(entity), phase,  # type: ignore[arg-type]
+                               after if isinstance(after, str) else None,
+                               int(entity.properties.get("RebuildActivities") or 0)), entity.etag  # type: ignore[arg-type]
+
+    def save_rebuild(self, tenant_id: TenantId, progress: RebuildProgress, etag: str | None) -> str:
+        properties: Properties = {"RebuildBegan": progress.began, "RebuildSettled": progress.settled,
+                                  "RebuildPhase": progress.phase, "RebuildActivities": progress.activities,
+                                  **_seen(progress.seen)}
+        if progress.after is not None:
+            properties["RebuildAfter"] = progress.after
+        if etag is None:
+            return self._tables.create(tenant_id, META_ROW, properties)
+        return self._tables.replace(tenant_id, META_ROW, properties, etag)
+
+
+def _seen(seen: Iterable[str]) -> Properties:
+    chunks = split_text(json.dumps(sorted(seen), separators=(",", ":")))  # up to ~5,000 log entries' keys
+    return {"SeenChunks": len(chunks), **{f"Seen{i}": chunk for i, chunk in enumerate(chunks)}}
+
+
+def _seen_in(entity: StoredEntity) -> frozenset[str]:
+    count = int(entity.properties.get("SeenChunks") or 0)  # type: ignore[arg-type]
+    text = "".join(str(entity.properties[f"Seen{i}"]) for i in range(count)) if count else \
+        str(entity.properties.get("Seen") or "[]")  # as marked before the list was cut into chunks
+    return frozenset(json.loads(text))

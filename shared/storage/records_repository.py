@@ -72,6 +72,10 @@ def key_row(kind: str, key: str) -> str:
     return f"activity|{key}" if kind == "activities" else f"{kind}|{key}"
 
 
+def _activity_columns(with_ingested_at: bool) -> list[str]:
+    return ["DocChunks", "Doc0", DELETED, *(["IngestedAt"] if with_ingested_at else [])]
+
+
 def _live(entity: StoredEntity | None) -> StoredEntity | None:
     return None if entity is None or entity.properties.get(DELETED) is True else entity
 
@@ -173,6 +177,9 @@ class TableRecords:
                 return
             page = found.continuation
 
+    def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
+        return (w for w in self._logged(self._records, tenant_id, after) if w.kind != "activities")
+
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
         upper = log_row_key(through + timedelta(microseconds=1)).rpartition("|")[0]
         forgotten = 0
@@ -207,19 +214,39 @@ class TableRecords:
         """Every activity, with the moment it was stored unless not wanted (decoding it is a third of the scan);
         tombstones too, as RemovedActivity, when `removed`. Only the first part of each document is fetched; the
         rare larger one is read whole."""
-        wanted = ["DocChunks", "Doc0", DELETED, *(["IngestedAt"] if with_ingested_at else [])]
-        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"), select=wanted):
-            deleted = entity.properties.get(DELETED) is True
-            if deleted and not removed:
-                continue
-            if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
-                whole = self._activities.get(tenant_id, entity.row_key)
-                if whole is None:  # deleted (purged) since the scan passed it
-                    continue
-                entity = whole
-            ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
-            yield (decode(entity, RemovedActivity if deleted else Activity),
-                   ingested if isinstance(ingested, datetime) else None)
+        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"),
+                                                      select=_activity_columns(with_ingested_at)):
+            found = self._decoded(tenant_id, entity, with_ingested_at=with_ingested_at, removed=removed)
+            if found is not None:
+                yield found
+
+    def activities_page(self, tenant_id: TenantId, after: str | None, limit: int) -> tuple[list[Activity], str | None]:
+        page: list[Activity] = []
+        last: str | None = None
+        scanned = 0
+        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"),
+                                                      select=_activity_columns(False), after=after):
+            found = self._decoded(tenant_id, entity, with_ingested_at=False, removed=False)
+            if found is not None:
+                page.append(found[0])
+            last, scanned = entity.row_key, scanned + 1
+            if scanned == limit:
+                return page, last  # (the next page may be empty: one more query says so)
+        return page, None
+
+    def _decoded(self, tenant_id: TenantId, entity: StoredEntity, *, with_ingested_at: bool, removed: bool,
+                 ) -> tuple[Activity, datetime | None] | None:
+        deleted = entity.properties.get(DELETED) is True
+        if deleted and not removed:
+            return None
+        if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
+            whole = self._activities.get(tenant_id, entity.row_key)
+            if whole is None:  # deleted (purged) since the scan passed it
+                return None
+            entity = whole
+        ingested = entity.properties.get("IngestedAt") if with_ingested_at else None
+        return (decode(entity, RemovedActivity if deleted else Activity),
+                ingested if isinstance(ingested, datetime) else None)
 
     def remove(self, tenant_id: TenantId, kind: str, keys: Sequence[str], removed_at: datetime) -> list[str]:
         """Tombstones for these record keys, written conditionally on the version read (a row changed meanwhile

@@ -18,6 +18,7 @@ from shared.config import AppConfig
 from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.services.background.steps import ask
 from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind
 from shared.services.timing import WRITE_SETTLE
@@ -31,7 +32,7 @@ from shared.storage.insights_repository import (
 from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.tenancy import TenantId
-from tests.background import run_background
+from tests.background import drain, run_background
 
 pytestmark = pytest.mark.integration
 
@@ -544,3 +545,111 @@ def test_a_recompute_removes_index_rows_another_worker_wrote_after_it_read_the_i
             for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)
             if e.row_key.endswith(f"|{key[1]}")}
     assert rows == set(index_rows(found.document))
+
+
+def _insight_contents(world: bootstrap.Container, tenant: TenantId) -> dict[Any, Any]:
+    return {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
+
+
+def test_a_rebuild_in_steps_through_the_queue_gives_what_one_step_gives(world: bootstrap.Container,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild that takes a page of activities per step, each step sending the next through the queue: the
+    ledgers are cleared first (an activity gone without a trace in the log leaves them), then hold, row for row,
+    what a rebuild in one step gives, and so do the insights."""
+    import shared.services.insights as service
+
+    tenant, data = _seeded(world, consent=True, accounts=6, sellers=3, seed=21)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    gone = data["activities"][0]
+    world.records._activities.delete(tenant, f"activity|{gone['source']}|{gone['id']}")  # (behind the log's back)
+    world.insight_tables.delete(tenant, "ledgers-meta")  # never built: the next computation rebuilds them
+    monkeypatch.setattr(service, "REBUILD_PAGE", 40)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)  # one chunk a step
+    ask(world.index, world.queue, world.clock, IndexKind.INSIGHTS_REFRESH, tenant, world.clock.now())
+    outcomes = drain(world, worker=dataclasses.replace(world, ledger_cache=LedgerCache(),
+                                                       insight_cache=InsightCache()).worker())
+    assert outcomes.count("rebuildContinues") >= len(data["activities"]) / 40
+    assert outcomes.count("refreshed") == 1  # the last step ends the rebuild, and the rows that asked for it
+    assert outcomes.count("failed") == 0
+    assert TableLedgers(world.insight_tables).built_through(tenant) is not None
+    stepped, insights_stepped = _ledger_rows(world, tenant), _insight_contents(world, tenant)
+    gone_key = json.dumps(f"{gone['source']}|{gone['id']}")
+    assert not any(gone_key in json.dumps(rows) for rows in stepped.values())  # the ledgers were cleared first
+
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    monkeypatch.setattr(service, "REBUILD_PAGE", 10_000)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 240.0)
+    assert not dataclasses.replace(world, ledger_cache=LedgerCache()).insights().recompute(tenant).rebuilding
+    assert _ledger_rows(world, tenant) == stepped
+    assert _insight_contents(world, tenant) == insights_stepped
+
+
+def test_a_rebuild_in_steps_stops_a_duplicate_and_leaves_later_writes_to_the_next_refresh(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a rebuild runs, the stored insights are served, every refresh continues it, a duplicate delivery of
+    a step stops at its save (what it added twice changed nothing), and what is stored meanwhile (a call, a
+    contact that moves to another account) is applied by the refresh after it: the ledgers end as a rebuild in
+    one step gives them."""
+    import shared.services.insights as service
+
+    tenant, data = _seeded(world, consent=False, accounts=5, sellers=3, seed=22)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    served = _insight_contents(world, tenant)
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    monkeypatch.setattr(service, "REBUILD_PAGE", 40)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
+    stepper = dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights()
+    other = dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache(),
+                                directory_cache=DirectoryCache())
+    contact, seller = data["contacts"][0], data["users"][0]
+    moved = next(c for c in data["contacts"] if c["accountId"] != "account-4")
+    ledgers = TableLedgers(world.insight_tables)
+    reports = [stepper.refresh(tenant) for _ in range(4)]  # clear, then pages
+    assert all(r.rebuilding for r in reports)
+    progress, _ = ledgers.rebuild_progress(tenant)
+    assert progress is not None
+    assert progress.phase == "activities"
+    assert progress.activities > 0
+    assert ledgers.built_through(tenant) is None
+    assert _insight_contents(world, tenant) == served  # still served as they were
+
+    world.clock.advance(timedelta(minutes=3))
+    call = {"id": "during-rebuild", "version": 1, "source": "crm", "kind": "phoneCall", "sender": seller["email"],
+            "to": [contact["email"]], "start": (world.clock.now() - timedelta(minutes=1)).isoformat(),
+            "durationMinutes": 9}
+    assert other.sync().ingest(tenant, "activities", [call]).stored == 1
+    assert other.sync().ingest(tenant, "contacts", [{**moved, "version": 2, "accountId": "account-4"}]).stored == 1
+
+    done = _once_after(monkeypatch, stepper._records, "activities_page", lambda: other.insights().refresh(tenant))
+    duplicate = stepper.refresh(tenant)  # read the same page as the other worker, which saved first
+    assert done
+    assert duplicate.rebuilding
+    assert duplicate.activities == 0
+    after_other, _ = ledgers.rebuild_progress(tenant)
+    assert after_other is not None
+    assert after_other.after is not None
+    assert progress.after is not None
+    assert after_other.after > progress.after
+    for _ in range(100):
+        if not stepper.refresh(tenant).rebuilding:
+            break
+    else:
+        raise AssertionError("the rebuild did not end")
+    assert ledgers.built_through(tenant) is not None
+    world.clock.advance(timedelta(minutes=20))
+    stepper.refresh(tenant)  # applies what was stored during the rebuild
+    refreshed = TableInsights(world.insight_tables).get(tenant, "contact", contact["id"])
+    assert refreshed is not None
+    before = served[("contact", contact["id"])][0][0].team.phone_calls_made  # type: ignore[index]
+    assert refreshed.crm.kpis.team.phone_calls_made == before + 1
+    stepped = _ledger_rows(world, tenant)
+
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    monkeypatch.setattr(service, "REBUILD_PAGE", 10_000)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 240.0)
+    assert not dataclasses.replace(world, ledger_cache=LedgerCache()).insights().refresh(tenant).rebuilding
+    assert _ledger_rows(world, tenant) == stepped

@@ -112,6 +112,10 @@ class CountingRecords(FakeRecords):
         self.scans += 1
         return super().iter_activities(tenant_id, **options)
 
+    def activities_page(self, tenant_id: TenantId, after: str | None, limit: int) -> tuple[list[Activity], str | None]:
+        self.scans += after is None  # a rebuild's scan begins
+        return super().activities_page(tenant_id, after, limit)
+
 
 class World:
     def __init__(self) -> None:

@@ -23,11 +23,19 @@ class InsightsUpdate:
 
     def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
         """One step: everything if any row asks for it, else only what new activities touch; a step that the log's
-        size cut short keeps where it got to on the first row and sends the next, which refreshes from there."""
+        size cut short keeps where it got to on the first row and sends the next, which refreshes from there; a
+        step of a rebuild of the aggregates (which keeps its own progress) sends the next, which continues it."""
         resumed = resume(self._index, rows, LOG_POSITION)
         after = datetime.fromisoformat(resumed.after) if resumed is not None and resumed.after else None
         full = after is None and any(row.kind is IndexKind.INSIGHTS_RECOMPUTE for row in rows)
         report = self._insights.recompute(tenant_id) if full else self._insights.refresh(tenant_id, after)
+        if report.rebuilding:
+            # The aggregates' rebuild goes on in the next step, whichever rows carry it (any step continues it).
+            if resumed is None:
+                ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id, self._clock.now())
+                return "rebuildContinues"
+            kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION, None)
+            return "rebuildContinues" if kept else "superseded"
         if report.more_after is not None and resumed is not None:
             kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION,
                                   report.more_after.isoformat())
