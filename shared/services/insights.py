@@ -16,25 +16,28 @@ from typing import Any, Literal
 
 from shared.clock import Clock
 from shared.domain.gates import gate_fingerprint
-from shared.domain.insights.computation import of_someone_opted_out
+from shared.domain.insights.computation import ledgers, of_someone_opted_out
 from shared.domain.insights.departures import POSITION, RelationshipRisk
 from shared.domain.insights.departures import departed as departed_user
 from shared.domain.insights.directory import Directory, EntityType
-from shared.domain.insights.facts import Linker
+from shared.domain.insights.facts import KEY, Linker
 from shared.domain.insights.ledger import (
     Context,
     Edits,
     apply_edits,
+    fold_by_origin,
     horizon_for,
     insight,
     ledger_edits,
     needs_archive,
+    partials,
+    recent_from,
 )
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.record_changes import ChangePlan, plan_of
 from shared.domain.insights.who_knows_whom import Introducer
 from shared.domain.introductions import effective_choice
-from shared.domain.records import RECORD_KINDS, Activity, record_key
+from shared.domain.records import RECORD_KINDS, Activity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
@@ -62,9 +65,11 @@ from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
 
-# Activities a rebuild adds to the aggregates per chunk (what a step holds: their facts, and the ledgers of a group of
-# RECOMPUTE_CHUNK records at a time), and ledger rows it clears per chunk before.
+# A rebuild reads the activities in pages, gathers their facts (what a step holds: up to REBUILD_FACTS of them), then
+# merges the fragments into ledgers a group of records at a time; it clears the ledger rows before, a chunk at a time.
 REBUILD_PAGE = 5_000
+REBUILD_FACTS = 750_000  # facts a rebuild gathers in memory before it stores them as fragments (~200 B each)
+MERGE_ROWS = 2_000  # fragment rows merged together (whole records)
 CLEAR_ROWS = 1_000
 REBUILD_STEP_SECONDS = SECONDS_PER_STEP
 
@@ -389,8 +394,10 @@ class InsightsService:
         """Every record's aggregates from the stored activities, then every record's insights from them, in
         bounded chunks that each save where the rebuild got to (the ledgers' meta row, ETag-checked), so that what
         a worker holds follows a chunk, never the tenant, and a step that fails or runs out of time is continued
-        by the next: the ledgers are cleared, the activities added a page at a time (adding one twice changes
-        nothing), then every record computed. The records count as they stood when the rebuild began; the log
+        by the next: the ledgers are cleared; the activities' facts are gathered in memory up to a bound and
+        stored per record as fragments (a tenant whose facts fit the bound gets its ledgers at once); the
+        fragments are merged into ledgers, a group of records at a time; then every record is computed (a
+        replayed chunk writes what it wrote before). The records count as they stood when the rebuild began; the log
         holds how they changed since, which the next refresh applies. While it runs, `built_through` is None:
         every refresh continues it and no opt-out touches the ledgers (the gates hide the person at read time)."""
         enough = deadline_in(REBUILD_STEP_SECONDS)
@@ -404,14 +411,20 @@ class InsightsService:
                 log.info("insights rebuild begins")
             while True:
                 if progress.phase == "clear":
+                    if self._ledgers.rebuild_progress(tenant_id)[1] != etag:
+                        # A late duplicate must not clear what a later phase wrote (its save would fail after).
+                        raise ConcurrencyConflict("the rebuild moved on")
                     if self._ledgers.clear(tenant_id, CLEAR_ROWS) == 0:
                         progress = dataclasses.replace(progress, phase="activities")
                 elif progress.phase == "activities":
-                    linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
-                    page, position = self._records.activities_page(tenant_id, progress.after, REBUILD_PAGE)
-                    self._add(tenant_id, ctx, linker, page)
-                    progress = dataclasses.replace(progress, after=position, activities=progress.activities + len(page),
-                                                   phase="activities" if position is not None else "insights")
+                    progress = self._gather(tenant_id, settings, progress, now, enough)
+                elif progress.phase == "merge":
+                    facts, rows, position = self._ledgers.read_fragments(tenant_id, progress.after, MERGE_ROWS)
+                    horizon = horizon_for(now)
+                    self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon) for k, m in facts.items()},
+                                                  recent_from(now), done=rows)
+                    progress = dataclasses.replace(progress, after=position,
+                                                   phase="merge" if position is not None else "insights")
                 else:
                     return self._rebuilt(tenant_id, settings, now, started, progress, etag)
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
@@ -431,18 +444,36 @@ class InsightsService:
         directory = _as_applied(self._directory(tenant_id), list(self._records.record_writes_since(tenant_id, began)))
         return Linker(directory), Context(directory, settings, now)
 
-    def _add(self, tenant_id: TenantId, ctx: Context, linker: Linker, page: list[Activity]) -> None:
-        """Adds a page of activities to the aggregates of the records they count for, a group of neighbouring
-        records at a time (so what is held follows the page, not the ledgers of every record it touches)."""
-        if of_someone_opted_out(ctx.directory, page):
-            self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, ctx.now)  # stored after their opt-out: deleted too
-        edits = ledger_edits(linker, [(record_key(a), None, a) for a in page], None)
-        order = {key: at for at, key in enumerate(sorted(linker.records, key=_ledger_order))}
-        touched = sorted((k for k in edits if k in order), key=order.__getitem__)
-        for at in range(0, len(touched), RECOMPUTE_CHUNK):
-            group = touched[at:at + RECOMPUTE_CHUNK]
-            span = order[group[-1]] - order[group[0]] + 1  # the records its range query would read
-            self._upkeep(tenant_id, ctx, {key: edits[key] for key in group}, span)
+    def _gather(self, tenant_id: TenantId, settings: TenantSettings, progress: RebuildProgress, now: datetime,
+                enough: Callable[[], bool]) -> RebuildProgress:
+        """Reads pages of activities and gathers their facts per record, until the facts reach REBUILD_FACTS, the
+        step's time is spent or no activity is left; stores them as one flush of fragments, or, when the first
+        flush holds every activity, as the ledgers themselves."""
+        linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
+        gathered: dict[RecordKey, dict[str, list[Any]]] = {}
+        held = read = 0
+        position = progress.after
+        while True:
+            page, position = self._records.activities_page(tenant_id, position, REBUILD_PAGE)
+            read += len(page)
+            if of_someone_opted_out(ctx.directory, page):
+                self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # stored after their opt-out: deleted too
+            for key, months in ledgers(linker, page).items():
+                mine = gathered.setdefault(key, {})
+                for month, entries in months.items():
+                    mine.setdefault(month, []).extend(entries)
+                    held += len(entries)
+            if position is None or held >= REBUILD_FACTS or enough():
+                break
+        activities = progress.activities + read
+        if position is None and progress.flushes == 0:
+            horizon = horizon_for(now)
+            self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon) for k, m in gathered.items()},
+                                          ctx.recent_from)
+            return dataclasses.replace(progress, phase="insights", after=None, activities=activities)
+        self._ledgers.write_fragments(tenant_id, progress.flushes, gathered)
+        return dataclasses.replace(progress, phase="activities" if position is not None else "merge", after=position,
+                                   activities=activities, flushes=progress.flushes + 1)
 
     def _rebuilt(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
                  progress: RebuildProgress, etag: str | None) -> RecomputeReport:
@@ -660,6 +691,16 @@ _WRITERS = 8
 
 
 _Stored = Versioned[RecordInsight]
+
+
+def _ledger_of(months: dict[str, list[Any]], horizon: str) -> LedgerState:
+    """A record's ledger from all its facts (an activity that two flushes both found counts once)."""
+    periods = {period: [unique[k] for k in sorted(unique)] for period, entries in months.items()
+               if (unique := {entry[1][KEY]: entry for entry in entries})}
+    every = {period: partials(entries) for period, entries in periods.items()}
+    archive = {p: part for p, part in every.items() if p < horizon}
+    return LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
+                       base=fold_by_origin(archive), horizon=horizon, archive=archive)
 
 
 def _ledger_order(key: RecordKey) -> str:

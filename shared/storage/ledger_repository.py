@@ -2,7 +2,8 @@
 
 Rows: `lg|{entity type}|{id}|{yyyy}Q{n}` hold the facts of one record's quarter, `lg|{entity type}|{id}|~` the
 partials of its quarters since its horizon and the earlier ones folded (its base), `lg|{entity type}|{id}|!`
-the earlier quarters' own partials (read only to change one of them, or to move the horizon). What an insight
+the earlier quarters' own partials (read only to change one of them, or to move the horizon); while a rebuild runs,
+`lgr|{entity type}|{id}|{yyyy}Q{n}|{flush}` the facts of a quarter that one of its flushes found. What an insight
 needs now (the summary and the quarters since `recent_from`, which the summary's partials name) is a few point
 reads per record, bounded however old the record is; `ledgers-meta` says up to when the ledgers were built from
 the log, or where a rebuild under way is.
@@ -37,11 +38,16 @@ from shared.storage.tables import (
 from shared.tenancy import TenantId
 
 PREFIX = "lg|"
+FRAGMENT_PREFIX = "lgr|"  # a rebuild's facts of a record's quarter from one flush, until it merges them
 META_ROW = "ledgers-meta"
 _READERS = 8
 _WRITERS = 4
 Key = tuple[EntityType, str]
 _Named = tuple[LedgerState, str, Operation]  # a row to write, the state it comes from, the period it holds
+
+
+def _fragment_base(key: Key) -> str:
+    return f"{FRAGMENT_PREFIX}{key[0]}|{key[1]}|"
 
 
 def _row(key: Key, month: str) -> str:
@@ -275,8 +281,9 @@ class TableLedgers:
     def clear(self, tenant_id: TenantId, limit: int) -> int:
         if self._cache is not None:
             self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
-        found = self._tables.query_partition(tenant_id, row_key_from=PREFIX, row_key_before=prefix_upper_bound(PREFIX),
-                                             page_size=min(limit, 1000), select=["Period"]).entities
+        found = [e for prefix in (PREFIX, FRAGMENT_PREFIX) for e in self._tables.query_partition(
+            tenant_id, row_key_from=prefix, row_key_before=prefix_upper_bound(prefix), page_size=min(limit, 1000),
+            select=["Period"]).entities][:limit]
 
         def submit(batch: list[Operation]) -> None:
             with contextlib.suppress(ConcurrencyConflict):  # another step deleted some meanwhile: the next
@@ -285,6 +292,63 @@ class TableLedgers:
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             list(pool.map(submit, transactions([Operation("delete", e.row_key) for e in found])))
         return len(found)
+
+    def write_fragments(self, tenant_id: TenantId, flush: int, facts: Mapping[Key, Mapping[str, list[Any]]],
+                        ) -> None:
+        operations = [Operation("upsert", f"{_fragment_base(key)}{period}|{flush:06d}", _properties(entries, period))
+                      for key in sorted(facts) for period, entries in sorted(facts[key].items()) if entries]
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            list(pool.map(lambda batch: self._tables.transact(tenant_id, batch), transactions(operations)))
+
+    def read_fragments(self, tenant_id: TenantId, after: str | None, limit: int,
+                       ) -> tuple[dict[Key, dict[str, list[Any]]], list[str], str | None]:
+        facts: dict[Key, dict[str, list[Any]]] = {}
+        rows: list[str] = []
+        last: Key | None = None
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=FRAGMENT_PREFIX,
+                                                  start=prefix_upper_bound(after) if after else None):
+            entity_type, rest = entity.row_key.removeprefix(FRAGMENT_PREFIX).split("|", 1)
+            record_id, period, _ = rest.rsplit("|", 2)
+            key: Key = (entity_type, record_id)  # type: ignore[assignment]
+            if key != last and len(rows) >= limit and last is not None:
+                return facts, rows, _fragment_base(last)  # whole records only
+            last = key
+            facts.setdefault(key, {}).setdefault(period, []).extend(_value(entity) or [])
+            rows.append(entity.row_key)
+        return facts, rows, None
+
+    def replace_records(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState], recent_from: str | None = None,
+                        *, done: Sequence[str] = ()) -> None:
+        rows: dict[str, Properties] = {}
+        names: dict[str, tuple[Key, str]] = {}
+        for key in sorted(ledgers):
+            state = ledgers[key]
+            for month, entries in sorted(state.months.items()):
+                if entries:
+                    rows[_row(key, month)] = _properties(entries, month)
+                    names[_row(key, month)] = key, month
+            rows[_row(key, LEDGER_SUMMARY)] = _properties(summary_of(state), LEDGER_SUMMARY)
+            names[_row(key, LEDGER_SUMMARY)] = key, LEDGER_SUMMARY
+            if state.archive:
+                rows[_row(key, LEDGER_ARCHIVE)] = _properties(state.archive, LEDGER_ARCHIVE)
+                names[_row(key, LEDGER_ARCHIVE)] = key, LEDGER_ARCHIVE
+
+        def submit(batch: list[Operation]) -> list[tuple[str, str | None]]:
+            return [(o.row_key, etag) for o, etag in zip(batch, self._tables.transact(tenant_id, batch), strict=True)]
+
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            written = [pair for batch in pool.map(submit, transactions(
+                [Operation("upsert", row, properties) for row, properties in rows.items()])) for pair in batch]
+            # The fragments go once what they made is written: a step that fails between the two merges them again.
+            list(pool.map(submit, transactions([Operation("delete", row) for row in done])))
+        if self._cache is None or recent_from is None:
+            return
+        for row, etag in written:  # what the next edit of each record starts from
+            if row in names:
+                key, name = names[row]
+                ledgers[key].etags[name] = etag
+        for key, state in ledgers.items():
+            self._kept(tenant_id, key, state, recent_from)
 
     def about(self, tenant_id: TenantId, key: Key) -> list[str]:
         base = _row(key, "")
@@ -320,15 +384,17 @@ class TableLedgers:
             return None, entity.etag
         after = entity.properties.get("RebuildAfter")
         phase = str(entity.properties.get("RebuildPhase"))
-        if phase not in ("clear", "activities", "insights"):
+        if phase not in ("clear", "activities", "merge", "insights"):
             raise ValueError(f"unknown rebuild phase {phase!r}")
         return RebuildProgress(began, settled, _seen_in(entity), phase,  # type: ignore[arg-type]
                                after if isinstance(after, str) else None,
-                               int(entity.properties.get("RebuildActivities") or 0)), entity.etag  # type: ignore[arg-type]
+                               int(entity.properties.get("RebuildActivities") or 0),  # type: ignore[arg-type]
+                               int(entity.properties.get("RebuildFlushes") or 0)), entity.etag  # type: ignore[arg-type]
 
     def save_rebuild(self, tenant_id: TenantId, progress: RebuildProgress, etag: str | None) -> str:
         properties: Properties = {"RebuildBegan": progress.began, "RebuildSettled": progress.settled,
                                   "RebuildPhase": progress.phase, "RebuildActivities": progress.activities,
+                                  "RebuildFlushes": progress.flushes,
                                   **_seen(progress.seen)}
         if progress.after is not None:
             properties["RebuildAfter"] = progress.after

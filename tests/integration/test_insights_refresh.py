@@ -653,3 +653,41 @@ def test_a_rebuild_in_steps_stops_a_duplicate_and_leaves_later_writes_to_the_nex
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 240.0)
     assert not dataclasses.replace(world, ledger_cache=LedgerCache()).insights().refresh(tenant).rebuilding
     assert _ledger_rows(world, tenant) == stepped
+
+
+def test_a_late_duplicate_of_a_rebuilds_clearing_step_clears_nothing_a_later_step_wrote(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery that read the rebuild's progress while it was clearing, and runs once another delivery has moved
+    on and stored fragments, must not delete them (its save would fail only after)."""
+    import shared.services.insights as service
+
+    tenant, _ = _seeded(world, consent=False, accounts=3, sellers=2, seed=23)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    monkeypatch.setattr(service, "REBUILD_PAGE", 40)
+    monkeypatch.setattr(service, "REBUILD_FACTS", 1)  # a flush of fragments a page
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
+    first = world.insights()
+    assert first.refresh(tenant).rebuilding  # begins: the clearing is next
+    late = dataclasses.replace(world, ledger_cache=LedgerCache()).insights()
+    other = dataclasses.replace(world, ledger_cache=LedgerCache()).insights()
+
+    def fragments() -> int:
+        return sum(1 for _ in world.insight_tables.iter_partition(tenant, row_key_prefix="lgr|"))
+
+    def meanwhile() -> None:  # the other delivery clears, then stores its first fragments
+        while fragments() == 0:
+            assert other.refresh(tenant).rebuilding
+
+    done = _once_after(monkeypatch, late._ledgers, "rebuild_progress", meanwhile)
+    report = late.refresh(tenant)  # read the progress of the clearing phase before the other moved on
+    assert done
+    assert report.rebuilding
+    assert fragments() > 0  # what the other stored is still there
+    for _ in range(200):
+        if not other.refresh(tenant).rebuilding:
+            break
+    assert TableLedgers(world.insight_tables).built_through(tenant) is not None
+    assert fragments() == 0  # merged

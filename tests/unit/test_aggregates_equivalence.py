@@ -211,7 +211,8 @@ _OWNER_THEN_OPT_OUT = [
 @given(st.lists(STEPS, min_size=3, max_size=14))
 @example(steps=_OWNER_THEN_OPT_OUT)
 def test_aggregates_give_what_a_computation_from_scratch_gives(steps: list[tuple[str, Any]]) -> None:
-    with mock.patch.object(insights_service, "REBUILD_PAGE", 2):  # a rebuild adds activities in many pages
+    # A rebuild reads pages of two activities, stores fragments every three facts, merges two rows at a time.
+    with mock.patch.multiple(insights_service, REBUILD_PAGE=2, REBUILD_FACTS=3, MERGE_ROWS=2):
         _check_steps(steps)
 
 
