@@ -6,10 +6,12 @@
    past (ten times the history: what the issue asks cost not to follow), loaded directly in transactions of 100
    with a thread pool, then its aggregates built (the rebuild, streamed from the stored rows);
 3. for both: the refresh after 60 new activities (time, table calls), the daily recompute of every record (time,
-   table reads), the peak RSS of a worker process doing both (resource.getrusage in a subprocess);
+   table reads), the peak RSS of a worker process doing both (its own VmHWM);
 4. the data-subject export of one contact of the 100,000-activity tenant, the needs-attention page of its ~2,000
    records through the local host (p50, p99);
-5. the pure computation of a rebuild (no storage) at 1,000 and 10,000 accounts: activities per second and the
+5. for both: a rebuild of the aggregates from the stored activities in a fresh worker (time, steps, table calls,
+   peak RSS);
+6. the pure computation of a rebuild (no storage) at 1,000 and 10,000 accounts: activities per second and the
    ratio of the times.
 
     .venv/bin/python bench/insights.py [--accounts 310] [--days 1800] [--copies 10] [--queries 200]
@@ -48,6 +50,7 @@ from shared.domain.insights.directory import Directory
 from shared.domain.records import Account, Activity, Contact, InternalUser, Lead, Opportunity
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.errors import ConcurrencyConflict, StorageUnavailable
+from shared.services.insights import REBUILD_FACTS
 from shared.tenancy import TenantId
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -102,8 +105,36 @@ def load_directly(container: bootstrap.Container, tenant: TenantId, items: list[
         list(pool.map(write, groups))
 
 
+def rebuilt(insights: Any, tenant: TenantId) -> tuple[Any, int]:
+    """A full recompute, its steps run one after the other as the queue would hand them over (a rebuild of the
+    aggregates ends each step within its time budget); the last report and the number of steps."""
+    steps = 1
+    report = _again(lambda: insights.recompute(tenant))
+    while report.rebuilding:
+        steps += 1
+        report = _again(lambda: insights.recompute(tenant))
+    return report, steps
+
+
+def rebuild_worker(args: argparse.Namespace) -> None:
+    """A worker process: the tenant's aggregates rebuilt from its stored activities (its ledgers' mark removed,
+    as a change that no index can follow does), step by step."""
+    clock = FixedClock(datetime.fromisoformat(args.at))
+    container, counting = services_for(args.connection, args.table, clock)
+    tenant = TenantId(args.tenant)
+    container.insight_tables.delete(tenant, "ledgers-meta")
+    counting.reset()
+    started = time.perf_counter()
+    report, steps = rebuilt(container.insights(), tenant)
+    print(json.dumps({"seconds": time.perf_counter() - started, "steps": steps, "records": report.records,
+                      "activities": report.activities, "calls": counting.total, "rss_mb": peak_rss_mb()}))
+
+
 def worker(args: argparse.Namespace) -> None:
     """A worker process: the refresh after the new activities already stored, then the daily recompute."""
+    if args.rebuild:
+        rebuild_worker(args)
+        return
     clock = FixedClock(datetime.fromisoformat(args.at))
     container, counting = services_for(args.connection, args.table, clock)
     insights = container.insights()
@@ -134,7 +165,7 @@ def peak_rss_mb() -> float:
 
 
 def pure_compute(sizes: list[int], days: int) -> None:
-    print(f"\n5. the pure computation of a rebuild (no storage), {days} days of activity")
+    print(f"\n6. the pure computation of a rebuild (no storage), {days} days of activity")
     times = []
     for accounts in sizes:
         data = generate(accounts=accounts, sellers=60, days=days, now=NOW)
@@ -181,6 +212,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rebuild", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--connection", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     parser.add_argument("--tenant", help=argparse.SUPPRESS)
@@ -219,9 +251,10 @@ def main() -> None:
               f"({counting.total / len(activities):.3f} table calls per activity)", flush=True)
         clock.advance(timedelta(hours=1))
         started = time.perf_counter()
-        built = insights.recompute(small)
+        built, steps = rebuilt(insights, small)
         print(f"   the first computation (a rebuild of every ledger from the stored rows): {built.records:,} records "
-              f"from {built.activities:,} activities in {time.perf_counter() - started:.1f} s", flush=True)
+              f"from {built.activities:,} activities in {time.perf_counter() - started:.1f} s, {steps} step(s)",
+              flush=True)
 
         if args.copies == 0:
             large = small  # only the reads and the small tenant
@@ -239,9 +272,9 @@ def main() -> None:
         print(f"   loaded in {time.perf_counter() - started:.0f} s")
         clock.advance(timedelta(hours=1))
         started = time.perf_counter()
-        built = _again(lambda: insights.recompute(large)) if large != small else built
+        built, steps = rebuilt(insights, large) if large != small else (built, steps)
         print(f"   its rebuild: {built.records:,} records from {built.activities:,} activities in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+              f"{time.perf_counter() - started:.1f} s, {steps} step(s)", flush=True)
 
         print("\n3. after 60 new activities (about a day of this tenant's activity), each tenant")
         rows = {}
@@ -323,6 +356,24 @@ def main() -> None:
             print(f"   needs-attention page of contacts over HTTP: median {statistics.median(latencies):.0f} ms, "
                   f"p99 {p99:.0f} ms ({len(latencies)} requests)")
         bootstrap.install(None)
+
+        # Last: it rewrites every ledger, which would leave this process's cache of them stale for what follows.
+        print(f"\n5. a rebuild of the aggregates from the stored activities in a fresh worker, each tenant (facts "
+              f"gathered up to {REBUILD_FACTS:,} at a time, then merged)")
+        print(f"   {'tenant':>7} {'activities':>10} {'seconds':>8} {'steps':>5} {'calls':>6} {'peak RSS MB':>11}")
+        done = {}
+        for name, tenant in (("100k", small), ("large", large))[:1 if large == small else 2]:
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rebuild",  # noqa: S603
+                                  "--connection", azurite.connection_string, "--table", table, "--tenant", tenant,
+                                  "--at", clock.now().isoformat()], capture_output=True, text=True, check=True,
+                                 cwd=ROOT)
+            done[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = done[name]
+            print(f"   {name:>7} {r['activities']:>10,} {r['seconds']:>8.1f} {r['steps']:>5} {r['calls']:>6} "
+                  f"{r['rss_mb']:>11.0f}", flush=True)
+        if len(done) == 2:
+            print(f"   ratio large/100k: time {done['large']['seconds'] / done['100k']['seconds']:.2f}, peak RSS "
+                  f"{done['large']['rss_mb'] / done['100k']['rss_mb']:.2f}")
 
     pure_compute([1000, 10000], 60)
 

@@ -304,7 +304,7 @@ class FakeLedgers:
     rows: dict[tuple[str, RecordKey, str], tuple[str, str]] = field(default_factory=dict)
     built: dict[str, tuple[datetime, frozenset[str]]] = field(default_factory=dict)
     rebuilds: dict[str, RebuildProgress] = field(default_factory=dict)
-    fragments: dict[tuple[str, RecordKey, str, int], str] = field(default_factory=dict)
+    fragments: dict[tuple[str, RecordKey, str, str, int, str], str] = field(default_factory=dict)
     meta_etags: dict[str, str] = field(default_factory=dict)
 
     def read(self, tenant_id: TenantId, key: RecordKey, recent_from: str, months: Iterable[str] = (), *,
@@ -368,37 +368,38 @@ class FakeLedgers:
         return failed
 
     def clear(self, tenant_id: TenantId, limit: int) -> int:
-        mine = sorted(k for k in self.rows if k[0] == tenant_id)[:limit]
-        for key in mine:
-            del self.rows[key]
-        fragments = sorted(k for k in self.fragments if k[0] == tenant_id)[:limit - len(mine)]
+        fragments = sorted(k for k in self.fragments if k[0] == tenant_id)[:limit]
         for fragment in fragments:
             del self.fragments[fragment]
-        return len(mine) + len(fragments)
+        return len(fragments)
 
-    def write_fragments(self, tenant_id: TenantId, flush: int, facts: Mapping[RecordKey, Mapping[str, list[Any]]],
-                        ) -> None:
+    def write_fragments(self, tenant_id: TenantId, rebuild: str, flush: int,
+                        facts: Mapping[RecordKey, Mapping[str, list[Any]]]) -> None:
+        token = _etag()
         for key, periods in facts.items():
             for period, entries in periods.items():
                 if entries:
-                    self.fragments[(tenant_id, key, period, flush)] = json.dumps(entries)
+                    self.fragments[(tenant_id, key, period, rebuild, flush, token)] = json.dumps(entries)
 
-    def read_fragments(self, tenant_id: TenantId, after: str | None, limit: int,
-                       ) -> tuple[dict[RecordKey, dict[str, list[Any]]], list[str], str | None]:
-        """Positions are the records' keys as JSON; row names as JSON of the fragment's key."""
-        mine = sorted(k for k in self.fragments if k[0] == tenant_id and (after is None or json.dumps(k[1]) > after))
+    def read_fragments(self, tenant_id: TenantId, rebuild: str, after: str | None, limit: int,
+                       ) -> tuple[dict[RecordKey, dict[str, list[Any]]], str | None]:
+        """Positions are the records' keys as JSON (records in that order)."""
+        mine = sorted((k for k in self.fragments if k[0] == tenant_id and k[3] == rebuild
+                       and (after is None or json.dumps(k[1]) > after)), key=lambda k: (json.dumps(k[1]), *k[2:]))
         facts: dict[RecordKey, dict[str, list[Any]]] = {}
-        rows: list[str] = []
-        for tenant, key, period, flush in mine:
-            if key not in facts and len(rows) >= limit:
-                return facts, rows, json.dumps(list(facts)[-1])
-            facts.setdefault(key, {}).setdefault(period, []).extend(json.loads(self.fragments[(tenant, key, period,
-                                                                                                flush)]))
-            rows.append(json.dumps([key, period, flush]))
-        return facts, rows, None
+        for rows, fragment in enumerate(mine):
+            key, period = fragment[1], fragment[2]
+            if key not in facts and rows >= limit:
+                return facts, json.dumps(list(facts)[-1])
+            facts.setdefault(key, {}).setdefault(period, []).extend(json.loads(self.fragments[fragment]))
+        return facts, None
 
     def replace_records(self, tenant_id: TenantId, ledgers: dict[RecordKey, LedgerState],
-                        recent_from: str | None = None, *, done: Sequence[str] = ()) -> None:
+                        recent_from: str | None = None, *, after: str | None = None,
+                        through: str | None = None) -> None:
+        for row in [k for k in self.rows if k[0] == tenant_id and (after is None or json.dumps(k[1]) > after)
+                    and (through is None or json.dumps(k[1]) <= through)]:
+            del self.rows[row]  # (those written below come back)
         for key, state in ledgers.items():
             for month, entries in state.months.items():
                 if entries:
@@ -406,9 +407,6 @@ class FakeLedgers:
             self.rows[(tenant_id, key, LEDGER_SUMMARY)] = (json.dumps(summary_of(state)), _etag())
             if state.archive:
                 self.rows[(tenant_id, key, LEDGER_ARCHIVE)] = (json.dumps(state.archive), _etag())
-        for row in done:
-            key, period, flush = json.loads(row)
-            self.fragments.pop((tenant_id, tuple(key), period, flush), None)  # type: ignore[arg-type]
 
     def about(self, tenant_id: TenantId, key: RecordKey) -> list[str]:
         return [fact[0] for (tenant, record, period), (text, _) in sorted(self.rows.items())

@@ -8,7 +8,7 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +83,7 @@ class RecomputeReport:
     seconds: float
     more_after: datetime | None = None  # the log holds more than a step takes: the next continues after this
     rebuilding: bool = False  # a rebuild of the aggregates is under way: the next step continues it
+    superseded: bool = False  # another delivery got further with it: this one's chain ends
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class InsightsService:
         if not settings.enabled:
             self._insights.replace_all(tenant_id, [], keep=set())
             return RecomputeReport(0, 0, time.perf_counter() - started)
+        meta = self._ledgers.rebuild_progress(tenant_id)[1]  # (read first: a rebuild that begins after changes it)
         built = self._ledgers.built_through(tenant_id)
         mark = self._insights.refreshed_through(tenant_id)
         if built is None or mark is None:
@@ -214,7 +216,12 @@ class InsightsService:
             seen = frozenset([w.id for w in margin if w.kind != "activities"]
                              + (activities_seen if len(activities_seen) <= MAX_SEEN_ACTIVITY_WRITES else []))
             if (max(built[0], through), seen) != built:
-                self._ledgers.mark_built(tenant_id, max(built[0], through), seen)
+                try:
+                    self._ledgers.mark_built(tenant_id, max(built[0], through), seen, etag=meta)
+                except ConcurrencyConflict:
+                    # A rebuild began meanwhile (it sets the mark when it ends), or another step marked first:
+                    # the next step reads that margin again, harmlessly.
+                    log.info("the ledgers' mark changed meanwhile; left as it is")
         if through is not None:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
         report = RecomputeReport(computed, len(current), time.perf_counter() - started,
@@ -297,14 +304,16 @@ class InsightsService:
 
     def _recompute_every_record(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                                 changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None,
-                                ) -> int:
+                                known: Mapping[RecordKey, LedgerState] | None = None) -> int:
         """Applies the changes to the aggregates, then computes every record from its aggregates, in chunks of
         records next to each other (one range query of their insights, one of their ledgers, then their
-        writes): memory follows a chunk, not the tenant. Returns how many were computed."""
+        writes): memory follows a chunk, not the tenant. Returns how many were computed. `known`: every
+        record's aggregates, just written (by a rebuild that held them all: a record it left out has none)."""
         edits = ledger_edits(linker, changes, before)
         edited = [k for k in sorted(edits) if k in linker.records]
         early = self._insights.previous(tenant_id, edited, records=len(linker.records))  # before the aggregates
-        upkept = self._upkeep(tenant_id, ctx, edits, len(linker.records))
+        upkept = (self._upkeep(tenant_id, ctx, edits, len(linker.records)) if known is None
+                  else {k: known.get(k) or LedgerState() for k in linker.records})
         keys = sorted(linker.records, key=_ledger_order)
 
         def chunks() -> Iterator[tuple[list[RecordInsight], dict[RecordKey, _Stored]]]:
@@ -410,21 +419,27 @@ class InsightsService:
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
                 log.info("insights rebuild begins")
             while True:
-                if progress.phase == "clear":
+                if progress.phase in ("clear", "cleanup"):
                     if self._ledgers.rebuild_progress(tenant_id)[1] != etag:
                         # A late duplicate must not clear what a later phase wrote (its save would fail after).
                         raise ConcurrencyConflict("the rebuild moved on")
                     if self._ledgers.clear(tenant_id, CLEAR_ROWS) == 0:
-                        progress = dataclasses.replace(progress, phase="activities")
+                        progress = dataclasses.replace(
+                            progress, phase="activities" if progress.phase == "clear" else "insights")
                 elif progress.phase == "activities":
-                    progress = self._gather(tenant_id, settings, progress, now, enough)
+                    progress, states = self._gather(tenant_id, settings, progress, etag, now, enough)
+                    if states is not None:  # every ledger, held: the insights come from them at once
+                        etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+                        return self._rebuilt(tenant_id, settings, now, started, progress, etag, states)
                 elif progress.phase == "merge":
-                    facts, rows, position = self._ledgers.read_fragments(tenant_id, progress.after, MERGE_ROWS)
+                    # (The fragments stay until every record is merged: a replayed chunk reads the same again.)
+                    facts, position = self._ledgers.read_fragments(tenant_id, progress.name, progress.after,
+                                                                   MERGE_ROWS)
                     horizon = horizon_for(now)
                     self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon) for k, m in facts.items()},
-                                                  recent_from(now), done=rows)
+                                                  recent_from(now), after=progress.after, through=position)
                     progress = dataclasses.replace(progress, after=position,
-                                                   phase="merge" if position is not None else "insights")
+                                                   phase="merge" if position is not None else "cleanup")
                 else:
                     return self._rebuilt(tenant_id, settings, now, started, progress, etag)
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
@@ -435,7 +450,7 @@ class InsightsService:
         except ConcurrencyConflict:
             # Another delivery of this step got further (or began the rebuild): it carries on from there.
             log.info("another step of the insights rebuild got further; this one stops")
-            return RecomputeReport(0, 0, time.perf_counter() - started, rebuilding=True)
+            return RecomputeReport(0, 0, time.perf_counter() - started, rebuilding=True, superseded=True)
 
     def _as_of(self, tenant_id: TenantId, settings: TenantSettings, began: datetime, now: datetime,
                ) -> tuple[Linker, Context]:
@@ -444,11 +459,12 @@ class InsightsService:
         directory = _as_applied(self._directory(tenant_id), list(self._records.record_writes_since(tenant_id, began)))
         return Linker(directory), Context(directory, settings, now)
 
-    def _gather(self, tenant_id: TenantId, settings: TenantSettings, progress: RebuildProgress, now: datetime,
-                enough: Callable[[], bool]) -> RebuildProgress:
+    def _gather(self, tenant_id: TenantId, settings: TenantSettings, progress: RebuildProgress, etag: str | None,
+                now: datetime, enough: Callable[[], bool],
+                ) -> tuple[RebuildProgress, dict[RecordKey, LedgerState] | None]:
         """Reads pages of activities and gathers their facts per record, until the facts reach REBUILD_FACTS, the
         step's time is spent or no activity is left; stores them as one flush of fragments, or, when the first
-        flush holds every activity, as the ledgers themselves."""
+        flush holds every activity, as the ledgers themselves (and returns them)."""
         linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
         gathered: dict[RecordKey, dict[str, list[Any]]] = {}
         held = read = 0
@@ -468,19 +484,22 @@ class InsightsService:
         activities = progress.activities + read
         if position is None and progress.flushes == 0:
             horizon = horizon_for(now)
-            self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon) for k, m in gathered.items()},
-                                          ctx.recent_from)
-            return dataclasses.replace(progress, phase="insights", after=None, activities=activities)
-        self._ledgers.write_fragments(tenant_id, progress.flushes, gathered)
+            states = {k: _ledger_of(m, horizon) for k, m in gathered.items()}
+            self._ledgers.replace_records(tenant_id, states, ctx.recent_from)
+            return dataclasses.replace(progress, phase="insights", after=None, activities=activities), states
+        if self._ledgers.rebuild_progress(tenant_id)[1] != etag:
+            raise ConcurrencyConflict("the rebuild moved on")  # another delivery stored this flush first
+        self._ledgers.write_fragments(tenant_id, progress.name, progress.flushes, gathered)
         return dataclasses.replace(progress, phase="activities" if position is not None else "merge", after=position,
-                                   activities=activities, flushes=progress.flushes + 1)
+                                   activities=activities, flushes=progress.flushes + 1), None
 
     def _rebuilt(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
-                 progress: RebuildProgress, etag: str | None) -> RecomputeReport:
-        """The rebuild's last phase: every record computed from its new aggregates, then the ledgers marked
-        built (ending the rebuild: ETag-checked, so that only one delivery ends it)."""
+                 progress: RebuildProgress, etag: str | None,
+                 known: Mapping[RecordKey, LedgerState] | None = None) -> RecomputeReport:
+        """The rebuild's last phase: every record computed from its new aggregates (`known`: all of them, held),
+        then the ledgers marked built (ending the rebuild: ETag-checked, so that only one delivery ends it)."""
         linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
-        computed = self._recompute_every_record(tenant_id, ctx, linker, [], None)
+        computed = self._recompute_every_record(tenant_id, ctx, linker, [], None, known)
         self._ledgers.mark_built(tenant_id, progress.settled, progress.seen, etag=etag)
         self._insights.mark_refreshed(tenant_id, progress.settled)
         self._records.forget_written(tenant_id, progress.settled)

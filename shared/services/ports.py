@@ -456,27 +456,30 @@ class LedgerRepository(Protocol):
         ...
 
     def clear(self, tenant_id: TenantId, limit: int) -> int:
-        """Deletes up to `limit` of the tenant's ledger rows and rebuild fragments (a rebuild's first phase);
-        returns how many."""
+        """Deletes up to `limit` of the tenant's rebuild fragments (before a rebuild gathers, and once it has
+        merged them); returns how many."""
         ...
 
-    def write_fragments(self, tenant_id: TenantId, flush: int,
+    def write_fragments(self, tenant_id: TenantId, rebuild: str, flush: int,
                         facts: Mapping[tuple[EntityType, str], Mapping[str, list[Any]]]) -> None:
-        """Stores what one flush of a rebuild found: per record and period, the facts (written again alike by a
-        step that replays the flush)."""
+        """Stores what one flush of a rebuild found: per record and period, the facts, in rows of their own (two
+        deliveries of one flush never overwrite each other's)."""
         ...
 
-    def read_fragments(self, tenant_id: TenantId, after: str | None, limit: int,
-                       ) -> tuple[dict[tuple[EntityType, str], dict[str, list[Any]]], list[str], str | None]:
-        """The fragments of the records next in key order (after the position an earlier call returned), whole
-        records until about `limit` rows: their facts per period, every flush's together, the rows they came from,
-        and the position to continue from (None: no more)."""
+    def read_fragments(self, tenant_id: TenantId, rebuild: str, after: str | None, limit: int,
+                       ) -> tuple[dict[tuple[EntityType, str], dict[str, list[Any]]], str | None]:
+        """The rebuild's fragments of the records next in key order (after the position an earlier call
+        returned), whole records until about `limit` rows: their facts per period, every flush's together, and the
+        position to continue from (None: no more). Reading the same position again gives the same."""
         ...
 
     def replace_records(self, tenant_id: TenantId, ledgers: dict[tuple[EntityType, str], LedgerState],
-                        recent_from: str | None = None, *, done: Sequence[str] = ()) -> None:
-        """A rebuild's writes: stores these records' ledgers as given (archive included), then deletes the
-        fragment rows `done` they were made from; the states then hold their new ETags."""
+                        recent_from: str | None = None, *, after: str | None = None,
+                        through: str | None = None) -> None:
+        """A rebuild's writes: stores these records' ledgers as given (archive included) and deletes every other
+        ledger row of the records from the one past position `after` through position `through` (positions as
+        `read_fragments` gives them; None: from the first, through the last); the states then hold their new
+        ETags."""
         ...
 
     def about(self, tenant_id: TenantId, key: tuple[EntityType, str]) -> list[str]:
@@ -511,17 +514,22 @@ class RebuildProgress:
     the ledgers are cleared; the activities are read in pages (`after`: the position of the last page done), their
     facts gathered per record up to a bound, then stored as fragments (`flushes` so far; a tenant whose facts all
     fit the first flush gets its ledgers from it at once); the fragments are merged into each record's ledger, a
-    group of records at a time (`after`: the last record merged); then every record is computed. The records count
-    as they stood at `began` (the log says how they changed since); the ledgers then reflect the log up to
-    `settled` and the record writes of `seen`."""
+    group of records at a time (`after`: the last record merged), and deleted; then every record is computed. The
+    records count as they stood at `began` (the log says how they changed since); the ledgers then reflect the log
+    up to `settled` and the record writes of `seen`."""
 
     began: datetime
     settled: datetime
     seen: frozenset[str]
-    phase: Literal["clear", "activities", "merge", "insights"] = "clear"
+    phase: Literal["clear", "activities", "merge", "cleanup", "insights"] = "clear"
     after: str | None = None
     activities: int = 0
     flushes: int = 0
+
+    @property
+    def name(self) -> str:
+        """What names this rebuild's fragments (a late step of an earlier one may still write its own)."""
+        return self.began.strftime("%Y%m%dT%H%M%S%f")
 
 
 # -- computed insights --------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Rows: `lg|{entity type}|{id}|{yyyy}Q{n}` hold the facts of one record's quarter, `lg|{entity type}|{id}|~` the
 partials of its quarters since its horizon and the earlier ones folded (its base), `lg|{entity type}|{id}|!`
 the earlier quarters' own partials (read only to change one of them, or to move the horizon); while a rebuild runs,
-`lgr|{entity type}|{id}|{yyyy}Q{n}|{flush}` the facts of a quarter that one of its flushes found. What an insight
+`lgr|{entity type}|{id}|{yyyy}Q{n}|{rebuild}|{flush}|{token}` the facts of a quarter that one of its flushes
+found. What an insight
 needs now (the summary and the quarters since `recent_from`, which the summary's partials name) is a few point
 reads per record, bounded however old the record is; `ledgers-meta` says up to when the ledgers were built from
 the log, or where a rebuild under way is.
@@ -12,8 +13,10 @@ the log, or where a rebuild under way is.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -38,16 +41,21 @@ from shared.storage.tables import (
 from shared.tenancy import TenantId
 
 PREFIX = "lg|"
-FRAGMENT_PREFIX = "lgr|"  # a rebuild's facts of a record's quarter from one flush, until it merges them
+FRAGMENT_PREFIX = "lgr|"  # a rebuild's facts of a record's quarter from one flush, until it has merged them
 META_ROW = "ledgers-meta"
 _READERS = 8
 _WRITERS = 4
+_SLICE = 200  # records whose rows a rebuild encodes together
 Key = tuple[EntityType, str]
 _Named = tuple[LedgerState, str, Operation]  # a row to write, the state it comes from, the period it holds
 
 
 def _fragment_base(key: Key) -> str:
     return f"{FRAGMENT_PREFIX}{key[0]}|{key[1]}|"
+
+
+def _ledger_base(fragment_base: str) -> str:
+    return PREFIX + fragment_base.removeprefix(FRAGMENT_PREFIX)
 
 
 def _row(key: Key, month: str) -> str:
@@ -281,9 +289,8 @@ class TableLedgers:
     def clear(self, tenant_id: TenantId, limit: int) -> int:
         if self._cache is not None:
             self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
-        found = [e for prefix in (PREFIX, FRAGMENT_PREFIX) for e in self._tables.query_partition(
-            tenant_id, row_key_from=prefix, row_key_before=prefix_upper_bound(prefix), page_size=min(limit, 1000),
-            select=["Period"]).entities][:limit]
+        found = list(itertools.islice(self._tables.iter_partition(tenant_id, row_key_prefix=FRAGMENT_PREFIX,
+                                                                  select=["Period"]), limit))
 
         def submit(batch: list[Operation]) -> None:
             with contextlib.suppress(ConcurrencyConflict):  # another step deleted some meanwhile: the next
@@ -293,60 +300,73 @@ class TableLedgers:
             list(pool.map(submit, transactions([Operation("delete", e.row_key) for e in found])))
         return len(found)
 
-    def write_fragments(self, tenant_id: TenantId, flush: int, facts: Mapping[Key, Mapping[str, list[Any]]],
-                        ) -> None:
-        operations = [Operation("upsert", f"{_fragment_base(key)}{period}|{flush:06d}", _properties(entries, period))
-                      for key in sorted(facts) for period, entries in sorted(facts[key].items()) if entries]
+    def write_fragments(self, tenant_id: TenantId, rebuild: str, flush: int,
+                        facts: Mapping[Key, Mapping[str, list[Any]]]) -> None:
+        keys = sorted(facts)
+        # Named apart from any other delivery's flush (two may stop at different activities): the merge counts an
+        # activity that two rows hold once.
+        token = uuid.uuid4().hex[:8]
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            list(pool.map(lambda batch: self._tables.transact(tenant_id, batch), transactions(operations)))
+            for at in range(0, len(keys), _SLICE):  # (encoded a slice at a time: memory follows the facts)
+                operations = [Operation("upsert", f"{_fragment_base(key)}{period}|{rebuild}|{flush:06d}|{token}",
+                                        _properties(entries, period))
+                              for key in keys[at:at + _SLICE] for period, entries in sorted(facts[key].items())
+                              if entries]
+                list(pool.map(lambda batch: self._tables.transact(tenant_id, batch), transactions(operations)))
 
-    def read_fragments(self, tenant_id: TenantId, after: str | None, limit: int,
-                       ) -> tuple[dict[Key, dict[str, list[Any]]], list[str], str | None]:
+    def read_fragments(self, tenant_id: TenantId, rebuild: str, after: str | None, limit: int,
+                       ) -> tuple[dict[Key, dict[str, list[Any]]], str | None]:
         facts: dict[Key, dict[str, list[Any]]] = {}
-        rows: list[str] = []
+        rows = 0
         last: Key | None = None
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=FRAGMENT_PREFIX,
                                                   start=prefix_upper_bound(after) if after else None):
             entity_type, rest = entity.row_key.removeprefix(FRAGMENT_PREFIX).split("|", 1)
-            record_id, period, _ = rest.rsplit("|", 2)
+            record_id, period, made_by, _, _ = rest.rsplit("|", 4)
+            if made_by != rebuild:
+                continue  # an earlier rebuild's, left by a late step: the cleanup takes it
             key: Key = (entity_type, record_id)  # type: ignore[assignment]
-            if key != last and len(rows) >= limit and last is not None:
-                return facts, rows, _fragment_base(last)  # whole records only
+            if key != last and rows >= limit and last is not None:
+                return facts, _fragment_base(last)  # whole records only
             last = key
             facts.setdefault(key, {}).setdefault(period, []).extend(_value(entity) or [])
-            rows.append(entity.row_key)
-        return facts, rows, None
+            rows += 1
+        return facts, None
 
     def replace_records(self, tenant_id: TenantId, ledgers: dict[Key, LedgerState], recent_from: str | None = None,
-                        *, done: Sequence[str] = ()) -> None:
-        rows: dict[str, Properties] = {}
-        names: dict[str, tuple[Key, str]] = {}
-        for key in sorted(ledgers):
+                        *, after: str | None = None, through: str | None = None) -> None:
+        keys = sorted(ledgers)
+
+        def documents(key: Key) -> Iterator[tuple[str, Any]]:
             state = ledgers[key]
-            for month, entries in sorted(state.months.items()):
-                if entries:
-                    rows[_row(key, month)] = _properties(entries, month)
-                    names[_row(key, month)] = key, month
-            rows[_row(key, LEDGER_SUMMARY)] = _properties(summary_of(state), LEDGER_SUMMARY)
-            names[_row(key, LEDGER_SUMMARY)] = key, LEDGER_SUMMARY
+            yield from ((month, entries) for month, entries in sorted(state.months.items()) if entries)
+            yield LEDGER_SUMMARY, summary_of(state)
             if state.archive:
-                rows[_row(key, LEDGER_ARCHIVE)] = _properties(state.archive, LEDGER_ARCHIVE)
-                names[_row(key, LEDGER_ARCHIVE)] = key, LEDGER_ARCHIVE
+                yield LEDGER_ARCHIVE, state.archive
+
+        names = {_row(key, name): (key, name) for key in keys for name, _ in documents(key)}
 
         def submit(batch: list[Operation]) -> list[tuple[str, str | None]]:
             return [(o.row_key, etag) for o, etag in zip(batch, self._tables.transact(tenant_id, batch), strict=True)]
 
+        # The rows of the range that these ledgers do not hold go: the records' periods without facts now, and the
+        # records in the range without any.
+        start = prefix_upper_bound(_ledger_base(after)) if after is not None else PREFIX
+        before = prefix_upper_bound(_ledger_base(through)) if through is not None else prefix_upper_bound(PREFIX)
+        stale = [Operation("delete", e.row_key) for e in self._tables.iter_partition(
+            tenant_id, row_key_prefix=PREFIX, start=start, before=before, select=["Period"]) if e.row_key not in names]
+        written: list[tuple[str, str | None]] = []
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            written = [pair for batch in pool.map(submit, transactions(
-                [Operation("upsert", row, properties) for row, properties in rows.items()])) for pair in batch]
-            # The fragments go once what they made is written: a step that fails between the two merges them again.
-            list(pool.map(submit, transactions([Operation("delete", row) for row in done])))
+            for at in range(0, len(keys), _SLICE):  # (encoded a slice at a time)
+                operations = [Operation("upsert", _row(key, name), _properties(document, name))
+                              for key in keys[at:at + _SLICE] for name, document in documents(key)]
+                written += [pair for batch in pool.map(submit, transactions(operations)) for pair in batch]
+            list(pool.map(submit, transactions(stale)))
         if self._cache is None or recent_from is None:
             return
         for row, etag in written:  # what the next edit of each record starts from
-            if row in names:
-                key, name = names[row]
-                ledgers[key].etags[name] = etag
+            key, name = names[row]
+            ledgers[key].etags[name] = etag
         for key, state in ledgers.items():
             self._kept(tenant_id, key, state, recent_from)
 
@@ -384,7 +404,7 @@ class TableLedgers:
             return None, entity.etag
         after = entity.properties.get("RebuildAfter")
         phase = str(entity.properties.get("RebuildPhase"))
-        if phase not in ("clear", "activities", "merge", "insights"):
+        if phase not in ("clear", "activities", "merge", "cleanup", "insights"):
             raise ValueError(f"unknown rebuild phase {phase!r}")
         return RebuildProgress(began, settled, _seen_in(entity), phase,  # type: ignore[arg-type]
                                after if isinstance(after, str) else None,

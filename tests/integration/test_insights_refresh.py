@@ -18,6 +18,7 @@ from shared.config import AppConfig
 from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
+from shared.errors import StorageUnavailable
 from shared.services.background.steps import ask
 from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind
@@ -566,6 +567,7 @@ def test_a_rebuild_in_steps_through_the_queue_gives_what_one_step_gives(world: b
     world.records._activities.delete(tenant, f"activity|{gone['source']}|{gone['id']}")  # (behind the log's back)
     world.insight_tables.delete(tenant, "ledgers-meta")  # never built: the next computation rebuilds them
     monkeypatch.setattr(service, "REBUILD_PAGE", 40)
+    monkeypatch.setattr(service, "MERGE_ROWS", 30)  # merged in many chunks too
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)  # one chunk a step
     ask(world.index, world.queue, world.clock, IndexKind.INSIGHTS_REFRESH, tenant, world.clock.now())
     outcomes = drain(world, worker=dataclasses.replace(world, ledger_cache=LedgerCache(),
@@ -691,3 +693,74 @@ def test_a_late_duplicate_of_a_rebuilds_clearing_step_clears_nothing_a_later_ste
             break
     assert TableLedgers(world.insight_tables).built_through(tenant) is not None
     assert fragments() == 0  # merged
+
+
+def test_a_rebuild_step_that_fails_after_its_merge_wrote_is_replayed_to_the_same_ledgers(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Storage fails once a merge chunk's ledgers are written but before its progress is saved: the step is
+    replayed from the same position, reads the same fragments, and the ledgers end as a rebuild in one step."""
+    import shared.services.insights as service
+
+    tenant, _ = _seeded(world, consent=True, accounts=5, sellers=3, seed=24)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    at_once = _ledger_rows(world, tenant)
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    monkeypatch.setattr(service, "REBUILD_PAGE", 60)
+    monkeypatch.setattr(service, "MERGE_ROWS", 25)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
+    stepper = world.insights()
+    original, calls = TableLedgers.replace_records, []
+
+    def failing_once(self: TableLedgers, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageUnavailable("the service is busy")
+
+    monkeypatch.setattr(TableLedgers, "replace_records", failing_once)
+    failures = 0
+    for _ in range(200):
+        try:
+            if not stepper.refresh(tenant).rebuilding:
+                break
+        except StorageUnavailable:
+            failures += 1  # the queue delivers the step again
+    else:
+        raise AssertionError("the rebuild did not end")
+    assert failures == 1
+    assert len(calls) > 3
+    assert _ledger_rows(world, tenant) == at_once
+    assert not any(True for _ in world.insight_tables.iter_partition(tenant, row_key_prefix="lgr|"))
+
+
+def test_a_refresh_that_ends_after_a_rebuild_began_leaves_the_rebuild_under_way(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh read the ledgers' mark, then a rebuild began: the refresh's mark must not end the rebuild."""
+    import shared.services.insights as service
+
+    tenant, contact, call, other = _race(world, 25)
+    monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
+    world.clock.advance(timedelta(minutes=20))
+    assert world.sync().ingest(tenant, "activities", call(1)).stored == 1
+    refresh = world.insights()
+    rebuilder = other.insights()
+    settings = world.tenant_settings().current(tenant).settings
+
+    def meanwhile() -> None:
+        assert rebuilder._rebuild(tenant, settings, world.clock.now(), 0.0).rebuilding  # begins, clears a chunk
+
+    done = _once_after(monkeypatch, refresh._ledgers, "built_through", meanwhile)
+    refresh.refresh(tenant)
+    assert done
+    ledgers = TableLedgers(world.insight_tables)
+    assert ledgers.rebuild_progress(tenant)[0] is not None
+    assert ledgers.built_through(tenant) is None
+    for _ in range(100):
+        if not rebuilder.refresh(tenant).rebuilding:
+            break
+    assert ledgers.built_through(tenant) is not None
+    world.clock.advance(timedelta(minutes=20))
+    world.insights().refresh(tenant)
+    assert _calls(world, tenant, contact) >= 1

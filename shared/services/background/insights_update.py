@@ -29,6 +29,10 @@ class InsightsUpdate:
         after = datetime.fromisoformat(resumed.after) if resumed is not None and resumed.after else None
         full = after is None and any(row.kind is IndexKind.INSIGHTS_RECOMPUTE for row in rows)
         report = self._insights.recompute(tenant_id) if full else self._insights.refresh(tenant_id, after)
+        if report.superseded:
+            # Another delivery's step of the rebuild got further and carries it on: one chain of steps, not one per
+            # row that asked. These rows stay leased; the timer sends them again once the lease ends.
+            return "superseded"
         if report.rebuilding:
             # The aggregates' rebuild goes on in the next step, whichever rows carry it (any step continues it).
             if resumed is None:
