@@ -764,3 +764,23 @@ def test_a_refresh_that_ends_after_a_rebuild_began_leaves_the_rebuild_under_way(
     world.clock.advance(timedelta(minutes=20))
     world.insights().refresh(tenant)
     assert _calls(world, tenant, contact) >= 1
+
+
+def test_a_rebuild_that_holds_every_ledger_writes_each_insight_on_the_version_it_replaces(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no other worker about, no write of the rebuild's insights may fail on an ETag (they are conditional
+    on the stored ones, read first): none is computed again."""
+    tenant, _ = _seeded(world, consent=False, accounts=4, sellers=2, seed=26)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    rebuilder = world.insights()
+    again: list[list[Any]] = []
+    original = rebuilder._again
+    monkeypatch.setattr(rebuilder, "_again", lambda tenant_id, ctx, linker, pending: (
+        again.append(list(pending)), original(tenant_id, ctx, linker, pending))[1])
+    report = rebuilder.recompute(tenant)
+    assert not report.rebuilding
+    assert report.records > 0
+    assert again == [[]]
