@@ -404,12 +404,13 @@ class InsightsService:
         """Every record's aggregates from the stored activities, then every record's insights from them, in
         bounded chunks that each save where the rebuild got to (the ledgers' meta row, ETag-checked), so that what
         a worker holds follows a chunk, never the tenant, and a step that fails or runs out of time is continued
-        by the next: the ledgers are cleared; the activities' facts are gathered in memory up to a bound and
-        stored per record as fragments (a tenant whose facts fit the bound gets its ledgers at once); the
-        fragments are merged into ledgers, a group of records at a time; then every record is computed (a
-        replayed chunk writes what it wrote before). The records count as they stood when the rebuild began; the log
-        holds how they changed since, which the next refresh applies. While it runs, `built_through` is None:
-        every refresh continues it and no opt-out touches the ledgers (the gates hide the person at read time)."""
+        by the next: fragments an unfinished rebuild left are cleared; the activities' facts are gathered in memory
+        up to a bound and stored per record as fragments (a tenant whose facts fit the bound gets its ledgers at
+        once); the fragments are merged into ledgers, a range of records at a time, then deleted; then every record
+        is computed (a replayed chunk writes what it wrote before). The records count as they stood when it began;
+        the log holds how they changed since, which the next refresh applies. While it runs, `built_through` is
+        None: every refresh continues it and no opt-out touches the ledgers (the gates hide the person at read
+        time)."""
         enough = deadline_in(REBUILD_STEP_SECONDS)
         progress, etag = self._ledgers.rebuild_progress(tenant_id)
         try:
@@ -483,13 +484,13 @@ class InsightsService:
             if position is None or held >= REBUILD_FACTS or enough():
                 break
         activities = progress.activities + read
+        if self._ledgers.rebuild_progress(tenant_id)[1] != etag:
+            raise ConcurrencyConflict("the rebuild moved on")  # another delivery stored this chunk first
         if position is None and progress.flushes == 0:
             horizon = horizon_for(now)
             states = {k: _ledger_of(m, horizon) for k, m in gathered.items()}
             self._ledgers.replace_records(tenant_id, states, ctx.recent_from)
             return dataclasses.replace(progress, phase="insights", after=None, activities=activities), states
-        if self._ledgers.rebuild_progress(tenant_id)[1] != etag:
-            raise ConcurrencyConflict("the rebuild moved on")  # another delivery stored this flush first
         self._ledgers.write_fragments(tenant_id, progress.name, progress.flushes, gathered)
         return dataclasses.replace(progress, phase="activities" if position is not None else "merge", after=position,
                                    activities=activities, flushes=progress.flushes + 1), None
