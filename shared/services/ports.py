@@ -528,8 +528,9 @@ class RebuildProgress:
 
     @property
     def name(self) -> str:
-        """What names this rebuild's fragments (a late step of an earlier one may still write its own)."""
-        return self.began.strftime("%Y%m%dT%H%M%S%f")
+        """What names this rebuild's fragments (a late step of an earlier one may still write its own); to the
+        millisecond, which any store keeps of `began`."""
+        return self.began.strftime("%Y%m%dT%H%M%S") + f"{self.began.microsecond // 1000:03d}"
 
 
 # -- computed insights --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from shared.config import AppConfig
 from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.errors import StorageUnavailable
+from shared.errors import ConcurrencyConflict, StorageUnavailable
 from shared.services.background.steps import ask
 from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind
@@ -784,3 +784,22 @@ def test_a_rebuild_that_holds_every_ledger_writes_each_insight_on_the_version_it
     assert not report.rebuilding
     assert report.records > 0
     assert again == [[]]
+
+
+def test_a_rebuilds_progress_reads_back_as_saved_and_names_its_fragments_alike(world: bootstrap.Container) -> None:
+    from shared.services.ports import RebuildProgress
+
+    tenant = TenantId(str(uuid.uuid4()))
+    ledgers = TableLedgers(world.insight_tables)
+    began = datetime(2026, 11, 26, 3, 4, 5, 678_901, tzinfo=UTC)
+    saved = RebuildProgress(began, began - WRITE_SETTLE, frozenset({"ilog|1|a"}), "merge", "lgr|contact|c-1|",
+                            1_234, 3)
+    etag = ledgers.save_rebuild(tenant, saved, None)
+    read, read_etag = ledgers.rebuild_progress(tenant)
+    assert read_etag == etag
+    assert read is not None
+    assert read.name == saved.name
+    assert read == saved
+    assert ledgers.built_through(tenant) is None
+    with pytest.raises(ConcurrencyConflict):
+        ledgers.save_rebuild(tenant, saved, None)  # another delivery began it first
