@@ -69,8 +69,8 @@ log = logging.getLogger(__name__)
 # merges the fragments into ledgers a group of records at a time; it clears the ledger rows before, a chunk at a time.
 REBUILD_PAGE = 5_000
 REBUILD_FACTS = 250_000  # facts a rebuild gathers before it stores them as fragments (~1.3 KB each in memory, measured)
-MERGE_ROWS = 2_000  # fragment rows merged together (whole records)
-CLEAR_ROWS = 1_000
+MERGE_ROWS = 10_000  # fragment rows merged together (whole records; each holds a few facts)
+CLEAR_ROWS = 5_000
 REBUILD_STEP_SECONDS = SECONDS_PER_STEP
 
 _SUBJECT_KINDS: dict[DataSubjectType, str] = {"contact": "contacts", "lead": "leads", "user": "users"}
