@@ -552,6 +552,17 @@ def _insight_contents(world: bootstrap.Container, tenant: TenantId) -> dict[Any,
     return {i.key: _content(i) for i in TableInsights(world.insight_tables).iter(tenant)}
 
 
+def _to_rebuild(world: bootstrap.Container, *, consent: bool, accounts: int, sellers: int, seed: int,
+                ) -> tuple[TenantId, dict[str, list[dict[str, Any]]]]:
+    """A seeded tenant, computed once, whose ledgers' mark is then removed: its next computation rebuilds them."""
+    tenant, data = _seeded(world, consent=consent, accounts=accounts, sellers=sellers, seed=seed)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    world.insight_tables.delete(tenant, "ledgers-meta")
+    return tenant, data
+
+
 def test_a_rebuild_in_steps_through_the_queue_gives_what_one_step_gives(world: bootstrap.Container,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A rebuild that takes a page of activities per step, each step sending the next through the queue: the
@@ -559,13 +570,9 @@ def test_a_rebuild_in_steps_through_the_queue_gives_what_one_step_gives(world: b
     what a rebuild in one step gives, and so do the insights."""
     import shared.services.insights as service
 
-    tenant, data = _seeded(world, consent=True, accounts=6, sellers=3, seed=21)
-    assert isinstance(world.clock, FixedClock)
-    world.clock.advance(WRITE_SETTLE)
-    world.insights().recompute(tenant)
+    tenant, data = _to_rebuild(world, consent=True, accounts=6, sellers=3, seed=21)
     gone = data["activities"][0]
     world.records._activities.delete(tenant, f"activity|{gone['source']}|{gone['id']}")  # (behind the log's back)
-    world.insight_tables.delete(tenant, "ledgers-meta")  # never built: the next computation rebuilds them
     monkeypatch.setattr(service, "REBUILD_PAGE", 40)
     monkeypatch.setattr(service, "MERGE_ROWS", 30)  # merged in many chunks too
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)  # one chunk a step
@@ -596,12 +603,8 @@ def test_a_rebuild_in_steps_stops_a_duplicate_and_leaves_later_writes_to_the_nex
     one step gives them."""
     import shared.services.insights as service
 
-    tenant, data = _seeded(world, consent=False, accounts=5, sellers=3, seed=22)
-    assert isinstance(world.clock, FixedClock)
-    world.clock.advance(WRITE_SETTLE)
-    world.insights().recompute(tenant)
+    tenant, data = _to_rebuild(world, consent=False, accounts=5, sellers=3, seed=22)
     served = _insight_contents(world, tenant)
-    world.insight_tables.delete(tenant, "ledgers-meta")
     monkeypatch.setattr(service, "REBUILD_PAGE", 40)
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
     stepper = dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights()
@@ -663,11 +666,7 @@ def test_a_late_duplicate_of_a_rebuilds_clearing_step_clears_nothing_a_later_ste
     on and stored fragments, must not delete them (its save would fail only after)."""
     import shared.services.insights as service
 
-    tenant, _ = _seeded(world, consent=False, accounts=3, sellers=2, seed=23)
-    assert isinstance(world.clock, FixedClock)
-    world.clock.advance(WRITE_SETTLE)
-    world.insights().recompute(tenant)
-    world.insight_tables.delete(tenant, "ledgers-meta")
+    tenant, _ = _to_rebuild(world, consent=False, accounts=3, sellers=2, seed=23)
     monkeypatch.setattr(service, "REBUILD_PAGE", 40)
     monkeypatch.setattr(service, "REBUILD_FACTS", 1)  # a flush of fragments a page
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
@@ -701,12 +700,8 @@ def test_a_rebuild_step_that_fails_after_its_merge_wrote_is_replayed_to_the_same
     replayed from the same position, reads the same fragments, and the ledgers end as a rebuild in one step."""
     import shared.services.insights as service
 
-    tenant, _ = _seeded(world, consent=True, accounts=5, sellers=3, seed=24)
-    assert isinstance(world.clock, FixedClock)
-    world.clock.advance(WRITE_SETTLE)
-    world.insights().recompute(tenant)
+    tenant, _ = _to_rebuild(world, consent=True, accounts=5, sellers=3, seed=24)
     at_once = _ledger_rows(world, tenant)
-    world.insight_tables.delete(tenant, "ledgers-meta")
     monkeypatch.setattr(service, "REBUILD_PAGE", 60)
     monkeypatch.setattr(service, "MERGE_ROWS", 25)
     monkeypatch.setattr(service, "REBUILD_STEP_SECONDS", 0.0)
@@ -770,11 +765,7 @@ def test_a_rebuild_that_holds_every_ledger_writes_each_insight_on_the_version_it
         world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
     """With no other worker about, no write of the rebuild's insights may fail on an ETag (they are conditional
     on the stored ones, read first): none is computed again."""
-    tenant, _ = _seeded(world, consent=False, accounts=4, sellers=2, seed=26)
-    assert isinstance(world.clock, FixedClock)
-    world.clock.advance(WRITE_SETTLE)
-    world.insights().recompute(tenant)
-    world.insight_tables.delete(tenant, "ledgers-meta")
+    tenant, _ = _to_rebuild(world, consent=False, accounts=4, sellers=2, seed=26)
     rebuilder = world.insights()
     again: list[list[Any]] = []
     original = rebuilder._again
