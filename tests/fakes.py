@@ -416,6 +416,9 @@ class FakeLedgers:
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
         return self.built.get(tenant_id)
 
+    def built_version(self, tenant_id: TenantId) -> tuple[tuple[datetime, frozenset[str]] | None, str | None]:
+        return self.built.get(tenant_id), self.meta_etags.get(tenant_id)
+
     def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
                    etag: str | None = None) -> None:
         if etag is not None and self.meta_etags.get(tenant_id) != etag:

@@ -164,8 +164,7 @@ class InsightsService:
         if not settings.enabled:
             self._insights.replace_all(tenant_id, [], keep=set())
             return RecomputeReport(0, 0, time.perf_counter() - started)
-        meta = self._ledgers.rebuild_progress(tenant_id)[1]  # (read first: a rebuild that begins after changes it)
-        built = self._ledgers.built_through(tenant_id)
+        built, meta = self._ledgers.built_version(tenant_id)  # (a rebuild that begins after changes `meta`)
         mark = self._insights.refreshed_through(tenant_id)
         if built is None or mark is None:
             return self._rebuild(tenant_id, settings, now, started)  # (or continues the one under way)

@@ -491,6 +491,11 @@ class LedgerRepository(Protocol):
         built)."""
         ...
 
+    def built_version(self, tenant_id: TenantId) -> tuple[tuple[datetime, frozenset[str]] | None, str | None]:
+        """What `built_through` says and, from the same read, the ETag of the row that says it (what `mark_built`
+        may be conditional on; None: no row)."""
+        ...
+
     def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
                    etag: str | None = None) -> None:
         """Sets what `built_through` says (and ends a rebuild); conditional on `etag` when given (the rebuild's

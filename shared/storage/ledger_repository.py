@@ -381,11 +381,14 @@ class TableLedgers:
         return keys
 
     def built_through(self, tenant_id: TenantId) -> tuple[datetime, frozenset[str]] | None:
+        return self.built_version(tenant_id)[0]
+
+    def built_version(self, tenant_id: TenantId) -> tuple[tuple[datetime, frozenset[str]] | None, str | None]:
         entity = self._tables.get(tenant_id, META_ROW)
-        value = entity.properties.get("BuiltThrough") if entity else None
-        if entity is None or not isinstance(value, datetime):
-            return None
-        return value, _seen_in(entity)
+        if entity is None:
+            return None, None
+        value = entity.properties.get("BuiltThrough")
+        return (value, _seen_in(entity)) if isinstance(value, datetime) else None, entity.etag
 
     def mark_built(self, tenant_id: TenantId, through: datetime, seen: Iterable[str], *,
                    etag: str | None = None) -> None:

@@ -746,7 +746,7 @@ def test_a_refresh_that_ends_after_a_rebuild_began_leaves_the_rebuild_under_way(
     def meanwhile() -> None:
         assert rebuilder._rebuild(tenant, settings, world.clock.now(), 0.0).rebuilding  # begins, clears a chunk
 
-    done = _once_after(monkeypatch, refresh._ledgers, "built_through", meanwhile)
+    done = _once_after(monkeypatch, refresh._ledgers, "built_version", meanwhile)
     refresh.refresh(tenant)
     assert done
     ledgers = TableLedgers(world.insight_tables)
