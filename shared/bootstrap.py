@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from shared import observability
+from shared import garbage_collection, observability
 from shared.clock import Clock, SystemClock
 from shared.config import AppConfig, ConfigurationError
 from shared.identity.consent_verifier import MsalConsentVerifier
@@ -190,6 +190,7 @@ _lock = threading.Lock()
 
 def build(config: AppConfig, *, clock: Clock | None = None) -> Container:
     observability.install()
+    garbage_collection.configure()
     if config.storage_connection:
         tables = TableStore.from_connection_string(config.storage_connection, config.state_table)
     else:

@@ -62,3 +62,18 @@ def test_the_data_sources_settings_and_their_defaults() -> None:
 def test_unusable_data_sources_settings_are_configuration_errors(extra: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         AppConfig.from_env({"AzureWebJobsStorage": "x", "RI_API_AUDIENCES": "x", **extra})
+
+
+def test_a_built_container_collects_young_garbage_every_50000_allocations_not_700() -> None:
+    import gc
+
+    from shared import bootstrap, garbage_collection
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        bootstrap.build(AppConfig.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                                            "RI_API_AUDIENCES": "x"}))
+        assert gc.get_threshold() == (garbage_collection.YOUNG_THRESHOLD, *garbage_collection.OLDER_THRESHOLDS)
+    finally:
+        gc.set_threshold(*before)
