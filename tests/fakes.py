@@ -36,7 +36,6 @@ from shared.services.ports import (
     Holder,
     IndexEntry,
     IndexKind,
-    InsightBatch,
     LedgerState,
     LoggedWrite,
     MailboxCopy,
@@ -47,6 +46,7 @@ from shared.services.ports import (
     RecordTooLarge,
     SourcePositionLost,
     StoredVersion,
+    SweepProgress,
     Versioned,
     WorkMessage,
 )
@@ -446,6 +446,7 @@ class FakeInsights:
     domains: dict[tuple[str, str], str] = field(default_factory=dict)
     marks: dict[str, datetime] = field(default_factory=dict)
     recomputes: dict[str, dict[str, datetime | int]] = field(default_factory=dict)
+    sweeps: dict[str, Versioned[SweepProgress | None]] = field(default_factory=dict)
 
     def get(self, tenant_id: TenantId, entity_type: EntityType, record_id: str) -> RecordInsight | None:
         return self.rows.get((tenant_id, entity_type, record_id))
@@ -490,18 +491,29 @@ class FakeInsights:
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None:
         self.marks[tenant_id] = through
 
-    def replace_all(self, tenant_id: TenantId, batches: Iterable[InsightBatch], keep: Collection[RecordKey],
-                    ) -> list[RecordKey]:
-        failed: list[RecordKey] = []
-        self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}
-        for insights, previous in batches:
-            failed += self.update(tenant_id, insights, previous=previous)
-            for insight in insights:
-                for domain in insight.email_domains:
-                    self.domains[(tenant_id, domain)] = insight.id
+    def in_range(self, tenant_id: TenantId, after: RecordKey | None, through: RecordKey | None,
+                 ) -> dict[RecordKey, Versioned[RecordInsight]]:
+        return {(kind, record_id): Versioned(insight, self._etag_of(tenant_id, (kind, record_id)) or "")
+                for (tenant, kind, record_id), insight in sorted(self.rows.items()) if tenant == tenant_id
+                and (after is None or (kind, record_id) > after) and (through is None or (kind, record_id) <= through)}
+
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
         for key in [k for k in self.rows if k[0] == tenant_id and (k[1], k[2]) not in keep]:
             self.rows.pop(key)
-        return failed
+            self.etags.pop(key, None)
+        self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}
+        self.domains.update({(tenant_id, domain): account for domain, account in domains.items()})
+
+    def sweep_progress(self, tenant_id: TenantId) -> tuple[SweepProgress | None, str | None]:
+        found = self.sweeps.get(tenant_id)
+        return (None, None) if found is None else (found.document, found.etag)
+
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
+        found = self.sweeps.get(tenant_id)
+        if etag is not None and (found is None or found.etag != etag):
+            raise ConcurrencyConflict("another step saved the pass since")
+        self.sweeps[tenant_id] = Versioned(progress, _etag())
+        return self.sweeps[tenant_id].etag
 
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
         return RecomputeStatus(**self.recomputes.get(tenant_id, {}))  # type: ignore[arg-type]

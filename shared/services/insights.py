@@ -8,7 +8,7 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +56,7 @@ from shared.services.ports import (
     RecordKey,
     RecordRepository,
     ScheduleIndex,
+    SweepProgress,
     Versioned,
     WorkQueue,
 )
@@ -72,17 +73,19 @@ REBUILD_FACTS = 250_000  # facts a rebuild gathers before it stores them as frag
 MERGE_ROWS = 10_000  # fragment rows merged together (whole records; each holds a few facts)
 CLEAR_ROWS = 5_000
 REBUILD_STEP_SECONDS = SECONDS_PER_STEP
+RECOMPUTE_STEP_SECONDS = SECONDS_PER_STEP  # a step of the pass over every record ends past this
 
 _SUBJECT_KINDS: dict[DataSubjectType, str] = {"contact": "contacts", "lead": "leads", "user": "users"}
 
 
 @dataclass(frozen=True)
 class RecomputeReport:
-    records: int
+    records: int  # computed in this step (a record the log touched and the pass reached, twice); a rebuild's: all
     activities: int
     seconds: float
     more_after: datetime | None = None  # the log holds more than a step takes: the next continues after this
     rebuilding: bool = False  # a rebuild of the aggregates is under way: the next step continues it
+    sweeping: bool = False  # the recompute's pass over every record goes on: the recompute's next step continues it
     superseded: bool = False  # another delivery got further with it: this one's chain ends
 
 
@@ -138,31 +141,34 @@ class InsightsService:
     def recompute_status(self, tenant_id: TenantId) -> RecomputeStatus:
         return self._insights.recompute_status(tenant_id)
 
-    def recompute(self, tenant_id: TenantId) -> RecomputeReport:
-        """Every record's insights, from all the tenant's data."""
-        self._insights.note_recompute(tenant_id, started_at=self._clock.now())
-        report = self._compute(tenant_id, incremental=False)
-        if not report.rebuilding:
-            self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=report.records,
-                                          activities=report.activities)
-        return report
+    def recompute(self, tenant_id: TenantId, asked: datetime | None = None, after: datetime | None = None,
+                  ) -> RecomputeReport:
+        """Every record's insights, from all the tenant's data: a step of the pass over every record that began
+        when it was `asked` for or after (begun now when there is none, or when `asked` is None), after applying
+        the log as a refresh does (`after`: as `refresh` has it). The pass goes on in the next step when this
+        one's time is spent."""
+        return self._compute(tenant_id, incremental=False, after=after, asked=asked)
 
     def refresh(self, tenant_id: TenantId, after: datetime | None = None) -> RecomputeReport:
         """Only the records touched by activities stored since the last computation (a full one when unknown),
         in steps of a bounded part of the ingestion log: a step that continues one reads the log `after` it."""
         return self._compute(tenant_id, incremental=True, after=after)
 
-    def _compute(self, tenant_id: TenantId, *, incremental: bool, after: datetime | None = None) -> RecomputeReport:
-        """Applies what the ingestion log holds since the last computation to the per-record aggregates, then
-        computes the records it touched (a refresh) or every record (the daily recompute: recency moves scores),
-        each from its own aggregates. Record changes are applied as `record_changes` plans them: most link the
-        activities about the people concerned again; what no index can find (or aggregates never built) rebuilds
-        the aggregates from the stored activities."""
+    def _compute(self, tenant_id: TenantId, *, incremental: bool, after: datetime | None = None,
+                 asked: datetime | None = None) -> RecomputeReport:
+        """Applies what the ingestion log holds since the last computation to the per-record aggregates and
+        computes the records it touched, each from its own aggregates; then, for the daily recompute (recency
+        moves scores) or a change that concerns every record, goes on with the pass over every record. Record
+        changes are applied as `record_changes` plans them: most link the activities about the people concerned
+        again; what no index can find (or aggregates never built) rebuilds the aggregates from the stored
+        activities."""
         started = time.perf_counter()
+        enough = deadline_in(RECOMPUTE_STEP_SECONDS)
         now = self._clock.now()
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled:
-            self._insights.replace_all(tenant_id, [], keep=set())
+            self._insights.tidy(tenant_id, keep=set(), domains={})
+            self._insights.save_sweep(tenant_id, None, None)
             return RecomputeReport(0, 0, time.perf_counter() - started)
         built, meta = self._ledgers.built_version(tenant_id)  # (a rebuild that begins after changes `meta`)
         mark = self._insights.refreshed_through(tenant_id)
@@ -195,14 +201,20 @@ class InsightsService:
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         changes = [(key, _record("activities", previous_docs.get(key)), current.get(key)) for key in keys]
         changes += self._relinked(tenant_id, plan.people, set(keys))
-        if not incremental or plan.every_record:
-            computed = self._recompute_every_record(tenant_id, ctx, linker, changes, before)
-        else:
-            results, versions = self._apply(tenant_id, ctx, linker, changes, before, extra=plan.records)
-            self._store(tenant_id, ctx, linker, results, versions, removed=plan.dropped)
-            computed = len(results)
-        if not incremental:
-            self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+        touched = self._touch(tenant_id, ctx, linker, changes, before, extra=plan.records)
+        sweep: _Sweep = "none"
+        reached: list[RecordKey] = []
+        if not incremental:  # (the pass computes the touched records it reaches from what `touched` holds)
+            sweep, reached = self._sweep_step(tenant_id, ctx, linker, asked, enough, touched,
+                                              activities=len(current))
+        elif plan.every_record:
+            # (a pass over every record, in steps of its own: a recompute's)
+            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+        done = set(reached)
+        results = [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
+                   for key in touched.keys if key not in done]
+        self._store(tenant_id, ctx, linker, results, touched.versions, removed=plan.dropped)
+        computed = len(results) + len(reached)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
         if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
@@ -224,11 +236,86 @@ class InsightsService:
         if through is not None:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
         report = RecomputeReport(computed, len(current), time.perf_counter() - started,
-                                 writes[-1].ingested_at if more else None)
-        log.info("insights %s: %d records from %d changed activities in %.2f s%s",
+                                 writes[-1].ingested_at if more else None, sweeping=sweep == "continues",
+                                 superseded=sweep == "superseded")
+        log.info("insights %s: %d records from %d changed activities in %.2f s%s%s",
                  "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds,
-                 "; the log goes on" if more else "")
+                 "; the log goes on" if more else "", "; the pass over every record goes on" if report.sweeping else "")
         return report
+
+    def _sweep_step(self, tenant_id: TenantId, ctx: Context, linker: Linker, asked: datetime | None,
+                    enough: Callable[[], bool], touched: _Touched, *, activities: int,
+                    ) -> tuple[_Sweep, list[RecordKey]]:
+        """A step of the pass over every record that began at `asked` or after (begins one now when there is
+        none, or `asked` is None): returns how it stands after it, and the records it computed."""
+        progress, etag = self._insights.sweep_progress(tenant_id)
+        fresh = progress is None or asked is None or progress.began < asked
+        if not fresh and progress is not None and progress.ended is not None:
+            return "none", []  # done already
+        try:
+            if fresh or progress is None:
+                progress = SweepProgress(began=ctx.now)
+                etag = self._insights.save_sweep(tenant_id, progress, None)  # (a pass under way ends here)
+                self._insights.note_recompute(tenant_id, started_at=self._clock.now(), activities=activities)
+                self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, ctx.now + FULL_RECOMPUTE_INTERVAL)
+            saved = progress
+
+            def save(position: RecordKey, records: int) -> None:
+                nonlocal saved, etag
+                saved = dataclasses.replace(saved, after=position, records=saved.records + records)
+                etag = self._insights.save_sweep(tenant_id, saved, etag)
+
+            position, computed = self._sweep(tenant_id, ctx, linker, progress.after, enough, save, held=touched)
+            if position is not None:
+                return "continues", computed
+            ended = dataclasses.replace(saved, after=None, records=len(linker.records), ended=self._clock.now())
+            self._insights.save_sweep(tenant_id, ended, etag)
+        except ConcurrencyConflict:
+            log.info("another step of the pass over every record got further; this one stops")
+            return "superseded", []
+        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=len(linker.records))
+        return "ended", computed
+
+    def _sweep(self, tenant_id: TenantId, ctx: Context, linker: Linker, after: RecordKey | None,
+               enough: Callable[[], bool], save: Callable[[RecordKey, int], None],
+               known: Mapping[RecordKey, LedgerState] | None = None, held: _Touched | None = None,
+               ) -> tuple[RecordKey | None, list[RecordKey]]:
+        """Computes every record after `after` (in key order) from its aggregates, a chunk of records next to each
+        other at a time (one range query of their stored insights, read before the aggregates; one of their
+        ledgers; then their writes, each conditional on the insight read), deleting the insights in the chunk's
+        range of records that are gone, and `save`s where it got to after each chunk; until the step's time is
+        spent (returns where it got to) or every record is computed and what no record names deleted (returns
+        None). Memory follows a chunk, not the tenant; a chunk done again computes the same. `known`: every
+        record's aggregates, just written (by a rebuild that held them all: a record it left out has none);
+        `held`: some records' aggregates and the insights read before them. Returns the records computed too."""
+        keys = sorted(k for k in linker.records if after is None or k > after)
+        mine = set(held.keys) if held is not None else set()
+        at = 0
+        while True:
+            chunk = keys[at:at + RECOMPUTE_CHUNK]
+            at += len(chunk)
+            through = chunk[-1] if at < len(keys) else None  # (the last chunk's range runs to the end)
+            stored = self._insights.in_range(tenant_id, after, through)
+            versions = {k: v for k, v in stored.items() if k not in mine}
+            if held is not None:
+                versions.update((k, v) for k in chunk if k in mine and (v := held.versions.get(k)) is not None)
+            if known is not None:
+                states = {k: known.get(k) or LedgerState() for k in chunk}
+            else:
+                states = {k: held.states[k] for k in chunk if k in mine} if held is not None else {}
+                rest = [k for k in chunk if k not in states]
+                states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
+            results = [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk]
+            self._store(tenant_id, ctx, linker, results, versions, removed=[k for k in stored if k not in states])
+            if through is None:
+                break
+            save(through, len(chunk))
+            after = through
+            if enough():
+                return after, keys[:at]
+        domains = {domain: key[1] for key in sorted(linker.records) for domain in linker.records[key].email_domains}
+        self._insights.tidy(tenant_id, keep=set(linker.records), domains=domains)
+        return None, keys
 
     def apply_opt_outs(self, tenant_id: TenantId, people: Iterable[tuple[str, str]]) -> None:
         """A contact's or lead's new opt-out, applied at once (SPEC 4.4): the activities about them leave the
@@ -282,12 +369,11 @@ class InsightsService:
         activities = self._records.activities(tenant_id, keys) if keys else {}
         return [(key, activity, activity) for key, activity in activities.items()]
 
-    def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
+    def _touch(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
-               extra: set[RecordKey]) -> tuple[list[RecordInsight], dict[RecordKey, _Stored]]:
-        """Applies the changes to the aggregates, then computes the records they touched and the `extra` ones,
-        each from its aggregates; returns them and the stored insights they replace, with the ETags each write
-        is conditional on."""
+               extra: set[RecordKey]) -> _Touched:
+        """Applies the changes to the aggregates; returns the records they touched and the `extra` ones, with the
+        stored insights they replace (the ETags each write is conditional on) and their aggregates."""
         edits = ledger_edits(linker, changes, before)
         wanted = [k for k in dict.fromkeys([*sorted(edits), *sorted(extra)]) if k in linker.records]
         # The stored insights (and their ETags) are read before the aggregates they are computed from: a write
@@ -299,36 +385,16 @@ class InsightsService:
         missing = [k for k in wanted if k not in states]
         if missing:
             states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
-        return [_insight(ctx, linker, key, states[key], _document(versions.get(key))) for key in wanted], versions
+        return _Touched(wanted, versions, states)
 
-    def _recompute_every_record(self, tenant_id: TenantId, ctx: Context, linker: Linker,
-                                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None,
-                                known: Mapping[RecordKey, LedgerState] | None = None) -> int:
-        """Applies the changes to the aggregates, then computes every record from its aggregates, in chunks of
-        records next to each other (one range query of their insights, one of their ledgers, then their
-        writes): memory follows a chunk, not the tenant. Returns how many were computed. `known`: every
-        record's aggregates, just written (by a rebuild that held them all: a record it left out has none)."""
-        edits = ledger_edits(linker, changes, before)
-        edited = [k for k in sorted(edits) if k in linker.records]
-        early = self._insights.previous(tenant_id, edited, records=len(linker.records))  # before the aggregates
-        upkept = (self._upkeep(tenant_id, ctx, edits, len(linker.records)) if known is None
-                  else {k: known.get(k) or LedgerState() for k in linker.records})
-        keys = sorted(linker.records, key=_ledger_order)
-
-        def chunks() -> Iterator[tuple[list[RecordInsight], dict[RecordKey, _Stored]]]:
-            for at in range(0, len(keys), RECOMPUTE_CHUNK):
-                chunk = keys[at:at + RECOMPUTE_CHUNK]
-                rest = [k for k in chunk if k not in upkept]
-                versions = {k: early[k] for k in chunk if k in early}
-                unread = [k for k in chunk if k not in early]  # (`known` ones too: their insights are stored)
-                versions.update(self._insights.previous(tenant_id, unread, records=len(unread)))
-                states = {k: upkept[k] for k in chunk if k in upkept}
-                states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
-                yield [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk], versions
-
-        failed = self._insights.replace_all(tenant_id, chunks(), keep=set(linker.records))
-        self._again(tenant_id, ctx, linker, [key for key in failed if key in linker.records])
-        return len(keys)
+    def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
+               changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
+               extra: set[RecordKey]) -> tuple[list[RecordInsight], dict[RecordKey, _Stored]]:
+        """`_touch`, then the records it touched computed, each from its aggregates; returns them and the stored
+        insights they replace."""
+        touched = self._touch(tenant_id, ctx, linker, changes, before, extra=extra)
+        return [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
+                for key in touched.keys], touched.versions
 
     def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
                versions: dict[RecordKey, Versioned[RecordInsight]], removed: Iterable[RecordKey]) -> None:
@@ -431,7 +497,7 @@ class InsightsService:
                     progress, states = self._gather(tenant_id, settings, progress, etag, now, enough)
                     if states is not None:  # every ledger, held: the insights come from them at once
                         etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
-                        return self._rebuilt(tenant_id, settings, now, started, progress, etag, states)
+                        return self._rebuilt(tenant_id, settings, now, started, progress, etag, enough, states)
                 elif progress.phase == "merge":
                     # (The fragments stay until every record is merged: a replayed chunk reads the same again.)
                     facts, position = self._ledgers.read_fragments(tenant_id, progress.name, progress.after,
@@ -442,7 +508,7 @@ class InsightsService:
                     progress = dataclasses.replace(progress, after=position,
                                                    phase="merge" if position is not None else "cleanup")
                 else:
-                    return self._rebuilt(tenant_id, settings, now, started, progress, etag)
+                    return self._rebuilt(tenant_id, settings, now, started, progress, etag, enough)
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
                 if enough():
                     log.info("insights rebuild continues: %s, %d activities so far", progress.phase,
@@ -495,19 +561,33 @@ class InsightsService:
                                    activities=activities, flushes=progress.flushes + 1), None
 
     def _rebuilt(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
-                 progress: RebuildProgress, etag: str | None,
+                 progress: RebuildProgress, etag: str | None, enough: Callable[[], bool],
                  known: Mapping[RecordKey, LedgerState] | None = None) -> RecomputeReport:
         """The rebuild's last phase: every record computed from its new aggregates (`known`: all of them, held),
-        then the ledgers marked built (ending the rebuild: ETag-checked, so that only one delivery ends it)."""
+        in chunks that each save where it got to, then the ledgers marked built (ending the rebuild: ETag-checked,
+        so that only one delivery ends it). It counts as a pass of the daily recompute over every record."""
         linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
-        computed = self._recompute_every_record(tenant_id, ctx, linker, [], None, known)
+        def save(position: RecordKey, records: int) -> None:
+            nonlocal progress, etag
+            progress = dataclasses.replace(progress, after="|".join(position))
+            etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+
+        entity_type, _, record_id = (progress.after or "").partition("|")
+        after: RecordKey | None = (entity_type, record_id) if progress.after else None  # type: ignore[assignment]
+        position, computed = self._sweep(tenant_id, ctx, linker, after, enough, save, known)
+        if position is not None:
+            log.info("insights rebuild continues: every record's insights, %d this step", len(computed))
+            return RecomputeReport(len(computed), progress.activities, time.perf_counter() - started,
+                                   rebuilding=True)
         self._ledgers.mark_built(tenant_id, progress.settled, progress.seen, etag=etag)
         self._insights.mark_refreshed(tenant_id, progress.settled)
         self._records.forget_written(tenant_id, progress.settled)
+        self._insights.save_sweep(tenant_id, SweepProgress(progress.began, records=len(linker.records),
+                                                           ended=self._clock.now()), None)
         self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
-        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=computed,
+        self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=len(linker.records),
                                       activities=progress.activities)
-        report = RecomputeReport(computed, progress.activities, time.perf_counter() - started)
+        report = RecomputeReport(len(linker.records), progress.activities, time.perf_counter() - started)
         log.info("insights rebuilt: %d records from %d activities (this step %.2f s)", report.records,
                  report.activities, report.seconds)
         return report
@@ -702,6 +782,7 @@ class InsightsService:
 
 MAX_LEDGER_ATTEMPTS = 5
 RECOMPUTE_CHUNK = 200  # records computed together by the daily recompute (~250 KB each while in memory)
+_Sweep = Literal["none", "continues", "ended", "superseded"]  # how the pass over every record stands after a step
 # What one step of the refresh takes from the ingestion log (a purge of a large mailbox logs hundreds of
 # thousands): each key costs a point read and its previous document is held in memory until the step ends.
 MAX_LOGGED_KEYS_PER_STEP = 5_000
@@ -711,6 +792,15 @@ _WRITERS = 8
 
 
 _Stored = Versioned[RecordInsight]
+
+
+@dataclass(frozen=True)
+class _Touched:
+    """The records changes touched: their aggregates as written, and their stored insights as read before."""
+
+    keys: list[RecordKey]
+    versions: dict[RecordKey, _Stored]
+    states: dict[RecordKey, LedgerState]
 
 
 def _ledger_of(months: dict[str, list[Any]], horizon: str) -> LedgerState:

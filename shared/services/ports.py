@@ -544,6 +544,18 @@ RecordKey = tuple[EntityType, str]
 
 
 @dataclass(frozen=True)
+class SweepProgress:
+    """The daily recompute's pass over every record, in steps that each save this: the records after `after` (in
+    key order) are yet to compute, `records` are computed. A recompute asked for at a moment is the pass that began
+    then or after (a pass begun later replaces one under way); `ended`: when it ended."""
+
+    began: datetime
+    after: RecordKey | None = None
+    records: int = 0
+    ended: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RecomputeStatus:
     """The tenant's latest full recompute: asked for, started, finished (and what it computed)."""
 
@@ -589,12 +601,25 @@ class InsightRepository(Protocol):
 
     def mark_refreshed(self, tenant_id: TenantId, through: datetime) -> None: ...
 
-    def replace_all(self, tenant_id: TenantId, batches: Iterable[InsightBatch], keep: Collection[RecordKey],
-                    ) -> list[RecordKey]:
-        """Stores every record's insight, batch after batch as they come (a batch that names the stored versions
-        it replaces is written conditionally on them), keeps which account each email domain belongs to, and
-        drops the insights of records not in `keep`. Returns the records whose write failed on an ETag (nothing
-        of theirs written)."""
+    def in_range(self, tenant_id: TenantId, after: RecordKey | None, through: RecordKey | None,
+                 ) -> dict[RecordKey, Versioned[RecordInsight]]:
+        """The stored insights of the records after `after` (None: from the first) through `through` (None: to the
+        last), in key order, with their ETags: one range query."""
+        ...
+
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
+        """Deletes the insights of records not in `keep` and the index rows no kept insight names (each delete
+        conditional on the ETag read, so that what another worker wrote meanwhile stays), and keeps which account
+        each email domain belongs to as `domains` says. Reads the keys of the tenant's insights and index rows."""
+        ...
+
+    def sweep_progress(self, tenant_id: TenantId) -> tuple[SweepProgress | None, str | None]:
+        """The daily recompute's pass over every record under way, and the ETag its next save is conditional on."""
+        ...
+
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
+        """Saves where the pass got to (None: it ended), conditional on `etag` (None: a new pass replaces whatever
+        is stored); raises ConcurrencyConflict when another step saved since. Returns the new ETag."""
         ...
 
     def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey], *, records: int,
@@ -627,7 +652,6 @@ class Versioned(Generic[D]):
 
 
 # Insights to store and the stored versions they replace (None: unconditionally).
-InsightBatch = tuple[Sequence[RecordInsight], Mapping[RecordKey, Versioned[RecordInsight]] | None]
 
 
 class ConsentRequests(Protocol):

@@ -21,7 +21,7 @@ from shared.domain.insights.directory import EntityType
 from shared.domain.insights.health import needs_attention
 from shared.domain.insights.model import RecordInsight
 from shared.errors import ConcurrencyConflict
-from shared.services.ports import BULK_SHARE, InsightBatch, RecomputeStatus, RecordKey, Versioned
+from shared.services.ports import BULK_SHARE, RecomputeStatus, RecordKey, SweepProgress, Versioned
 from shared.storage.documents import decode, encode
 from shared.storage.tables import (
     Operation,
@@ -37,6 +37,7 @@ from shared.tenancy import TenantId
 PREFIX = "insight|"
 DOMAIN_PREFIX = "wkw-domain|"
 META_ROW = "insights-meta"
+SWEEP_ROW = "insights-sweep"  # the daily recompute's pass under way
 RECOMPUTE_ROW = "insights-recompute"
 _RECOMPUTE_FACTS = {"requested_at": "RequestedAt", "started_at": "StartedAt", "finished_at": "FinishedAt",
                     "records": "Records", "activities": "Activities"}
@@ -195,86 +196,94 @@ class TableInsights:
                 found[insight.key] = Versioned(insight, entity.etag)
         return found
 
-    def replace_all(self, tenant_id: TenantId, batches: Iterable[InsightBatch], keep: Collection[RecordKey],
-                    ) -> list[RecordKey]:
-        """Writes each batch's insights as it comes, each with its index rows in its transaction (conditional on
-        the batch's stored versions when it has them), then deletes the insights of records not in `keep` and
-        index rows no record names, and keeps the email-domain → account rows in step; returns the records whose
-        write failed on an ETag. Index rows are compared with those stored (properties too): most stay as they
-        are from one day to the next. Holds a batch at a time, and the index and domain rows' keys. The insights
-        written are what the next computation starts from."""
-        if self._cache is not None:
-            self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id))
-        stored: dict[RecordKey, dict[str, dict[str, Any]]] = {}
-        for prefix in (ATTENTION_PREFIX, RISK_PREFIX):
-            for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["Fp", "HasX"]):
-                stored.setdefault(_record_of(entity.row_key), {})[entity.row_key] = {
-                    k: v for k, v in entity.properties.items() if v is not None}
-        domains: dict[str, str] = {}
-        failed: list[RecordKey] = []
-        for insights, previous in batches:
-            # Each group commits whole: a record's insight row first (None: a group of rows that only go).
-            groups: list[tuple[RecordInsight | None, list[Operation]]] = []
-            for insight in insights:
-                rows, seen = index_rows(insight), stored.pop(insight.key, {})
-                named = seen  # the rows the stored insight has: as read above, or as it names them
-                if previous is None:
-                    first = self._upsert(insight)
-                else:
-                    found = previous.get(insight.key)
-                    first = self._row_operation(insight, None if found is None else found.etag)
-                    if found is not None:  # (another worker may have written it, and its rows, since they were read)
-                        named = {r: dict(p) for r, p in index_rows(found.document).items()}
-                groups.append((insight, [first, *(Operation("delete", r) for r in {**seen, **named} if r not in rows),
-                                         *(Operation("upsert", r, dict(p)) for r, p in rows.items()
-                                           if seen.get(r) != dict(p) or named.get(r) != dict(p))]))
-                domains.update(dict.fromkeys(insight.email_domains, insight.id))
-            failed += self._commit_all(tenant_id, groups, conditional=previous is not None)
-            insights = previous = groups = []  # type: ignore[assignment]  # (gone before the next batch is made)
-        groups = []
-        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, select=["RowKey"]):
+    def in_range(self, tenant_id: TenantId, after: RecordKey | None, through: RecordKey | None,
+                 ) -> dict[RecordKey, Versioned[RecordInsight]]:
+        last = None if through is None else row_key(*through)
+        found: dict[RecordKey, Versioned[RecordInsight]] = {}
+        # (a record whose id extends the last one's sorts after it: past `last`, left to the next range)
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX,
+                                                  after=None if after is None else row_key(*after),
+                                                  before=None if last is None else prefix_upper_bound(last)):
+            if last is None or entity.row_key <= last:
+                insight = decode(entity, RecordInsight)
+                found[insight.key] = Versioned(insight, entity.etag)
+        return found
+
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
+        # The index rows are read before the insights that name them: a row that an insight written after this
+        # read names has a new ETag, on which its delete fails; one written before, the insights read show.
+        index = {entity.row_key: entity.etag for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
+                 for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["RowKey"])}
+        named: set[str] = set()
+        groups: list[_Group] = []
+        gone: set[RecordKey] = set()
+        for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, select=["Att"]):
             entity_type, _, record_id = entity.row_key.removeprefix(PREFIX).partition("|")
+            rows = json.loads(str(entity.properties.get("Att") or "[]"))
+            if (entity_type, record_id) in keep:
+                named.update(rows)
+                continue
             key: RecordKey = (entity_type, record_id)  # type: ignore[assignment]
-            if key not in keep:  # a record that is gone: its insight and index rows go
-                groups.append((None, [Operation("delete", entity.row_key),
-                                      *(Operation("delete", r) for r in stored.pop(key, {}))]))
-        groups += [(None, [Operation("delete", r)]) for key, rows in stored.items() if key not in keep
-                   for r in rows]  # no record's
+            gone.add(key)
+            groups.append((key, None, [Operation("delete", entity.row_key, etag=entity.etag),
+                                       *(Operation("delete", r, etag=index.pop(r)) for r in rows if r in index)]))
+        groups += [(_record_of(r), None, [Operation("delete", r, etag=etag)]) for r, etag in index.items()
+                   if r not in named]
+        wanted = dict(domains)
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=DOMAIN_PREFIX):
             domain = entity.row_key.removeprefix(DOMAIN_PREFIX)
-            if domains.get(domain) == entity.properties.get("AccountId"):
-                domains.pop(domain)
-            elif domain not in domains:
-                groups.append((None, [Operation("delete", entity.row_key)]))
-        groups += [(None, [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a})]) for d, a in domains.items()]
-        self._commit_all(tenant_id, groups, conditional=False)
-        return failed
+            if wanted.get(domain) == entity.properties.get("AccountId"):
+                wanted.pop(domain)
+            elif domain not in wanted:
+                groups.append((_NO_RECORD, None, [Operation("delete", entity.row_key)]))
+        groups += [(_NO_RECORD, None, [Operation("upsert", DOMAIN_PREFIX + d, {"AccountId": a})])
+                   for d, a in wanted.items()]
+        if self._cache is not None and gone:
+            self._cache.forget(lambda entry: entry[:2] == (self._scope, tenant_id) and entry[2] in gone)
+        self._commit_all(tenant_id, groups)  # (what fails, another worker changed: it stays as that one left it)
 
-    def _commit_all(self, tenant_id: TenantId, groups: Sequence[tuple[RecordInsight | None, list[Operation]]], *,
-                    conditional: bool) -> list[RecordKey]:
-        """The groups in few transactions; returns the records whose conditional write failed."""
+    def sweep_progress(self, tenant_id: TenantId) -> tuple[SweepProgress | None, str | None]:
+        entity = self._tables.get(tenant_id, SWEEP_ROW)
+        if entity is None:
+            return None, None
+        began, after, ended = (entity.properties.get(name) for name in ("Began", "After", "Ended"))
+        if not isinstance(began, datetime):
+            return None, entity.etag
+        entity_type, _, record_id = str(after or "").partition("|")
+        return SweepProgress(began, (entity_type, record_id) if after else None,  # type: ignore[arg-type]
+                             int(entity.properties.get("Records") or 0),  # type: ignore[arg-type]
+                             ended if isinstance(ended, datetime) else None), entity.etag
+
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
+        properties: Properties = {} if progress is None else {
+            "Began": progress.began, "Records": progress.records,
+            **({"After": "|".join(progress.after)} if progress.after is not None else {}),
+            **({"Ended": progress.ended} if progress.ended is not None else {})}
+        if etag is None:
+            return self._tables.upsert(tenant_id, SWEEP_ROW, properties)
+        return self._tables.replace(tenant_id, SWEEP_ROW, properties, etag)
+
+    def _commit_all(self, tenant_id: TenantId, groups: Sequence[_Group]) -> list[RecordKey]:
+        """Each record's group of operations whole, the groups in few transactions; returns the records whose
+        group failed on an ETag (nothing of theirs written)."""
         failed: list[RecordKey] = []
-        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[1]),
-                                                 count=lambda g: len(g[1])):
+        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[2]),
+                                                 count=lambda g: len(g[2])):
             try:
                 self._commit(tenant_id, transaction)
             except ConcurrencyConflict:
-                if not conditional and any(insight is not None for insight, _ in transaction):
-                    raise
                 # Which write failed, the service does not say in a way worth parsing: each group alone, then.
                 for group in transaction:
                     try:
                         self._commit(tenant_id, [group])
                     except ConcurrencyConflict:
-                        if group[0] is not None:
-                            failed.append(group[0].key)
-                        # (rows that only go: another worker removed them first)
+                        failed.append(group[0])
         return failed
 
-    def _commit(self, tenant_id: TenantId, groups: Sequence[tuple[RecordInsight | None, list[Operation]]]) -> None:
-        etags = self._tables.transact(tenant_id, [o for _, group in groups for o in group])
+    def _commit(self, tenant_id: TenantId, groups: Sequence[_Group]) -> None:
+        etags = self._tables.transact(tenant_id, [o for _, _, group in groups for o in group])
         at = 0
-        for written, group in groups:
+        for _, written, group in groups:
             if self._cache is not None and written is not None and (etag := etags[at]) is not None:
                 self._cache.keep(self._scope, tenant_id, written, etag, _stored_chars(group[0]))
             at += len(group)
@@ -305,7 +314,7 @@ class TableInsights:
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
                 before = list(pool.map(indexed, keys))
         # Each record's operations, its insight's row first (None: a record whose rows go).
-        groups: list[tuple[RecordKey, RecordInsight | None, list[Operation]]] = []
+        groups: list[_Group] = []
         for insight, (etag, old) in zip(insights, before, strict=False):
             rows = index_rows(insight)
             first = self._row_operation(insight, etag) if previous is not None else self._upsert(insight)
@@ -317,21 +326,9 @@ class TableInsights:
             if etag is not None:
                 groups.append((key, None, [Operation("delete", row_key(*key), etag=etag),
                                            *(Operation("delete", r) for r in old)]))
-        failed: list[RecordKey] = []
-        for transaction in cut_into_transactions(groups, lambda g: sum(operation_bytes(o) for o in g[2]),
-                                                 limit=MAX_GROUPS_PER_TRANSACTION):
-            try:
-                etags = self._tables.transact(tenant_id, [o for _, _, group in transaction for o in group])
-            except ConcurrencyConflict:
-                if previous is None:
-                    raise
-                failed.extend(key for key, _, _ in transaction)
-                continue
-            at = 0
-            for _, written, group in transaction:
-                if self._cache is not None and written is not None and (etag := etags[at]) is not None:
-                    self._cache.keep(self._scope, tenant_id, written, etag, _stored_chars(group[0]))
-                at += len(group)
+        failed = self._commit_all(tenant_id, groups)
+        if failed and previous is None:
+            raise ConcurrencyConflict(f"the insights of {failed[:3]} changed while they were deleted")
         return failed
 
     @staticmethod
@@ -351,7 +348,9 @@ class TableInsights:
         return Operation("create", key, properties) if etag is None else Operation("replace", key, properties, etag)
 
 
-MAX_GROUPS_PER_TRANSACTION = 11  # a record's insight, at most four index rows to add and four to delete: ≤ 100
+# A record's operations (its insight's row first; None: rows that only go), committed together.
+_Group = tuple[RecordKey, RecordInsight | None, list[Operation]]
+_NO_RECORD: RecordKey = ("account", "")  # (a domain row's group: no record's)
 
 
 def _stored_chars(operation: Operation) -> int:

@@ -468,7 +468,7 @@ def test_a_bulk_read_of_previous_insights_reads_what_point_reads_read(world: boo
     expected = TableInsights(world.insight_tables).previous(tenant, keys, records=10**6)  # point reads
     insights = TableInsights(world.insight_tables, InsightCache() if cached else None)
     if cached:  # what this worker wrote last stands in for a read
-        insights.replace_all(tenant, [([stored[k].document for k in keys[:5]], None)], keep=set(stored))
+        insights.update(tenant, [stored[k].document for k in keys[:5]])
     found = insights.previous(tenant, keys, records=len(keys))  # one query
     assert list(found) == [k for k in keys if k in stored]
     assert {k: v.document for k, v in found.items()} == {k: v.document for k, v in expected.items()}
@@ -509,6 +509,86 @@ def test_the_daily_recompute_in_chunks_gives_what_it_gives_at_once(world: bootst
     assert stored() == chunked
 
 
+def test_the_daily_recompute_runs_in_steps_on_the_queue_and_gives_what_one_step_gives(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step computes chunks of records until its time is spent, saves where the pass got to and sends the
+    next; the recompute is done after the last, and the insights end as one step gives them."""
+    import shared.services.insights as service
+
+    tenant, _ = _seeded(world, consent=True, accounts=6, sellers=3, seed=23)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    world.clock.advance(timedelta(days=1))
+    monkeypatch.setattr(service, "RECOMPUTE_CHUNK", 7)
+    monkeypatch.setattr(service, "RECOMPUTE_STEP_SECONDS", 0.0)  # one chunk a step
+    assert world.insights().request_recompute(tenant).state == "queued"
+    outcomes = drain(world, worker=dataclasses.replace(world, ledger_cache=LedgerCache(),
+                                                       insight_cache=InsightCache()).worker())
+    records = len(_insight_contents(world, tenant))
+    assert outcomes.count("recomputeContinues") == -(-records // 7) - 1
+    assert outcomes.count("recomputed") == 1
+    status = world.insights().recompute_status(tenant)
+    assert status.state == "done"
+    assert status.records == records
+    stepped = _insight_contents(world, tenant)
+    monkeypatch.setattr(service, "RECOMPUTE_CHUNK", 10_000)
+    monkeypatch.setattr(service, "RECOMPUTE_STEP_SECONDS", 240.0)
+    report = dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights(
+        ).recompute(tenant)
+    assert not report.sweeping
+    assert report.records == records
+    assert _insight_contents(world, tenant) == stepped
+
+
+def test_a_duplicate_step_of_the_daily_recompute_stops_at_its_save_and_a_later_ask_begins_a_new_pass(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two deliveries of one step compute the same chunk: the one that saves second stops (its writes were
+    conditional: what it wrote is computed from the aggregates as they stand); a step asked before the pass began
+    continues it, one asked after begins another, and one asked before a pass that ended does nothing."""
+    import shared.services.insights as service
+
+    tenant, _, _, _ = _race(world, 24)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(timedelta(days=1))
+    monkeypatch.setattr(service, "RECOMPUTE_CHUNK", 3)
+    monkeypatch.setattr(service, "RECOMPUTE_STEP_SECONDS", 0.0)
+    asked = world.clock.now()
+
+    def worker() -> service.InsightsService:
+        return dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights()
+
+    first, duplicate, other = worker(), worker(), worker()
+    assert first.recompute(tenant, asked).sweeping
+    progress, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
+    assert progress is not None
+    assert progress.after is not None
+    assert progress.began == asked
+
+    done = _once_after(monkeypatch, duplicate._insights, "in_range",
+                       lambda: other.recompute(tenant, asked))  # the same step, delivered twice
+    assert duplicate.recompute(tenant, asked).superseded
+    assert done
+    after_other, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
+    assert after_other is not None
+    assert after_other.after is not None
+    assert after_other.after > progress.after
+
+    world.clock.advance(timedelta(minutes=1))
+    report = first.recompute(tenant, world.clock.now())  # asked after the pass began: a new one
+    assert report.sweeping
+    began, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
+    assert began is not None
+    assert began.began == world.clock.now()
+    assert began.records == 3
+    while first.recompute(tenant, asked).sweeping:
+        pass
+    ended, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
+    assert ended is not None
+    assert ended.ended is not None
+    assert first.recompute(tenant, asked).records == 0  # (that pass ended: nothing left to do)
+
+
 def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bootstrap.Container) -> None:
     tenant, _, _, _ = _race(world, 19)
     stored = _stored_insights(TableInsights(world.insight_tables), tenant)
@@ -516,17 +596,18 @@ def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bo
              for key, found in stored.items()}
     cache = InsightCache(max_stored_chars=sum(sorted(sizes.values())[:10]))
     insights = TableInsights(world.insight_tables, cache)
-    insights.replace_all(tenant, [([found.document for found in stored.values()], None)], keep=set(stored))
+    insights.update(tenant, [found.document for found in stored.values()])
     assert 0 < len(cache) <= 10
     kept = [key for key in stored if cache.peek((world.insight_tables.table_name, tenant, key)) is not None]
     assert sum(sizes[key] for key in kept) <= cache.capacity
     assert len(kept) == len(cache)
 
 
-def test_a_recompute_removes_index_rows_another_worker_wrote_after_it_read_the_index(
-        world: bootstrap.Container) -> None:
-    """replace_all reads the index rows once, then each batch's stored versions: an insight another worker wrote
-    in between names index rows of its own, which the batch's write must replace too."""
+def test_tidying_deletes_what_no_insight_names_but_not_a_row_another_worker_wrote_after_it_read_the_index(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of the pass over every record: index rows no insight names go, and the insights of records that
+    are gone, with their rows; a row that an insight written meanwhile names stays (its delete is conditional on
+    the ETag read), and the email-domain rows follow what they are given."""
     tenant, _, _, _ = _race(world, 20)
     insights = TableInsights(world.insight_tables)
     stored = _stored_insights(insights, tenant)
@@ -534,18 +615,34 @@ def test_a_recompute_removes_index_rows_another_worker_wrote_after_it_read_the_i
     crm = found.document.crm
     moved = found.document.model_copy(update={"crm": crm.model_copy(update={"health": crm.health.model_copy(
         update={"score": (crm.health.score or 0) + 1})})})  # another name for its CRM row
-    assert set(index_rows(moved)) != set(index_rows(found.document))
+    (renamed,) = set(index_rows(moved)) - set(index_rows(found.document))
+    orphan = f"{ATTENTION_PREFIX}contact|c|-|001|no-such-contact"
+    for row in (renamed, orphan):  # rows no insight names (yet)
+        world.insight_tables.upsert(tenant, row, {"Fp": "-", "HasX": False})
+    gone, gone_insight = next((k, v) for k, v in stored.items() if k != key and index_rows(v.document))
+    original = world.insight_tables.iter_partition
 
-    def batches() -> Any:
-        assert insights.update(tenant, [moved], previous={key: found}) == []  # another worker, meanwhile
-        now = TableInsights(world.insight_tables).previous(tenant, [key], records=10**6)
-        yield [found.document], now
+    def read(partition_key: str, **kwargs: Any) -> Any:
+        if kwargs.get("row_key_prefix") == "wkw-domain|" and not ran:
+            ran.append(True)  # after the index and the insights are read: another worker writes
+            assert insights.update(tenant, [moved], previous={key: found}) == []
+        return original(partition_key, **kwargs)
 
-    assert insights.replace_all(tenant, batches(), keep=set(stored)) == []
+    ran: list[bool] = []
+    monkeypatch.setattr(world.insight_tables, "iter_partition", read)
+    insights.tidy(tenant, keep=set(stored) - {gone}, domains={"contoso.example": "acc-1"})
+    monkeypatch.undo()
+    assert ran
     rows = {e.row_key for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
-            for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)
-            if e.row_key.endswith(f"|{key[1]}")}
-    assert rows == set(index_rows(found.document))
+            for e in world.insight_tables.iter_partition(tenant, row_key_prefix=prefix)}
+    now = _stored_insights(insights, tenant)
+    assert set(now) == set(stored) - {gone}
+    assert rows == {row for v in now.values() for row in index_rows(v.document)}
+    assert renamed in rows
+    assert orphan not in rows
+    assert not set(index_rows(gone_insight.document)) & rows
+    assert {e.row_key: e.properties["AccountId"] for e in world.insight_tables.iter_partition(
+        tenant, row_key_prefix="wkw-domain|")} == {"wkw-domain|contoso.example": "acc-1"}
 
 
 def _insight_contents(world: bootstrap.Container, tenant: TenantId) -> dict[Any, Any]:

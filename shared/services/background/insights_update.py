@@ -22,24 +22,31 @@ class InsightsUpdate:
         self._clock = clock
 
     def run(self, tenant_id: TenantId, rows: list[IndexEntry]) -> str:
-        """One step: everything if any row asks for it, else only what new activities touch; a step that the log's
-        size cut short keeps where it got to on the first row and sends the next, which refreshes from there; a
-        step of a rebuild of the aggregates (which keeps its own progress) sends the next, which continues it."""
+        """One step: of the recompute if any row asks for it (a pass over every record that began when the
+        earliest asked, or after), else only what new activities touch; a step that the log's size or its time cut
+        short keeps where the log got to on the first row and sends the next, which goes on from there (the pass
+        and a rebuild of the aggregates keep their own progress)."""
         resumed = resume(self._index, rows, LOG_POSITION)
         after = datetime.fromisoformat(resumed.after) if resumed is not None and resumed.after else None
-        full = after is None and any(row.kind is IndexKind.INSIGHTS_RECOMPUTE for row in rows)
-        report = self._insights.recompute(tenant_id) if full else self._insights.refresh(tenant_id, after)
+        asked = [row.due for row in rows if row.kind is IndexKind.INSIGHTS_RECOMPUTE]
+        report = (self._insights.recompute(tenant_id, min(asked), after) if asked
+                  else self._insights.refresh(tenant_id, after))
         if report.superseded:
-            # Another delivery's step of the rebuild got further and carries it on: one chain of steps, not one per
-            # row that asked. These rows stay leased; the timer sends them again once the lease ends.
+            # Another delivery's step of the rebuild or the pass got further and carries it on: one chain of
+            # steps, not one per row that asked. These rows stay leased; the timer sends them again once the
+            # lease ends.
             return "superseded"
-        if report.rebuilding:
-            # The aggregates' rebuild goes on in the next step, whichever rows carry it (any step continues it).
+        going_on = "rebuildContinues" if report.rebuilding else "recomputeContinues" if report.sweeping else None
+        if going_on is not None:
             if resumed is None:
+                if report.sweeping:
+                    return "superseded"  # the rows went: another delivery ended the pass
+                # (any step continues the rebuild)
                 ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id, self._clock.now())
-                return "rebuildContinues"
-            kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION, None)
-            return "rebuildContinues" if kept else "superseded"
+                return going_on
+            kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION,
+                                  None if report.more_after is None else report.more_after.isoformat())
+            return going_on if kept else "superseded"
         if report.more_after is not None and resumed is not None:
             kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION,
                                   report.more_after.isoformat())
@@ -49,7 +56,7 @@ class InsightsUpdate:
             # The rows went meanwhile (another delivery finished them): a new row, read from the last mark.
             ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id, self._clock.now())
             return "updateContinues"
-        return "recomputed" if full else "refreshed"
+        return "recomputed" if asked else "refreshed"
 
 
 LOG_POSITION = "ingestionLog"
