@@ -277,3 +277,40 @@ def _check_steps(steps: list[tuple[str, Any]]) -> None:
     tenant.previous = {i.key: i for i in tenant.insights.iter(TENANT)}
     tenant.recompute()
     tenant.check(computed_only=False)
+
+
+def test_the_computation_builds_every_model_whole() -> None:
+    """The computation builds its models without validating them (`ledger._built`, for speed): each must hold
+    every field it declares, and validating what it serialises must give it back."""
+    from pydantic import BaseModel
+
+    from devhost.seed import generate
+
+    records = FakeRecords(group_size=50)
+    clock = FixedClock(NOW)
+    repository = FakeSettingsRepository()
+    repository.settings[TENANT] = (enabled(), "e1")
+    sync = SyncService(TenantSettingsService(repository, clock), records, clock, FakeScheduleIndex())
+    for kind, items in generate(accounts=6, sellers=4, seed=7, now=NOW).items():
+        sync.ingest(TENANT, kind, items)
+    directory = Directory.of(*(list(records.iter_records(TENANT, kind)) for kind in
+                               ("users", "accounts", "contacts", "leads", "opportunities")))
+    insights = compute(directory, repository.settings[TENANT][0],
+                       [a for a, _ in records.iter_activities(TENANT, with_ingested_at=False)], NOW)
+    seen: set[type[BaseModel]] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, BaseModel):
+            seen.add(type(value))
+            assert set(vars(value)) == set(type(value).model_fields), type(value)
+            assert type(value).model_validate(value.model_dump()) == value
+            for field in vars(value).values():
+                walk(field)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    for insight in insights:
+        walk(insight)
+    assert {"RecordInsight", "Variant", "Kpis", "SideKpis", "Health", "Factor", "Introducer"} <= {
+        t.__name__ for t in seen}

@@ -359,7 +359,8 @@ def insight(ctx: Context, meta: RecordMeta, base: Mapping[str, Partial], old: Ma
         if ctx.with_exchange:
             enhanced, lost = _introducers(ctx, by_origin, decay=ctx.enhanced, exchange=ctx.enhanced)
             risk_enhanced = _risk(ctx, meta, lost, enhanced)
-    return RecordInsight.model_construct(
+    return _built(
+        RecordInsight,
         entity_type=meta.entity_type, id=meta.id, name=meta.name, computed_at=ctx.now,
         gate_fingerprint=ctx.fingerprint, crm=crm, with_exchange=full, introducers_basic=basic,
         introducers_enhanced=enhanced, email_domains=list(meta.email_domains), risk_basic=risk_basic,
@@ -397,7 +398,7 @@ def _variant(ctx: Context, meta: RecordMeta, by_origin: list[tuple[str, Partial]
     kpis = _kpis(ctx, total, facts, sources)
     health = _health(ctx, meta, total, facts, kpis.customer.response_rate,
                      prior.health.trend if prior else None)
-    return Variant.model_construct(kpis=kpis, health=health)
+    return _built(Variant, kpis=kpis, health=health)
 
 
 def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]) -> Kpis:
@@ -432,7 +433,8 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
                 continue
             counter[name] = counter.get(name, 0) + 1
     last = total["l"]
-    return Kpis.model_construct(
+    return _built(
+        Kpis,
         team=_side(c[0:6], responses.get(TEAM)), customer=_side(c[6:12], responses.get(CUSTOMER)),
         weekly=weekly,
         daily=[_built(DayActivity, day=d, emails_sent=v.get("emails_sent", 0),
@@ -449,7 +451,8 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
 
 
 def _side(c: list[float], response: tuple[float, float | None] | None) -> SideKpis:
-    return SideKpis.model_construct(
+    return _built(
+        SideKpis,
         emails_sent=int(c[0]), meetings_initiated=int(c[1]), meetings_attended=int(c[2]),
         phone_calls_made=int(c[3]), tasks=int(c[4]), time_spent_minutes=round(c[5], 1),
         response_rate=None if response is None else round(response[0], 3),
@@ -510,8 +513,8 @@ def _top(directory: Directory, contacted: Mapping[str, list[int]], *, internal: 
 def _health(ctx: Context, meta: RecordMeta, total: Partial, facts: list[Fact], response_rate: float | None,
             previous_trend: Trend | None) -> Health:
     if not meta.applicable:
-        return Health.model_construct(state="notApplicable", trend="notApplicable", score=None, grade=None,
-                                      trend_detail=None, factors=[], drivers=[])
+        return _built(Health, state="notApplicable", score=None, grade=None, trend="notApplicable",
+                      trend_detail=None, factors=[], drivers=[])
     now, now_us = ctx.now, ctx.now_us
     created_on = meta.created_on
     if total["hl"] is None:
@@ -529,13 +532,13 @@ def _health(ctx: Context, meta: RecordMeta, total: Partial, facts: list[Fact], r
     score, factors, drivers = _score(ctx, in_window, response_rate)
     trend, detail = _trend(ctx, done, moment(total["hf"]), created_on, previous_trend)
     options = ctx.options
-    return Health.model_construct(state="scored", score=score, grade=grade_of(score, options.grading), trend=trend,
-                                  trend_detail=detail, factors=factors, drivers=drivers)
+    return _built(Health, state="scored", score=score, grade=grade_of(score, options.grading), trend=trend,
+                  trend_detail=detail, factors=factors, drivers=drivers)
 
 
 def _state(state: State, trend: Trend) -> Health:
-    return Health.model_construct(state=state, trend=trend, score=None, grade=None, trend_detail=None, factors=[],
-                                  drivers=[])
+    return _built(Health, state=state, score=None, grade=None, trend=trend, trend_detail=None, factors=[],
+                  drivers=[])
 
 
 def _score(ctx: Context, done: list[Fact], response_rate: float | None) -> tuple[int, list[Factor], list[Driver]]:
