@@ -22,6 +22,7 @@ from bench.insights import NOW, _enable, _records
 from devhost.azurite import Azurite
 from devhost.seed import generate
 from shared.clock import FixedClock
+from shared.services.ports import IndexKind
 from shared.tenancy import TenantId
 
 
@@ -64,7 +65,9 @@ def main() -> None:
              [{"id": f"new-{uuid.uuid4().hex[:8]}", "version": 1, "email": "newcomer@example.org",
                "fullName": "Newcomer", "accountId": accounts[0]}]),
         ]
-        print(f"\n{'record change':<48} {'refresh s':>9} {'table calls':>11} {'records':>7} {'rebuild?':>8}")
+        for row in container.index.due(IndexKind.INSIGHTS_RECOMPUTE, clock.now()):
+            container.index.remove(row.kind, row.tenant_id, row.due)  # (asked by the set-up: done above)
+        print(f"\n{'record change':<60} {'refresh s':>9} {'table calls':>11} {'records':>7} {'rebuild?':>8}")
         for name, kind, batch in changes:
             clock.advance(timedelta(hours=1))
             assert sync.ingest(tenant, kind, batch).stored == len(batch)
@@ -72,9 +75,20 @@ def main() -> None:
             counting.reset()
             started = time.perf_counter()
             report = insights.refresh(tenant)
+            rebuilt, records = report.activities >= len(activities), report.records
+            asked = [row.due for row in container.index.due(IndexKind.INSIGHTS_RECOMPUTE, clock.now())
+                     if row.tenant_id == tenant]
+            if asked:  # a change that concerns every record asks for a pass over them: its steps, one by one
+                pass_step = insights.recompute(tenant, max(asked))
+                records += pass_step.records
+                while pass_step.sweeping:
+                    pass_step = insights.recompute(tenant, max(asked))
+                    records += pass_step.records
+                for due in asked:
+                    container.index.remove(IndexKind.INSIGHTS_RECOMPUTE, tenant, due)
+                name += " (+ a pass)"
             seconds = time.perf_counter() - started
-            rebuilt = report.activities >= len(activities)
-            print(f"{name:<48} {seconds:>9.2f} {counting.total:>11,} {report.records:>7,} "
+            print(f"{name:<60} {seconds:>9.2f} {counting.total:>11,} {records:>7,} "
                   f"{'yes' if rebuilt else 'no':>8}", flush=True)
 
         clock.advance(timedelta(hours=1))

@@ -508,9 +508,10 @@ class FakeInsights:
         found = self.sweeps.get(tenant_id)
         return (None, None) if found is None else (found.document, found.etag)
 
-    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None, *,
+                   replace: bool = False) -> str | None:
         found = self.sweeps.get(tenant_id)
-        if etag is not None and (found is None or found.etag != etag):
+        if not replace and (found.etag if found is not None else None) != etag:
             raise ConcurrencyConflict("another step saved the pass since")
         self.sweeps[tenant_id] = Versioned(progress, _etag())
         return self.sweeps[tenant_id].etag

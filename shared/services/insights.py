@@ -41,7 +41,7 @@ from shared.domain.records import RECORD_KINDS, Activity
 from shared.domain.tenant_settings import TenantSettings
 from shared.domain.vocabulary import DataSubjectType
 from shared.errors import ConcurrencyConflict, Conflict, NotFound, Unprocessable, ValidationFailed
-from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in
+from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in, next_slot
 from shared.services.directory_cache import DirectoryCache
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
@@ -80,12 +80,13 @@ _SUBJECT_KINDS: dict[DataSubjectType, str] = {"contact": "contacts", "lead": "le
 
 @dataclass(frozen=True)
 class RecomputeReport:
-    records: int  # computed in this step (a record the log touched and the pass reached, twice); a rebuild's: all
+    records: int  # computed in this step; a rebuild's last step: every record
     activities: int
     seconds: float
     more_after: datetime | None = None  # the log holds more than a step takes: the next continues after this
     rebuilding: bool = False  # a rebuild of the aggregates is under way: the next step continues it
     sweeping: bool = False  # the recompute's pass over every record goes on: the recompute's next step continues it
+    pass_began: datetime | None = None  # (a recompute's) when the pass it continued, began or found ended began
     superseded: bool = False  # another delivery got further with it: this one's chain ends
 
 
@@ -168,7 +169,7 @@ class InsightsService:
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled:
             self._insights.tidy(tenant_id, keep=set(), domains={})
-            self._insights.save_sweep(tenant_id, None, None)
+            self._insights.save_sweep(tenant_id, None, None, replace=True)
             return RecomputeReport(0, 0, time.perf_counter() - started)
         built, meta = self._ledgers.built_version(tenant_id)  # (a rebuild that begins after changes `meta`)
         mark = self._insights.refreshed_through(tenant_id)
@@ -204,12 +205,14 @@ class InsightsService:
         touched = self._touch(tenant_id, ctx, linker, changes, before, extra=plan.records)
         sweep: _Sweep = "none"
         reached: list[RecordKey] = []
+        began: datetime | None = None
+        if plan.every_record:
+            # A pass over every record, in steps of its own: asked now, after the change was stored, so that a pass
+            # under way (which may have passed records it concerns) does not count as its.
+            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         if not incremental:  # (the pass computes the touched records it reaches from what `touched` holds)
-            sweep, reached = self._sweep_step(tenant_id, ctx, linker, asked, enough, touched,
-                                              activities=len(current))
-        elif plan.every_record:
-            # (a pass over every record, in steps of its own: a recompute's)
-            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now)
+            sweep, reached, began = self._sweep_step(tenant_id, ctx, linker, asked, enough, touched,
+                                                     activities=len(current))
         done = set(reached)
         results = [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
                    for key in touched.keys if key not in done]
@@ -237,7 +240,7 @@ class InsightsService:
             self._records.forget_written(tenant_id, through)  # applied, never read again: what they held goes
         report = RecomputeReport(computed, len(current), time.perf_counter() - started,
                                  writes[-1].ingested_at if more else None, sweeping=sweep == "continues",
-                                 superseded=sweep == "superseded")
+                                 superseded=sweep == "superseded", pass_began=began)
         log.info("insights %s: %d records from %d changed activities in %.2f s%s%s",
                  "refreshed" if incremental else "recomputed", report.records, report.activities, report.seconds,
                  "; the log goes on" if more else "", "; the pass over every record goes on" if report.sweeping else "")
@@ -245,47 +248,53 @@ class InsightsService:
 
     def _sweep_step(self, tenant_id: TenantId, ctx: Context, linker: Linker, asked: datetime | None,
                     enough: Callable[[], bool], touched: _Touched, *, activities: int,
-                    ) -> tuple[_Sweep, list[RecordKey]]:
-        """A step of the pass over every record that began at `asked` or after (begins one now when there is
-        none, or `asked` is None): returns how it stands after it, and the records it computed."""
+                    ) -> tuple[_Sweep, list[RecordKey], datetime | None]:
+        """A step of the pass over every record under way; when none is, of a new one, unless the last began at
+        `asked` or after (`asked` None: a new pass now, whatever is under way). A pass under way is never
+        begun again: what was asked after it began waits for the next. Returns how the pass stands after the
+        step, the records it computed and when the pass began."""
         progress, etag = self._insights.sweep_progress(tenant_id)
-        fresh = progress is None or asked is None or progress.began < asked
-        if not fresh and progress is not None and progress.ended is not None:
-            return "none", []  # done already
+        if asked is not None and progress is not None and progress.ended is not None and progress.began >= asked:
+            return "none", [], progress.began  # done already
         try:
-            if fresh or progress is None:
-                progress = SweepProgress(began=ctx.now)
-                etag = self._insights.save_sweep(tenant_id, progress, None)  # (a pass under way ends here)
+            if asked is None or progress is None or progress.ended is not None:
+                progress, replaced = SweepProgress(began=ctx.now), etag
+                etag = self._insights.save_sweep(tenant_id, progress, None if asked is None else replaced,
+                                                 replace=asked is None)
                 self._insights.note_recompute(tenant_id, started_at=self._clock.now(), activities=activities)
-                self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, ctx.now + FULL_RECOMPUTE_INTERVAL)
+                self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id,
+                                next_slot(tenant_id, FULL_RECOMPUTE_INTERVAL, ctx.now))
             saved = progress
 
-            def save(position: RecordKey, records: int) -> None:
+            def save(position: RecordKey | None, records: int) -> None:
                 nonlocal saved, etag
                 saved = dataclasses.replace(saved, after=position, records=saved.records + records)
-                etag = self._insights.save_sweep(tenant_id, saved, etag)
+                if position is None:
+                    saved = dataclasses.replace(saved, records=len(linker.records), ended=self._clock.now())
+                try:
+                    etag = self._insights.save_sweep(tenant_id, saved, etag)
+                except ConcurrencyConflict as conflict:
+                    raise _MovedOn from conflict
 
             position, computed = self._sweep(tenant_id, ctx, linker, progress.after, enough, save, held=touched)
-            if position is not None:
-                return "continues", computed
-            ended = dataclasses.replace(saved, after=None, records=len(linker.records), ended=self._clock.now())
-            self._insights.save_sweep(tenant_id, ended, etag)
-        except ConcurrencyConflict:
+        except (_MovedOn, ConcurrencyConflict):  # (a conflict here: another delivery began a pass first)
             log.info("another step of the pass over every record got further; this one stops")
-            return "superseded", []
+            return "superseded", [], progress.began if progress is not None else None
+        if position is not None:
+            return "continues", computed, progress.began
         self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=len(linker.records))
-        return "ended", computed
+        return "ended", computed, progress.began
 
     def _sweep(self, tenant_id: TenantId, ctx: Context, linker: Linker, after: RecordKey | None,
-               enough: Callable[[], bool], save: Callable[[RecordKey, int], None],
+               enough: Callable[[], bool], save: Callable[[RecordKey | None, int], None],
                known: Mapping[RecordKey, LedgerState] | None = None, held: _Touched | None = None,
                ) -> tuple[RecordKey | None, list[RecordKey]]:
         """Computes every record after `after` (in key order) from its aggregates, a chunk of records next to each
         other at a time (one range query of their stored insights, read before the aggregates; one of their
         ledgers; then their writes, each conditional on the insight read), deleting the insights in the chunk's
         range of records that are gone, and `save`s where it got to after each chunk; until the step's time is
-        spent (returns where it got to) or every record is computed and what no record names deleted (returns
-        None). Memory follows a chunk, not the tenant; a chunk done again computes the same. `known`: every
+        spent (returns where it got to) or every record is computed and what no record names deleted (saves and
+        returns None). Memory follows a chunk, not the tenant; a chunk done again computes the same. `known`: every
         record's aggregates, just written (by a rebuild that held them all: a record it left out has none);
         `held`: some records' aggregates and the insights read before them. Returns the records computed too."""
         keys = sorted(k for k in linker.records if after is None or k > after)
@@ -306,7 +315,12 @@ class InsightsService:
                 rest = [k for k in chunk if k not in states]
                 states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
             results = [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk]
-            self._store(tenant_id, ctx, linker, results, versions, removed=[k for k in stored if k not in states])
+            gone = self._still_gone(tenant_id, ctx, [k for k in stored if k not in states])
+            try:
+                self._store(tenant_id, ctx, linker, results, versions, removed=gone)
+            except ConcurrencyConflict as conflict:
+                # (not another step's progress: records another worker keeps writing; the message comes again)
+                raise KeepChanging(str(conflict)) from conflict
             if through is None:
                 break
             save(through, len(chunk))
@@ -314,8 +328,21 @@ class InsightsService:
             if enough():
                 return after, keys[:at]
         domains = {domain: key[1] for key in sorted(linker.records) for domain in linker.records[key].email_domains}
-        self._insights.tidy(tenant_id, keep=set(linker.records), domains=domains)
+        keep = set(linker.records) | (set(fresh.records) if (fresh := self._fresher(tenant_id, ctx)) else set())
+        self._insights.tidy(tenant_id, keep=keep, domains=domains)
+        save(None, len(chunk))
         return None, keys
+
+    def _still_gone(self, tenant_id: TenantId, ctx: Context, candidates: list[RecordKey]) -> list[RecordKey]:
+        """The records of stored insights that the step's records lack and the tenant's records as they now stand
+        lack too: one created since the step loaded them may have an insight a refresh wrote meanwhile."""
+        fresh = self._fresher(tenant_id, ctx) if candidates else None
+        return [key for key in candidates if fresh is None or key not in fresh.records]
+
+    def _fresher(self, tenant_id: TenantId, ctx: Context) -> Linker | None:
+        """The tenant's records if they changed since `ctx`'s were loaded (one read when they did not)."""
+        directory = self._directory(tenant_id)
+        return None if directory is ctx.directory else Linker(directory)
 
     def apply_opt_outs(self, tenant_id: TenantId, people: Iterable[tuple[str, str]]) -> None:
         """A contact's or lead's new opt-out, applied at once (SPEC 4.4): the activities about them leave the
@@ -567,10 +594,11 @@ class InsightsService:
         in chunks that each save where it got to, then the ledgers marked built (ending the rebuild: ETag-checked,
         so that only one delivery ends it). It counts as a pass of the daily recompute over every record."""
         linker, ctx = self._as_of(tenant_id, settings, progress.began, now)
-        def save(position: RecordKey, records: int) -> None:
+        def save(position: RecordKey | None, records: int) -> None:
             nonlocal progress, etag
-            progress = dataclasses.replace(progress, after="|".join(position))
-            etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+            if position is not None:  # (the end is marked below, with the ledgers)
+                progress = dataclasses.replace(progress, after="|".join(position))
+                etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
 
         entity_type, _, record_id = (progress.after or "").partition("|")
         after: RecordKey | None = (entity_type, record_id) if progress.after else None  # type: ignore[assignment]
@@ -583,8 +611,8 @@ class InsightsService:
         self._insights.mark_refreshed(tenant_id, progress.settled)
         self._records.forget_written(tenant_id, progress.settled)
         self._insights.save_sweep(tenant_id, SweepProgress(progress.began, records=len(linker.records),
-                                                           ended=self._clock.now()), None)
-        self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, now + FULL_RECOMPUTE_INTERVAL)
+                                                           ended=self._clock.now()), None, replace=True)
+        self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, next_slot(tenant_id, FULL_RECOMPUTE_INTERVAL, now))
         self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=len(linker.records),
                                       activities=progress.activities)
         report = RecomputeReport(len(linker.records), progress.activities, time.perf_counter() - started)
@@ -792,6 +820,15 @@ _WRITERS = 8
 
 
 _Stored = Versioned[RecordInsight]
+
+
+class KeepChanging(RuntimeError):
+    """Records whose insights another worker kept writing while a pass over every record wrote them: the step
+    fails (not a conflict with another step's progress), and its message is delivered again."""
+
+
+class _MovedOn(Exception):
+    """Another delivery saved the pass's position first: it carries the pass on."""
 
 
 @dataclass(frozen=True)

@@ -617,9 +617,11 @@ class InsightRepository(Protocol):
         """The daily recompute's pass over every record under way, and the ETag its next save is conditional on."""
         ...
 
-    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
-        """Saves where the pass got to (None: it ended), conditional on `etag` (None: a new pass replaces whatever
-        is stored); raises ConcurrencyConflict when another step saved since. Returns the new ETag."""
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None, *,
+                   replace: bool = False) -> str | None:
+        """Saves where the pass got to, conditional on `etag` (None: on there being no pass stored; with
+        `replace`, whatever is stored is replaced); raises ConcurrencyConflict when another step saved since.
+        Returns the new ETag."""
         ...
 
     def previous(self, tenant_id: TenantId, keys: Sequence[RecordKey], *, records: int,

@@ -107,9 +107,9 @@ class SyncService:
         if groups and self._index is not None:
             # Written before the data, like every index row: a crash in between leaves a row with nothing to do,
             # never data that no recompute or purge will look at.
-            work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
-            # One row a minute however many calls come (the update reads what is new from its own mark).
-            self._index.add(work, tenant_id, started.replace(second=0, microsecond=0))
+            # One row a minute however many calls come (the update reads what is new from its own mark, records'
+            # changes as activities': it plans what each needs, a pass over every record only when one does).
+            self._index.add(IndexKind.INSIGHTS_REFRESH, tenant_id, started.replace(second=0, microsecond=0))
         opted = self._new_opt_outs(tenant_id, kind, [record for group in groups for _, record in group])
         if opted and self._index is not None:
             # Their stored data goes too, not only from what sellers see (SPEC 4.4); once this call's rows
@@ -140,8 +140,7 @@ class SyncService:
         if not wanted:
             return report
         if self._index is not None:  # before the data, as for ingestion
-            work = IndexKind.INSIGHTS_REFRESH if kind == "activities" else IndexKind.INSIGHTS_RECOMPUTE
-            self._index.add(work, tenant_id, started)
+            self._index.add(IndexKind.INSIGHTS_REFRESH, tenant_id, started)
         report.removed = len(self._records.remove(tenant_id, kind, wanted, started))
         return report
 

@@ -254,13 +254,16 @@ class TableInsights:
                              int(entity.properties.get("Records") or 0),  # type: ignore[arg-type]
                              ended if isinstance(ended, datetime) else None), entity.etag
 
-    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None) -> str | None:
+    def save_sweep(self, tenant_id: TenantId, progress: SweepProgress | None, etag: str | None, *,
+                   replace: bool = False) -> str | None:
         properties: Properties = {} if progress is None else {
             "Began": progress.began, "Records": progress.records,
             **({"After": "|".join(progress.after)} if progress.after is not None else {}),
             **({"Ended": progress.ended} if progress.ended is not None else {})}
-        if etag is None:
+        if replace:
             return self._tables.upsert(tenant_id, SWEEP_ROW, properties)
+        if etag is None:
+            return self._tables.create(tenant_id, SWEEP_ROW, properties)
         return self._tables.replace(tenant_id, SWEEP_ROW, properties, etag)
 
     def _commit_all(self, tenant_id: TenantId, groups: Sequence[_Group]) -> list[RecordKey]:

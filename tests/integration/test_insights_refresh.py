@@ -19,10 +19,10 @@ from shared.domain.insights.ledger import recent_from
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.errors import ConcurrencyConflict, StorageUnavailable
-from shared.services.background.steps import ask
+from shared.services.background.steps import ask, next_slot
 from shared.services.directory_cache import DirectoryCache
-from shared.services.ports import IndexKind
-from shared.services.timing import WRITE_SETTLE
+from shared.services.ports import IndexKind, SweepProgress
+from shared.services.timing import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE
 from shared.storage.insights_repository import (
     ATTENTION_PREFIX,
     RISK_PREFIX,
@@ -75,7 +75,8 @@ def test_new_activities_refresh_only_the_records_they_touch(world: bootstrap.Con
     assert len(before) == 5 * 3 + len(data["contacts"])
     due = [e for e in TableScheduleIndex(world.tables).due(IndexKind.INSIGHTS_RECOMPUTE, NOW + timedelta(days=2))
            if e.tenant_id == tenant]
-    assert [e.due for e in due] == [world.clock.now() + timedelta(days=1)]  # tomorrow's full recompute is due
+    # Tomorrow's full recompute is due, on the tenant's daily slot (12 to 36 hours from now).
+    assert [e.due for e in due] == [next_slot(tenant, FULL_RECOMPUTE_INTERVAL, world.clock.now())]
 
     world.clock.advance(timedelta(hours=2))
     contact = next(c for c in data["contacts"] if c["accountId"] == "account-3")
@@ -541,11 +542,11 @@ def test_the_daily_recompute_runs_in_steps_on_the_queue_and_gives_what_one_step_
     assert _insight_contents(world, tenant) == stepped
 
 
-def test_a_duplicate_step_of_the_daily_recompute_stops_at_its_save_and_a_later_ask_begins_a_new_pass(
+def test_a_duplicate_step_of_the_daily_recompute_stops_at_its_save_and_a_pass_under_way_is_never_begun_again(
         world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two deliveries of one step compute the same chunk: the one that saves second stops (its writes were
-    conditional: what it wrote is computed from the aggregates as they stand); a step asked before the pass began
-    continues it, one asked after begins another, and one asked before a pass that ended does nothing."""
+    conditional: what it wrote is computed from the aggregates as they stand). A step asked after the pass began
+    continues it; once it ended, a step asked before it began does nothing and one asked after begins another."""
     import shared.services.insights as service
 
     tenant, _, _, _ = _race(world, 24)
@@ -558,35 +559,43 @@ def test_a_duplicate_step_of_the_daily_recompute_stops_at_its_save_and_a_later_a
     def worker() -> service.InsightsService:
         return dataclasses.replace(world, ledger_cache=LedgerCache(), insight_cache=InsightCache()).insights()
 
+    def progress() -> SweepProgress:
+        found, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
+        assert found is not None
+        return found
+
     first, duplicate, other = worker(), worker(), worker()
     assert first.recompute(tenant, asked).sweeping
-    progress, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
-    assert progress is not None
-    assert progress.after is not None
-    assert progress.began == asked
+    begun = progress()
+    assert begun.began == asked
+    assert begun.after is not None
 
     done = _once_after(monkeypatch, duplicate._insights, "in_range",
                        lambda: other.recompute(tenant, asked))  # the same step, delivered twice
     assert duplicate.recompute(tenant, asked).superseded
     assert done
-    after_other, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
-    assert after_other is not None
-    assert after_other.after is not None
-    assert after_other.after > progress.after
+    moved = progress()
+    assert moved.after is not None
+    assert moved.after > begun.after
 
     world.clock.advance(timedelta(minutes=1))
-    report = first.recompute(tenant, world.clock.now())  # asked after the pass began: a new one
+    later = world.clock.now()
+    report = first.recompute(tenant, later)  # asked after the pass began: it goes on
     assert report.sweeping
-    began, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
-    assert began is not None
-    assert began.began == world.clock.now()
-    assert began.records == 3
-    while first.recompute(tenant, asked).sweeping:
-        pass
-    ended, _ = TableInsights(world.insight_tables).sweep_progress(tenant)
-    assert ended is not None
+    assert report.pass_began == asked
+    assert progress().after > moved.after
+    while report.sweeping:
+        report = first.recompute(tenant, later)
+    assert report.pass_began == asked
+    ended = progress()
     assert ended.ended is not None
+    assert ended.records == len(_insight_contents(world, tenant))
     assert first.recompute(tenant, asked).records == 0  # (that pass ended: nothing left to do)
+    stepped = _insight_contents(world, tenant)
+    assert first.recompute(tenant, later).pass_began == later  # a new pass for what was asked after it began
+    monkeypatch.setattr(service, "RECOMPUTE_STEP_SECONDS", 240.0)
+    assert not worker().recompute(tenant).sweeping  # (a pass in one step, now)
+    assert _insight_contents(world, tenant) == stepped
 
 
 def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bootstrap.Container) -> None:
@@ -603,11 +612,13 @@ def test_the_insight_cache_is_bounded_by_what_its_insights_take_stored(world: bo
     assert len(kept) == len(cache)
 
 
-def test_tidying_deletes_what_no_insight_names_but_not_a_row_another_worker_wrote_after_it_read_the_index(
-        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("meanwhile", ["between its reads", "after its reads"])
+def test_tidying_deletes_what_no_insight_names_but_not_a_row_an_insight_written_meanwhile_names(
+        world: bootstrap.Container, monkeypatch: pytest.MonkeyPatch, meanwhile: str) -> None:
     """The end of the pass over every record: index rows no insight names go, and the insights of records that
-    are gone, with their rows; a row that an insight written meanwhile names stays (its delete is conditional on
-    the ETag read), and the email-domain rows follow what they are given."""
+    are gone, with their rows; a row that an insight another worker writes meanwhile names stays, whether it
+    writes between tidy's reads of the index and of the insights (they must come in that order) or after both
+    (the delete is conditional on the ETag read); the email-domain rows follow what they are given."""
     tenant, _, _, _ = _race(world, 20)
     insights = TableInsights(world.insight_tables)
     stored = _stored_insights(insights, tenant)
@@ -623,12 +634,17 @@ def test_tidying_deletes_what_no_insight_names_but_not_a_row_another_worker_wrot
     original = world.insight_tables.iter_partition
 
     def read(partition_key: str, **kwargs: Any) -> Any:
-        if kwargs.get("row_key_prefix") == "wkw-domain|" and not ran:
-            ran.append(True)  # after the index and the insights are read: another worker writes
+        prefix = kwargs.get("row_key_prefix")
+        what = {ATTENTION_PREFIX: "index", RISK_PREFIX: "index", "insight|": "insights"}.get(str(prefix), "domains")
+        second = bool(seen) and what not in seen and what != "domains"
+        if not ran and (second if meanwhile == "between its reads" else what == "domains"):
+            ran.append(True)  # another worker writes
             assert insights.update(tenant, [moved], previous={key: found}) == []
+        seen.add(what)
         return original(partition_key, **kwargs)
 
     ran: list[bool] = []
+    seen: set[str] = set()
     monkeypatch.setattr(world.insight_tables, "iter_partition", read)
     insights.tidy(tenant, keep=set(stored) - {gone}, domains={"contoso.example": "acc-1"})
     monkeypatch.undo()

@@ -153,6 +153,16 @@ def test_the_trend_says_what_it_was_read_from() -> None:
     assert health([email(d) for d in (1, 2, 3)], created_on=None).trend_detail.startswith("known for 3 days")
 
 
+def test_the_same_days_give_the_same_trend_however_many_times_in_a_row() -> None:
+    """A trend its thresholds give now is not "held" by the one before: a record computed twice at one moment (a
+    refresh, then the daily recompute's pass) reads the same."""
+    first = health(EARLIER_WEEKLY, previous_trend="steady")
+    again = health(EARLIER_WEEKLY, previous_trend=first.trend)
+    assert first.trend == again.trend == "declining"
+    assert again.trend_detail == first.trend_detail
+    assert "held" not in (again.trend_detail or "")
+
+
 def test_a_busy_day_counts_once_for_the_trend() -> None:
     busy_day = [email(5, n=i) for i in range(15)]  # a thread of 15 messages in one day is one day of contact
     assert health(EARLIER_WEEKLY + busy_day + [email(20)]).trend == "steady"

@@ -13,6 +13,7 @@ from shared.domain.tenant_settings import TenantSettings
 from shared.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from shared.services import insights as insights_module
 from shared.services.background.insights_update import InsightsUpdate
+from shared.services.background.steps import next_slot
 from shared.services.insights import InsightsService
 from shared.services.ports import IndexEntry, IndexKind
 from shared.services.tenant_settings import TenantSettingsService
@@ -155,8 +156,15 @@ def test_an_export_reads_the_log_only_for_what_the_ledgers_have_not_applied(worl
     assert world.records.activity_reads - reads == 5 + 2
 
 
-def test_a_full_recompute_asks_for_the_next_one_a_day_later(world: World) -> None:
-    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == [NOW + FULL_RECOMPUTE_INTERVAL]
+def test_a_full_recompute_asks_for_the_next_one_on_the_tenants_daily_slot(world: World) -> None:
+    """Every pass asks for the next on the same grid, so that the passes an admin or a change asked for merge with
+    the daily one instead of adding a recompute a day each."""
+    (due,) = world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT)
+    assert due == next_slot(TENANT, FULL_RECOMPUTE_INTERVAL, NOW)
+    assert NOW + FULL_RECOMPUTE_INTERVAL / 2 <= due < NOW + FULL_RECOMPUTE_INTERVAL * 1.5
+    world.clock.advance(timedelta(hours=3))
+    world.service.recompute(TENANT)  # (an admin's, say)
+    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == [due]
 
 
 def test_a_refresh_recomputes_only_what_new_activities_touch(world: World) -> None:
@@ -262,3 +270,32 @@ def test_a_long_ingestion_log_is_refreshed_in_bounded_steps_that_continue_each_o
     assert fading is not None
     assert fading.crm.kpis.activities == 4 + 5
     assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == []
+
+
+def test_the_daily_pass_keeps_the_insight_of_a_record_created_while_it_ran(world: World,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record created after a step of the pass loaded the tenant's records may get its insight from a refresh
+    meanwhile: the pass, which does not know the record, must not delete that insight as a gone record's."""
+    steady = world.insights_store.get(TENANT, "contact", "steady")
+    assert steady is not None
+    newcomer = steady.model_copy(update={"id": "newcomer", "name": "Newcomer"})
+    original, ran = world.insights_store.in_range, []
+
+    def in_range(*args: object, **kwargs: object) -> object:
+        if not ran:
+            ran.append(True)
+            world.records.put(TENANT, "contacts", contact("newcomer", "sam@fabrikam.com", accountId="fabrikam"),
+                              at=world.clock.now())  # created meanwhile, and computed by a refresh
+            world.insights_store.update(TENANT, [newcomer])
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.insights_store, "in_range", in_range)
+    world.clock.advance(timedelta(days=1))
+    world.service.recompute(TENANT)
+    assert ran
+    assert world.insights_store.get(TENANT, "contact", "newcomer") is not None
+    world.records.remove(TENANT, "contacts", ["newcomer"], world.clock.now())
+    monkeypatch.undo()
+    world.clock.advance(timedelta(days=1))
+    world.service.recompute(TENANT)
+    assert world.insights_store.get(TENANT, "contact", "newcomer") is None  # gone now: its insight goes

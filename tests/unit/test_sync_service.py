@@ -97,11 +97,11 @@ def test_nothing_is_accepted_while_relationship_intelligence_is_off(world: World
         World().sync.ingest(TENANT, "mailboxes", [{}])
 
 
-def test_activities_ask_for_a_refresh_and_records_for_a_recompute(world: World) -> None:
+def test_activities_and_records_ask_for_a_refresh_which_plans_what_their_changes_need(world: World) -> None:
     world.sync.ingest(TENANT, "activities", [item(mail("c1", "ann@contoso.com", "lee@fabrikam.com", 1))])
     world.sync.ingest(TENANT, "contacts", [item(contact("k1", "lee@fabrikam.com"))])
     assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == [NOW]
-    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == [NOW]
+    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT) == []
 
 
 def test_a_new_opt_out_asks_for_a_purge_once_this_call_has_settled(world: World) -> None:
@@ -145,7 +145,7 @@ def test_a_removal_leaves_a_tombstone_that_readers_skip_and_an_older_replay_does
     assert list(world.records.iter_records(TENANT, "contacts")) == []
     row = world.records.rows[(TENANT, "contacts", "c1")]
     assert (row.deleted, row.version, row.ingested_at) == (True, 6, world.clock.now())
-    assert world.index.of(IndexKind.INSIGHTS_RECOMPUTE, TENANT)[-1] == world.clock.now()
+    assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT)[-1] == world.clock.now()
     replay = world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com", version=5))])
     assert (replay.stored, replay.unchanged) == (0, 1)
     assert world.records.get(TENANT, "contacts", "c1") is None

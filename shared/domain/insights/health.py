@@ -207,14 +207,16 @@ def trend_of_days(weights: dict[int, float], recent_days: int, baseline_days: in
     detail = (f"contact on {recent_count} of the last {recent_days} days against {len(weights) - recent_count} "
               f"of the {baseline_days} before: "
               f"{'none before' if baseline == 0 else f'{pace:.2f}× the earlier pace'}, z = {z:+.2f}")
-    if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
-        return "improving", f"{detail} (held while z ≥ {TREND_LEAVE_Z:g})"
-    if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
-        return "declining", f"{detail} (held while z ≤ −{TREND_LEAVE_Z:g})"
+    # (A trend that its thresholds give now is not "held": so the same days give the same answer however many
+    # times they are computed in a row.)
     if _at_least(z, TREND_IMPROVING_Z) and _at_least(pace, TREND_MIN_RATIO):
         return "improving", detail
     if _at_least(-z, TREND_DECLINING_Z) and _at_least(1 / pace if pace else math.inf, TREND_MIN_RATIO):
         return "declining", detail
+    if previous == "improving" and _at_least(z, TREND_LEAVE_Z):
+        return "improving", f"{detail} (held while z ≥ {TREND_LEAVE_Z:g})"
+    if previous == "declining" and _at_least(-z, TREND_LEAVE_Z):
+        return "declining", f"{detail} (held while z ≤ −{TREND_LEAVE_Z:g})"
     return "steady", detail
 
 

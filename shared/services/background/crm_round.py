@@ -207,9 +207,8 @@ class CrmRound:
         return "crmThrottled" if outcome == "busy" else "crmRoundContinues"
 
     def _after_round(self, tenant_id: TenantId, current: RoundState) -> None:
-        if current.records_changed:
-            ask_soon(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id)
-        elif current.activities_changed:
+        if current.records_changed or current.activities_changed:
+            # (the refresh plans what the records' changes need: a pass over every record only when one does)
             ask_soon(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id)
         if current.users_changed and self._settings.current(tenant_id).settings.exchange_data_usable:
             # Whose mailboxes pass the gates follows the users (roles, opt-outs, Entra ids): plan again now.

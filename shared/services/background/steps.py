@@ -72,7 +72,7 @@ def ask(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, t
 def ask_soon(index: ScheduleIndex, queue: WorkQueue, clock: Clock, kind: IndexKind, tenant_id: TenantId) -> None:
     """`ask` for work due now, at most once a minute per tenant and kind: the rounds of many mailboxes that end
     together send one or two messages, not one each. (Its row is due at the minute's start: only for work that does
-    not judge by when it was asked, as the insights' update does not.)"""
+    not judge by when it was asked, as the insights' refresh does not; the recompute does.)"""
     now = clock.now()
     due = now.replace(second=0, microsecond=0)
     entry = index.get(kind, tenant_id, due)
