@@ -497,8 +497,11 @@ class FakeInsights:
                 for (tenant, kind, record_id), insight in sorted(self.rows.items()) if tenant == tenant_id
                 and (after is None or (kind, record_id) > after) and (through is None or (kind, record_id) <= through)}
 
-    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
-        for key in [k for k in self.rows if k[0] == tenant_id and (k[1], k[2]) not in keep]:
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str],
+             still_gone: Callable[[list[RecordKey]], list[RecordKey]] | None = None) -> None:
+        candidates = [(k[1], k[2]) for k in self.rows if k[0] == tenant_id and (k[1], k[2]) not in keep]
+        gone = set(candidates if still_gone is None else still_gone(candidates))
+        for key in [(tenant_id, *k) for k in candidates if k in gone]:
             self.rows.pop(key)
             self.etags.pop(key, None)
         self.domains = {k: v for k, v in self.domains.items() if k[0] != tenant_id}

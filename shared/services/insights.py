@@ -144,10 +144,10 @@ class InsightsService:
 
     def recompute(self, tenant_id: TenantId, asked: datetime | None = None, after: datetime | None = None,
                   ) -> RecomputeReport:
-        """Every record's insights, from all the tenant's data: a step of the pass over every record that began
-        when it was `asked` for or after (begun now when there is none, or when `asked` is None), after applying
-        the log as a refresh does (`after`: as `refresh` has it). The pass goes on in the next step when this
-        one's time is spent."""
+        """Every record's insights, from all the tenant's data: a step of the pass over every record under way,
+        or, when none is, of a new one unless the last began when it was `asked` for or after (`asked` None: a new
+        pass now, whatever is under way), after applying the log as a refresh does (`after`: as `refresh` has it).
+        The pass goes on in the next step when this one's time is spent."""
         return self._compute(tenant_id, incremental=False, after=after, asked=asked)
 
     def refresh(self, tenant_id: TenantId, after: datetime | None = None) -> RecomputeReport:
@@ -159,7 +159,8 @@ class InsightsService:
                  asked: datetime | None = None) -> RecomputeReport:
         """Applies what the ingestion log holds since the last computation to the per-record aggregates and
         computes the records it touched, each from its own aggregates; then, for the daily recompute (recency
-        moves scores) or a change that concerns every record, goes on with the pass over every record. Record
+        moves scores), goes on with the pass over every record (a change that concerns every record asks for
+        one). Record
         changes are applied as `record_changes` plans them: most link the activities about the people concerned
         again; what no index can find (or aggregates never built) rebuilds the aggregates from the stored
         activities."""
@@ -206,13 +207,13 @@ class InsightsService:
         sweep: _Sweep = "none"
         reached: list[RecordKey] = []
         began: datetime | None = None
-        if plan.every_record:
-            # A pass over every record, in steps of its own: asked now, after the change was stored, so that a pass
-            # under way (which may have passed records it concerns) does not count as its.
-            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         if not incremental:  # (the pass computes the touched records it reaches from what `touched` holds)
             sweep, reached, began = self._sweep_step(tenant_id, ctx, linker, asked, enough, touched,
                                                      activities=len(current))
+        if plan.every_record and began != ctx.now:  # (a pass this step began knows the change already)
+            # A pass over every record, in steps of its own: asked now, after the change was stored, so that a pass
+            # under way (which may have passed records it concerns) does not count as its.
+            ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         done = set(reached)
         results = [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
                    for key in touched.keys if key not in done]
@@ -277,7 +278,7 @@ class InsightsService:
                     raise _MovedOn from conflict
 
             position, computed = self._sweep(tenant_id, ctx, linker, progress.after, enough, save, held=touched)
-        except (_MovedOn, ConcurrencyConflict):  # (a conflict here: another delivery began a pass first)
+        except (_MovedOn, ConcurrencyConflict):  # (a conflict here: another began or ended a pass first)
             log.info("another step of the pass over every record got further; this one stops")
             return "superseded", [], progress.began if progress is not None else None
         if position is not None:
@@ -328,8 +329,8 @@ class InsightsService:
             if enough():
                 return after, keys[:at]
         domains = {domain: key[1] for key in sorted(linker.records) for domain in linker.records[key].email_domains}
-        keep = set(linker.records) | (set(fresh.records) if (fresh := self._fresher(tenant_id, ctx)) else set())
-        self._insights.tidy(tenant_id, keep=keep, domains=domains)
+        self._insights.tidy(tenant_id, keep=set(linker.records), domains=domains,
+                            still_gone=lambda keys: self._still_gone(tenant_id, ctx, keys))
         save(None, len(chunk))
         return None, keys
 
@@ -607,15 +608,17 @@ class InsightsService:
             log.info("insights rebuild continues: every record's insights, %d this step", len(computed))
             return RecomputeReport(len(computed), progress.activities, time.perf_counter() - started,
                                    rebuilding=True)
+        # (the pass it counts as is saved first: once the ledgers are marked built, a pass may begin)
+        self._insights.save_sweep(tenant_id, SweepProgress(progress.began, records=len(linker.records),
+                                                           ended=self._clock.now()), None, replace=True)
         self._ledgers.mark_built(tenant_id, progress.settled, progress.seen, etag=etag)
         self._insights.mark_refreshed(tenant_id, progress.settled)
         self._records.forget_written(tenant_id, progress.settled)
-        self._insights.save_sweep(tenant_id, SweepProgress(progress.began, records=len(linker.records),
-                                                           ended=self._clock.now()), None, replace=True)
         self._index.add(IndexKind.INSIGHTS_RECOMPUTE, tenant_id, next_slot(tenant_id, FULL_RECOMPUTE_INTERVAL, now))
         self._insights.note_recompute(tenant_id, finished_at=self._clock.now(), records=len(linker.records),
                                       activities=progress.activities)
-        report = RecomputeReport(len(linker.records), progress.activities, time.perf_counter() - started)
+        report = RecomputeReport(len(linker.records), progress.activities, time.perf_counter() - started,
+                                 pass_began=progress.began)
         log.info("insights rebuilt: %d records from %d activities (this step %.2f s)", report.records,
                  report.activities, report.seconds)
         return report

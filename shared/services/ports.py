@@ -607,10 +607,12 @@ class InsightRepository(Protocol):
         last), in key order, with their ETags: one range query."""
         ...
 
-    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
-        """Deletes the insights of records not in `keep` and the index rows no kept insight names (each delete
-        conditional on the ETag read, so that what another worker wrote meanwhile stays), and keeps which account
-        each email domain belongs to as `domains` says. Reads the keys of the tenant's insights and index rows."""
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str],
+             still_gone: Callable[[list[RecordKey]], list[RecordKey]] | None = None) -> None:
+        """Deletes the insights of records not in `keep` (those `still_gone` says, asked once the insights are
+        read) and the index rows no kept insight names (each delete conditional on the ETag read, so that what
+        another worker wrote meanwhile stays), and keeps which account each email domain belongs to as `domains`
+        says. Reads the keys of the tenant's insights and index rows."""
         ...
 
     def sweep_progress(self, tenant_id: TenantId) -> tuple[SweepProgress | None, str | None]:

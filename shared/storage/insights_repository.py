@@ -209,22 +209,27 @@ class TableInsights:
                 found[insight.key] = Versioned(insight, entity.etag)
         return found
 
-    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str]) -> None:
+    def tidy(self, tenant_id: TenantId, keep: Collection[RecordKey], domains: Mapping[str, str],
+             still_gone: Callable[[list[RecordKey]], list[RecordKey]] | None = None) -> None:
         # The index rows are read before the insights that name them: a row that an insight written after this
         # read names has a new ETag, on which its delete fails; one written before, the insights read show.
         index = {entity.row_key: entity.etag for prefix in (ATTENTION_PREFIX, RISK_PREFIX)
                  for entity in self._tables.iter_partition(tenant_id, row_key_prefix=prefix, select=["RowKey"])}
         named: set[str] = set()
         groups: list[_Group] = []
-        gone: set[RecordKey] = set()
+        candidates: dict[RecordKey, tuple[StoredEntity, list[str]]] = {}
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, select=["Att"]):
             entity_type, _, record_id = entity.row_key.removeprefix(PREFIX).partition("|")
             rows = json.loads(str(entity.properties.get("Att") or "[]"))
             if (entity_type, record_id) in keep:
                 named.update(rows)
+            else:
+                candidates[(entity_type, record_id)] = (entity, rows)  # type: ignore[index]
+        gone = set(candidates if still_gone is None else still_gone(list(candidates)))
+        for key, (entity, rows) in candidates.items():
+            if key not in gone:
+                named.update(rows)
                 continue
-            key: RecordKey = (entity_type, record_id)  # type: ignore[assignment]
-            gone.add(key)
             groups.append((key, None, [Operation("delete", entity.row_key, etag=entity.etag),
                                        *(Operation("delete", r, etag=index.pop(r)) for r in rows if r in index)]))
         groups += [(_record_of(r), None, [Operation("delete", r, etag=etag)]) for r, etag in index.items()

@@ -3,7 +3,7 @@ late, repeated or stale request changes nothing twice, and a failing step leaves
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -222,9 +222,41 @@ def test_one_update_per_tenant_full_if_any_row_asks_for_it(world: World) -> None
     assert work.run(TENANT, refresh_only) == "refreshed"
     both = [*refresh_only, IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW + timedelta(minutes=5)),
             IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)]
+    for row in both:
+        world.index.add(row.kind, row.tenant_id, row.due)
     assert work.run(TENANT, both) == "recomputed"
     # (a pass that began at the last ask or after answers every row; one under way is continued whatever they ask)
     assert calls == ["refresh", f"recompute asked at {NOW + timedelta(minutes=5):%H:%M}"]
+
+
+def test_when_a_pass_ends_the_rows_asked_after_it_began_are_sent_again_for_the_next(world: World) -> None:
+    """A pass under way is continued whatever its rows ask; when it ends, the rows due after it began were not
+    answered by it: they stay, and go again at once (the next step begins a pass for them). A late duplicate of a
+    step whose rows are gone does nothing."""
+    calls: list[datetime] = []
+    began = NOW + timedelta(minutes=2)
+
+    class Recording(InsightsService):
+
+        def recompute(self, tenant_id: TenantId, asked=None, after=None):  # type: ignore[no-untyped-def]
+            calls.append(asked)
+            return RecomputeReport(0, 0, 0.0, pass_began=began)
+
+    insights = Recording(world.settings, world.records, FakeInsights(), world.clock, world.index, world.queue,
+                         FakeLedgers())
+    work = InsightsUpdate(insights, world.index, world.queue, world.clock)
+    for due in (NOW, NOW + timedelta(minutes=5)):
+        world.index.add(IndexKind.INSIGHTS_RECOMPUTE, TENANT, due)
+    world.clock.set(NOW + timedelta(minutes=6))
+    world.queue.sent.clear()
+    assert work.run(TENANT, world.rows(IndexKind.INSIGHTS_RECOMPUTE)) == "recomputed"
+    assert calls == [NOW + timedelta(minutes=5)]
+    (left,) = world.rows(IndexKind.INSIGHTS_RECOMPUTE)
+    assert left.due == NOW + timedelta(minutes=5)
+    assert [m.rows for m, _ in world.queue.sent] == [((IndexKind.INSIGHTS_RECOMPUTE, left.due),)]
+    gone = IndexEntry(IndexKind.INSIGHTS_RECOMPUTE, TENANT, NOW)  # (done above)
+    assert work.run(TENANT, [gone]) == "stale"
+    assert len(calls) == 1
 
 
 def test_asks_within_a_minute_send_one_message_and_one_more_after_it_for_what_came_meanwhile(world: World) -> None:

@@ -31,6 +31,10 @@ class InsightsUpdate:
         resumed = resume(self._index, rows, LOG_POSITION)
         after = datetime.fromisoformat(resumed.after) if resumed is not None and resumed.after else None
         asked = [row.due for row in rows if row.kind is IndexKind.INSIGHTS_RECOMPUTE]
+        if asked and resumed is None:
+            # A late duplicate of a step whose rows are done: the chain that carries the pass (or ended it) goes
+            # on without it (a step here would save the pass's position and end, stalling that chain).
+            return "stale"
         report = (self._insights.recompute(tenant_id, max(asked), after) if asked
                   else self._insights.refresh(tenant_id, after))
         if report.superseded:
@@ -40,10 +44,7 @@ class InsightsUpdate:
             return "superseded"
         going_on = "rebuildContinues" if report.rebuilding else "recomputeContinues" if report.sweeping else None
         if going_on is not None:
-            if resumed is None:
-                if report.sweeping:
-                    return "superseded"  # the recompute's rows went: another delivery ended the pass
-                # (any step continues the rebuild)
+            if resumed is None:  # (a refresh's rows, which another delivery finished: any step continues the rebuild)
                 ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_REFRESH, tenant_id, self._clock.now())
                 return going_on
             kept = continue_later(self._index, self._queue, self._clock, resumed, rows, LOG_POSITION,
