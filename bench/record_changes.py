@@ -37,7 +37,8 @@ def main() -> None:
     print(f"a tenant of {len(activities):,} activities over {records:,} records, {len(data['users'])} sellers")
     with Azurite() as azurite:
         clock = FixedClock(NOW)
-        container, counting = services_for(azurite.connection_string, "Changes", clock)
+        container, counting = services_for(azurite.connection_string, "Changes", clock,
+                                           queue_connection=azurite.connection_string)  # (a pass is asked by message)
         tenant = TenantId(str(uuid.uuid4()))
         _enable(container, tenant)
         _records(container, tenant, data)
