@@ -160,10 +160,9 @@ class InsightsService:
         """Applies what the ingestion log holds since the last computation to the per-record aggregates and
         computes the records it touched, each from its own aggregates; then, for the daily recompute (recency
         moves scores), goes on with the pass over every record (a change that concerns every record asks for
-        one). Record
-        changes are applied as `record_changes` plans them: most link the activities about the people concerned
-        again; what no index can find (or aggregates never built) rebuilds the aggregates from the stored
-        activities."""
+        one). Record changes are applied as `record_changes` plans them: most link the activities about the
+        people concerned again; what no index can find (or aggregates never built) rebuilds the aggregates from
+        the stored activities."""
         started = time.perf_counter()
         enough = deadline_in(RECOMPUTE_STEP_SECONDS)
         now = self._clock.now()
@@ -512,6 +511,7 @@ class InsightsService:
                 seen = frozenset(w.id for w in self._records.record_writes_since(tenant_id, settled))
                 progress = RebuildProgress(began=now, settled=settled, seen=seen)
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
+                self._insights.note_recompute(tenant_id, started_at=self._clock.now())  # (it ends with a pass)
                 log.info("insights rebuild begins")
             while True:
                 if progress.phase in ("clear", "cleanup"):

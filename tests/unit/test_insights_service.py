@@ -186,6 +186,19 @@ def test_an_activity_of_someone_who_opted_out_asks_for_their_purge(world: World)
     assert world.index.of(IndexKind.OPT_OUT_PURGE, TENANT) == [world.clock.now()]
 
 
+def test_a_recompute_asked_of_a_tenant_never_computed_is_done_once_its_rebuild_ends() -> None:
+    """The first computation rebuilds the aggregates, and its last phase is the pass over every record: the
+    recompute's status follows it from queued to done."""
+    fresh = World()
+    asked = fresh.service.request_recompute(TENANT)
+    assert asked.state == "queued"
+    fresh.clock.advance(timedelta(seconds=30))
+    work = InsightsUpdate(fresh.service, fresh.index, fresh.queue, fresh.clock)
+    assert work.run(TENANT, list(fresh.index.due(IndexKind.INSIGHTS_RECOMPUTE, fresh.clock.now()))) == "recomputed"
+    status = fresh.service.recompute_status(TENANT)
+    assert (status.state, status.records) == ("done", 3)
+
+
 def test_an_asked_recompute_goes_on_the_queue_and_its_status_follows_it(world: World) -> None:
     world.clock.advance(timedelta(minutes=5))
     asked = world.service.request_recompute(TENANT)
