@@ -117,13 +117,13 @@ def rebuilt(insights: Any, tenant: TenantId) -> tuple[Any, int]:
     return report, steps
 
 
-def daily(insights: Any, tenant: TenantId) -> Any:
-    """The daily recompute's pass over every record, its steps one after the other (one, within its time budget, for
-    these tenants); the last step's report, with the records of every step."""
-    report = insights.recompute(tenant)
+def daily(insights: Any, tenant: TenantId, asked: datetime | None = None) -> Any:
+    """The pass over every record asked for at `asked` (None: a new one now), its steps one after the other (one,
+    within its time budget, for these tenants); the last step's report, with the records of every step."""
+    report = insights.recompute(tenant, asked)
     records = report.records
     while report.sweeping:
-        report = insights.recompute(tenant, report.pass_began)
+        report = insights.recompute(tenant, asked or report.pass_began)
         records += report.records
     return dataclasses.replace(report, records=records)
 

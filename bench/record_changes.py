@@ -18,7 +18,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import services_for
-from bench.insights import NOW, _enable, _records
+from bench.insights import NOW, _enable, _records, daily
 from devhost.azurite import Azurite
 from devhost.seed import generate
 from shared.clock import FixedClock
@@ -80,11 +80,7 @@ def main() -> None:
             asked = [row.due for row in container.index.due(IndexKind.INSIGHTS_RECOMPUTE, clock.now())
                      if row.tenant_id == tenant]
             if asked:  # a change that concerns every record asks for a pass over them: its steps, one by one
-                pass_step = insights.recompute(tenant, max(asked))
-                records += pass_step.records
-                while pass_step.sweeping:
-                    pass_step = insights.recompute(tenant, max(asked))
-                    records += pass_step.records
+                records += daily(insights, tenant, max(asked)).records
                 for due in asked:
                     container.index.remove(IndexKind.INSIGHTS_RECOMPUTE, tenant, due)
                 name += " (+ a pass)"
