@@ -317,6 +317,7 @@ class FakeLedgers:
             if month == LEDGER_SUMMARY:
                 summary = json.loads(text)
                 state.partials, state.base, state.horizon = summary["p"], summary["b"], summary["h"]
+                state.settled, state.settled_from = summary["s"] if summary["f"] else None, summary["f"]
                 state.etags[month] = etag
             elif month == LEDGER_ARCHIVE:
                 if with_archive:

@@ -32,6 +32,7 @@ from shared.domain.insights.ledger import (
     needs_archive,
     partials,
     recent_from,
+    settled_for,
 )
 from shared.domain.insights.model import RecordInsight, SellerView
 from shared.domain.insights.record_changes import ChangePlan, plan_of
@@ -45,6 +46,7 @@ from shared.services.background.steps import SECONDS_PER_STEP, ask, deadline_in,
 from shared.services.directory_cache import DirectoryCache
 from shared.services.paging import Page, page_of
 from shared.services.ports import (
+    LEDGER_SUMMARY,
     IndexKind,
     InsightRepository,
     IntroductionRepository,
@@ -314,7 +316,12 @@ class InsightsService:
                 states = {k: held.states[k] for k in chunk if k in mine} if held is not None else {}
                 rest = [k for k in chunk if k not in states]
                 states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
+            unsettled = [k for k in chunk if states[k].settled_from != ctx.recent_from
+                         and states[k].etags.get(LEDGER_SUMMARY) is not None]
             results = [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk]
+            if unsettled:  # (a quarter went by: what the next pass reads, settled again; one changed meanwhile
+                # is settled again by its next change, or the next pass)
+                self._ledgers.write_many(tenant_id, [(k, states[k], set()) for k in unsettled], ctx.recent_from)
             gone = self._still_gone(tenant_id, ctx, [k for k in stored if k not in states])
             try:
                 self._store(tenant_id, ctx, linker, results, versions, removed=gone)
@@ -462,7 +469,7 @@ class InsightsService:
             months, state = edits[key], read[key]
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
-            apply_edits(state, months, horizon)
+            apply_edits(state, months, horizon, ctx.recent_from)
             return key, state
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
@@ -479,7 +486,7 @@ class InsightsService:
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)
                 if needs_archive(state, months, horizon):
                     state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
-                apply_edits(state, months, horizon)
+                apply_edits(state, months, horizon, ctx.recent_from)
                 try:
                     self._ledgers.write(tenant_id, key, state, months, ctx.recent_from)
                 except ConcurrencyConflict:
@@ -531,7 +538,8 @@ class InsightsService:
                     facts, position = self._ledgers.read_fragments(tenant_id, progress.name, progress.after,
                                                                    MERGE_ROWS)
                     horizon = horizon_for(now)
-                    self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon) for k, m in facts.items()},
+                    self._ledgers.replace_records(tenant_id, {k: _ledger_of(m, horizon, recent_from(now))
+                                                              for k, m in facts.items()},
                                                   recent_from(now), after=progress.after, through=position)
                     progress = dataclasses.replace(progress, after=position,
                                                    phase="merge" if position is not None else "cleanup")
@@ -581,7 +589,7 @@ class InsightsService:
             raise ConcurrencyConflict("the rebuild moved on")  # another delivery stored this chunk first
         if position is None and progress.flushes == 0:
             horizon = horizon_for(now)
-            states = {k: _ledger_of(m, horizon) for k, m in gathered.items()}
+            states = {k: _ledger_of(m, horizon, ctx.recent_from) for k, m in gathered.items()}
             self._ledgers.replace_records(tenant_id, states, ctx.recent_from)
             return dataclasses.replace(progress, phase="insights", after=None, activities=activities), states
         self._ledgers.write_fragments(tenant_id, progress.name, progress.flushes, gathered)
@@ -843,14 +851,16 @@ class _Touched:
     states: dict[RecordKey, LedgerState]
 
 
-def _ledger_of(months: dict[str, list[Any]], horizon: str) -> LedgerState:
+def _ledger_of(months: dict[str, list[Any]], horizon: str, recent_from: str) -> LedgerState:
     """A record's ledger from all its facts (an activity that two flushes both found counts once)."""
     periods = {period: [unique[k] for k in sorted(unique)] for period, entries in months.items()
                if (unique := {entry[1][KEY]: entry for entry in entries})}
     every = {period: partials(entries) for period, entries in periods.items()}
     archive = {p: part for p, part in every.items() if p < horizon}
-    return LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
-                       base=fold_by_origin(archive), horizon=horizon, archive=archive)
+    state = LedgerState(months=periods, partials={p: v for p, v in every.items() if p >= horizon},
+                        base=fold_by_origin(archive), horizon=horizon, archive=archive)
+    settled_for(state, recent_from)
+    return state
 
 
 def _ledger_order(key: RecordKey) -> str:
@@ -863,9 +873,8 @@ def _document(stored: _Stored | None) -> RecordInsight | None:
 
 def _insight(ctx: Context, linker: Linker, key: RecordKey, state: LedgerState,
              previous: RecordInsight | None) -> RecordInsight:
-    old = {m: p for m, p in state.partials.items() if m < ctx.recent_from}
     recent = [e for m, entries in state.months.items() if m >= ctx.recent_from for e in entries]
-    return insight(ctx, linker.records[key], state.base, old, recent, previous)
+    return insight(ctx, linker.records[key], settled_for(state, ctx.recent_from), recent, previous)
 
 
 def _risk_position(token: str | None) -> str | None:

@@ -411,6 +411,11 @@ class LedgerState:
     base: dict[str, Any] = field(default_factory=dict)
     horizon: str = ""
     archive: dict[str, dict[str, Any]] | None = None
+    # What an insight reads of the periods before `settled_from` (`ledger.settle`), kept with the partials so that
+    # a pass over every record reads this instead of them; None: to be settled again.
+    settled: dict[str, Any] | None = None
+    settled_from: str = ""
+    complete: bool = True  # False: read for an insight only (settled partials and recent facts), never written
 
 
 # Reading one record in this many of a tenant's (or more) costs fewer round trips as one query of them all (a page

@@ -15,7 +15,7 @@ from devhost.seed import generate
 from shared import bootstrap
 from shared.clock import FixedClock
 from shared.config import AppConfig
-from shared.domain.insights.ledger import recent_from
+from shared.domain.insights.ledger import recent_from, settled_for
 from shared.domain.insights.model import RecordInsight, Variant
 from shared.domain.security_roles import STANDARD_SALES_ROLES
 from shared.errors import ConcurrencyConflict, StorageUnavailable
@@ -227,7 +227,8 @@ def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world:
     assert kept == expected
 
 
-def test_one_query_of_every_ledger_reads_what_a_query_a_record_reads(world: bootstrap.Container) -> None:
+def test_one_query_of_every_ledger_reads_what_an_insight_reads_of_a_record_read_alone(
+        world: bootstrap.Container) -> None:
     tenant, _ = _seeded(world, consent=True, accounts=6, sellers=3, seed=4)
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(WRITE_SETTLE)
@@ -241,7 +242,41 @@ def test_one_query_of_every_ledger_reads_what_a_query_a_record_reads(world: boot
     one_by_one, at_once = ledgers.read_many(tenant, keys, since), ledgers.read_all(tenant, keys, since)
     assert list(at_once) == keys
     for key in keys:
-        assert dataclasses.asdict(at_once[key]) == dataclasses.asdict(one_by_one[key]), key
+        alone, viewed = one_by_one[key], at_once[key]
+        assert alone.complete, key
+        assert not viewed.complete, key
+        assert not viewed.partials, key
+        assert (viewed.months, viewed.etags) == (alone.months, alone.etags), key
+        assert viewed.settled_from == since, key
+        assert settled_for(viewed, since) == settled_for(alone, since), key
+    with pytest.raises(ValueError, match="without its partials"):
+        ledgers.write(tenant, keys[0], at_once[keys[0]], [])  # what a view holds is never written back
+
+
+def test_a_pass_once_a_quarter_went_by_settles_every_ledger_again(world: bootstrap.Container) -> None:
+    tenant, _ = _seeded(world, consent=True, accounts=6, sellers=3, seed=4)
+    assert isinstance(world.clock, FixedClock)
+    world.clock.advance(WRITE_SETTLE)
+    world.insights().recompute(tenant)
+    before = recent_from(world.clock.now())
+    world.clock.advance(timedelta(days=92))
+    since = recent_from(world.clock.now())
+    assert since > before
+    settled_from = {e.row_key: json.loads(e.properties["D0"])["f"] for e in  # type: ignore[arg-type]
+                    world.insight_tables.iter_partition(tenant, row_key_prefix="lg|", at_least=("Period", "~"))
+                    if e.properties["Period"] == "~"}
+    assert settled_from
+    assert set(settled_from.values()) == {before}
+    key = ("account", next(iter(settled_from)).split("|")[2])
+    assert TableLedgers(world.insight_tables).read_all(tenant, [key], since)[key].complete  # read whole: what
+    # it settled is a quarter old
+
+    world.insights().recompute(tenant)
+
+    settled_from = {e.row_key: json.loads(e.properties["D0"])["f"] for e in  # type: ignore[arg-type]
+                    world.insight_tables.iter_partition(tenant, row_key_prefix="lg|", at_least=("Period", "~"))
+                    if e.properties["Period"] == "~"}
+    assert set(settled_from.values()) == {since}
 
 
 @pytest.mark.parametrize("cached", [False, True])

@@ -14,7 +14,7 @@ from datetime import datetime
 from shared.domain.gates import closed_gate
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import START, Fact, Linker, RecordKey, fact_of, month_of
-from shared.domain.insights.ledger import ABOUT, LINKED, Context, Entry, insight, partials
+from shared.domain.insights.ledger import ABOUT, LINKED, Context, Entry, insight, partials, settle
 from shared.domain.insights.model import RecordInsight
 from shared.domain.records import Activity
 from shared.domain.tenant_settings import TenantSettings
@@ -59,7 +59,7 @@ def compute(directory: Directory, settings: TenantSettings, activities: Sequence
         months = built.get(key, empty)
         old = {m: partials(entries) for m, entries in months.items() if m < ctx.recent_from}
         recent = [e for m, entries in months.items() if m >= ctx.recent_from for e in entries]
-        results.append(insight(ctx, meta, {}, old, recent, (previous or {}).get(key)))
+        results.append(insight(ctx, meta, settle({}, old, ctx.recent_from), recent, (previous or {}).get(key)))
     return results
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -286,7 +286,57 @@ def _fold(parts: Iterable[Partial]) -> Partial:
                 found[1] += g
                 found[2] += decayed
                 found[3] = max(found[3], last)
+        answered = part.get("r")  # (a settled partial's: its threads whose first messages are both known)
+        if answered is not None:
+            total["r"] = [a + b for a, b in zip(total.get("r") or [0] * 6, answered, strict=True)]
+            total["tc"] = sorted({*total.get("tc", ()), *part["tc"]})
     return total
+
+
+def settle(base: Mapping[str, Partial], periods: Mapping[str, Mapping[str, Partial]],
+           recent_from: str) -> dict[str, Partial]:
+    """What an insight reads of the periods before `recent_from` (their facts are not read one by one): per
+    origin, `base` and those periods' partials folded in period order, reduced to what facts from `recent_from`
+    on can still change or show. Every such fact starts later than every settled one, so a thread whose first
+    messages of both sides are known keeps only its counts (and its id, so that a later message in it is not
+    taken for a new thread); an open one keeps its first message's time; weeks older than any weekly window
+    drawn while `recent_from` stands go."""
+    sequences: dict[str, list[Partial]] = defaultdict(list)
+    for origin, part in base.items():
+        sequences[origin].append(part)
+    for period in sorted(periods):
+        if period < recent_from:
+            for origin, part in periods[period].items():
+                sequences[origin].append(part)
+    # `recent_from` stands while now - RECENT is in its quarter: the weekly window starts no earlier than this.
+    weeks_from = _iso_week(micros(period_start(recent_from) + RECENT - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
+    return {origin: _settled(_fold(sequences[origin]), weeks_from) for origin in sorted(sequences)}
+
+
+def _settled(total: Partial, weeks_from: str) -> Partial:
+    answered = list(total.get("r") or [0] * 6)  # started, answered per responder; the delays' µs per responder
+    closed = list(total.get("tc", ()))
+    open_threads: dict[str, list[Any]] = {}
+    for thread in sorted(total["th"]):
+        team, customer = total["th"][thread]
+        if team is not None and customer is not None:
+            first, responder, reply = (team, CUSTOMER, customer) if (team[0], team[1]) < (customer[0], customer[1]) \
+                else (customer, TEAM, team)
+            answered[responder] += 1
+            answered[2 + responder] += 1
+            answered[4 + responder] += reply[0] - first[0]
+            closed.append(thread)
+        else:
+            open_threads[thread] = [None if side is None else [side[0], ""] for side in (team, customer)]
+    total["th"] = open_threads
+    total["r"], total["tc"] = answered, sorted(closed)
+    total["w"] = {week: counts for week, counts in total["w"].items() if week >= weeks_from}
+    return total
+
+
+def period_start(period: str) -> datetime:
+    """The first moment of a period (`2026Q4`)."""
+    return datetime(int(period[:4]), 3 * (int(period[5:]) - 1) + 1, 1, tzinfo=UTC)
 
 
 # -- the insight ------------------------------------------------------------------------------------------
@@ -330,23 +380,17 @@ def _influences(influence: ActivityInfluence) -> dict[int, float]:
             CALL: 1 + influence.phone_call / 100, TASK: 1 + influence.task / 100}
 
 
-def insight(ctx: Context, meta: RecordMeta, base: Mapping[str, Partial], old: Mapping[str, Mapping[str, Partial]],
-            recent: Sequence[Entry], previous: RecordInsight | None) -> RecordInsight:
-    """A record's insights from its ledger: `base` (the periods before its horizon, folded by origin), the
-    partials of the periods before `ctx.recent_from` and the facts of the periods since. Sums are folded per
-    origin in period order, then across origins: folding early periods ahead of time (the horizon) gives the
-    same sums, to the last bit, as folding them now."""
+def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], recent: Sequence[Entry],
+            previous: RecordInsight | None) -> RecordInsight:
+    """A record's insights from its ledger: `settled` (what `settle` keeps of the periods before
+    `ctx.recent_from`) and the facts of the periods since. Sums are folded per origin in period order, then
+    across origins: folding early periods ahead of time (the horizon, the settled periods) gives the same sums,
+    to the last bit, as folding them now."""
     recent_parts = partials(recent, ctx.now_us)
-    sequences: dict[str, list[Partial]] = defaultdict(list)
-    for origin, part in base.items():
-        sequences[origin].append(part)
-    for period in sorted(old):
-        if period < ctx.recent_from:
-            for origin, part in old[period].items():
-                sequences[origin].append(part)
-    for origin, part in recent_parts.items():
-        sequences[origin].append(part)
-    by_origin = [(origin, _fold(sequences[origin])) for origin in sorted(sequences)]
+    by_origin = []
+    for origin in sorted({*settled, *recent_parts}):
+        before, since = settled.get(origin), recent_parts.get(origin)
+        by_origin.append((origin, _fold([p for p in (before, since) if p is not None])))
     crm = _variant(ctx, meta, by_origin, recent, False, previous.crm if previous else None)
     full = (_variant(ctx, meta, by_origin, recent, True, previous.with_exchange if previous else None)
             if ctx.with_exchange else None)
@@ -404,7 +448,7 @@ def _variant(ctx: Context, meta: RecordMeta, by_origin: list[tuple[str, Partial]
 def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]) -> Kpis:
     now, now_us = ctx.now, ctx.now_us
     c = total["c"]
-    responses = _responses(total["th"])
+    responses = _responses(total)
     weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
     weekly = [_built(WeekCount, week=w, team=t, customer=u) for w, (t, u) in sorted(total["w"].items())
               if w >= weeks_from]
@@ -464,15 +508,14 @@ def _interaction(activity_id: str, kind: int, start: int, initiator: int) -> Int
                                        direction="outgoing" if initiator == TEAM else "incoming")
 
 
-def _responses(threads: Mapping[str, list[Any]]) -> dict[int, tuple[float, float | None]]:
-    """Per side: the share of the other side's threads it answered, and the mean time to its first answer."""
-    started = [0, 0]
-    answered = [0, 0]
-    delays: list[list[float]] = [[], []]
-    for thread in sorted(threads):
-        sides = threads[thread]
-        team, customer = sides[TEAM], sides[CUSTOMER]
-        if team is None and customer is None:
+def _responses(total: Partial) -> dict[int, tuple[float, float | None]]:
+    """Per side: the share of the other side's threads it answered, and the mean time to its first answer (the
+    delays summed in whole microseconds: the same in any order)."""
+    counts = total.get("r") or [0] * 6  # the settled threads'
+    started, answered, delays = [counts[0], counts[1]], [counts[2], counts[3]], [counts[4], counts[5]]
+    closed = set(total.get("tc") or ())
+    for thread, (team, customer) in total["th"].items():
+        if (team is None and customer is None) or thread in closed:
             continue
         if customer is None or (team is not None and (team[0], team[1]) < (customer[0], customer[1])):
             first, responder, reply = team, CUSTOMER, customer
@@ -481,12 +524,12 @@ def _responses(threads: Mapping[str, list[Any]]) -> dict[int, tuple[float, float
         started[responder] += 1
         if reply is not None:
             answered[responder] += 1
-            delays[responder].append((reply[0] - first[0]) / 3_600_000_000)
+            delays[responder] += reply[0] - first[0]
     result: dict[int, tuple[float, float | None]] = {}
     for side in (TEAM, CUSTOMER):
         if started[side]:
             result[side] = (answered[side] / started[side],
-                            sum(delays[side]) / len(delays[side]) if delays[side] else None)
+                            delays[side] / answered[side] / 3_600_000_000 if answered[side] else None)
     return result
 
 
@@ -677,10 +720,27 @@ def needs_archive(state: Any, edits: Mapping[str, Any], horizon: str) -> bool:
     return horizon > state.horizon or any(period < state.horizon for period in edits)
 
 
-def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], horizon: str) -> None:
+def settled_for(state: Any, recent_from: str) -> dict[str, Partial]:
+    """The state's settled partials for `recent_from`, as stored when they were settled for it, else settled
+    again from its partials (and kept in it)."""
+    if state.settled is None or state.settled_from != recent_from:
+        if not state.complete:
+            raise ValueError("the settled partials of a ledger read without its partials are out of date")
+        state.settled, state.settled_from = settle(state.base, state.partials, recent_from), recent_from
+    settled: dict[str, Partial] = state.settled
+    return settled
+
+
+def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], horizon: str,
+                recent_from: str) -> None:
     """Applies one record's edits to its stored state: the periods' facts, and their partials recomputed from
     them (never adjusted: a partial is a function of its period's facts); periods that fell behind the horizon
-    move to the archive and the base is folded again from it."""
+    move to the archive and the base is folded again from it; the settled partials, when the edits change
+    them, settled again (for `recent_from`)."""
+    if not state.complete:
+        raise ValueError("a ledger read without its partials cannot be edited")
+    if any(period < state.settled_from for period in edits) or horizon > state.horizon:
+        state.settled = None
     refold = False
     for period, changed in edits.items():
         entries = {entry[1][KEY]: entry for entry in state.months.get(period, [])}
@@ -704,3 +764,4 @@ def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], hor
         state.horizon = horizon
     if refold:
         state.base = fold_by_origin(state.archive)
+    settled_for(state, recent_from)
