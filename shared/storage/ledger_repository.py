@@ -225,9 +225,12 @@ class TableLedgers:
         `recent_from` (a quarter went by) is read whole, to be settled again."""
         states = self._query(tenant_id, keys, recent_from, view=True)
         stale = [key for key, state in states.items() if state.settled_from != recent_from]
-        with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            states.update(zip(stale, pool.map(lambda key: self.read(tenant_id, key, recent_from), stale),
-                              strict=True))
+        if stale and len(stale) * BULK_SHARE >= len(keys):  # (the first pass of a quarter: most of them)
+            states.update(self._query(tenant_id, stale, recent_from))
+        elif stale:
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:
+                states.update(zip(stale, pool.map(lambda key: self.read(tenant_id, key, recent_from), stale),
+                                  strict=True))
         return states
 
     def _query(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str, *,

@@ -370,6 +370,7 @@ class Context:
         self.expected = sum(2 ** (-k * self.cadence / HALF_LIFE_DAYS)
                             for k in range(int(WINDOW.days / self.cadence) + 1))
         self.enhanced = settings.who_knows_whom_mode == "enhanced"
+        self.weeks: dict[tuple[str, int, int], WeekCount] = {}
 
     def open(self, origin: str, with_exchange: bool) -> bool:
         return origin == "" or (with_exchange and origin in self.open_owners)
@@ -390,10 +391,18 @@ def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], rece
     by_origin = []
     for origin in sorted({*settled, *recent_parts}):
         before, since = settled.get(origin), recent_parts.get(origin)
-        by_origin.append((origin, _fold([p for p in (before, since) if p is not None])))
-    crm = _variant(ctx, meta, by_origin, recent, False, previous.crm if previous else None)
-    full = (_variant(ctx, meta, by_origin, recent, True, previous.with_exchange if previous else None)
-            if ctx.with_exchange else None)
+        by_origin.append((origin, _joined([p for p in (before, since) if p is not None])))
+    prior_crm = previous.crm if previous else None
+    crm_origins = [(o, p) for o, p in by_origin if ctx.open(o, False)]
+    crm = _variant(ctx, meta, crm_origins, recent, False, prior_crm)
+    full = None
+    if ctx.with_exchange:
+        prior = previous.with_exchange if previous else None
+        chosen = [(o, p) for o, p in by_origin if ctx.open(o, True)]
+        # No open mailbox's data (every recent fact's origin has a partial): the same sums, facts and prior trend.
+        same = len(chosen) == len(crm_origins) and (prior.health.trend if prior else None) == (
+            prior_crm.health.trend if prior_crm else None)
+        full = crm if same else _variant(ctx, meta, chosen, recent, True, prior)
     basic = enhanced = risk_basic = risk_enhanced = None
     has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
                                          and any(p["a"] for o, p in by_origin if ctx.open(o, True)))
@@ -432,10 +441,15 @@ def horizon_for(now: datetime) -> str:
     return month_of(micros(now - timedelta(days=730)))
 
 
-def _variant(ctx: Context, meta: RecordMeta, by_origin: list[tuple[str, Partial]], recent: Sequence[Entry],
+def _joined(parts: list[Partial]) -> Partial:
+    """`_fold` of these partials, without copying a lone one (the same values: what reads it never changes it)."""
+    return parts[0] if len(parts) == 1 else _fold(parts)
+
+
+def _variant(ctx: Context, meta: RecordMeta, chosen: list[tuple[str, Partial]], recent: Sequence[Entry],
              with_exchange: bool, prior: Variant | None) -> Variant:
-    chosen = [(o, p) for o, p in by_origin if ctx.open(o, with_exchange)]
-    total = _fold(p for _, p in chosen)
+    """One variant from the partials of the origins it `chosen` (those `ctx.open(origin, with_exchange)`)."""
+    total = _joined([p for _, p in chosen])
     facts = [f for bits, f in recent if bits & LINKED and ctx.open(f[ORIGIN], with_exchange)]
     facts.sort(key=lambda f: f[KEY])
     sources = sorted({Source.CRM if o == "" else Source.EXCHANGE for o, p in chosen if p["n"]})
@@ -450,8 +464,14 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
     c = total["c"]
     responses = _responses(total)
     weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
-    weekly = [_built(WeekCount, week=w, team=t, customer=u) for w, (t, u) in sorted(total["w"].items())
-              if w >= weeks_from]
+    weeks = ctx.weeks
+    weekly = []
+    for w, (t, u) in sorted(total["w"].items()):
+        if w >= weeks_from:
+            found = weeks.get((w, t, u))
+            if found is None:  # (frozen: one model per value serves every record of the run)
+                found = weeks[(w, t, u)] = _built(WeekCount, week=w, team=t, customer=u)
+            weekly.append(found)
     window_start = (now - timedelta(days=DAILY_WINDOW_DAYS)).date()
     daily: dict[date, dict[str, int]] = {}
     upcoming: Fact | None = None
