@@ -151,12 +151,14 @@ class FakeRecords:
         return str(self.record_writes[tenant_id]) if tenant_id in self.record_writes else None
 
     def _log(self, tenant_id: str, kind: str, at: datetime, keys: list[str], previous: dict[str, str], *,
-             removed: bool = False) -> None:
+             removed: bool = False, written: Sequence[BaseModel] = ()) -> None:
         if kind != "activities":
             self.record_writes[tenant_id] = self.record_writes.get(tenant_id, 0) + 1
         self.logged += 1  # (ids stay unique after the log is forgotten, as the storage's random ones do)
+        current = {record_key(r): r.model_dump_json(by_alias=True) for r in written} if written and \
+            kind == "activities" else None
         self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{self.logged:08d}",
-                                                removed)))
+                                                removed, current)))
 
     def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
         entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
@@ -213,7 +215,8 @@ class FakeRecords:
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), ingested_at)
         self._log(tenant_id, kind, ingested_at, [record_key(r) for r, _ in records],
-                  {record_key(r): s.document for r, s in records if s is not None and s.document is not None})
+                  {record_key(r): s.document for r, s in records if s is not None and s.document is not None},
+                  written=[r for r, _ in records])
 
     def put(self, tenant_id: TenantId, kind: str, *records: BaseModel, at: datetime) -> None:
         """Test set-up: store records as if a sync had."""
@@ -224,7 +227,7 @@ class FakeRecords:
                 previous[record_key(record)] = old.record.model_dump_json(by_alias=True)
             self.rows[(tenant_id, kind, record_key(record))] = _Row(record, record.version,  # type: ignore[attr-defined]
                                                                    _etag(), at)
-        self._log(tenant_id, kind, at, [record_key(r) for r in records], previous)
+        self._log(tenant_id, kind, at, [record_key(r) for r in records], previous, written=records)
 
     def delete(self, tenant_id: TenantId, kind: str, key: str, at: datetime) -> None:
         """Test set-up: a row deleted (as a purge does), logged with what it held."""

@@ -191,15 +191,22 @@ class InsightsService:
         previous_docs: dict[str, str] = {}
         keys: list[str] = []
         gone: set[str] = set()  # removed by the latest write naming them: nothing to read
+        written: dict[str, str | None] = {}  # what the latest write naming them stored, when its entry says
         for write in unapplied:
             if write.kind == "activities":
                 keys.extend(write.keys)
                 (gone.update if write.removed else gone.difference_update)(write.keys)
                 for key, document in write.previous.items():
                     previous_docs.setdefault(key, document)  # the oldest: what the ledgers may still count
+                written.update((key, None if write.current is None else write.current.get(key))
+                               for key in write.keys)
         keys = list(dict.fromkeys(keys))
         present = [k for k in keys if k not in gone]
-        current = self._records.activities(tenant_id, present) if present else {}
+        # (A later write of one, not read yet, replaces what this counts when a next step applies it.)
+        current = {k: Activity.model_validate_json(text, context={"stored": True}) for k in present
+                   if (text := written.get(k)) is not None}
+        unread = [k for k in present if k not in current]
+        current |= self._records.activities(tenant_id, unread) if unread else {}
         if of_someone_opted_out(directory, current.values()):
             self._index.add(IndexKind.OPT_OUT_PURGE, tenant_id, now)  # sent after their opt-out: deleted too
         changes = [(key, _record("activities", previous_docs.get(key)), current.get(key)) for key in keys]

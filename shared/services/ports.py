@@ -157,6 +157,9 @@ class LoggedWrite:
     previous: dict[str, str]  # record key -> the replaced document (JSON)
     id: str = ""  # the log entry's own key
     removed: bool = False  # every row named was deleted in the entry's own transaction: none is left to read
+    # Activities: record key -> the document written (JSON), so that what changed is known without reading the
+    # rows again; None: the entry carries none (a removal, a tombstone, a group too large), the rows are read.
+    current: dict[str, str] | None = None
 
 
 class RecordTooLarge(ValueError):

@@ -133,7 +133,9 @@ class TableRecords:
         keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
         for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]), limit=_PER_TRANSACTION):
             keys = [key for key, _ in group]
-            log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced})
+            current = {key: _payload(op.properties) for key, op in group} if kind == "activities" else None
+            log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
+                           current=current)
             operations = [op for _, op in group]
             self._tables_of(kind).transact(tenant_id, [*operations, log, *_version_bump(kind, log)])
 
@@ -170,9 +172,13 @@ class TableRecords:
                 keys = json.loads(str(entity.properties.get("Keys") or "[]"))
                 count = int(entity.properties.get("PrevChunks") or 0)  # type: ignore[arg-type]
                 previous = json.loads("".join(str(entity.properties[f"Prev{i}"]) for i in range(count)) or "{}")
+                written = int(entity.properties.get("CurChunks") or 0)  # type: ignore[arg-type]
+                current = json.loads("".join(str(entity.properties[f"Cur{i}"]) for i in range(written))
+                                     ) if written else None
                 at = entity.properties.get("IngestedAt")
                 yield LoggedWrite(str(entity.properties.get("Kind")), at if isinstance(at, datetime) else _EPOCH,
-                                  tuple(keys), previous, entity.row_key, entity.properties.get("Removed") is True)
+                                  tuple(keys), previous, entity.row_key, entity.properties.get("Removed") is True,
+                                  current)
             if found.continuation is None:
                 return
             page = found.continuation
@@ -366,7 +372,7 @@ def _document(entity: StoredEntity) -> str | None:
 
 
 def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[str, str], *,
-             removed: bool = False) -> Operation:
+             removed: bool = False, current: dict[str, str] | None = None) -> Operation:
     properties: Properties = {"Kind": kind, "IngestedAt": ingested_at, "Keys": json.dumps(keys)}
     if removed:
         properties["Removed"] = True
@@ -374,7 +380,22 @@ def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[s
     properties["PrevChunks"] = len(chunks)
     for index, chunk in enumerate(chunks):
         properties[f"Prev{index}"] = chunk
+    written = split_text(json.dumps(current)) if current else []
+    if written and len(chunks) + len(written) <= _LOG_CHUNKS:  # (else the reader reads the rows)
+        properties["CurChunks"] = len(written)
+        for index, chunk in enumerate(written):
+            properties[f"Cur{index}"] = chunk
     return Operation("create", log_row_key(ingested_at), properties)
+
+
+# A log row's documents (replaced and written) in at most this many properties of 32 Ki characters: well within an
+# entity's 1 MiB.
+_LOG_CHUNKS = 12
+
+
+def _payload(properties: Properties) -> str:
+    """The JSON document an `encode`d row holds."""
+    return "".join(str(properties[f"Doc{i}"]) for i in range(int(properties["DocChunks"])))  # type: ignore[arg-type]
 
 
 def _operation(kind: str, record: BaseModel, stored: StoredVersion | None, ingested_at: datetime) -> Operation:

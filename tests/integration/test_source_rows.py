@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devhost.azurite import Azurite
-from shared.domain.records import Contact
+from shared.domain.records import Activity, Contact
 from shared.services.ports import Child, MailboxCopy
 from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, TableRecords
 from shared.storage.source_state import TableSourceState
@@ -77,9 +77,12 @@ def test_a_removal_is_logged_with_the_document_it_removed_and_a_new_version_afte
     records.write(tenant_id, "activities", [(first, None)], AT)
     later = AT + timedelta(minutes=5)
     records.remove(tenant_id, "activities", ["crm|m1"], later)
+    [write] = [w for w in records.written_since(tenant_id, None) if w.ingested_at == AT]
+    assert Activity.model_validate_json(write.current["crm|m1"]) == first  # type: ignore[index]
     removal = [w for w in records.written_since(tenant_id, AT) if w.ingested_at == later]
     assert [(w.kind, w.keys) for w in removal] == [("activities", ("crm|m1",))]
     assert "lee@fabrikam.com" in removal[0].previous["crm|m1"]
+    assert removal[0].current is None  # a tombstone: nothing to count
     assert records.activities(tenant_id, ["crm|m1"]) == {}
     again = first.model_copy(update={"version": 9})
     stored = records.versions(tenant_id, "activities", [again])["crm|m1"]

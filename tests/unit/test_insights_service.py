@@ -177,6 +177,25 @@ def test_a_refresh_recomputes_only_what_new_activities_touch(world: World) -> No
     assert "steady" not in ids
 
 
+def test_a_refresh_takes_what_was_written_from_the_log_and_reads_only_the_rows_it_does_not_hold(
+        world: World) -> None:
+    before = world.insights_store.get(TENANT, "contact", "fading")
+    assert before is not None
+    world.clock.advance(timedelta(hours=1))
+    world.records.put(TENANT, "activities", mail("new", BOB, FADING, 3), at=world.clock.now())
+    world.records.put(TENANT, "activities", mail("new", BOB, FADING, 1, version=2), at=world.clock.now())
+    assert world.records.remove(TENANT, "activities", ["crm|f0"], world.clock.now()) == ["crm|f0"]  # (a tombstone:
+    reads = world.records.activity_reads  # its log entry holds no document)
+    world.service.refresh(TENANT)
+    assert world.records.activity_reads - reads == 1
+    after = world.insights_store.get(TENANT, "contact", "fading")
+    assert after is not None
+    assert after.crm.kpis.activities == before.crm.kpis.activities
+    assert after.crm.kpis.last_interaction is not None
+    assert after.crm.kpis.last_interaction.activity_id == "new"
+    assert after.crm.kpis.last_interaction.at == NOW - timedelta(days=1)  # version 2: a day ago, not 3
+
+
 def test_an_activity_of_someone_who_opted_out_asks_for_their_purge(world: World) -> None:
     world.records.put(TENANT, "contacts", contact("fading", FADING, accountId="fabrikam", version=2, optedOut=True),
                       at=NOW)
