@@ -109,7 +109,8 @@ class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
     """The ledgers this process wrote last, with the ETags they were written with (the recent quarters only), so
     that the next edit of a record starts from them instead of reading them again. Never trusted alone: the write
     that follows is conditional on those ETags, so a ledger another worker changed meanwhile fails it, leaves the
-    cache, and is read again. Bounded by the facts it holds; an entry is taken out while in use."""
+    cache, and is read again. One read for insights only (without its partials) is completed from its summary
+    before an edit, if that has not changed. Bounded by the facts it holds; an entry is taken out while in use."""
 
     def __init__(self, max_facts: int = 100_000) -> None:
         super().__init__(max_facts)
@@ -121,7 +122,8 @@ class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
         etags = {name: etag for name, etag in state.etags.items()
                  if name == LEDGER_SUMMARY or (name != LEDGER_ARCHIVE and name >= recent_from)}
         copy = LedgerState(months=months, partials=dict(state.partials), etags=etags, base=state.base,
-                           horizon=state.horizon, settled=state.settled, settled_from=state.settled_from)
+                           horizon=state.horizon, settled=state.settled, settled_from=state.settled_from,
+                           complete=state.complete)
         self.put((scope, tenant_id, key), copy, sum(len(entries) for entries in months.values()) + 1)
 
 
@@ -138,7 +140,7 @@ class TableLedgers:
         # Point reads only: the summary names the periods since its horizon that hold facts (their partials), so
         # the recent ones are read by key. (A range query costs Azurite a scan of the whole table.)
         base = _row(key, "")
-        cached = self._cache.take((self._scope, tenant_id, key)) if for_update and self._cache is not None else None
+        cached = self._cached(tenant_id, key) if for_update else None
         if cached is not None:
             state = cached
         else:
@@ -157,8 +159,11 @@ class TableLedgers:
     def read_for_update(self, tenant_id: TenantId, edits: Mapping[Key, Iterable[str]], recent_from: str, *,
                         records: int) -> dict[Key, LedgerState]:
         keys = sorted(edits)
-        cached = {key: state for key in keys if self._cache is not None
-                  and (state := self._cache.take((self._scope, tenant_id, key))) is not None}
+        taken = {key: state for key in keys if self._cache is not None
+                 and (state := self._cache.take((self._scope, tenant_id, key))) is not None}
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:
+            completed = list(pool.map(lambda key: self._completed(tenant_id, key, taken[key]), sorted(taken)))
+        cached = {key: state for key, state in zip(sorted(taken), completed, strict=True) if state is not None}
         rest = [key for key in keys if key not in cached]
         if rest and len(rest) * BULK_SHARE >= records:
             # One query of the tenant's ledgers (summaries and recent quarters), then point reads of the edited
@@ -179,6 +184,24 @@ class TableLedgers:
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             return cached | dict(pool.map(read, rest))
+
+    def _cached(self, tenant_id: TenantId, key: Key) -> LedgerState | None:
+        if self._cache is None:
+            return None
+        state = self._cache.take((self._scope, tenant_id, key))
+        return None if state is None else self._completed(tenant_id, key, state)
+
+    def _completed(self, tenant_id: TenantId, key: Key, state: LedgerState) -> LedgerState | None:
+        """A cached state whole: one read for insights only (by `read_all`) gets its partials from the summary,
+        if that is still the version it read (else None: read it again)."""
+        if state.complete:
+            return state
+        summary = self._tables.get(tenant_id, _row(key, LEDGER_SUMMARY))
+        if summary is None or summary.etag != state.etags.get(LEDGER_SUMMARY):
+            return None
+        self._take(state, LEDGER_SUMMARY, summary)
+        state.complete = True
+        return state
 
     def _complete(self, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str,
                   months: Iterable[str]) -> None:
@@ -231,6 +254,8 @@ class TableLedgers:
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
                 states.update(zip(stale, pool.map(lambda key: self.read(tenant_id, key, recent_from), stale),
                                   strict=True))
+        for key in keys:  # (what the next edit of each record starts from, its partials read then)
+            self._kept(tenant_id, key, states[key], recent_from)
         return states
 
     def _query(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str, *,
@@ -273,7 +298,7 @@ class TableLedgers:
             raise ConcurrencyConflict(f"the aggregates of {key} changed since they were read")
 
     def _kept(self, tenant_id: TenantId, key: Key, state: LedgerState, recent_from: str | None) -> None:
-        if self._cache is not None and recent_from is not None and state.complete:
+        if self._cache is not None and recent_from is not None:
             self._cache.keep(self._scope, tenant_id, key, state, recent_from)
 
     def write_many(self, tenant_id: TenantId, writes: Sequence[tuple[Key, LedgerState, set[str]]],
