@@ -161,9 +161,12 @@ class TableLedgers:
         keys = sorted(edits)
         taken = {key: state for key in keys if self._cache is not None
                  and (state := self._cache.take((self._scope, tenant_id, key))) is not None}
-        with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            completed = list(pool.map(lambda key: self._completed(tenant_id, key, taken[key]), sorted(taken)))
-        cached = {key: state for key, state in zip(sorted(taken), completed, strict=True) if state is not None}
+        cached = {key: state for key, state in taken.items() if state.complete}
+        partial = sorted(key for key in taken if key not in cached)  # kept by `read_all`, without partials
+        if partial and (len(keys) - len(cached)) * BULK_SHARE < records:  # (else the query reads them whole)
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:
+                completed = list(pool.map(lambda key: self._completed(tenant_id, key, taken[key]), partial))
+            cached |= {key: state for key, state in zip(partial, completed, strict=True) if state is not None}
         rest = [key for key in keys if key not in cached]
         if rest and len(rest) * BULK_SHARE >= records:
             # One query of the tenant's ledgers (summaries and recent quarters), then point reads of the edited
