@@ -68,11 +68,15 @@ def _chunks(payload: str) -> list[str]:
     return chunks
 
 
+def payload(properties: Properties) -> str:
+    """The JSON text of an `encode`d document."""
+    count = int(properties.get("DocChunks", 1))  # type: ignore[arg-type]
+    return "".join(str(properties[f"Doc{i}"]) for i in range(count))
+
+
 def decode(entity: StoredEntity, model: type[M]) -> M:
     try:
-        count = int(entity.properties.get("DocChunks", 1))  # type: ignore[arg-type]
-        payload = "".join(str(entity.properties[f"Doc{i}"]) for i in range(count))
-        return model.model_validate_json(payload, context={"stored": True})
+        return model.model_validate_json(payload(entity.properties), context={"stored": True})
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise CorruptDocument(f"{entity.partition_key}/{entity.row_key} does not decode as {model.__name__}") from exc
 

@@ -417,20 +417,17 @@ class TableLedgers:
                         *, after: str | None = None, through: str | None = None) -> None:
         keys = sorted(ledgers)
 
-        def documents(key: Key) -> Iterator[tuple[str, Properties]]:
-            state = ledgers[key]
-            yield from ((month, _properties(entries, month)) for month, entries in sorted(state.months.items())
-                        if entries)
-            yield LEDGER_SUMMARY, _summary_properties(state)
-            if state.archive:
-                yield LEDGER_ARCHIVE, _properties(state.archive, LEDGER_ARCHIVE)
-
         def named(key: Key) -> Iterator[str]:
             state = ledgers[key]
             yield from (month for month, entries in sorted(state.months.items()) if entries)
             yield LEDGER_SUMMARY
             if state.archive:
                 yield LEDGER_ARCHIVE
+
+        def properties_of(state: LedgerState, name: str) -> Properties:
+            if name == LEDGER_SUMMARY:
+                return _summary_properties(state)
+            return _properties(state.archive if name == LEDGER_ARCHIVE else state.months[name], name)
 
         names = {_row(key, name): (key, name) for key in keys for name in named(key)}
 
@@ -446,8 +443,8 @@ class TableLedgers:
         written: list[tuple[str, str | None]] = []
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             for at in range(0, len(keys), _SLICE):  # (encoded a slice at a time)
-                operations = [Operation("upsert", _row(key, name), properties)
-                              for key in keys[at:at + _SLICE] for name, properties in documents(key)]
+                operations = [Operation("upsert", _row(key, name), properties_of(ledgers[key], name))
+                              for key in keys[at:at + _SLICE] for name in named(key)]
                 written += [pair for batch in pool.map(submit, transactions(operations)) for pair in batch]
             list(pool.map(submit, transactions(stale)))
         if self._cache is None or recent_from is None:

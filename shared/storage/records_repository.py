@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import LoggedWrite, PurgeProgress, RecordTooLarge, StoredVersion
-from shared.storage.documents import DocumentTooLarge, decode, encode, split_text
+from shared.storage.documents import DocumentTooLarge, decode, encode, payload, split_text
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
     Operation,
@@ -133,7 +133,7 @@ class TableRecords:
         keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
         for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]), limit=_PER_TRANSACTION):
             keys = [key for key, _ in group]
-            current = {key: _payload(op.properties) for key, op in group} if kind == "activities" else None
+            current = {key: payload(op.properties) for key, op in group} if kind == "activities" else None
             log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
                            current=current)
             operations = [op for _, op in group]
@@ -392,10 +392,6 @@ def _log_row(kind: str, ingested_at: datetime, keys: list[str], previous: dict[s
 # entity's 1 MiB.
 _LOG_CHUNKS = 12
 
-
-def _payload(properties: Properties) -> str:
-    """The JSON document an `encode`d row holds."""
-    return "".join(str(properties[f"Doc{i}"]) for i in range(int(properties["DocChunks"])))  # type: ignore[arg-type]
 
 
 def _operation(kind: str, record: BaseModel, stored: StoredVersion | None, ingested_at: datetime) -> Operation:

@@ -267,7 +267,8 @@ def test_a_pass_once_a_quarter_went_by_settles_every_ledger_again(world: bootstr
                     if e.properties["Period"] == "~"}
     assert settled_from
     assert set(settled_from.values()) == {before}
-    key = ("account", next(iter(settled_from)).split("|")[2])
+    _, entity_type, record_id, _ = next(iter(settled_from)).split("|")
+    key = (entity_type, record_id)
     assert TableLedgers(world.insight_tables).read_all(tenant, [key], since)[key].complete  # read whole: what
     # it settled is a quarter old
 
