@@ -167,8 +167,8 @@ class TableHttp:
                 method = "DELETE"
                 headers.append(f"If-Match: {op.etag or '*'}")
             else:
-                method = "PUT"
-                if op.kind == "replace":
+                method = "MERGE" if op.kind == "merge" else "PUT"  # (MERGE keeps the properties it does not name)
+                if op.kind in ("replace", "merge"):
                     headers.append(f"If-Match: {op.etag}")
                 body = body_of(partition_key, op.row_key, op.properties)
             parts.append(f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"

@@ -61,10 +61,10 @@ class StoredEntity:
 class Operation:
     """One step of an entity-group transaction."""
 
-    kind: Literal["create", "replace", "upsert", "delete"]
+    kind: Literal["create", "replace", "merge", "upsert", "delete"]
     row_key: str
     properties: Properties = field(default_factory=dict)
-    etag: str | None = None  # replace/delete: the version that must still be stored
+    etag: str | None = None  # replace/merge/delete: the version that must still be stored
 
 
 @dataclass(frozen=True)
@@ -314,8 +314,8 @@ class TableStore:
         if self._http is not None:
             for op in operations:
                 _check_entity(partition_key, op.row_key, op.properties)
-                if op.kind == "replace" and op.etag is None:
-                    raise ValueError("a replace inside a transaction needs the ETag it read")
+                if op.kind in ("replace", "merge") and op.etag is None:
+                    raise ValueError(f"a {op.kind} inside a transaction needs the ETag it read")
             return self._http.transact(partition_key, operations)
         batch: list[Any] = []
         for op in operations:
@@ -324,13 +324,13 @@ class TableStore:
                 batch.append(("create", entity))
             elif op.kind == "upsert":
                 batch.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
-            elif op.kind == "replace":
+            elif op.kind in ("replace", "merge"):
                 if op.etag is None:
-                    raise ValueError("a replace inside a transaction needs the ETag it read")
-                batch.append(
-                    ("update", entity,
-                     {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": MatchConditions.IfNotModified})
-                )
+                    raise ValueError(f"a {op.kind} inside a transaction needs the ETag it read")
+                # (a merge writes only the properties it names and keeps the others)
+                mode = UpdateMode.REPLACE if op.kind == "replace" else UpdateMode.MERGE
+                condition = {"etag": op.etag, "match_condition": MatchConditions.IfNotModified}
+                batch.append(("update", entity, {"mode": mode, **condition}))
             else:
                 options = {} if op.etag is None else {
                     "etag": op.etag, "match_condition": MatchConditions.IfNotModified}

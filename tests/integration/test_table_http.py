@@ -212,3 +212,24 @@ def test_queries_give_alike_pages_and_continuations_on_both_paths(stores: tuple[
         assert following[0].entities[0].row_key > pages[0].entities[-1].row_key
     assert [e.row_key for e in direct.iter_partition(tenant, row_key_prefix="it's-")] == [
         f"it's-{i:02d}" for i in range(30)]
+
+
+@pytest.mark.parametrize("writer", ["direct", "sdk"])
+def test_a_merge_keeps_the_properties_it_does_not_name_and_is_conditional(
+        stores: tuple[TableStore, TableStore], writer: str) -> None:
+    direct, sdk = stores
+    store = direct if writer == "direct" else sdk
+    tenant = str(uuid.uuid4())
+    first = store.create(tenant, "row", {"A": "kept", "B": 1})
+    [second] = store.transact(tenant, [Operation("merge", "row", {"B": 2, "C": "new"}, first)])
+    stored = direct.get(tenant, "row")
+    assert stored is not None
+    assert (stored.properties, stored.etag) == ({"A": "kept", "B": 2, "C": "new"}, second)
+    with pytest.raises(ConcurrencyConflict):
+        store.transact(tenant, [Operation("merge", "row", {"B": 3}, first), Operation("create", "other", {"V": 1})])
+    assert direct.get(tenant, "other") is None
+    again = direct.get(tenant, "row")
+    assert again is not None
+    assert again.properties["B"] == 2
+    with pytest.raises(ValueError, match="ETag"):
+        store.transact(tenant, [Operation("merge", "row", {"B": 4})])
