@@ -419,6 +419,7 @@ class LedgerState:
     settled: dict[str, Any] | None = None
     settled_from: str = ""
     complete: bool = True  # False: read for an insight only (settled partials and recent facts), never written
+    layout: Any = None  # how the storage holds the summary it was read from (its own business; None: not known)
 
 
 # Reading one record in this many of a tenant's (or more) costs fewer round trips as one query of them all (a page

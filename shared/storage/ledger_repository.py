@@ -75,9 +75,12 @@ def _properties(value: Any, period: str, name: str = "D") -> Properties:
     return properties
 
 
+def _chunks(entity: StoredEntity, name: str) -> int:
+    return int(entity.properties.get(f"{name}Chunks") or 0)  # type: ignore[arg-type]
+
+
 def _value(entity: StoredEntity, name: str = "D") -> Any:
-    count = int(entity.properties.get(f"{name}Chunks") or 0)  # type: ignore[arg-type]
-    text = "".join(str(entity.properties[f"{name}{i}"]) for i in range(count))
+    text = "".join(str(entity.properties[f"{name}{i}"]) for i in range(_chunks(entity, name)))
     return from_json(text) if text else None
 
 
@@ -91,13 +94,57 @@ def _settled_of(state: LedgerState) -> dict[str, Any]:
     return {"f": state.settled_from, "s": state.settled} if state.settled is not None else {"f": "", "s": {}}
 
 
-def _summary_properties(state: LedgerState) -> Properties:
-    """The summary row: the partials in `P…` properties, the settled partials in `D…` (where the other rows keep
-    their facts), so that one query selecting `D…` reads what an insight needs of every row of a record."""
+# A summary as stored, by property group (`B`: the horizon and the base; `D`: the settled partials; `P{period}_`:
+# one period's partial): what each group holds as written (the objects, compared by identity: an edit replaces
+# what it changes, never changes one in place) and how many chunks it took. None: not stored by groups, written
+# whole.
+Layout = dict[str, tuple[tuple[Any, ...], int]]
+
+
+def _groups(state: LedgerState) -> dict[str, tuple[Any, ...]]:
+    return {"B": (state.base, state.horizon), "D": (state.settled, state.settled_from),
+            **{f"P{period}_": (partial,) for period, partial in state.partials.items()}}
+
+
+def _group_value(state: LedgerState, name: str) -> Any:
+    if name == "B":
+        return {"h": state.horizon, "b": state.base}
+    return _settled_of(state) if name == "D" else state.partials[name[1:-1]]
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y or (isinstance(x, str) and x == y) for x, y in zip(a, b, strict=True))
+
+
+def _summary_write(state: LedgerState, *, whole: bool) -> tuple[Properties, Layout]:
+    """The summary's properties to write and the layout they leave: the settled partials in `D…` (where the other
+    rows keep their facts: one query selecting `D…` reads what an insight needs of every row of a record), the
+    horizon and base in `B…`, each period's partial in its own `P{period}_…`. Whole: every group (a create or a
+    replace);
+    else only the groups whose content changed since the layout was stored (a merge), the chunks a group no longer
+    takes blanked and a group gone counted empty: an edit of one period writes that period's partial, not the
+    record's history of them."""
     if not state.complete:
         raise ValueError("a ledger read without its partials cannot be written")
-    return {**_properties({"h": state.horizon, "b": state.base, "p": state.partials}, LEDGER_SUMMARY, "P"),
-            **_properties(_settled_of(state), LEDGER_SUMMARY)}
+    stored = {} if whole or state.layout is None else state.layout
+    properties: Properties = {"Period": LEDGER_SUMMARY} if whole else {}
+    layout: Layout = {}
+    groups = _groups(state)
+    for name, held in groups.items():
+        was = stored.get(name)
+        if was is not None and _same(was[0], held):
+            layout[name] = was
+            continue
+        group = _properties(_group_value(state, name), LEDGER_SUMMARY, name)
+        del group["Period"]
+        chunks = len(group) - 1
+        properties |= group
+        properties |= {f"{name}{i}": "" for i in range(chunks, was[1] if was is not None else 0)}
+        layout[name] = (held, chunks)
+    for name, (_, chunks) in stored.items():
+        if name not in groups:
+            properties |= {f"{name}Chunks": 0, **{f"{name}{i}": "" for i in range(chunks)}}
+    return properties, layout
 
 
 # What a query reads of each row for an insight: the facts, or the settled partials (an entity holds at most 1 MiB,
@@ -123,7 +170,7 @@ class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
                  if name == LEDGER_SUMMARY or (name != LEDGER_ARCHIVE and name >= recent_from)}
         copy = LedgerState(months=months, partials=dict(state.partials), etags=etags, base=state.base,
                            horizon=state.horizon, settled=state.settled, settled_from=state.settled_from,
-                           complete=state.complete)
+                           complete=state.complete, layout=state.layout)
         self.put((scope, tenant_id, key), copy, sum(len(entries) for entries in months.values()) + 1)
 
 
@@ -228,12 +275,26 @@ class TableLedgers:
         if month != LEDGER_SUMMARY:
             state.months[month] = _value(entity) or []
             return
-        if "PChunks" in entity.properties:
-            summary, settled = _value(entity, "P") or {}, _value(entity) or {}
-        else:  # (as written before the settled partials were kept apart: none)
-            summary, settled = _value(entity) or {}, {}
-        state.partials, state.base, state.horizon = summary.get("p", {}), summary.get("b", {}), summary.get("h", "")
+        properties = entity.properties
+        settled = _value(entity) or {}
+        if "BChunks" not in properties:  # as written before: the partials in one group (`P…`; `D…` before that)
+            summary = (_value(entity, "P") or {}) if "PChunks" in properties else settled
+            settled = settled if "PChunks" in properties else {}
+            state.partials, state.base, state.horizon = summary.get("p", {}), summary.get("b", {}), summary.get("h", "")
+            state.settled, state.settled_from = settled.get("s"), settled.get("f", "")
+            state.layout = None
+            return
+        kept = _value(entity, "B") or {}
+        state.base, state.horizon = kept.get("b", {}), kept.get("h", "")
         state.settled, state.settled_from = settled.get("s"), settled.get("f", "")
+        state.partials = {}
+        layout: Layout = {"B": ((state.base, state.horizon), _chunks(entity, "B")),
+                          "D": ((state.settled, state.settled_from), _chunks(entity, "D"))}
+        for name in properties:
+            if name.startswith("P") and name.endswith("_Chunks") and (chunks := _chunks(entity, name[:-6])):
+                state.partials[name[1:-7]] = partial = _value(entity, name[:-6])
+                layout[name[:-6]] = ((partial,), chunks)
+        state.layout = layout
 
     def read_many(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str) -> dict[Key, LedgerState]:
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
@@ -309,8 +370,10 @@ class TableLedgers:
         groups: list[tuple[list[Key], list[_Named]]] = [([], [])]
         states = {key: state for key, state, _ in writes}
         size = 0  # the last group's payload
+        layouts: dict[Key, Layout] = {}
         for key, state, changed in writes:
-            operations = [(state, name, o) for name, o in self._operations(key, state, changed)]
+            named, layouts[key] = self._operations(key, state, changed)
+            operations = [(state, name, o) for name, o in named]
             weight = sum(operation_bytes(o) for _, _, o in operations)
             keys, batch = groups[-1]
             if batch and (len(batch) + len(operations) > MAX_BATCH_OPERATIONS or size + weight > WRITER_BATCH_BYTES):
@@ -337,6 +400,7 @@ class TableLedgers:
                 failed.extend(keys)
                 return
             for key in keys:
+                states[key].layout = layouts[key]
                 self._kept(tenant_id, key, states[key], recent_from)
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
@@ -344,8 +408,9 @@ class TableLedgers:
         return failed
 
     @staticmethod
-    def _operations(key: Key, state: LedgerState, changed: Iterable[str]) -> list[tuple[str, Operation]]:
-        """The rows to write, each with the period (or document) it stores."""
+    def _operations(key: Key, state: LedgerState, changed: Iterable[str],
+                    ) -> tuple[list[tuple[str, Operation]], Layout]:
+        """The rows to write, each with the period (or document) it stores, and the summary's layout after."""
         operations: list[tuple[str, Operation]] = []
         for month in sorted(set(changed)):
             etag = state.etags.get(month)
@@ -357,14 +422,20 @@ class TableLedgers:
             properties = _properties(entries, month)
             operations.append((month, Operation("create", _row(key, month), properties) if etag is None
                                else Operation("replace", _row(key, month), properties, etag)))
-        documents = [(LEDGER_SUMMARY, _summary_properties(state))]
+        # (always written, if only its ETag's condition: a write that lands was computed from this record's partials
+        # as they still stand)
+        etag = state.etags.get(LEDGER_SUMMARY)
+        whole = etag is None or state.layout is None
+        properties, layout = _summary_write(state, whole=whole)
+        operations.append((LEDGER_SUMMARY, Operation("create", _row(key, LEDGER_SUMMARY), properties) if etag is None
+                           else Operation("replace" if whole else "merge", _row(key, LEDGER_SUMMARY),
+                                          properties, etag)))
         if state.archive is not None:
-            documents.append((LEDGER_ARCHIVE, _properties(state.archive, LEDGER_ARCHIVE)))
-        for name, properties in documents:
-            etag = state.etags.get(name)
-            operations.append((name, Operation("create", _row(key, name), properties) if etag is None
-                               else Operation("replace", _row(key, name), properties, etag)))
-        return operations
+            etag = state.etags.get(LEDGER_ARCHIVE)
+            properties = _properties(state.archive, LEDGER_ARCHIVE)
+            operations.append((LEDGER_ARCHIVE, Operation("create", _row(key, LEDGER_ARCHIVE), properties)
+                               if etag is None else Operation("replace", _row(key, LEDGER_ARCHIVE), properties, etag)))
+        return operations, layout
 
     def clear(self, tenant_id: TenantId, limit: int) -> int:
         if self._cache is not None:
@@ -424,9 +495,13 @@ class TableLedgers:
             if state.archive:
                 yield LEDGER_ARCHIVE
 
-        def properties_of(state: LedgerState, name: str) -> Properties:
+        layouts: dict[Key, Layout] = {}
+
+        def properties_of(key: Key, name: str) -> Properties:
+            state = ledgers[key]
             if name == LEDGER_SUMMARY:
-                return _summary_properties(state)
+                properties, layouts[key] = _summary_write(state, whole=True)
+                return properties
             return _properties(state.archive if name == LEDGER_ARCHIVE else state.months[name], name)
 
         names = {_row(key, name): (key, name) for key in keys for name in named(key)}
@@ -443,7 +518,7 @@ class TableLedgers:
         written: list[tuple[str, str | None]] = []
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             for at in range(0, len(keys), _SLICE):  # (encoded a slice at a time)
-                operations = [Operation("upsert", _row(key, name), properties_of(ledgers[key], name))
+                operations = [Operation("upsert", _row(key, name), properties_of(key, name))
                               for key in keys[at:at + _SLICE] for name in named(key)]
                 written += [pair for batch in pool.map(submit, transactions(operations)) for pair in batch]
             list(pool.map(submit, transactions(stale)))
@@ -453,6 +528,7 @@ class TableLedgers:
             key, name = names[row]
             ledgers[key].etags[name] = etag
         for key, state in ledgers.items():
+            state.layout = layouts[key]
             self._kept(tenant_id, key, state, recent_from)
 
     def about(self, tenant_id: TenantId, key: Key) -> list[str]:
