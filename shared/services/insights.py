@@ -178,10 +178,13 @@ class InsightsService:
         if built is None or mark is None:
             return self._rebuild(tenant_id, settings, now, started)  # (or continues the one under way)
         start = mark if after is None or mark > after else after
-        writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP)
-        directory = self._directory(tenant_id)
         # Writes a step already applied are applied once: the settle margin makes the next step read them again.
-        unapplied = [w for w in writes if w.ingested_at > built[0] and w.id not in built[1]]
+        def applied(write: LoggedWrite) -> bool:
+            return write.ingested_at <= built[0] or write.id in built[1]
+
+        writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP, applied)
+        directory = self._directory(tenant_id)
+        unapplied = [w for w in writes if not applied(w)]
         plan, before = _record_changes(directory, [w for w in unapplied if w.kind != "activities"])
         if plan.rebuild:
             log.info("insights rebuilt from the activities: %s", plan.rebuild)
@@ -916,17 +919,23 @@ def _attention_position(token: str | None) -> tuple[int, str] | None:
                            errors=[{"field": "continuationToken", "reason": "malformed"}])
 
 
-def _first_writes(found: Iterable[LoggedWrite], limit: int) -> tuple[list[LoggedWrite], bool]:
-    """The oldest logged writes, up to about `limit` keys, and whether more follow. Writes stamped alike are
-    never split: the next step reads the log after the last stamp taken."""
+def _first_writes(found: Iterable[LoggedWrite], limit: int, applied: Callable[[LoggedWrite], bool],
+                  ) -> tuple[list[LoggedWrite], bool]:
+    """The oldest logged writes, up to about `limit` keys of writes not `applied` yet (those the settle margin
+    reads again count only toward a larger bound of what the step holds), and whether more follow. Writes
+    stamped alike are never split: the next step reads the log after the last stamp taken."""
     taken: list[LoggedWrite] = []
-    keys = 0
+    keys = held = 0
     for write in found:
-        if keys >= limit and write.ingested_at != taken[-1].ingested_at:
+        if (keys >= limit or held >= _HELD_KEYS_PER_LIMIT * limit) and write.ingested_at != taken[-1].ingested_at:
             return taken, True
         taken.append(write)
-        keys += len(write.keys)
+        held += len(write.keys)
+        keys += 0 if applied(write) else len(write.keys)
     return taken, False
+
+
+_HELD_KEYS_PER_LIMIT = 4
 
 
 def _oldest_documents(writes: Iterable[LoggedWrite]) -> dict[tuple[str, str], str | None]:

@@ -296,12 +296,33 @@ def test_a_long_ingestion_log_is_refreshed_in_bounded_steps_that_continue_each_o
     while world.queue.sent:
         message, _ = world.queue.sent.pop(0)
         outcomes.append(work.run(TENANT, [IndexEntry(kind, TENANT, due) for kind, due in message.rows]))
-    # The records stored with the world (five keys stamped alike, never split), then 2 + 2 + 1 activities.
-    assert outcomes == ["updateContinues", "updateContinues", "updateContinues", "refreshed"]
+    # 2 + 2 + 1 activities (the records stored with the world, which the first computation applied and the
+    # settle margin reads again, do not count toward a step's part)
+    assert outcomes == ["updateContinues", "updateContinues", "refreshed"]
     fading = world.insights_store.get(TENANT, "contact", "fading")
     assert fading is not None
     assert fading.crm.kpis.activities == 4 + 5
     assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == []
+
+
+def test_writes_a_step_applied_and_reads_again_in_the_settle_margin_do_not_count_toward_the_next_steps_part(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh right after a batch as large as a step's part reads that batch again (the settle margin) and
+    finds it applied: the new batch after it is still applied in that same step."""
+    monkeypatch.setattr(insights_module, "MAX_LOGGED_KEYS_PER_STEP", 2)
+    world.clock.advance(timedelta(hours=1))
+    world.records.put(TENANT, "activities", mail("a0", BOB, FADING, 0), mail("a1", BOB, FADING, 1),
+                      at=world.clock.now())
+    first = world.service.refresh(TENANT)
+    assert (first.activities, first.more_after) == (2, None)
+    world.clock.advance(timedelta(seconds=1))  # (still within the settle margin of the first batch)
+    world.records.put(TENANT, "activities", mail("b0", BOB, FADING, 2), mail("b1", BOB, FADING, 3),
+                      at=world.clock.now())
+    second = world.service.refresh(TENANT)
+    assert (second.activities, second.more_after) == (2, None)
+    fading = world.insights_store.get(TENANT, "contact", "fading")
+    assert fading is not None
+    assert fading.crm.kpis.activities == 4 + 4
 
 
 def test_the_daily_pass_keeps_the_insight_of_a_record_created_while_it_ran(world: World,
