@@ -30,6 +30,7 @@ from shared.domain.insights.ledger import (
     insight,
     ledger_edits,
     needs_archive,
+    needs_partials,
     partials,
     recent_from,
     settled_for,
@@ -477,6 +478,8 @@ class InsightsService:
 
         def prepare(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months, state = edits[key], read[key]
+            if not state.complete and needs_partials(state, months, horizon, ctx.recent_from):
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)  # (read for its recent periods)
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
             apply_edits(state, months, horizon, ctx.recent_from)

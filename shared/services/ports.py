@@ -441,8 +441,10 @@ class LedgerRepository(Protocol):
     def read_for_update(self, tenant_id: TenantId, edits: Mapping[tuple[EntityType, str], Iterable[str]],
                         recent_from: str, *, records: int) -> dict[tuple[EntityType, str], LedgerState]:
         """What `read(key, recent_from, months, for_update=True)` gives for each record and the periods it
-        edits. `records`: how many the tenant holds; when those to read are at least one in BULK_SHARE of them,
-        they come from one query of its ledgers."""
+        edits; a record that edits only periods from `recent_from` on may come as read for an insight (without its
+        partials, `complete` False: `needs_partials` says which edits it cannot take). `records`: how many the
+        tenant holds; when those to read are at least one in BULK_SHARE of them, they come from one query of its
+        ledgers."""
         ...
 
     def read_all(self, tenant_id: TenantId, keys: Sequence[tuple[EntityType, str]], recent_from: str,

@@ -116,16 +116,16 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is y or (isinstance(x, str) and x == y) for x, y in zip(a, b, strict=True))
 
 
-def _summary_write(state: LedgerState, *, whole: bool) -> tuple[Properties, Layout]:
+def _summary_write(state: LedgerState, *, whole: bool, edited: Iterable[str] = ()) -> tuple[Properties, Layout]:
     """The summary's properties to write and the layout they leave: the settled partials in `D…` (where the other
     rows keep their facts: one query selecting `D…` reads what an insight needs of every row of a record), the
-    horizon and base in `B…`, each period's partial in its own `P{period}_…`. Whole: every group (a create or a
-    replace);
-    else only the groups whose content changed since the layout was stored (a merge), the chunks a group no longer
-    takes blanked and a group gone counted empty: an edit of one period writes that period's partial, not the
-    record's history of them."""
-    if not state.complete:
-        raise ValueError("a ledger read without its partials cannot be written")
+    horizon and base in `B…` (the horizon also alone, for a query to select), each period's partial in its own
+    `P{period}_…`. Whole: every group (a create or a replace); else only the groups whose content changed since
+    the layout was stored (a merge), the chunks a group no longer takes blanked and a group gone counted empty: an
+    edit of one period writes that period's partial, not the record's history of them. A state read without its
+    partials (for an insight, with its layout) writes only the partials of the periods `edited`."""
+    if not state.complete and (whole or state.layout is None):
+        raise ValueError("a ledger read without its partials cannot be written whole")
     stored = {} if whole or state.layout is None else state.layout
     properties: Properties = {"Period": LEDGER_SUMMARY} if whole else {}
     layout: Layout = {}
@@ -135,21 +135,54 @@ def _summary_write(state: LedgerState, *, whole: bool) -> tuple[Properties, Layo
         if was is not None and _same(was[0], held):
             layout[name] = was
             continue
+        if not state.complete and name in ("B", "D"):
+            raise ValueError("a ledger read without its partials cannot change its horizon, base or settled partials")
         group = _properties(_group_value(state, name), LEDGER_SUMMARY, name)
         del group["Period"]
         chunks = len(group) - 1
         properties |= group
         properties |= {f"{name}{i}": "" for i in range(chunks, was[1] if was is not None else 0)}
+        if name == "B":
+            properties["Horizon"] = state.horizon
         layout[name] = (held, chunks)
-    for name, (_, chunks) in stored.items():
-        if name not in groups:
-            properties |= {f"{name}Chunks": 0, **{f"{name}{i}": "" for i in range(chunks)}}
+    edited = set(edited)
+    for name, kept in stored.items():
+        if name in groups:
+            continue
+        if state.complete or name[1:-1] in edited:
+            properties |= {f"{name}Chunks": 0, **{f"{name}{i}": "" for i in range(kept[1])}}
+        else:  # (not read: as stored)
+            layout[name] = kept
     return properties, layout
 
 
 # What a query reads of each row for an insight: the facts, or the settled partials (an entity holds at most 1 MiB,
-# 16 properties of 32 Ki characters).
-_VIEW = ["Period", "DChunks", *(f"D{i}" for i in range(16))]
+# 16 properties of 32 Ki characters); and of a summary what an edit of its recent periods needs besides: its
+# horizon and how many chunks its groups take (the periods from `recent_from` on: those such an edit writes).
+_VIEW = ["Period", "DChunks", *(f"D{i}" for i in range(16)), "Horizon", "BChunks"]
+_LATER_PERIODS = 12  # (quarters from `recent_from` on whose layout a view reads: tasks due years ahead are rare)
+
+
+def _view(recent_from: str) -> list[str]:
+    year, quarter = int(recent_from[:4]), int(recent_from[5:])
+    periods = [f"{year + (quarter - 1 + n) // 4:04d}Q{(quarter - 1 + n) % 4 + 1}" for n in range(_LATER_PERIODS)]
+    return _VIEW + [f"P{period}_Chunks" for period in periods]
+
+
+def _take_layout(state: LedgerState, entity: StoredEntity) -> None:
+    """What a view read of a summary stored by groups gives an edit of its recent periods (`needs_partials`):
+    its horizon, and its layout, the partials of the periods not read kept as stored."""
+    horizon = entity.properties.get("Horizon")
+    if not isinstance(horizon, str):
+        return  # (stored before: completed from the summary before an edit)
+    state.horizon = horizon
+    unread = object()
+    layout: Layout = {"B": ((state.base, horizon), _chunks(entity, "B")),
+                      "D": ((state.settled, state.settled_from), _chunks(entity, "D"))}
+    for name in entity.properties:
+        if name.startswith("P") and name.endswith("_Chunks") and (chunks := _chunks(entity, name[:-6])):
+            layout[name[:-6]] = ((unread,), chunks)
+    state.layout = layout
 
 
 class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
@@ -206,9 +239,18 @@ class TableLedgers:
     def read_for_update(self, tenant_id: TenantId, edits: Mapping[Key, Iterable[str]], recent_from: str, *,
                         records: int) -> dict[Key, LedgerState]:
         keys = sorted(edits)
+        edited = {key: set(edits[key]) for key in keys}
+
+        def recent_only(key: Key, state: LedgerState | None = None) -> bool:
+            # An edit of the periods from `recent_from` on needs none of the partials (`needs_partials`): a view
+            # read (the settled partials, the facts, the layout) will do, unless the horizon moves (the service
+            # reads those again, whole).
+            return all(period >= recent_from for period in edited[key]) and (
+                state is None or (state.layout is not None and state.settled_from == recent_from))
+
         taken = {key: state for key in keys if self._cache is not None
                  and (state := self._cache.take((self._scope, tenant_id, key))) is not None}
-        cached = {key: state for key, state in taken.items() if state.complete}
+        cached = {key: state for key, state in taken.items() if state.complete or recent_only(key, state)}
         partial = sorted(key for key in taken if key not in cached)  # kept by `read_all`, without partials
         if partial and (len(keys) - len(cached)) * BULK_SHARE < records:  # (else the query reads them whole)
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
@@ -218,11 +260,19 @@ class TableLedgers:
         if rest and len(rest) * BULK_SHARE >= records:
             # One query of the tenant's ledgers (summaries and recent quarters), then point reads of the edited
             # periods it leaves out that hold facts (older quarters): a few round trips instead of ~3 a record.
-            states = cached | self._query(tenant_id, rest, recent_from)
+            # The records edited in their recent periods only are read as for an insight: no partials.
+            lean = [key for key in rest if recent_only(key)]
+            whole = [key for key in rest if not recent_only(key)]
+            states = cached | (self._query(tenant_id, lean, recent_from, view=True) if lean else {})
+            states |= self._query(tenant_id, whole, recent_from) if whole else {}
 
             def complete(key: Key) -> tuple[Key, LedgerState]:
-                self._complete(tenant_id, key, states[key], recent_from, edits[key])
-                return key, states[key]
+                state = states[key]
+                if not state.complete and not recent_only(key, state):
+                    # (a summary stored before its groups, or settled for another `recent_from`: read whole)
+                    return key, self.read(tenant_id, key, recent_from, edits[key])
+                self._complete(tenant_id, key, state, recent_from, edits[key])
+                return key, state
 
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
                 return dict(pool.map(complete, keys))
@@ -332,7 +382,7 @@ class TableLedgers:
         for entity in self._tables.iter_partition(tenant_id, row_key_prefix=PREFIX, at_least=("Period", recent_from),
                                                   start=rows[0] if rows else None,
                                                   before=prefix_upper_bound(rows[-1]) if rows else None,
-                                                  select=_VIEW if view else None):
+                                                  select=_view(recent_from) if view else None):
             _, entity_type, record_id, period = entity.row_key.split("|", 3)
             key: Key = (entity_type, record_id)  # type: ignore[assignment]
             if key not in wanted:
@@ -347,6 +397,7 @@ class TableLedgers:
                 state.etags[period] = entity.etag
                 if isinstance(settled, dict) and settled.get("f") == recent_from:  # (not a summary of before)
                     state.settled, state.settled_from = settled["s"], recent_from
+                    _take_layout(state, entity)
             else:
                 state.months[period], state.etags[period] = _value(entity) or [], entity.etag
         for key in keys:
@@ -412,7 +463,8 @@ class TableLedgers:
                     ) -> tuple[list[tuple[str, Operation]], Layout]:
         """The rows to write, each with the period (or document) it stores, and the summary's layout after."""
         operations: list[tuple[str, Operation]] = []
-        for month in sorted(set(changed)):
+        changed = set(changed)
+        for month in sorted(changed):
             etag = state.etags.get(month)
             entries = state.months.get(month) or []
             if not entries:
@@ -426,7 +478,7 @@ class TableLedgers:
         # as they still stand)
         etag = state.etags.get(LEDGER_SUMMARY)
         whole = etag is None or state.layout is None
-        properties, layout = _summary_write(state, whole=whole)
+        properties, layout = _summary_write(state, whole=whole, edited=changed)
         operations.append((LEDGER_SUMMARY, Operation("create", _row(key, LEDGER_SUMMARY), properties) if etag is None
                            else Operation("replace" if whole else "merge", _row(key, LEDGER_SUMMARY),
                                           properties, etag)))

@@ -68,3 +68,22 @@ def test_a_settled_partial_keeps_counts_of_its_answered_threads_and_the_first_ti
     assert all(side is None or side[1] == "" for sides in settled["th"].values() for side in sides)
     assert settled["r"][:4] == [0, 1, 0, 1]  # one thread started by us, answered by the customer
     assert settled["r"][5] == 12 * 3_600_000_000  # half a day, in µs
+
+
+def test_a_ledger_read_without_its_partials_takes_edits_of_its_recent_periods_only() -> None:
+    from shared.domain.insights.ledger import apply_edits, horizon_for, needs_partials
+    from shared.services.ports import LedgerState
+
+    since, horizon = recent_from(NOW), horizon_for(NOW)
+    viewed = LedgerState(months={since: []}, settled={"crm": {"n": 1}}, settled_from=since, horizon=horizon,
+                         complete=False)
+    assert not needs_partials(viewed, [since], horizon, since)
+    for edits, at_horizon, at in (([f"{int(since[:4]) - 1}Q1"], horizon, since),  # settles again
+                                  ([since], f"{int(horizon[:4]) + 1}Q1", since),  # the horizon moves
+                                  ([since], horizon, f"{int(since[:4]) + 1}Q1")):  # settled for another quarter
+        assert needs_partials(viewed, edits, at_horizon, at)
+        with pytest.raises(ValueError, match="without its partials"):
+            apply_edits(viewed, {period: {} for period in edits}, at_horizon, at)
+    settled = viewed.settled
+    apply_edits(viewed, {since: {}}, horizon, since)
+    assert viewed.settled is settled  # (kept as read: written back untouched)

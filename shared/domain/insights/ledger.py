@@ -751,14 +751,23 @@ def settled_for(state: Any, recent_from: str) -> dict[str, Partial]:
     return settled
 
 
+def needs_partials(state: Any, edits: Iterable[str], horizon: str, recent_from: str) -> bool:
+    """Whether applying edits of these periods needs every partial of the ledger (else only the facts of the
+    periods edited, its horizon and its settled partials): they settle again (an edit before the periods settled,
+    or partials settled for another `recent_from`), or the horizon moves."""
+    return (horizon > state.horizon or state.settled is None or state.settled_from != recent_from
+            or any(period < state.settled_from for period in edits))
+
+
 def apply_edits(state: Any, edits: Mapping[str, Mapping[str, Entry | None]], horizon: str,
                 recent_from: str) -> None:
     """Applies one record's edits to its stored state: the periods' facts, and their partials recomputed from
     them (never adjusted: a partial is a function of its period's facts); periods that fell behind the horizon
     move to the archive and the base is folded again from it; the settled partials, when the edits change
-    them, settled again (for `recent_from`)."""
-    if not state.complete:
-        raise ValueError("a ledger read without its partials cannot be edited")
+    them, settled again (for `recent_from`). A state read without its partials takes only edits that
+    `needs_partials` says need none."""
+    if not state.complete and needs_partials(state, edits, horizon, recent_from):
+        raise ValueError("a ledger read without its partials cannot take these edits")
     if any(period < state.settled_from for period in edits) or horizon > state.horizon:
         state.settled = None
     refold = False
