@@ -163,10 +163,13 @@ _VIEW = ["Period", "DChunks", *(f"D{i}" for i in range(16)), "Horizon", "BChunks
 _LATER_PERIODS = 12  # (quarters from `recent_from` on whose layout a view reads: tasks due years ahead are rare)
 
 
-def _view(recent_from: str) -> list[str]:
+def _later_periods(recent_from: str) -> list[str]:
     year, quarter = int(recent_from[:4]), int(recent_from[5:])
-    periods = [f"{year + (quarter - 1 + n) // 4:04d}Q{(quarter - 1 + n) % 4 + 1}" for n in range(_LATER_PERIODS)]
-    return _VIEW + [f"P{period}_Chunks" for period in periods]
+    return [f"{year + (quarter - 1 + n) // 4:04d}Q{(quarter - 1 + n) % 4 + 1}" for n in range(_LATER_PERIODS)]
+
+
+def _view(recent_from: str) -> list[str]:
+    return _VIEW + [f"P{period}_Chunks" for period in _later_periods(recent_from)]
 
 
 def _take_layout(state: LedgerState, entity: StoredEntity) -> None:
@@ -240,12 +243,13 @@ class TableLedgers:
                         records: int) -> dict[Key, LedgerState]:
         keys = sorted(edits)
         edited = {key: set(edits[key]) for key in keys}
+        later = set(_later_periods(recent_from))
 
         def recent_only(key: Key, state: LedgerState | None = None) -> bool:
             # An edit of the periods from `recent_from` on needs none of the partials (`needs_partials`): a view
-            # read (the settled partials, the facts, the layout) will do, unless the horizon moves (the service
-            # reads those again, whole).
-            return all(period >= recent_from for period in edited[key]) and (
+            # read (the settled partials, the facts, the layout of those periods) will do, unless the horizon
+            # moves (the service reads those again, whole).
+            return edited[key] <= later and (
                 state is None or (state.layout is not None and state.settled_from == recent_from))
 
         taken = {key: state for key in keys if self._cache is not None
