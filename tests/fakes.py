@@ -4,6 +4,7 @@ groups are written atomically, versions and ingestion times are kept per row."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter
@@ -160,9 +161,11 @@ class FakeRecords:
         self.log.append((tenant_id, LoggedWrite(kind, at, tuple(keys), previous, f"log-{self.logged:08d}",
                                                 removed, current)))
 
-    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+    def written_since(self, tenant_id: TenantId, after: datetime | None, *,
+                      documents: bool = True) -> Iterator[LoggedWrite]:
         entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
-        yield from sorted(entries, key=lambda w: (w.ingested_at, w.id))
+        for write in sorted(entries, key=lambda w: (w.ingested_at, w.id)):
+            yield write if documents else dataclasses.replace(write, previous={}, current=None)
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
         kept = [(t, w) for t, w in self.log if t != tenant_id or w.ingested_at > through]

@@ -820,7 +820,7 @@ class InsightsService:
             # tenant's). Users, and people who opted out (their ledger no longer holds their activities), are
             # found by a scan.
             keys = self._ledgers.about(tenant_id, (entity_type, record_id))
-            keys += [k for w in self._records.written_since(tenant_id, mark) if w.kind == "activities"
+            keys += [k for w in self._records.written_since(tenant_id, mark, documents=False) if w.kind == "activities"
                      and w.ingested_at > built[0] and w.id not in built[1] for k in w.keys]
             found = self._records.activities(tenant_id, keys)
             activities = sorted((a for a in found.values() if email in a.parties), key=lambda a: (a.source, a.id))

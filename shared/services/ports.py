@@ -217,10 +217,12 @@ class RecordRepository(Protocol):
         value later means they are unchanged (None: none written since versions were kept)."""
         ...
 
-    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+    def written_since(self, tenant_id: TenantId, after: datetime | None, *,
+                      documents: bool = True) -> Iterator[LoggedWrite]:
         """The ingestion log: every write stored after that moment (all of them without one), oldest first. A
         range query or two (records and activities log in their own tables): its cost follows what was written
-        since, never the tenant's history."""
+        since, never the tenant's history. Without `documents`: only what each write names (no documents it
+        replaced or stored)."""
         ...
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:

@@ -49,6 +49,7 @@ _READERS = 8
 DELETED = "Deleted"
 _ATTEMPTS = 3
 LOG_PREFIX = "ilog|"
+_LOG_NAMES = ["Kind", "IngestedAt", "Keys", "Removed"]  # what a log row says of a write, without its documents
 ACTIVITIES_TABLE_SUFFIX = "Activities"
 # Rewritten by every transaction that changes records (not activities): its ETag says whether the tenant's records
 # are still those a reader loaded.
@@ -155,19 +156,21 @@ class TableRecords:
         entity = self._records.get(tenant_id, RECORDS_VERSION_ROW)
         return None if entity is None else entity.etag
 
-    def written_since(self, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+    def written_since(self, tenant_id: TenantId, after: datetime | None, *,
+                      documents: bool = True) -> Iterator[LoggedWrite]:
         """The log of both tables, merged in time order (a row's key starts with its stamp)."""
-        return heapq.merge(*(self._logged(tables, tenant_id, after) for tables in (self._records, self._activities)),
-                           key=lambda write: write.id)
+        return heapq.merge(*(self._logged(tables, tenant_id, after, documents=documents)
+                             for tables in (self._records, self._activities)), key=lambda write: write.id)
 
     @staticmethod
-    def _logged(tables: TableStore, tenant_id: TenantId, after: datetime | None) -> Iterator[LoggedWrite]:
+    def _logged(tables: TableStore, tenant_id: TenantId, after: datetime | None, *,
+                documents: bool = True) -> Iterator[LoggedWrite]:
         start = log_row_key(after + timedelta(microseconds=1)).rpartition("|")[0] if after else LOG_PREFIX
         upper = LOG_PREFIX[:-1] + chr(ord("|") + 1)
         page: str | None = None
         while True:
             found = tables.query_partition(tenant_id, row_key_from=start, row_key_before=upper, page_size=1000,
-                                           continuation=page)
+                                           continuation=page, select=None if documents else _LOG_NAMES)
             for entity in found.entities:
                 keys = json.loads(str(entity.properties.get("Keys") or "[]"))
                 count = int(entity.properties.get("PrevChunks") or 0)  # type: ignore[arg-type]

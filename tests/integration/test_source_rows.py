@@ -83,6 +83,10 @@ def test_a_removal_is_logged_with_the_document_it_removed_and_a_new_version_afte
     assert [(w.kind, w.keys) for w in removal] == [("activities", ("crm|m1",))]
     assert "lee@fabrikam.com" in removal[0].previous["crm|m1"]
     assert removal[0].current is None  # a tombstone: nothing to count
+    named = list(records.written_since(tenant_id, None, documents=False))  # (what an export reads of it)
+    assert [(w.id, w.kind, w.keys, w.removed, w.ingested_at) for w in named] == [
+        (w.id, w.kind, w.keys, w.removed, w.ingested_at) for w in records.written_since(tenant_id, None)]
+    assert all(w.previous == {} and w.current is None for w in named)
     assert records.activities(tenant_id, ["crm|m1"]) == {}
     again = first.model_copy(update={"version": 9})
     stored = records.versions(tenant_id, "activities", [again])["crm|m1"]
