@@ -201,6 +201,16 @@ def pure_compute(sizes: list[int], days: int) -> None:
     print(f"   ratio {sizes[-1]}/{sizes[0]} accounts: time {times[-1] / times[0]:.1f}")
 
 
+def _worker_run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """This script as a worker process; what it printed on its error output when it fails."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *arguments],  # noqa: S603
+                         capture_output=True, text=True, check=False, cwd=ROOT)
+    if out.returncode != 0:
+        print(out.stderr[-4000:], file=sys.stderr, flush=True)
+        out.check_returncode()
+    return out
+
+
 def _again(work: Any) -> Any:
     """What a queue message does when storage fails: it runs again (a rebuild is idempotent)."""
     for attempt in range(4):
@@ -314,10 +324,8 @@ def main() -> None:
             clock.advance(timedelta(hours=1))
             sync.ingest(tenant, "activities", _fresh(activities, 60, seed + 10, clock.now()))
             clock.advance(timedelta(minutes=1))
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker",  # noqa: S603
-                                  "--connection", azurite.connection_string, "--table", table, "--tenant", tenant,
-                                  "--at", clock.now().isoformat()], capture_output=True, text=True, check=True,
-                                 cwd=ROOT)
+            out = _worker_run(["--worker", "--connection", azurite.connection_string, "--table", table,
+                               "--tenant", tenant, "--at", clock.now().isoformat()])
             rows[name] = (refreshed.records, refresh_s, refresh_calls, report.records, recompute_s, reads,
                           json.loads(out.stdout.strip().splitlines()[-1]), (warm.records, warm_s, warm_calls))
         print(f"   {'tenant':>7} {'refresh s':>9} {'records':>7} {'calls':>6} {'daily s':>8} {'records':>7} "
@@ -392,10 +400,8 @@ def main() -> None:
         print(f"   {'tenant':>7} {'activities':>10} {'seconds':>8} {'steps':>5} {'calls':>6} {'peak RSS MB':>11}")
         done = {}
         for name, tenant in (("100k", small), ("large", large))[:1 if large == small else 2]:
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rebuild",  # noqa: S603
-                                  "--connection", azurite.connection_string, "--table", table, "--tenant", tenant,
-                                  "--at", clock.now().isoformat()], capture_output=True, text=True, check=True,
-                                 cwd=ROOT)
+            out = _worker_run(["--worker", "--rebuild", "--connection", azurite.connection_string, "--table", table,
+                               "--tenant", tenant, "--at", clock.now().isoformat()])
             done[name] = json.loads(out.stdout.strip().splitlines()[-1])
             r = done[name]
             print(f"   {name:>7} {r['activities']:>10,} {r['seconds']:>8.1f} {r['steps']:>5} {r['calls']:>6} "
