@@ -238,10 +238,13 @@ class InsightsService:
             # The aggregates follow every write read here: the next step looks again only at those that the
             # settle margin makes it read again, and finds them applied (past a bound, activities' are applied
             # again: harmless, only slower).
+            # A step that goes on from another (`after`) keeps what that one named: its writes are in the margin too.
+            carried = built[1] if start != mark else frozenset()
             margin = [w for w in writes if w.ingested_at > through]
             activities_seen = [w.id for w in margin if w.kind == "activities"]
-            seen = frozenset([w.id for w in margin if w.kind != "activities"]
-                             + (activities_seen if len(activities_seen) <= MAX_SEEN_ACTIVITY_WRITES else []))
+            seen = carried | frozenset(
+                [w.id for w in margin if w.kind != "activities"]
+                + (activities_seen if len(carried) + len(activities_seen) <= MAX_SEEN_ACTIVITY_WRITES else []))
             if (max(built[0], through), seen) != built:
                 try:
                     self._ledgers.mark_built(tenant_id, max(built[0], through), seen, etag=meta)

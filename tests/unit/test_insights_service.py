@@ -303,6 +303,9 @@ def test_a_long_ingestion_log_is_refreshed_in_bounded_steps_that_continue_each_o
     assert fading is not None
     assert fading.crm.kpis.activities == 4 + 5
     assert world.index.of(IndexKind.INSIGHTS_REFRESH, TENANT) == []
+    # Every step's writes are known applied, not only the last's: the next refresh, which reads them all again
+    # (the settle margin), applies none of them.
+    assert world.service.refresh(TENANT).activities == 0
 
 
 def test_writes_a_step_applied_and_reads_again_in_the_settle_margin_do_not_count_toward_the_next_steps_part(
