@@ -201,6 +201,20 @@ def pure_compute(sizes: list[int], days: int) -> None:
     print(f"   ratio {sizes[-1]}/{sizes[0]} accounts: time {times[-1] / times[0]:.1f}")
 
 
+def _batches(sync: Any, insights: Any, tenant: TenantId, clock: FixedClock, activities: list[dict[str, Any]], *,
+             seed: int, apart: timedelta) -> int:
+    """10 × 1,000 new activities synced `apart` (each refreshed after it when `insights` is given); how many."""
+    fresh = 0
+    for batch in range(10):
+        clock.advance(apart)
+        items = _fresh(activities, 1000, seed + batch, clock.now())
+        fresh += len(items)
+        sync.ingest(tenant, "activities", items)
+        if insights is not None:
+            insights.refresh(tenant)
+    return fresh
+
+
 def _worker_run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
     """This script as a worker process; what it printed on its error output when it fails."""
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *arguments],  # noqa: S603
@@ -340,25 +354,14 @@ def main() -> None:
 
         print("\n   ingestion with the aggregates' upkeep: 10 × 1,000 new activities, each batch synced then refreshed")
         started = time.perf_counter()
-        fresh = 0
-        for batch in range(10):
-            clock.advance(timedelta(minutes=20))
-            items = _fresh(activities, 1000, 100 + batch, clock.now())
-            fresh += len(items)
-            sync.ingest(small, "activities", items)
-            insights.refresh(small)
+        fresh = _batches(sync, insights, small, clock, activities, seed=100, apart=timedelta(minutes=20))
         elapsed = time.perf_counter() - started
         print(f"   {fresh:,} activities in {elapsed:.1f} s = {fresh / elapsed:,.0f}/s", flush=True)
         print("   the same as the work bus runs it (one refresh a minute per tenant): 10 × 1,000 synced within a "
               "minute, then the refresh's steps")
         clock.advance(timedelta(minutes=20))
         started = time.perf_counter()
-        fresh = 0
-        for batch in range(10):
-            clock.advance(timedelta(seconds=5))
-            items = _fresh(activities, 1000, 200 + batch, clock.now())
-            fresh += len(items)
-            sync.ingest(small, "activities", items)
+        fresh = _batches(sync, None, small, clock, activities, seed=200, apart=timedelta(seconds=5))
         synced = time.perf_counter() - started
         report, steps = insights.refresh(small), 1
         while report.more_after is not None:
