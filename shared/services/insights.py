@@ -482,7 +482,7 @@ class InsightsService:
         def prepare(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months, state = edits[key], read[key]
             if not state.complete and needs_partials(state, months, horizon, ctx.recent_from):
-                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)  # (read for its recent periods)
+                state = self._ledgers.read(tenant_id, key, ctx.recent_from, months)  # (whole: it needs its partials)
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
             apply_edits(state, months, horizon, ctx.recent_from)
