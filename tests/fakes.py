@@ -4,12 +4,11 @@ groups are written atomically, versions and ingestion times are kept per row."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -165,7 +164,7 @@ class FakeRecords:
                       documents: bool = True) -> Iterator[LoggedWrite]:
         entries = [w for tenant, w in self.log if tenant == tenant_id and (after is None or w.ingested_at > after)]
         for write in sorted(entries, key=lambda w: (w.ingested_at, w.id)):
-            yield write if documents else dataclasses.replace(write, previous={}, current=None)
+            yield write if documents else replace(write, previous={}, current=None)
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
         kept = [(t, w) for t, w in self.log if t != tenant_id or w.ingested_at > through]

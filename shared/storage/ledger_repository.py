@@ -180,12 +180,20 @@ def _take_layout(state: LedgerState, entity: StoredEntity) -> None:
         return  # (stored before: completed from the summary before an edit)
     state.horizon = horizon
     unread = object()
-    layout: Layout = {"B": ((state.base, horizon), _chunks(entity, "B")),
-                      "D": ((state.settled, state.settled_from), _chunks(entity, "D"))}
+    state.layout = _kept_layout(state, entity) | {group: ((unread,), n) for group, n in _partial_groups(entity)}
+
+
+def _kept_layout(state: LedgerState, entity: StoredEntity) -> Layout:
+    """The layout of a summary's horizon and base and of its settled partials, as the state now holds them."""
+    return {"B": ((state.base, state.horizon), _chunks(entity, "B")),
+            "D": ((state.settled, state.settled_from), _chunks(entity, "D"))}
+
+
+def _partial_groups(entity: StoredEntity) -> Iterator[tuple[str, int]]:
+    """A summary's groups of one period's partial that hold one, with their chunks."""
     for name in entity.properties:
         if name.startswith("P") and name.endswith("_Chunks") and (chunks := _chunks(entity, name[:-6])):
-            layout[name[:-6]] = ((unread,), chunks)
-    state.layout = layout
+            yield name[:-6], chunks
 
 
 class LedgerCache(BoundedCache[tuple[str, TenantId, Key], LedgerState]):
@@ -342,12 +350,10 @@ class TableLedgers:
         state.base, state.horizon = kept.get("b", {}), kept.get("h", "")
         state.settled, state.settled_from = settled.get("s"), settled.get("f", "")
         state.partials = {}
-        layout: Layout = {"B": ((state.base, state.horizon), _chunks(entity, "B")),
-                          "D": ((state.settled, state.settled_from), _chunks(entity, "D"))}
-        for name in properties:
-            if name.startswith("P") and name.endswith("_Chunks") and (chunks := _chunks(entity, name[:-6])):
-                state.partials[name[1:-7]] = partial = _value(entity, name[:-6])
-                layout[name[:-6]] = ((partial,), chunks)
+        layout = _kept_layout(state, entity)
+        for group, chunks in _partial_groups(entity):
+            state.partials[group[1:-1]] = partial = _value(entity, group)
+            layout[group] = ((partial,), chunks)
         state.layout = layout
 
     def read_many(self, tenant_id: TenantId, keys: Sequence[Key], recent_from: str) -> dict[Key, LedgerState]:
