@@ -14,7 +14,7 @@ from datetime import datetime
 from shared.domain.gates import closed_gate
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import START, Fact, Linker, RecordKey, fact_of, month_of
-from shared.domain.insights.ledger import ABOUT, LINKED, Context, Entry, insight, partials, settle
+from shared.domain.insights.ledger import Context, Entry, insight, partials, settle
 from shared.domain.insights.model import RecordInsight
 from shared.domain.records import Activity
 from shared.domain.tenant_settings import TenantSettings
@@ -29,17 +29,13 @@ def ledgers(linker: Linker, activities: Iterable[Activity], only: set[RecordKey]
     for activity in activities:
         if not linker.usable(activity):
             continue
-        linked, about = linker.links(activity)
-        if not linked and not about:
-            continue
         fact: Fact | None = None
-        for key in linked | about:
+        for key, bits in linker.memberships(activity):
             if only is not None and key not in only:
                 continue
             if fact is None:
                 fact = fact_of(directory, activity, linker.classified)
                 month = month_of(fact[START])
-            bits = (LINKED if key in linked else 0) | (ABOUT if key in about else 0)
             result[key][month].append([bits, fact])
     return result
 

@@ -39,6 +39,8 @@ KIND_CODE = {ActivityKind.EMAIL: EMAIL, ActivityKind.APPOINTMENT: MEETING, Activ
              ActivityKind.TASK: TASK}
 KIND_OF = {code: kind for kind, code in KIND_CODE.items()}
 TEAM, CUSTOMER = 0, 1
+LINKED, ABOUT = 1, 2  # how an activity concerns a record: it counts for it, it is about its people (introducers)
+_SOURCE_NAME = {source: source.value for source in Source}  # (an enum's `.value` is a slow property)
 
 
 def micros(moment: datetime) -> int:
@@ -49,10 +51,18 @@ def moment(value: int) -> datetime:
     return EPOCH + value * _US
 
 
+DAY_US = 86_400_000_000
+_PERIODS: dict[int, str] = {}  # by day since EPOCH (a computation asks once per activity)
+
+
 def month_of(start_us: int) -> str:
     """The period a fact is kept in: its quarter (`2026Q4`), so that a record's rows hold tens of facts, not a few."""
-    when = moment(start_us)
-    return f"{when.year:04d}Q{(when.month - 1) // 3 + 1}"
+    day = start_us // DAY_US
+    period = _PERIODS.get(day)
+    if period is None:
+        when = moment(start_us)
+        period = _PERIODS[day] = f"{when.year:04d}Q{(when.month - 1) // 3 + 1}"
+    return period
 
 
 def fact_of(directory: Directory, activity: Activity,
@@ -75,8 +85,9 @@ def fact_of(directory: Directory, activity: Activity,
         if cache is not None:
             cache[(sender, parties)] = known
     internal, external, initiator, sender_side, g, machine = known
-    return [f"{activity.source.value}|{activity.id}", activity.id, KIND_CODE[activity.kind], micros(activity.start),
-            activity.completed, activity.mailbox_owner_id or "" if activity.source is Source.EXCHANGE else "",
+    source = activity.source
+    return [f"{_SOURCE_NAME[source]}|{activity.id}", activity.id, KIND_CODE[activity.kind], micros(activity.start),
+            activity.completed, activity.mailbox_owner_id or "" if source is Source.EXCHANGE else "",
             initiator, sender_side, len(internal), bool(external), activity.duration_minutes or 0.0,
             g, machine, activity.thread_id or "", internal, external]
 
@@ -108,6 +119,7 @@ class Linker:
     _about_domain: dict[str, list[RecordKey]] = field(default_factory=lambda: defaultdict(list))
     opted_out: frozenset[str] = frozenset()
     _links: dict[tuple[Any, ...], tuple[frozenset[RecordKey], frozenset[RecordKey]]] = field(default_factory=dict)
+    _memberships: dict[tuple[Any, ...], tuple[tuple[RecordKey, int], ...]] = field(default_factory=dict)
     classified: dict[tuple[str | None, tuple[str, ...]], tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,17 +141,26 @@ class Linker:
 
     def usable(self, activity: Activity) -> bool:
         """SPEC 4.4: an activity in which someone who opted out takes part is not used at all."""
-        return not self.opted_out.intersection(activity.parties)
+        return self.opted_out.isdisjoint(activity.parties)
 
     def links(self, activity: Activity) -> tuple[frozenset[RecordKey], frozenset[RecordKey]]:
         """The records an activity counts for (SPEC 4.1) and those whose introducers it is about (SPEC 4.3).
         They depend only on its parties, whether it is a task and what it regards: computed once per such set."""
-        regarding = activity.regarding
-        signature = (activity.parties, activity.kind is ActivityKind.TASK,
-                     None if regarding is None else (regarding.type, regarding.id))
+        signature = _signature(activity)
         found = self._links.get(signature)
         if found is None:
             found = self._links[signature] = self._link(activity)
+        return found
+
+    def memberships(self, activity: Activity) -> tuple[tuple[RecordKey, int], ...]:
+        """`links` as each record it concerns with its bits (`LINKED`, `ABOUT`)."""
+        signature = _signature(activity)
+        found = self._memberships.get(signature)
+        if found is None:
+            linked, about = self.links(activity)
+            found = self._memberships[signature] = tuple(
+                (key, (LINKED if key in linked else 0) | (ABOUT if key in about else 0))
+                for key in sorted(linked | about))
         return found
 
     def _link(self, activity: Activity) -> tuple[frozenset[RecordKey], frozenset[RecordKey]]:
@@ -166,6 +187,12 @@ class Linker:
             about.update(self._about_email.get(party, ()))
             about.update(self._about_domain.get(party.rpartition("@")[2], ()))
         return frozenset(linked), frozenset(about)
+
+
+def _signature(activity: Activity) -> tuple[Any, ...]:
+    regarding = activity.regarding
+    return (activity.parties, activity.kind is ActivityKind.TASK,
+            None if regarding is None else (regarding.type, regarding.id))
 
 
 def _record_keys(directory: Directory) -> Iterable[RecordKey]:

@@ -33,28 +33,26 @@ from shared.domain.insights.departures import (
 )
 from shared.domain.insights.directory import Directory, EntityType
 from shared.domain.insights.facts import (
+    ABOUT,
     CALL,
     COMPLETED,
     CUSTOMER,
+    DAY_US,
     EMAIL,
-    EXTERNAL,
     ID,
     INITIATOR,
     INTERNAL,
     KEY,
     KIND,
     KIND_OF,
+    LINKED,
     MACHINE,
     MEETING,
-    MINUTES,
     ORIGIN,
-    OURS,
     SENDER,
     START,
     TASK,
     TEAM,
-    THEIRS,
-    THREAD,
     Fact,
     G,
     Linker,
@@ -101,10 +99,8 @@ from shared.domain.insights.who_knows_whom import MAX_INTRODUCERS, Introducer
 from shared.domain.records import Activity, ActivityKind, Source
 from shared.domain.tenant_settings import ActivityInfluence, TenantSettings
 
-LINKED, ABOUT = 1, 2
 # Facts are kept one by one for this long before now: the health window (90 days), the trend's 28 + 84 days.
 RECENT = TREND_RECENT + TREND_BASELINE
-DAY_US = 86_400_000_000
 Entry = list[Any]  # [bits, fact]
 Partial = dict[str, Any]
 Months = Mapping[str, Sequence[Entry]]
@@ -144,80 +140,96 @@ def partials(entries: Iterable[Entry], now_us: int | None = None) -> dict[str, P
     """The partials of some facts by origin. Without `now_us` every fact is in the past (a month before
     `recent_from`); with it, what is still to come is not counted as done."""
     by_origin: dict[str, Partial] = {}
-    for bits, fact in sorted(entries, key=lambda e: e[1][KEY]):
+    for bits, fact in sorted(entries, key=_entry_key):
         origin = fact[ORIGIN]
         part = by_origin.get(origin)
         if part is None:
             part = by_origin[origin] = _empty()
-        start = fact[START]
-        done = fact[COMPLETED] and (now_us is None or start <= now_us)
+        done = fact[COMPLETED] and (now_us is None or fact[START] <= now_us)
         if bits & LINKED:
-            _add_linked(part, fact, start, done)
+            _add_linked(part, fact, done)
         if bits & ABOUT:
             part["a"] += 1
             if done and fact[KIND] in (EMAIL, MEETING) and not fact[MACHINE]:
-                g = fact[G]
-                decayed = g * 2 ** ((start / DAY_US) / WKW_HALF_LIFE_DAYS)
-                colleagues = part["k"]
-                for address in fact[INTERNAL]:
-                    found = colleagues.get(address)
-                    if found is None:
-                        colleagues[address] = [1, g, decayed, start]
-                    else:
-                        found[0] += 1
-                        found[1] += g
-                        found[2] += decayed
-                        if start > found[3]:
-                            found[3] = start
+                _add_colleagues(part["k"], fact)
     return {origin: by_origin[origin] for origin in sorted(by_origin)}
 
 
-def _add_linked(part: Partial, fact: Fact, start: int, done: bool) -> None:
+def _entry_key(entry: Entry) -> str:
+    key: str = entry[1][KEY]
+    return key
+
+
+def _add_colleagues(colleagues: dict[str, list[Any]], fact: Fact) -> None:
+    start, g = fact[START], fact[G]
+    decayed = g * 2 ** ((start / DAY_US) / WKW_HALF_LIFE_DAYS)
+    for address in fact[INTERNAL]:
+        found = colleagues.get(address)
+        if found is None:
+            colleagues[address] = [1, g, decayed, start]
+        else:
+            found[0] += 1
+            found[1] += g
+            found[2] += decayed
+            if start > found[3]:
+                found[3] = start
+
+
+def _add_linked(part: Partial, fact: Fact, done: bool) -> None:
+    key, activity_id, kind, start, _, origin, initiator, _, ours, theirs, minutes, _, machine, thread, internal, \
+        external = fact
     counters = part["c"]
-    kind, initiator = fact[KIND], fact[INITIATOR]
     side = 0 if initiator == TEAM else 6
-    other = 6 - side
     part["n"] += 1
     if kind == EMAIL:
         counters[side] += 1
         counters[side + 5] += EMAIL_WRITE_MINUTES
-        counters[other + 5] += EMAIL_READ_MINUTES
+        counters[11 - side] += EMAIL_READ_MINUTES
+        if origin and thread:
+            sides = part["th"].get(thread)
+            if sides is None:
+                part["th"][thread] = [[start, key], None] if initiator == TEAM else [None, [start, key]]
+            else:
+                first = sides[initiator]
+                if first is None or start < first[0] or (start == first[0] and key < first[1]):
+                    sides[initiator] = [start, key]
     elif kind == MEETING:
         counters[side + 1] += 1
-        counters[2] += 1 if fact[OURS] else 0
-        counters[8] += 1 if fact[THEIRS] else 0
-        counters[5] += fact[MINUTES] * max(fact[OURS], 1)
-        counters[11] += fact[MINUTES] if fact[THEIRS] else 0.0
+        if ours:
+            counters[2] += 1
+        if theirs:
+            counters[8] += 1
+            counters[11] += minutes
+        counters[5] += minutes * max(ours, 1)
     elif kind == CALL:
         counters[side + 3] += 1
-        counters[5] += fact[MINUTES]
-        counters[11] += fact[MINUTES]
+        counters[5] += minutes
+        counters[11] += minutes
     else:
         counters[4] += 1
-        counters[5] += fact[MINUTES]
-    if kind == EMAIL and fact[ORIGIN] and fact[THREAD]:
-        sides = part["th"].setdefault(fact[THREAD], [None, None])
-        first = sides[initiator]
-        if first is None or (start, fact[KEY]) < (first[0], first[1]):
-            sides[initiator] = [start, fact[KEY]]
+        counters[5] += minutes
     if not done:
         return
     week = _iso_week(start)
-    counts = part["w"].setdefault(week, [0, 0])
-    counts[initiator] += 1
+    counts = part["w"].get(week)
+    if counts is None:
+        part["w"][week] = [1, 0] if initiator == TEAM else [0, 1]
+    else:
+        counts[initiator] += 1
     contacted = part["ct"]
-    for address in (*fact[INTERNAL], *fact[EXTERNAL]):
-        found = contacted.get(address)
-        if found is None:
-            contacted[address] = [1, start]
-        else:
-            found[0] += 1
-            if start > found[1]:
-                found[1] = start
+    for addresses in (internal, external):
+        for address in addresses:
+            found = contacted.get(address)
+            if found is None:
+                contacted[address] = [1, start]
+            else:
+                found[0] += 1
+                if start > found[1]:
+                    found[1] = start
     last = part["l"]
-    if last is None or (start, fact[KEY]) > (last[0], last[1]):
-        part["l"] = [start, fact[KEY], fact[ID], kind, initiator]
-    if not fact[MACHINE]:
+    if last is None or start > last[0] or (start == last[0] and key > last[1]):
+        part["l"] = [start, key, activity_id, kind, initiator]
+    if not machine:
         if part["hf"] is None or start < part["hf"]:
             part["hf"] = start
         if part["hl"] is None or start > part["hl"]:
@@ -238,13 +250,11 @@ def _iso_week(start_us: int) -> str:
 
 def _fold(parts: Iterable[Partial]) -> Partial:
     total = _empty()
-    counters = total["c"]
+    weeks, contacted, threads, colleagues = total["w"], total["ct"], total["th"], total["k"]
     for part in parts:
-        for i, value in enumerate(part["c"]):
-            counters[i] += value
+        total["c"] = [a + b for a, b in zip(total["c"], part["c"], strict=True)]
         total["n"] += part["n"]
         total["a"] += part["a"]
-        weeks = total["w"]
         for week, (team, customer) in part["w"].items():
             found = weeks.get(week)
             if found is None:
@@ -252,31 +262,30 @@ def _fold(parts: Iterable[Partial]) -> Partial:
             else:
                 found[0] += team
                 found[1] += customer
-        contacted = total["ct"]
         for address, (count, last) in part["ct"].items():
             found = contacted.get(address)
             if found is None:
                 contacted[address] = [count, last]
             else:
                 found[0] += count
-                found[1] = max(found[1], last)
-        if part["l"] is not None and (total["l"] is None or (part["l"][0], part["l"][1]) > (total["l"][0],
-                                                                                             total["l"][1])):
-            total["l"] = part["l"]
+                if last > found[1]:
+                    found[1] = last
+        latest = part["l"]
+        if latest is not None and (total["l"] is None or latest[:2] > total["l"][:2]):
+            total["l"] = latest
         if part["hf"] is not None and (total["hf"] is None or part["hf"] < total["hf"]):
             total["hf"] = part["hf"]
         if part["hl"] is not None and (total["hl"] is None or part["hl"] > total["hl"]):
             total["hl"] = part["hl"]
-        threads = total["th"]
         for thread, sides in part["th"].items():
             found = threads.get(thread)
             if found is None:
                 threads[thread] = list(sides)
                 continue
             for side in (TEAM, CUSTOMER):
-                if sides[side] is not None and (found[side] is None or tuple(sides[side]) < tuple(found[side])):
-                    found[side] = sides[side]
-        colleagues = total["k"]
+                first = sides[side]
+                if first is not None and (found[side] is None or first < found[side]):
+                    found[side] = first
         for address, (count, g, decayed, last) in part["k"].items():
             found = colleagues.get(address)
             if found is None:
@@ -285,7 +294,8 @@ def _fold(parts: Iterable[Partial]) -> Partial:
                 found[0] += count
                 found[1] += g
                 found[2] += decayed
-                found[3] = max(found[3], last)
+                if last > found[3]:
+                    found[3] = last
         answered = part.get("r")  # (a settled partial's: its threads whose first messages are both known)
         if answered is not None:
             total["r"] = [a + b for a, b in zip(total.get("r") or [0] * 6, answered, strict=True)]
@@ -728,9 +738,8 @@ def ledger_edits(linker: Linker, changes: Iterable[tuple[str, Activity | None, A
                 edits[record][month].setdefault(key, None)
             continue
         fact = fact_of(linker.directory, new, linker.classified)
-        for record in linked | about:
-            edits[record][month][key] = [(LINKED if record in linked else 0) | (ABOUT if record in about else 0),
-                                         fact]
+        for record, bits in linker.memberships(new):
+            edits[record][month][key] = [bits, fact]
     return {record: dict(months) for record, months in edits.items()}
 
 
