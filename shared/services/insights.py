@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from shared import garbage_collection
 from shared.clock import Clock
 from shared.domain.gates import gate_fingerprint
 from shared.domain.insights.computation import ledgers, of_someone_opted_out
@@ -151,12 +152,14 @@ class InsightsService:
         or, when none is, of a new one unless the last began when it was `asked` for or after (`asked` None: a new
         pass now, whatever is under way), after applying the log as a refresh does (`after`: as `refresh` has it).
         The pass goes on in the next step when this one's time is spent."""
-        return self._compute(tenant_id, incremental=False, after=after, asked=asked)
+        with garbage_collection.paused():
+            return self._compute(tenant_id, incremental=False, after=after, asked=asked)
 
     def refresh(self, tenant_id: TenantId, after: datetime | None = None) -> RecomputeReport:
         """Only the records touched by activities stored since the last computation (a full one when unknown),
         in steps of a bounded part of the ingestion log: a step that continues one reads the log `after` it."""
-        return self._compute(tenant_id, incremental=True, after=after)
+        with garbage_collection.paused():
+            return self._compute(tenant_id, incremental=True, after=after)
 
     def _compute(self, tenant_id: TenantId, *, incremental: bool, after: datetime | None = None,
                  asked: datetime | None = None) -> RecomputeReport:

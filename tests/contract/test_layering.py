@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED: dict[str, tuple[str, ...]] = {
     "shared.domain": ("shared.domain", "shared.errors", "shared.tenancy"),
     "shared.services": ("shared.domain", "shared.services", "shared.errors", "shared.tenancy", "shared.clock",
-                        "shared.observability", "shared.caching"),
+                        "shared.observability", "shared.caching", "shared.garbage_collection"),
     # Adapters implement the ports; `work` names the kinds of work and their queues (the ports' vocabulary).
     "shared.storage": ("shared.domain", "shared.services.ports", "shared.services.work", "shared.storage",
                        "shared.errors", "shared.tenancy", "shared.caching"),
