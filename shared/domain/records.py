@@ -7,7 +7,7 @@ out-of-order batches never move data backwards.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal
@@ -26,13 +26,18 @@ EmailDomain = Annotated[str, StringConstraints(max_length=253, to_lower=True, pa
 
 
 def _with_zone(value: datetime, info: ValidationInfo) -> datetime:
-    if value.tzinfo is not None:
+    if value.tzinfo is UTC:
         return value
+    if value.tzinfo is not None:
+        # The same instant and rendering; arithmetic with `datetime.UTC` is twice as fast as with the parser's zone
+        # (the insights' computation converts every activity's start).
+        return value.replace(tzinfo=UTC) if value.utcoffset() == _NO_OFFSET else value
     if info.context and info.context.get("stored"):  # a row stored before zones were required: it meant UTC
         return value.replace(tzinfo=UTC)
     raise ValueError("a time needs its zone (for example 2026-11-26T09:30:00Z)")
 
 
+_NO_OFFSET = timedelta(0)
 Moment = Annotated[datetime, AfterValidator(_with_zone)]
 
 
