@@ -248,10 +248,14 @@ def _iso_week(start_us: int) -> str:
     return week
 
 
-def _fold(parts: Iterable[Partial]) -> Partial:
-    total = _empty()
+def _fold(parts: Iterable[Partial], with_colleagues: bool = True) -> Partial:
+    """Partials' sums in their order; without `with_colleagues`, their colleagues' ties are left out (empty)."""
+    sequence = list(parts)
+    if not sequence:
+        return _empty()
+    total = _copied(sequence[0], with_colleagues)
     weeks, contacted, threads, colleagues = total["w"], total["ct"], total["th"], total["k"]
-    for part in parts:
+    for part in sequence[1:]:
         total["c"] = [a + b for a, b in zip(total["c"], part["c"], strict=True)]
         total["n"] += part["n"]
         total["a"] += part["a"]
@@ -286,7 +290,7 @@ def _fold(parts: Iterable[Partial]) -> Partial:
                 first = sides[side]
                 if first is not None and (found[side] is None or first < found[side]):
                     found[side] = first
-        for address, (count, g, decayed, last) in part["k"].items():
+        for address, (count, g, decayed, last) in (part["k"].items() if with_colleagues else ()):
             found = colleagues.get(address)
             if found is None:
                 colleagues[address] = [count, g, decayed, last]
@@ -300,6 +304,20 @@ def _fold(parts: Iterable[Partial]) -> Partial:
         if answered is not None:
             total["r"] = [a + b for a, b in zip(total.get("r") or [0] * 6, answered, strict=True)]
             total["tc"] = sorted({*total.get("tc", ()), *part["tc"]})
+    return total
+
+
+def _copied(part: Partial, with_colleagues: bool) -> Partial:
+    """What `_fold` of this one partial gives (a copy: the fold then adds to it), built without the merge's
+    lookups: the first partial of a fold is often the settled one, by far the largest."""
+    total = {"c": part["c"][:], "n": part["n"], "w": {week: counts[:] for week, counts in part["w"].items()},
+             "ct": {address: found[:] for address, found in part["ct"].items()}, "l": part["l"], "hf": part["hf"],
+             "hl": part["hl"], "th": {thread: sides[:] for thread, sides in part["th"].items()},
+             "k": {address: found[:] for address, found in part["k"].items()} if with_colleagues else {},
+             "a": part["a"]}
+    answered = part.get("r")
+    if answered is not None:
+        total["r"], total["tc"] = answered[:], sorted(set(part["tc"]))
     return total
 
 
@@ -380,7 +398,14 @@ class Context:
         self.expected = sum(2 ** (-k * self.cadence / HALF_LIFE_DAYS)
                             for k in range(int(WINDOW.days / self.cadence) + 1))
         self.enhanced = settings.who_knows_whom_mode == "enhanced"
+        # Shared by every record of the run (the models are frozen: one per value serves them all).
         self.weeks: dict[tuple[str, int, int], WeekCount] = {}
+        self.interactions: dict[tuple[str, int, int, int], Interaction] = {}
+        self.days: dict[int, date] = {}
+        self.contacted: dict[tuple[int, int, str], Contacted] = {}
+        self.drivers: dict[tuple[str, int, int, float], Driver] = {}
+        self.weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
+        self.window_from = (self.now_us - DAILY_WINDOW_DAYS * DAY_US) // DAY_US * DAY_US  # its first day's start
 
     def open(self, origin: str, with_exchange: bool) -> bool:
         return origin == "" or (with_exchange and origin in self.open_owners)
@@ -398,10 +423,8 @@ def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], rece
     across origins: folding early periods ahead of time (the horizon, the settled periods) gives the same sums,
     to the last bit, as folding them now."""
     recent_parts = partials(recent, ctx.now_us)
-    by_origin = []
-    for origin in sorted({*settled, *recent_parts}):
-        before, since = settled.get(origin), recent_parts.get(origin)
-        by_origin.append((origin, _joined([p for p in (before, since) if p is not None])))
+    by_origin = [(origin, [p for p in (settled.get(origin), recent_parts.get(origin)) if p is not None])
+                 for origin in sorted({*settled, *recent_parts})]
     prior_crm = previous.crm if previous else None
     crm_origins = [(o, p) for o, p in by_origin if ctx.open(o, False)]
     crm = _variant(ctx, meta, crm_origins, recent, False, prior_crm)
@@ -415,7 +438,7 @@ def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], rece
         full = crm if same else _variant(ctx, meta, chosen, recent, True, prior)
     basic = enhanced = risk_basic = risk_enhanced = None
     has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
-                                         and any(p["a"] for o, p in by_origin if ctx.open(o, True)))
+                                         and any(p["a"] for o, ps in by_origin if ctx.open(o, True) for p in ps))
     if has_targets:
         basic, lost = _introducers(ctx, by_origin, decay=False, exchange=False)
         risk_basic = _risk(ctx, meta, lost, basic)
@@ -451,18 +474,19 @@ def horizon_for(now: datetime) -> str:
     return month_of(micros(now - timedelta(days=730)))
 
 
-def _joined(parts: list[Partial]) -> Partial:
-    """`_fold` of these partials, without copying a lone one (the same values: what reads it never changes it)."""
-    return parts[0] if len(parts) == 1 else _fold(parts)
+OriginParts = list[tuple[str, list[Partial]]]  # per origin, its settled partial and its recent one (if any)
 
 
-def _variant(ctx: Context, meta: RecordMeta, chosen: list[tuple[str, Partial]], recent: Sequence[Entry],
-             with_exchange: bool, prior: Variant | None) -> Variant:
-    """One variant from the partials of the origins it `chosen` (those `ctx.open(origin, with_exchange)`)."""
-    total = _joined([p for _, p in chosen])
+def _variant(ctx: Context, meta: RecordMeta, chosen: OriginParts, recent: Sequence[Entry], with_exchange: bool,
+             prior: Variant | None) -> Variant:
+    """One variant from the partials of the origins it `chosen` (those `ctx.open(origin, with_exchange)`),
+    folded in origin order (colleagues' ties are the introducers', not a variant's); a lone one as it is (what
+    reads it never changes it)."""
+    parts = [p for _, ps in chosen for p in ps]
+    total = parts[0] if len(parts) == 1 else _fold(parts, with_colleagues=False)
     facts = [f for bits, f in recent if bits & LINKED and ctx.open(f[ORIGIN], with_exchange)]
     facts.sort(key=lambda f: f[KEY])
-    sources = sorted({Source.CRM if o == "" else Source.EXCHANGE for o, p in chosen if p["n"]})
+    sources = sorted({Source.CRM if o == "" else Source.EXCHANGE for o, ps in chosen if any(p["n"] for p in ps)})
     kpis = _kpis(ctx, total, facts, sources)
     health = _health(ctx, meta, total, facts, kpis.customer.response_rate,
                      prior.health.trend if prior else None)
@@ -470,11 +494,10 @@ def _variant(ctx: Context, meta: RecordMeta, chosen: list[tuple[str, Partial]], 
 
 
 def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]) -> Kpis:
-    now, now_us = ctx.now, ctx.now_us
+    now_us = ctx.now_us
     c = total["c"]
     responses = _responses(total)
-    weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
-    weeks = ctx.weeks
+    weeks_from, weeks = ctx.weeks_from, ctx.weeks
     weekly = []
     for w, (t, u) in sorted(total["w"].items()):
         if w >= weeks_from:
@@ -482,7 +505,7 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
             if found is None:  # (frozen: one model per value serves every record of the run)
                 found = weeks[(w, t, u)] = _built(WeekCount, week=w, team=t, customer=u)
             weekly.append(found)
-    window_start = (now - timedelta(days=DAILY_WINDOW_DAYS)).date()
+    window_from, days = ctx.window_from, ctx.days
     daily: dict[date, dict[str, int]] = {}
     upcoming: Fact | None = None
     for f in facts:
@@ -493,8 +516,10 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
             continue
         if not f[COMPLETED]:
             continue
-        day = moment(start).date()
-        if day >= window_start:
+        if start >= window_from:
+            day = days.get(start // DAY_US)
+            if day is None:
+                day = days[start // DAY_US] = moment(start).date()
             counter = daily.setdefault(day, {})
             kind, team = f[KIND], f[INITIATOR] == TEAM
             if kind == EMAIL:
@@ -507,6 +532,7 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
                 continue
             counter[name] = counter.get(name, 0) + 1
     last = total["l"]
+    team, customer = _top(ctx, total["ct"])
     return _built(
         Kpis,
         team=_side(c[0:6], responses.get(TEAM)), customer=_side(c[6:12], responses.get(CUSTOMER)),
@@ -516,11 +542,10 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
                                            phone_calls_made=v.get("phone_calls_made", 0),
                                            phone_calls_received=v.get("phone_calls_received", 0))
                for d, v in sorted(daily.items())],
-        last_interaction=None if last is None else _interaction(last[2], last[3], last[0], last[4]),
-        next_interaction=None if upcoming is None else _interaction(upcoming[ID], upcoming[KIND], upcoming[START],
-                                                                    upcoming[INITIATOR]),
-        most_contacted_team=_top(ctx.directory, total["ct"], internal=True),
-        most_contacted_customer=_top(ctx.directory, total["ct"], internal=False),
+        last_interaction=None if last is None else _interaction(ctx, last[2], last[3], last[0], last[4]),
+        next_interaction=None if upcoming is None else _interaction(ctx, upcoming[ID], upcoming[KIND],
+                                                                    upcoming[START], upcoming[INITIATOR]),
+        most_contacted_team=team, most_contacted_customer=customer,
         activities=total["n"], sources=sources)
 
 
@@ -533,9 +558,13 @@ def _side(c: list[float], response: tuple[float, float | None] | None) -> SideKp
         average_first_response_hours=None if response is None or response[1] is None else round(response[1], 2))
 
 
-def _interaction(activity_id: str, kind: int, start: int, initiator: int) -> Interaction:
-    return _built(Interaction, activity_id=activity_id, kind=KIND_OF[kind], at=moment(start),
-                                       direction="outgoing" if initiator == TEAM else "incoming")
+def _interaction(ctx: Context, activity_id: str, kind: int, start: int, initiator: int) -> Interaction:
+    known = ctx.interactions.get((activity_id, kind, start, initiator))
+    if known is None:
+        known = ctx.interactions[(activity_id, kind, start, initiator)] = _built(
+            Interaction, activity_id=activity_id, kind=KIND_OF[kind], at=moment(start),
+            direction="outgoing" if initiator == TEAM else "incoming")
+    return known
 
 
 def _responses(total: Partial) -> dict[int, tuple[float, float | None]]:
@@ -563,23 +592,33 @@ def _responses(total: Partial) -> dict[int, tuple[float, float | None]]:
     return result
 
 
-def _top(directory: Directory, contacted: Mapping[str, list[int]], *, internal: bool) -> list[Contacted]:
-    users = directory.users_by_email
-    rows = []
+def _top(ctx: Context, contacted: Mapping[str, list[int]]) -> tuple[list[Contacted], list[Contacted]]:
+    """The most contacted of the team and of the customer: by interactions, then the latest, then the address."""
+    users = ctx.directory.users_by_email
+    ours: list[tuple[int, int, str]] = []
+    theirs: list[tuple[int, int, str]] = []
     for address, (count, last) in contacted.items():
-        if (address in users) != internal:
-            continue
-        rows.append((-count, -last, address))
-    rows.sort()
+        (ours if address in users else theirs).append((-count, -last, address))
+    ours.sort()
+    theirs.sort()
+    return _contacted(ctx, ours[:MOST_CONTACTED], True), _contacted(ctx, theirs[:MOST_CONTACTED], False)
+
+
+def _contacted(ctx: Context, rows: list[tuple[int, int, str]], internal: bool) -> list[Contacted]:
+    directory, known = ctx.directory, ctx.contacted
     result = []
-    for count, last, address in rows[:MOST_CONTACTED]:
-        if internal:
-            name = users[address].display_name
-        else:
-            contact = directory.contacts_by_email.get(address)
-            name = contact.full_name if contact else ""
-        result.append(_built(Contacted, address=address, name=name, interactions=-count,
-                                                last_interaction=moment(-last)))
+    for row in rows:
+        found = known.get(row)
+        if found is None:
+            count, last, address = row
+            if internal:
+                name = directory.users_by_email[address].display_name
+            else:
+                contact = directory.contacts_by_email.get(address)
+                name = contact.full_name if contact else ""
+            found = known[row] = _built(Contacted, address=address, name=name, interactions=-count,
+                                        last_interaction=moment(-last))
+        result.append(found)
     return result
 
 
@@ -642,8 +681,15 @@ def _score(ctx: Context, done: list[Fact], response_rate: float | None) -> tuple
                for name, value in values.items()]
     score = round(sum(f.points for f in factors))
     weighted.sort(key=lambda wf: (-wf[0], wf[1][KEY]))
-    drivers = [_built(Driver, activity_id=f[ID], kind=KIND_OF[f[KIND]], at=moment(f[START]), weight=w)
-               for w, f in weighted[:10]]
+    known = ctx.drivers
+    drivers = []
+    for w, f in weighted[:10]:
+        shown = (f[ID], f[KIND], f[START], w)
+        driver = known.get(shown)
+        if driver is None:
+            driver = known[shown] = _built(Driver, activity_id=f[ID], kind=KIND_OF[f[KIND]], at=moment(f[START]),
+                                            weight=w)
+        drivers.append(driver)
     return max(0, min(100, score)), factors, drivers
 
 
@@ -670,7 +716,7 @@ def _trend(ctx: Context, done: list[Fact], first: datetime, created_on: datetime
     return trend_of_days(weights, recent_days, baseline_days, previous)
 
 
-def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool, exchange: bool,
+def _introducers(ctx: Context, parts: OriginParts, *, decay: bool, exchange: bool,
                  ) -> tuple[list[Introducer], DepartedTie | None]:
     """Colleagues by the strength of their own tie to the record's people. Exchange-derived strength counts only
     in enhanced mode, from mailboxes whose gates are open, and only for a colleague inside the selected roles.
@@ -679,10 +725,10 @@ def _introducers(ctx: Context, parts: list[tuple[str, Partial]], *, decay: bool,
     count: dict[str, int] = {}
     last: dict[str, int] = {}
     open_owners, colleagues, gone = ctx.open_owners, ctx.colleagues, ctx.departed
-    for origin, part in parts:
+    for origin, both in parts:
         if origin and not (exchange and origin in open_owners):
             continue
-        for address, (n, g, decayed, latest) in part["k"].items():
+        for address, (n, g, decayed, latest) in (item for part in both for item in part["k"].items()):
             user = colleagues.get(address) or gone.get(address)
             if user is None or (origin and user.id not in open_owners):
                 continue
