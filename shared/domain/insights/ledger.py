@@ -41,7 +41,6 @@ from shared.domain.insights.facts import (
     EMAIL,
     ID,
     INITIATOR,
-    INTERNAL,
     KEY,
     KIND,
     KIND_OF,
@@ -139,20 +138,15 @@ def _empty() -> Partial:
 def partials(entries: Iterable[Entry], now_us: int | None = None) -> dict[str, Partial]:
     """The partials of some facts by origin. Without `now_us` every fact is in the past (a month before
     `recent_from`); with it, what is still to come is not counted as done."""
-    by_origin: dict[str, Partial] = {}
-    for bits, fact in sorted(entries, key=_entry_key):
-        origin = fact[ORIGIN]
-        part = by_origin.get(origin)
-        if part is None:
-            part = by_origin[origin] = _empty()
-        done = fact[COMPLETED] and (now_us is None or fact[START] <= now_us)
-        if bits & LINKED:
-            _add_linked(part, fact, done)
-        if bits & ABOUT:
-            part["a"] += 1
-            if done and fact[KIND] in (EMAIL, MEETING) and not fact[MACHINE]:
-                _add_colleagues(part["k"], fact)
-    return {origin: by_origin[origin] for origin in sorted(by_origin)}
+    by_origin: dict[str, list[Entry]] = {}
+    for entry in entries:
+        origin = entry[1][ORIGIN]
+        found = by_origin.get(origin)
+        if found is None:
+            by_origin[origin] = [entry]
+        else:
+            found.append(entry)
+    return {origin: _partial(sorted(by_origin[origin], key=_entry_key), now_us) for origin in sorted(by_origin)}
 
 
 def _entry_key(entry: Entry) -> str:
@@ -160,80 +154,90 @@ def _entry_key(entry: Entry) -> str:
     return key
 
 
-def _add_colleagues(colleagues: dict[str, list[Any]], fact: Fact) -> None:
-    start, g = fact[START], fact[G]
-    decayed = g * 2 ** ((start / DAY_US) / WKW_HALF_LIFE_DAYS)
-    for address in fact[INTERNAL]:
-        found = colleagues.get(address)
-        if found is None:
-            colleagues[address] = [1, g, decayed, start]
-        else:
-            found[0] += 1
-            found[1] += g
-            found[2] += decayed
-            if start > found[3]:
-                found[3] = start
-
-
-def _add_linked(part: Partial, fact: Fact, done: bool) -> None:
-    key, activity_id, kind, start, _, origin, initiator, _, ours, theirs, minutes, _, machine, thread, internal, \
-        external = fact
-    counters = part["c"]
-    side = 0 if initiator == TEAM else 6
-    part["n"] += 1
-    if kind == EMAIL:
-        counters[side] += 1
-        counters[side + 5] += EMAIL_WRITE_MINUTES
-        counters[11 - side] += EMAIL_READ_MINUTES
-        if origin and thread:
-            sides = part["th"].get(thread)
-            if sides is None:
-                part["th"][thread] = [[start, key], None] if initiator == TEAM else [None, [start, key]]
-            else:
-                first = sides[initiator]
-                if first is None or start < first[0] or (start == first[0] and key < first[1]):
-                    sides[initiator] = [start, key]
-    elif kind == MEETING:
-        counters[side + 1] += 1
-        if ours:
-            counters[2] += 1
-        if theirs:
-            counters[8] += 1
+def _partial(entries: list[Entry], now_us: int | None) -> Partial:
+    """One origin's partial of its facts in key order (a tie in time goes to the first or the last key)."""
+    part = _empty()
+    counters, weeks, contacted, threads, colleagues = part["c"], part["w"], part["ct"], part["th"], part["k"]
+    count = about = 0
+    last: list[Any] | None = None
+    human_first: int | None = None
+    human_last: int | None = None
+    known_weeks = _WEEKS
+    for bits, fact in entries:
+        key, activity_id, kind, start, completed, origin, initiator, _, ours, theirs, minutes, g, machine, thread, \
+            internal, external = fact
+        done = completed and (now_us is None or start <= now_us)
+        if bits & ABOUT:
+            about += 1
+            if done and kind in (EMAIL, MEETING) and not machine:
+                decayed = g * 2 ** ((start / DAY_US) / WKW_HALF_LIFE_DAYS)
+                for address in internal:
+                    tie = colleagues.get(address)
+                    if tie is None:
+                        colleagues[address] = [1, g, decayed, start]
+                    else:
+                        tie[0] += 1
+                        tie[1] += g
+                        tie[2] += decayed
+                        if start > tie[3]:
+                            tie[3] = start
+        if not bits & LINKED:
+            continue
+        side = 0 if initiator == TEAM else 6
+        count += 1
+        if kind == EMAIL:
+            counters[side] += 1
+            counters[side + 5] += EMAIL_WRITE_MINUTES
+            counters[11 - side] += EMAIL_READ_MINUTES
+            if origin and thread:
+                sides = threads.get(thread)
+                if sides is None:
+                    threads[thread] = [[start, key], None] if initiator == TEAM else [None, [start, key]]
+                else:
+                    first = sides[initiator]
+                    if first is None or start < first[0] or (start == first[0] and key < first[1]):
+                        sides[initiator] = [start, key]
+        elif kind == MEETING:
+            counters[side + 1] += 1
+            if ours:
+                counters[2] += 1
+            if theirs:
+                counters[8] += 1
+                counters[11] += minutes
+            counters[5] += minutes * max(ours, 1)
+        elif kind == CALL:
+            counters[side + 3] += 1
+            counters[5] += minutes
             counters[11] += minutes
-        counters[5] += minutes * max(ours, 1)
-    elif kind == CALL:
-        counters[side + 3] += 1
-        counters[5] += minutes
-        counters[11] += minutes
-    else:
-        counters[4] += 1
-        counters[5] += minutes
-    if not done:
-        return
-    week = _iso_week(start)
-    counts = part["w"].get(week)
-    if counts is None:
-        part["w"][week] = [1, 0] if initiator == TEAM else [0, 1]
-    else:
-        counts[initiator] += 1
-    contacted = part["ct"]
-    for addresses in (internal, external):
-        for address in addresses:
-            found = contacted.get(address)
-            if found is None:
-                contacted[address] = [1, start]
-            else:
-                found[0] += 1
-                if start > found[1]:
-                    found[1] = start
-    last = part["l"]
-    if last is None or start > last[0] or (start == last[0] and key > last[1]):
-        part["l"] = [start, key, activity_id, kind, initiator]
-    if not machine:
-        if part["hf"] is None or start < part["hf"]:
-            part["hf"] = start
-        if part["hl"] is None or start > part["hl"]:
-            part["hl"] = start
+        else:
+            counters[4] += 1
+            counters[5] += minutes
+        if not done:
+            continue
+        week = known_weeks.get(start // DAY_US) or _iso_week(start)
+        in_week = weeks.get(week)
+        if in_week is None:
+            weeks[week] = [1, 0] if initiator == TEAM else [0, 1]
+        else:
+            in_week[initiator] += 1
+        for addresses in (internal, external):
+            for address in addresses:
+                seen = contacted.get(address)
+                if seen is None:
+                    contacted[address] = [1, start]
+                else:
+                    seen[0] += 1
+                    if start > seen[1]:
+                        seen[1] = start
+        if last is None or start > last[0] or (start == last[0] and key > last[1]):
+            last = [start, key, activity_id, kind, initiator]
+        if not machine:
+            if human_first is None or start < human_first:
+                human_first = start
+            if human_last is None or start > human_last:
+                human_last = start
+    part["n"], part["a"], part["l"], part["hf"], part["hl"] = count, about, last, human_first, human_last
+    return part
 
 
 _WEEKS: dict[int, str] = {}
