@@ -431,7 +431,7 @@ def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], rece
                  for origin in sorted({*settled, *recent_parts})]
     prior_crm = previous.crm if previous else None
     crm_origins = [(o, p) for o, p in by_origin if ctx.open(o, False)]
-    crm = _variant(ctx, meta, crm_origins, recent, False, prior_crm)
+    crm, crm_total = _variant(ctx, meta, crm_origins, recent, False, prior_crm)
     full = None
     if ctx.with_exchange:
         prior = previous.with_exchange if previous else None
@@ -439,7 +439,8 @@ def insight(ctx: Context, meta: RecordMeta, settled: Mapping[str, Partial], rece
         # No open mailbox's data (every recent fact's origin has a partial): the same sums, facts and prior trend.
         same = len(chosen) == len(crm_origins) and (prior.health.trend if prior else None) == (
             prior_crm.health.trend if prior_crm else None)
-        full = crm if same else _variant(ctx, meta, chosen, recent, True, prior)
+        full = crm if same else _variant(ctx, meta, chosen, recent, True, prior,
+                                         prefix=crm_total if crm_origins else None)[0]
     basic = enhanced = risk_basic = risk_enhanced = None
     has_targets = bool(meta.targets) or (meta.entity_type == "account" and bool(meta.email_domains)
                                          and any(p["a"] for o, ps in by_origin if ctx.open(o, True) for p in ps))
@@ -482,11 +483,15 @@ OriginParts = list[tuple[str, list[Partial]]]  # per origin, its settled partial
 
 
 def _variant(ctx: Context, meta: RecordMeta, chosen: OriginParts, recent: Sequence[Entry], with_exchange: bool,
-             prior: Variant | None) -> Variant:
+             prior: Variant | None, prefix: Partial | None = None) -> tuple[Variant, Partial]:
     """One variant from the partials of the origins it `chosen` (those `ctx.open(origin, with_exchange)`),
     folded in origin order (colleagues' ties are the introducers', not a variant's); a lone one as it is (what
-    reads it never changes it)."""
-    parts = [p for _, ps in chosen for p in ps]
+    reads it never changes it). `prefix`: the first origin's partials already folded (a left fold continued
+    from it gives the same sums). Also the total it read."""
+    if prefix is None:
+        parts = [p for _, ps in chosen for p in ps]
+    else:
+        parts = [prefix, *(p for _, ps in chosen[1:] for p in ps)]
     total = parts[0] if len(parts) == 1 else _fold(parts, with_colleagues=False)
     facts = [f for bits, f in recent if bits & LINKED and ctx.open(f[ORIGIN], with_exchange)]
     facts.sort(key=lambda f: f[KEY])
@@ -494,7 +499,7 @@ def _variant(ctx: Context, meta: RecordMeta, chosen: OriginParts, recent: Sequen
     kpis = _kpis(ctx, total, facts, sources)
     health = _health(ctx, meta, total, facts, kpis.customer.response_rate,
                      prior.health.trend if prior else None)
-    return _built(Variant, kpis=kpis, health=health)
+    return _built(Variant, kpis=kpis, health=health), total
 
 
 def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]) -> Kpis:
