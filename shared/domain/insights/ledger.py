@@ -118,13 +118,18 @@ M = TypeVar("M", bound=BaseModel)
 def _built(model: type[M], **values: Any) -> M:
     """A model of values that are already what its fields hold, as `model_construct` builds it (every field given,
     no default to fill, no extra), without its per-field loop: the small models of a record are most of the cost of
-    a computation otherwise."""
-    built = model.__new__(model)
-    object.__setattr__(built, "__dict__", values)
-    object.__setattr__(built, "__pydantic_fields_set__", set(values))
-    object.__setattr__(built, "__pydantic_extra__", None)
-    object.__setattr__(built, "__pydantic_private__", None)
+    a computation otherwise. (The slots are set through their descriptors: a frozen model refuses `setattr`.)"""
+    built = _new(model)
+    _set_attribute(built, "__dict__", values)
+    _FIELDS_SET.__set__(built, set(values))
+    _EXTRA.__set__(built, None)
+    _PRIVATE.__set__(built, None)
     return built
+
+
+_new, _set_attribute = object.__new__, object.__setattr__
+_FIELDS_SET, _EXTRA, _PRIVATE = (BaseModel.__dict__[name] for name in (
+    "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
 
 
 # -- partials ---------------------------------------------------------------------------------------------
