@@ -411,6 +411,7 @@ class Context:
         self.weeks: dict[tuple[str, int, int], WeekCount] = {}
         self.interactions: dict[tuple[str, int, int, int], Interaction] = {}
         self.days: dict[int, date] = {}
+        self.daily: dict[tuple[Any, ...], DayActivity] = {}
         self.contacted: dict[tuple[int, int, str], Contacted] = {}
         self.drivers: dict[tuple[str, int, int, float], Driver] = {}
         self.weeks_from = _iso_week(micros(now - timedelta(weeks=WEEKLY_WINDOW_WEEKS)))
@@ -520,7 +521,7 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
                 found = weeks[(w, t, u)] = _built(WeekCount, week=w, team=t, customer=u)
             weekly.append(found)
     window_from, days = ctx.window_from, ctx.days
-    daily: dict[date, dict[str, int]] = {}
+    daily: dict[date, list[int]] = {}  # emails sent, received, meetings, calls made, received
     upcoming: Fact | None = None
     for f in facts:
         start = f[START]
@@ -534,33 +535,38 @@ def _kpis(ctx: Context, total: Partial, facts: list[Fact], sources: list[Source]
             day = days.get(start // DAY_US)
             if day is None:
                 day = days[start // DAY_US] = moment(start).date()
-            counter = daily.setdefault(day, {})
+            counter = daily.get(day)
+            if counter is None:
+                counter = daily[day] = [0, 0, 0, 0, 0]  # (a day of tasks only is shown, with nothing counted)
             kind, team = f[KIND], f[INITIATOR] == TEAM
             if kind == EMAIL:
-                name = "emails_sent" if team else "emails_received"
+                counter[0 if team else 1] += 1
             elif kind == MEETING:
-                name = "meetings"
+                counter[2] += 1
             elif kind == CALL:
-                name = "phone_calls_made" if team else "phone_calls_received"
-            else:
-                continue
-            counter[name] = counter.get(name, 0) + 1
+                counter[3 if team else 4] += 1
     last = total["l"]
     team, customer = _top(ctx, total["ct"])
     return _built(
         Kpis,
         team=_side(c[0:6], responses.get(TEAM)), customer=_side(c[6:12], responses.get(CUSTOMER)),
         weekly=weekly,
-        daily=[_built(DayActivity, day=d, emails_sent=v.get("emails_sent", 0),
-                                           emails_received=v.get("emails_received", 0), meetings=v.get("meetings", 0),
-                                           phone_calls_made=v.get("phone_calls_made", 0),
-                                           phone_calls_received=v.get("phone_calls_received", 0))
-               for d, v in sorted(daily.items())],
+        daily=[_day(ctx, day, counts) for day, counts in sorted(daily.items())],
         last_interaction=None if last is None else _interaction(ctx, last[2], last[3], last[0], last[4]),
         next_interaction=None if upcoming is None else _interaction(ctx, upcoming[ID], upcoming[KIND],
                                                                     upcoming[START], upcoming[INITIATOR]),
         most_contacted_team=team, most_contacted_customer=customer,
         activities=total["n"], sources=sources)
+
+
+def _day(ctx: Context, day: date, counts: list[int]) -> DayActivity:
+    shown = (day, *counts)
+    known = ctx.daily.get(shown)
+    if known is None:
+        known = ctx.daily[shown] = _built(DayActivity, day=day, emails_sent=counts[0], emails_received=counts[1],
+                                          meetings=counts[2], phone_calls_made=counts[3],
+                                          phone_calls_received=counts[4])
+    return known
 
 
 def _side(c: list[float], response: tuple[float, float | None] | None) -> SideKpis:
