@@ -315,42 +315,58 @@ class InsightsService:
         spent (returns where it got to) or every record is computed and what no record names deleted (saves and
         returns None). Memory follows a chunk, not the tenant; a chunk done again computes the same. `known`: every
         record's aggregates, just written (by a rebuild that held them all: a record it left out has none);
-        `held`: some records' aggregates and the insights read before them. Returns the records computed too."""
+        `held`: some records' aggregates and the insights read before them. Returns the records computed too.
+
+        The next chunk's reads run in a second thread while this one's insights are computed and written: the
+        storage works while the computation does (a chunk's ranges of rows are its own, so neither sees the
+        other's writes)."""
         keys = sorted(k for k in linker.records if after is None or k > after)
         mine = set(held.keys) if held is not None else set()
-        at = 0
-        while True:
+
+        def read(at: int, after: RecordKey | None) -> tuple[list[RecordKey], RecordKey | None, _ChunkRead]:
+            """The chunk from `at`, the last record of its range (None: the last chunk's runs to the end), its
+            stored insights and, read after them, its aggregates not `held` or `known`."""
             chunk = keys[at:at + RECOMPUTE_CHUNK]
-            at += len(chunk)
-            through = chunk[-1] if at < len(keys) else None  # (the last chunk's range runs to the end)
+            through = chunk[-1] if at + len(chunk) < len(keys) else None
             stored = self._insights.in_range(tenant_id, after, through)
-            versions = {k: v for k, v in stored.items() if k not in mine}
-            if held is not None:
-                versions.update((k, v) for k in chunk if k in mine and (v := held.versions.get(k)) is not None)
-            if known is not None:
-                states = {k: known.get(k) or LedgerState() for k in chunk}
-            else:
-                states = {k: held.states[k] for k in chunk if k in mine} if held is not None else {}
-                rest = [k for k in chunk if k not in states]
-                states.update(self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
-            unsettled = [k for k in chunk if states[k].settled_from != ctx.recent_from
-                         and states[k].etags.get(LEDGER_SUMMARY) is not None]
-            results = [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk]
-            if unsettled:  # (a quarter went by: what the next pass reads, settled again; one changed meanwhile
-                # is settled again by its next change, or the next pass)
-                self._ledgers.write_many(tenant_id, [(k, states[k], set()) for k in unsettled], ctx.recent_from)
-            gone = self._still_gone(tenant_id, ctx, [k for k in stored if k not in states])
-            try:
-                self._store(tenant_id, ctx, linker, results, versions, removed=gone)
-            except ConcurrencyConflict as conflict:
-                # (not another step's progress: records another worker keeps writing; the message comes again)
-                raise KeepChanging(str(conflict)) from conflict
-            if through is None:
-                break
-            save(through, len(chunk))
-            after = through
-            if enough():
-                return after, keys[:at]
+            rest = [] if known is not None else [k for k in chunk if k not in mine]
+            return chunk, through, (stored, self._ledgers.read_all(tenant_id, rest, ctx.recent_from) if rest else {})
+
+        at = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-read") as reader:
+            reading = reader.submit(read, at, after)
+            while True:
+                chunk, through, (stored, read_states) = reading.result()
+                at += len(chunk)
+                if through is not None:
+                    reading = reader.submit(read, at, through)
+                versions = {k: v for k, v in stored.items() if k not in mine}
+                if held is not None:
+                    versions.update((k, v) for k in chunk if k in mine and (v := held.versions.get(k)) is not None)
+                if known is not None:
+                    states = {k: known.get(k) or LedgerState() for k in chunk}
+                else:
+                    states = {k: held.states[k] for k in chunk if k in mine} if held is not None else {}
+                    states.update(read_states)
+                unsettled = [k for k in chunk if states[k].settled_from != ctx.recent_from
+                             and states[k].etags.get(LEDGER_SUMMARY) is not None]
+                results = [_insight(ctx, linker, k, states[k], _document(versions.get(k))) for k in chunk]
+                if unsettled:  # (a quarter went by: what the next pass reads, settled again; one changed
+                    # meanwhile is settled again by its next change, or the next pass)
+                    self._ledgers.write_many(tenant_id, [(k, states[k], set()) for k in unsettled], ctx.recent_from)
+                gone = self._still_gone(tenant_id, ctx, [k for k in stored if k not in states])
+                try:
+                    self._store(tenant_id, ctx, linker, results, versions, removed=gone)
+                except ConcurrencyConflict as conflict:
+                    # (not another step's progress: records another worker keeps writing; the message comes again)
+                    reading.cancel()
+                    raise KeepChanging(str(conflict)) from conflict
+                if through is None:
+                    break
+                save(through, len(chunk))
+                if enough():
+                    reading.cancel()  # (if it has not begun: the next step reads the chunk again)
+                    return through, keys[:at]
         domains = {domain: key[1] for key in sorted(linker.records) for domain in linker.records[key].email_domains}
         self._insights.tidy(tenant_id, keep=set(linker.records), domains=domains,
                             still_gone=lambda keys: self._still_gone(tenant_id, ctx, keys))
@@ -839,6 +855,7 @@ class InsightsService:
 
 
 MAX_LEDGER_ATTEMPTS = 5
+_ChunkRead = tuple[dict[RecordKey, Versioned[RecordInsight]], dict[RecordKey, LedgerState]]
 RECOMPUTE_CHUNK = 200  # records computed together by the daily recompute (~250 KB each while in memory)
 _Sweep = Literal["none", "continues", "ended", "superseded"]  # how the pass over every record stands after a step
 # What one step of the refresh takes from the ingestion log (a purge of a large mailbox logs hundreds of
