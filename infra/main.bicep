@@ -58,6 +58,11 @@ param mailboxRoundMinutes int = 15
 @maxValue(1440)
 param crmRoundMinutes int = 60
 
+@description('Partitions of their own that hold each tenant\'s activities (a partition serves about 2,000 entities/s: a back-fill of millions of activities needs several). Chosen once for the storage account: a different count later does not find the rows.')
+@minValue(1)
+@maxValue(64)
+param activityShards int = 8
+
 @description('Flex Consumption scale limits.')
 param maximumInstanceCount int = 40
 @allowed([2048, 4096])
@@ -345,6 +350,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RI_GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
     RI_MAILBOX_ROUND_MINUTES: string(mailboxRoundMinutes)
     RI_CRM_ROUND_MINUTES: string(crmRoundMinutes)
+    RI_ACTIVITY_SHARDS: string(activityShards)
   }
   // Writing the settings restarts the app: do it once the identity has its roles and the secret exists, so that
   // host storage and the Key Vault reference resolve on that start.

@@ -41,7 +41,7 @@ from shared.storage.insights_repository import InsightCache, TableInsights
 from shared.storage.introductions_repository import TableIntroductions
 from shared.storage.ledger_repository import LedgerCache, TableLedgers
 from shared.storage.queues import StorageWorkQueue
-from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, TableRecords
+from shared.storage.records_repository import ACTIVITIES_TABLE_SUFFIX, ActivityShards, TableRecords
 from shared.storage.schedule_index import TableScheduleIndex
 from shared.storage.settings_repository import TableSettingsRepository
 from shared.storage.source_state import TableSourceState
@@ -128,7 +128,7 @@ class Container:
 
     @property
     def records(self) -> TableRecords:
-        return TableRecords(self.tables, self.activity_tables)
+        return TableRecords(self.tables, self.activity_tables, shards=ActivityShards(self.config.activity_shards))
 
     @property
     def source_state(self) -> TableSourceState:

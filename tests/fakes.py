@@ -192,7 +192,8 @@ class FakeRecords:
             raise RecordTooLarge(f"{size} characters")
         return size
 
-    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
+    def atomic_groups(self, kind: str, items: Sequence[D], record: Callable[[D], BaseModel],
+                      weight: Callable[[D], int]) -> Iterator[list[D]]:
         for start in range(0, len(items), self.group_size):
             yield list(items[start:start + self.group_size])
 

@@ -181,8 +181,9 @@ class RecordRepository(Protocol):
         """What a record weighs in one atomic write (RecordTooLarge when no row can hold it)."""
         ...
 
-    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
-        """Items in order, cut into groups that one atomic write each can hold."""
+    def atomic_groups(self, kind: str, items: Sequence[D], record: Callable[[D], BaseModel],
+                      weight: Callable[[D], int]) -> Iterator[list[D]]:
+        """The items (each holding a record of this kind), cut into groups that one atomic write each can hold."""
         ...
 
     def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:

@@ -164,7 +164,8 @@ class SyncService:
                 report.rejected.append(Rejection(index, record.id, "tooLarge",  # type: ignore[attr-defined]
                                                  "the item is larger than one stored row can hold (about 480 K "
                                                  "characters)"))
-        return [[item for item, _ in group] for group in self._records.atomic_groups(weighed, lambda w: w[1])]
+        return [[item for item, _ in group] for group in self._records.atomic_groups(
+            kind, weighed, lambda w: w[0][1], lambda w: w[1])]
 
     def _gate(self, tenant_id: TenantId, settings: TenantSettings, valid: list[Item],
               report: SyncReport) -> list[Item]:

@@ -13,6 +13,14 @@ Every write also stores, in the same entity-group transaction (so in the same ta
 changed since" is then a range query of each table, merged in time order, whose cost follows what changed, and a
 write that commits late is never missed by it (the row commits with the data). A removal is logged the same way,
 with the document it removed.
+
+A tenant's activities may spread over several partitions of their own (`shards`, set for the deployment): with
+one, they live in `{tenant}`; with N, in `{tenant}|{n}` for n < N, an activity in the shard a stable hash of its
+key names (CRC-32, the same in every process), each shard with its own log (a log row commits with its rows, so in
+their partition). No partition mixes tenants, and the tenant part still comes from the caller's validated tenant.
+One partition serves about 2,000 entities/s: a back-fill of millions of activities needs several. The shard count
+is chosen once for a storage account: a different count finds the rows in other partitions (re-sharding is not
+built). Positions of long walks (pages of a rebuild, purges) name the shard they are in: `{n}:{row key}`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import heapq
 import json
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -27,6 +36,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from shared.config import MAX_ACTIVITY_SHARDS
 from shared.domain.records import RECORD_KINDS, Activity, RemovedActivity, Source, record_key
 from shared.errors import ConcurrencyConflict
 from shared.services.ports import LoggedWrite, PurgeProgress, RecordTooLarge, StoredVersion
@@ -34,6 +44,7 @@ from shared.storage.documents import DocumentTooLarge, decode, encode, payload, 
 from shared.storage.tables import (
     MAX_BATCH_OPERATIONS,
     Operation,
+    Page,
     Properties,
     StoredEntity,
     TableStore,
@@ -87,20 +98,70 @@ def prefix(kind: str, source: Source | None = None) -> str:
     return f"{kind}|"
 
 
-class TableRecords:
-    """Implements the RecordRepository port on the tenant's partition."""
+class ActivityShards:
+    """The partitions of the activities' table that hold a tenant's activities and their log."""
 
-    def __init__(self, tables: TableStore, activity_tables: TableStore | None = None) -> None:
+    def __init__(self, count: int = 1) -> None:
+        if not 1 <= count <= MAX_ACTIVITY_SHARDS:
+            raise ValueError(f"a tenant's activities spread over 1 to {MAX_ACTIVITY_SHARDS} partitions, not {count}")
+        self.count = count
+
+    def partition(self, tenant_id: TenantId, shard: int) -> str:
+        return tenant_id if self.count == 1 else f"{tenant_id}|{shard}"
+
+    def shard(self, key: str) -> int:
+        """The shard of an activity (its key, `{source}|{id}`, or its row key)."""
+        return 0 if self.count == 1 else zlib.crc32(key.removeprefix("activity|").encode()) % self.count
+
+    def of(self, tenant_id: TenantId, key: str) -> str:
+        """The partition of an activity's row."""
+        return self.partition(tenant_id, self.shard(key))
+
+    def all(self, tenant_id: TenantId) -> list[str]:
+        return [self.partition(tenant_id, shard) for shard in range(self.count)]
+
+    def position(self, shard: int, row_key: str | None) -> str | None:
+        """Where a walk over the shards stands: past `row_key` (None: at the start) of this shard."""
+        if self.count == 1:
+            return row_key
+        return f"{shard}:{row_key or ''}"
+
+    def at(self, position: str | None) -> tuple[int, str | None]:
+        """The shard and row key a position names (the start of the first shard when None)."""
+        if position is None:
+            return 0, None
+        if self.count == 1:
+            return 0, position
+        shard, _, row_key = position.partition(":")
+        if not shard.isdigit() or int(shard) >= self.count:
+            raise ValueError(f"not a position among {self.count} shards: {position!r}")
+        return int(shard), row_key or None
+
+
+class TableRecords:
+    """Implements the RecordRepository port on the tenant's partition (and its activities' shards)."""
+
+    def __init__(self, tables: TableStore, activity_tables: TableStore | None = None, *,
+                 shards: ActivityShards | None = None) -> None:
         self._records = tables
         self._activities = activity_tables or tables.sibling(tables.table_name + ACTIVITIES_TABLE_SUFFIX)
+        self._shards = shards or ActivityShards()
 
     def _tables_of(self, kind: str) -> TableStore:
         return self._activities if kind == "activities" else self._records
 
+    def _partition_of(self, tenant_id: TenantId, kind: str, key: str) -> str:
+        """The partition of a record's row (`key`: its record key or row key)."""
+        return self._shards.of(tenant_id, key) if kind == "activities" else tenant_id
+
+    def _log_partitions(self, tenant_id: TenantId) -> list[tuple[TableStore, str]]:
+        return [(self._records, tenant_id), *((self._activities, p) for p in self._shards.all(tenant_id))]
+
     def versions(self, tenant_id: TenantId, kind: str, records: Sequence[BaseModel]) -> dict[str, StoredVersion]:
         """Stored versions of these records by record key (absent ones left out), read in parallel."""
         def read(record: BaseModel) -> tuple[str, StoredEntity | None]:
-            return record_key(record), tables.get(tenant_id, row_key(kind, record))
+            key = record_key(record)
+            return key, tables.get(self._partition_of(tenant_id, kind, key), row_key(kind, record))
 
         tables = self._tables_of(kind)
 
@@ -113,12 +174,14 @@ class TableRecords:
 
     def get(self, tenant_id: TenantId, kind: str, record_id: str) -> Any:
         """The record (by record key: an activity's is `{source}|{id}`), or None (absent or removed)."""
-        entity = _live(self._tables_of(kind).get(tenant_id, key_row(kind, record_id)))
+        entity = _live(self._tables_of(kind).get(self._partition_of(tenant_id, kind, record_id),
+                                                 key_row(kind, record_id)))
         return None if entity is None else decode(entity, RECORD_KINDS[kind])
 
     def get_many(self, tenant_id: TenantId, kind: str, record_ids: Sequence[str]) -> dict[str, Any]:
         def read(record_id: str) -> tuple[str, StoredEntity | None]:
-            return record_id, _live(tables.get(tenant_id, key_row(kind, record_id)))
+            return record_id, _live(tables.get(self._partition_of(tenant_id, kind, record_id),
+                                               key_row(kind, record_id)))
 
         tables = self._tables_of(kind)
 
@@ -131,14 +194,20 @@ class TableRecords:
         """Creates new rows and replaces stored ones only if unchanged since read (ConcurrencyConflict if not)."""
         replaced = {record_key(record): stored.document for record, stored in records
                     if stored is not None and stored.document is not None}
-        keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
-        for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]), limit=_PER_TRANSACTION):
-            keys = [key for key, _ in group]
-            current = {key: payload(op.properties) for key, op in group} if kind == "activities" else None
-            log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
-                           current=current)
-            operations = [op for _, op in group]
-            self._tables_of(kind).transact(tenant_id, [*operations, log, *_version_bump(kind, log)])
+        by_partition: dict[str, list[tuple[str, Operation]]] = {}
+        for record, stored in records:
+            key = record_key(record)
+            by_partition.setdefault(self._partition_of(tenant_id, kind, key), []).append(
+                (key, _operation(kind, record, stored, ingested_at)))
+        for partition, keyed in by_partition.items():
+            for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]),
+                                               limit=_PER_TRANSACTION):
+                keys = [key for key, _ in group]
+                current = {key: payload(op.properties) for key, op in group} if kind == "activities" else None
+                log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
+                               current=current)
+                operations = [op for _, op in group]
+                self._tables_of(kind).transact(partition, [*operations, log, *_version_bump(kind, log)])
 
     def weight(self, kind: str, record: BaseModel) -> int:
         """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
@@ -147,10 +216,16 @@ class TableRecords:
         except DocumentTooLarge as exc:
             raise RecordTooLarge(str(exc)) from exc
 
-    def atomic_groups(self, items: Sequence[D], weight: Callable[[D], int]) -> Iterator[list[D]]:
-        """Groups of at most 98 (the transaction's other rows are the log's and the records' version) and half the
-        bytes (the log may hold the documents the group replaces)."""
-        return cut_into_transactions(items, lambda item: 2 * weight(item), limit=_PER_TRANSACTION)
+    def atomic_groups(self, kind: str, items: Sequence[D], record: Callable[[D], BaseModel],
+                      weight: Callable[[D], int]) -> Iterator[list[D]]:
+        """Groups of one partition (an activity's shard), of at most 98 (the transaction's other rows are the log's
+        and the records' version) and half the bytes (the log may hold the documents the group replaces)."""
+        by_shard: dict[int, list[D]] = {}
+        for item in items:
+            by_shard.setdefault(self._shards.shard(record_key(record(item))) if kind == "activities" else 0,
+                                []).append(item)
+        for _, group in sorted(by_shard.items()):
+            yield from cut_into_transactions(group, lambda item: 2 * weight(item), limit=_PER_TRANSACTION)
 
     def records_version(self, tenant_id: TenantId) -> str | None:
         entity = self._records.get(tenant_id, RECORDS_VERSION_ROW)
@@ -158,19 +233,20 @@ class TableRecords:
 
     def written_since(self, tenant_id: TenantId, after: datetime | None, *,
                       documents: bool = True) -> Iterator[LoggedWrite]:
-        """The log of both tables, merged in time order (a row's key starts with its stamp)."""
-        return heapq.merge(*(self._logged(tables, tenant_id, after, documents=documents)
-                             for tables in (self._records, self._activities)), key=lambda write: write.id)
+        """The log of both tables (each shard of the activities' has its own), merged in time order (a row's key
+        starts with its stamp). The first page of each is read at once, together; the next ones as the merge
+        needs them."""
+        logs = self._log_partitions(tenant_id)
+        with ThreadPoolExecutor(max_workers=min(_READERS, len(logs))) as pool:
+            firsts = list(pool.map(lambda log: _log_page(log[0], log[1], after, None, documents), logs))
+        return heapq.merge(*(self._logged(tables, partition, after, first, documents=documents)
+                             for (tables, partition), first in zip(logs, firsts, strict=True)),
+                           key=lambda write: write.id)
 
     @staticmethod
-    def _logged(tables: TableStore, tenant_id: TenantId, after: datetime | None, *,
+    def _logged(tables: TableStore, partition: str, after: datetime | None, found: Page, *,
                 documents: bool = True) -> Iterator[LoggedWrite]:
-        start = log_row_key(after + timedelta(microseconds=1)).rpartition("|")[0] if after else LOG_PREFIX
-        upper = LOG_PREFIX[:-1] + chr(ord("|") + 1)
-        page: str | None = None
         while True:
-            found = tables.query_partition(tenant_id, row_key_from=start, row_key_before=upper, page_size=1000,
-                                           continuation=page, select=None if documents else _LOG_NAMES)
             for entity in found.entities:
                 keys = json.loads(str(entity.properties.get("Keys") or "[]"))
                 count = int(entity.properties.get("PrevChunks") or 0)  # type: ignore[arg-type]
@@ -184,28 +260,33 @@ class TableRecords:
                                   current)
             if found.continuation is None:
                 return
-            page = found.continuation
+            found = _log_page(tables, partition, after, found.continuation, documents)
 
     def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
-        return (w for w in self._logged(self._records, tenant_id, after) if w.kind != "activities")
+        first = _log_page(self._records, tenant_id, after, None, True)
+        return (w for w in self._logged(self._records, tenant_id, after, first) if w.kind != "activities")
 
     def forget_written(self, tenant_id: TenantId, through: datetime) -> int:
         upper = log_row_key(through + timedelta(microseconds=1)).rpartition("|")[0]
-        forgotten = 0
-        for tables in (self._records, self._activities):
+
+        def forget(log: tuple[TableStore, str]) -> int:
+            tables, partition = log
             old = [Operation("delete", e.row_key) for e in tables.iter_partition(
-                tenant_id, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
+                partition, row_key_prefix=LOG_PREFIX, select=["Kind"]) if e.row_key < upper]
             for transaction in transactions(old):
                 try:
-                    tables.transact(tenant_id, transaction)
+                    tables.transact(partition, transaction)
                 except ConcurrencyConflict:
                     continue  # another computation deleted some of them meanwhile: the next one finishes
-            forgotten += len(old)
-        return forgotten
+            return len(old)
+
+        logs = self._log_partitions(tenant_id)
+        with ThreadPoolExecutor(max_workers=min(_READERS, len(logs))) as pool:
+            return sum(pool.map(forget, logs))
 
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         def read(key: str) -> tuple[str, StoredEntity | None]:
-            return key, self._activities.get(tenant_id, f"activity|{key}")
+            return key, self._activities.get(self._shards.of(tenant_id, key), f"activity|{key}")
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = list(pool.map(read, list(dict.fromkeys(keys))))
@@ -214,42 +295,49 @@ class TableRecords:
     def iter_records(self, tenant_id: TenantId, kind: str, source: Source | None = None) -> Iterator[Any]:
         """Every record of a kind (activities: of one source only, if given)."""
         model = RECORD_KINDS[kind]
-        for entity in self._tables_of(kind).iter_partition(tenant_id, row_key_prefix=prefix(kind, source)):
-            if entity.properties.get(DELETED) is not True:
-                yield decode(entity, model)
+        partitions = self._shards.all(tenant_id) if kind == "activities" else [tenant_id]
+        for partition in partitions:
+            for entity in self._tables_of(kind).iter_partition(partition, row_key_prefix=prefix(kind, source)):
+                if entity.properties.get(DELETED) is not True:
+                    yield decode(entity, model)
 
     def iter_activities(self, tenant_id: TenantId, *, with_ingested_at: bool = True, removed: bool = False,
                         ) -> Iterator[tuple[Activity, datetime | None]]:
         """Every activity, with the moment it was stored unless not wanted (decoding it is a third of the scan);
         tombstones too, as RemovedActivity, when `removed`. Only the first part of each document is fetched; the
         rare larger one is read whole."""
-        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"),
-                                                      select=_activity_columns(with_ingested_at)):
-            found = self._decoded(tenant_id, entity, with_ingested_at=with_ingested_at, removed=removed)
-            if found is not None:
-                yield found
+        for partition in self._shards.all(tenant_id):
+            for entity in self._activities.iter_partition(partition, row_key_prefix=prefix("activities"),
+                                                          select=_activity_columns(with_ingested_at)):
+                found = self._decoded(partition, entity, with_ingested_at=with_ingested_at, removed=removed)
+                if found is not None:
+                    yield found
 
     def activities_page(self, tenant_id: TenantId, after: str | None, limit: int) -> tuple[list[Activity], str | None]:
+        """In key order within each shard, shard after shard."""
         page: list[Activity] = []
-        last: str | None = None
         scanned = 0
-        for entity in self._activities.iter_partition(tenant_id, row_key_prefix=prefix("activities"),
-                                                      select=_activity_columns(False), after=after):
-            found = self._decoded(tenant_id, entity, with_ingested_at=False, removed=False)
-            if found is not None:
-                page.append(found[0])
-            last, scanned = entity.row_key, scanned + 1
-            if scanned == limit:
-                return page, last  # (the next page may be empty: one more query says so)
+        first, last = self._shards.at(after)
+        for shard in range(first, self._shards.count):
+            partition = self._shards.partition(tenant_id, shard)
+            for entity in self._activities.iter_partition(partition, row_key_prefix=prefix("activities"),
+                                                          select=_activity_columns(False), after=last):
+                found = self._decoded(partition, entity, with_ingested_at=False, removed=False)
+                if found is not None:
+                    page.append(found[0])
+                scanned += 1
+                if scanned == limit:  # (the next page may be empty: one more query says so)
+                    return page, self._shards.position(shard, entity.row_key)
+            last = None
         return page, None
 
-    def _decoded(self, tenant_id: TenantId, entity: StoredEntity, *, with_ingested_at: bool, removed: bool,
+    def _decoded(self, partition: str, entity: StoredEntity, *, with_ingested_at: bool, removed: bool,
                  ) -> tuple[Activity, datetime | None] | None:
         deleted = entity.properties.get(DELETED) is True
         if deleted and not removed:
             return None
         if int(entity.properties.get("DocChunks") or 1) > 1:  # type: ignore[arg-type]
-            whole = self._activities.get(tenant_id, entity.row_key)
+            whole = self._activities.get(partition, entity.row_key)
             if whole is None:  # deleted (purged) since the scan passed it
                 return None
             entity = whole
@@ -267,7 +355,9 @@ class TableRecords:
             if not pending:
                 break
             with ThreadPoolExecutor(max_workers=_READERS) as pool:
-                found = list(pool.map(lambda key: (key, tables.get(tenant_id, key_row(kind, key))), pending))
+                found = list(pool.map(
+                    lambda key: (key, tables.get(self._partition_of(tenant_id, kind, key), key_row(kind, key))),
+                    pending))
             operations: dict[str, Operation] = {}
             for key, entity in found:
                 if entity is None or entity.properties.get(DELETED) is True:
@@ -280,17 +370,21 @@ class TableRecords:
                 operations[key] = Operation("replace", entity.row_key, properties, entity.etag)
             pending = []
             documents = {key: _document(entity) for key, entity in found if entity is not None and key in operations}
+            by_partition: dict[str, list[tuple[str, Operation]]] = {}
+            for key, operation in operations.items():
+                by_partition.setdefault(self._partition_of(tenant_id, kind, key), []).append((key, operation))
             # Half the bytes and 99 rows: the log row beside them holds the documents they removed.
-            for group in cut_into_transactions(list(operations.items()), lambda pair: 2 * operation_bytes(pair[1]),
-                                               limit=_PER_TRANSACTION):
-                keys = [key for key, _ in group]
-                log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
-                try:
-                    tables.transact(tenant_id, [*(operation for _, operation in group), log,
-                                                *_version_bump(kind, log)])
-                    removed += keys
-                except ConcurrencyConflict:  # one of them changed: judge each again
-                    pending += [key for key, _ in group]
+            for partition, keyed in by_partition.items():
+                for group in cut_into_transactions(keyed, lambda pair: 2 * operation_bytes(pair[1]),
+                                                   limit=_PER_TRANSACTION):
+                    keys = [key for key, _ in group]
+                    log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
+                    try:
+                        tables.transact(partition, [*(operation for _, operation in group), log,
+                                                    *_version_bump(kind, log)])
+                        removed += keys
+                    except ConcurrencyConflict:  # one of them changed: judge each again
+                        pending += [key for key, _ in group]
         return removed
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
@@ -316,26 +410,31 @@ class TableRecords:
                       enough: Callable[[], bool], after: str | None) -> PurgeProgress:
         """Bounded, resumable deletion in transactions of 100 (99 rows and their log entry, which keeps the
         deleted documents so that the aggregates they counted in follow); the position is the last key judged."""
-        batch: list[StoredEntity] = []
-        deleted = 0
-        rows = self._activities.iter_partition(tenant_id, row_key_prefix=row_prefix, after=after)
-        for scanned, entity in enumerate(rows, 1):
-            if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
-                return PurgeProgress(deleted + (self._delete(tenant_id, batch) if batch else 0), False, after)
-            after = entity.row_key
-            if not wanted(entity):
-                continue
-            batch.append(entity)
-            if len(batch) == MAX_BATCH_OPERATIONS - 1:
-                deleted += self._delete(tenant_id, batch)
-                batch = []
-                if enough():
-                    return PurgeProgress(deleted, False, after)
-        if batch:
-            deleted += self._delete(tenant_id, batch)
+        deleted = scanned = 0
+        first, last = self._shards.at(after)
+        for shard in range(first, self._shards.count):
+            partition = self._shards.partition(tenant_id, shard)
+            batch: list[StoredEntity] = []
+            for entity in self._activities.iter_partition(partition, row_key_prefix=row_prefix, after=last):
+                scanned += 1
+                if scanned % 500 == 0 and enough():  # a scan that finds little must stop in time too
+                    deleted += self._delete(partition, batch) if batch else 0
+                    return PurgeProgress(deleted, False, self._shards.position(shard, last))
+                last = entity.row_key
+                if not wanted(entity):
+                    continue
+                batch.append(entity)
+                if len(batch) == MAX_BATCH_OPERATIONS - 1:
+                    deleted += self._delete(partition, batch)
+                    batch = []
+                    if enough():
+                        return PurgeProgress(deleted, False, self._shards.position(shard, last))
+            if batch:
+                deleted += self._delete(partition, batch)
+            last = None
         return PurgeProgress(deleted, True)
 
-    def _delete(self, tenant_id: TenantId, rows: list[StoredEntity]) -> int:
+    def _delete(self, partition: str, rows: list[StoredEntity]) -> int:
         """One transaction; if a row changed or went meanwhile (another purge of the tenant, a newer version),
         row by row, leaving those. Only the version that was judged is deleted: a row replaced since (a newer
         version, ingested after Exchange came back) is not this purge's to delete."""
@@ -344,19 +443,27 @@ class TableRecords:
         at = datetime.now(UTC)
         batch = [Operation("delete", e.row_key, etag=e.etag) for e in rows]
         try:
-            self._activities.transact(tenant_id, [*batch, _log_row("activities", at, keys, documents, removed=True)])
+            self._activities.transact(partition, [*batch, _log_row("activities", at, keys, documents, removed=True)])
             return len(batch)
         except ConcurrencyConflict:
             # First, and without `Removed`: the refresh reads what stays (an entry for a row that stays is harmless).
-            self._activities.transact(tenant_id, [_log_row("activities", at, keys, documents)])
+            self._activities.transact(partition, [_log_row("activities", at, keys, documents)])
             deleted = 0
             for operation in batch:
                 try:
-                    self._activities.delete(tenant_id, operation.row_key, operation.etag)
+                    self._activities.delete(partition, operation.row_key, operation.etag)
                     deleted += 1
                 except ConcurrencyConflict:
                     continue
             return deleted
+
+
+def _log_page(tables: TableStore, partition: str, after: datetime | None, continuation: str | None,
+              documents: bool) -> Page:
+    start = log_row_key(after + timedelta(microseconds=1)).rpartition("|")[0] if after else LOG_PREFIX
+    upper = LOG_PREFIX[:-1] + chr(ord("|") + 1)
+    return tables.query_partition(partition, row_key_from=start, row_key_before=upper, page_size=1000,
+                                  continuation=continuation, select=None if documents else _LOG_NAMES)
 
 
 _PER_TRANSACTION = MAX_BATCH_OPERATIONS - 2  # records beside the log's row and the version's

@@ -118,6 +118,7 @@ EXPECTED_SETTINGS = {
     "RI_GRAPH_BASE_URL": "'https://graph.microsoft.com/v1.0'",
     "RI_MAILBOX_ROUND_MINUTES": "string(mailboxRoundMinutes)",
     "RI_CRM_ROUND_MINUTES": "string(crmRoundMinutes)",
+    "RI_ACTIVITY_SHARDS": "string(activityShards)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "appInsights.properties.ConnectionString",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
 }
@@ -132,6 +133,7 @@ def test_settings_defaults() -> None:
     assert _param_default("backgroundSchedule") == "'0 */5 * * * *'"
     assert _param_default("mailboxRoundMinutes") == "15"
     assert _param_default("crmRoundMinutes") == "60"
+    assert _param_default("activityShards") == "8"
     assert _param_default("portalUrl") == "''"
     assert re.search(r"^param apiAudiences string$", BICEP, re.M)  # required: no default audience
     assert re.search(r"^param clientId string$", BICEP, re.M)

@@ -49,16 +49,20 @@ def test_the_data_sources_settings_and_their_defaults() -> None:
     assert default.graph_url == "https://graph.microsoft.com"
     assert (default.mailbox_round_interval.total_seconds(), default.crm_round_interval.total_seconds()) == (900, 3600)
     assert default.allow_loopback_sources is False
+    assert default.activity_shards == 1
     local = AppConfig.from_env({**base, "RI_GRAPH_BASE_URL": "https://127.0.0.1:7073/v1.0/",
                                 "RI_MAILBOX_ROUND_MINUTES": "5", "RI_CRM_ROUND_MINUTES": "120",
-                                "RI_ALLOW_LOOPBACK_SOURCES": "true"})
+                                "RI_ALLOW_LOOPBACK_SOURCES": "true", "RI_ACTIVITY_SHARDS": "8"})
     assert local.graph_url == "https://127.0.0.1:7073"
     assert (local.mailbox_round_interval.total_seconds(), local.crm_round_interval.total_seconds()) == (300, 7200)
     assert local.allow_loopback_sources is True
+    assert local.activity_shards == 8
 
 
 @pytest.mark.parametrize("extra", [{"RI_GRAPH_BASE_URL": "http://graph.microsoft.com/v1.0"},
-                                   {"RI_MAILBOX_ROUND_MINUTES": "1"}, {"RI_CRM_ROUND_MINUTES": "hourly"}])
+                                   {"RI_MAILBOX_ROUND_MINUTES": "1"}, {"RI_CRM_ROUND_MINUTES": "hourly"},
+                                   {"RI_ACTIVITY_SHARDS": "0"}, {"RI_ACTIVITY_SHARDS": "65"},
+                                   {"RI_ACTIVITY_SHARDS": "eight"}])
 def test_unusable_data_sources_settings_are_configuration_errors(extra: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         AppConfig.from_env({"AzureWebJobsStorage": "x", "RI_API_AUDIENCES": "x", **extra})
