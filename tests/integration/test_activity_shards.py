@@ -159,7 +159,7 @@ def test_positions_name_a_shard_among_the_count_and_anything_else_is_refused() -
     assert shards.of(TenantId("t"), "crm|m1") == shards.of(TenantId("t"), "activity|crm|m1") == "t|2"
     assert {shards.of(TenantId("t"), f"crm|m{i}") for i in range(100)} == {f"t|{n}" for n in range(4)}
     assert ActivityShards(1).position(0, "activity|crm|x") == "activity|crm|x"  # (the layout before shards)
-    with pytest.raises(ValueError, match="1 to 64 partitions"):
+    with pytest.raises(ValueError, match="at least one partition"):
         ActivityShards(0)
 
 
