@@ -415,8 +415,11 @@ class InsightsService:
         pending = [] if mark is None else [w for w in self._records.written_since(tenant_id, mark)
                                            if w.kind != "activities" and w.ingested_at > built[0]
                                            and w.id not in built[1]]
-        before = Linker(_with(_as_applied(directory, pending), [(f"{k[0]}s", r.model_copy(update={"opted_out": False}))
-                                                                for k, r in opted.items()]))
+        applied = _as_applied(directory, pending)
+        counted: dict[str, dict[str, Any]] = {"contact": applied.contacts, "lead": applied.leads}
+        # (As the aggregates know them: a contact moved to another account since counts for the one it was in.)
+        before = Linker(_with(applied, [(f"{k[0]}s", counted[k[0]].get(k[1], r).model_copy(update={"opted_out": False}))
+                                        for k, r in opted.items()]))
         linker = Linker(directory)
         ctx = Context(directory, settings, self._clock.now())
         results, versions = self._apply(tenant_id, ctx, linker, self._relinked(tenant_id, set(opted), set()),
