@@ -230,8 +230,7 @@ class InsightsService:
             # under way (which may have passed records it concerns) does not count as its.
             ask(self._index, self._queue, self._clock, IndexKind.INSIGHTS_RECOMPUTE, tenant_id, self._clock.now())
         done = set(reached)
-        results = [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
-                   for key in touched.keys if key not in done]
+        results = [touched.insight(ctx, linker, key) for key in touched.keys if key not in done]
         self._store(tenant_id, ctx, linker, results, touched.versions, removed=plan.dropped)
         computed = len(results) + len(reached)
         through = _seen_through(mark, [w.ingested_at for w in writes], now)
@@ -451,11 +450,15 @@ class InsightsService:
         # was computed from aggregates no newer than those read after it. So an answer computed from older
         # aggregates never replaces one computed from newer.
         versions = self._insights.previous(tenant_id, wanted, records=len(linker.records))
-        states = self._upkeep(tenant_id, ctx, edits, len(linker.records))
+
+        def compute(key: RecordKey, state: LedgerState) -> RecordInsight | None:
+            return _insight(ctx, linker, key, state, _document(versions.get(key))) if key in linker.records else None
+
+        states, computed = self._upkeep(tenant_id, ctx, edits, len(linker.records), compute)
         missing = [k for k in wanted if k not in states]
         if missing:
             states.update(self._ledgers.read_many(tenant_id, missing, ctx.recent_from))
-        return _Touched(wanted, versions, states)
+        return _Touched(wanted, versions, states, computed)
 
     def _apply(self, tenant_id: TenantId, ctx: Context, linker: Linker,
                changes: list[tuple[str, Activity | None, Activity | None]], before: Linker | None, *,
@@ -463,8 +466,7 @@ class InsightsService:
         """`_touch`, then the records it touched computed, each from its aggregates; returns them and the stored
         insights they replace."""
         touched = self._touch(tenant_id, ctx, linker, changes, before, extra=extra)
-        return [_insight(ctx, linker, key, touched.states[key], _document(touched.versions.get(key)))
-                for key in touched.keys], touched.versions
+        return [touched.insight(ctx, linker, key) for key in touched.keys], touched.versions
 
     def _store(self, tenant_id: TenantId, ctx: Context, linker: Linker, results: list[RecordInsight],
                versions: dict[RecordKey, Versioned[RecordInsight]], removed: Iterable[RecordKey]) -> None:
@@ -493,10 +495,12 @@ class InsightsService:
             raise ConcurrencyConflict(f"the insights of {pending[:3]} keep changing; the refresh is retried")
 
     def _upkeep(self, tenant_id: TenantId, ctx: Context, edits: Edits, records: int,
-                ) -> dict[RecordKey, LedgerState]:
+                compute: Callable[[RecordKey, LedgerState], RecordInsight | None],
+                ) -> tuple[dict[RecordKey, LedgerState], dict[RecordKey, RecordInsight]]:
         """Applies what changed activities change (`ledger_edits`: a new version or a removal undoes the old one)
         to the aggregates of the records concerned (`records`: how many the tenant holds), each record in one
-        ETag-checked write; returns their states."""
+        ETag-checked write; returns their states, and the insights `compute` made of them while the writes were
+        under way (their storage's round trips overlap the computation; insights are written only after)."""
         states: dict[RecordKey, LedgerState] = {}
         horizon = horizon_for(ctx.now)
         read = self._ledgers.read_for_update(tenant_id, edits, ctx.recent_from, records=records)
@@ -508,15 +512,21 @@ class InsightsService:
             if needs_archive(state, months, horizon):
                 state = self._ledgers.read(tenant_id, key, ctx.recent_from, months, with_archive=True)
             apply_edits(state, months, horizon, ctx.recent_from)
+            settled_for(state, ctx.recent_from)  # (what the computation reads, settled before it reads alongside)
             return key, state
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             first = dict(pool.map(prepare, sorted(edits)))
         # One pass packs the records' writes into few transactions; a record another worker changed meanwhile is
-        # read and written again on its own.
-        failed = set(self._ledgers.write_many(tenant_id, [(k, s, set(edits[k])) for k, s in first.items()],
-                                              ctx.recent_from))
+        # read and written again on its own (and computed again).
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            written = writer.submit(self._ledgers.write_many, tenant_id,
+                                    [(k, s, set(edits[k])) for k, s in first.items()], ctx.recent_from)
+            computed = {k: result for k, s in first.items() if (result := compute(k, s)) is not None}
+            failed = set(written.result())
         states.update((k, s) for k, s in first.items() if k not in failed)
+        for key in failed:
+            computed.pop(key, None)
 
         def apply(key: RecordKey) -> tuple[RecordKey, LedgerState]:
             months = edits[key]
@@ -534,7 +544,7 @@ class InsightsService:
 
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
             states.update(pool.map(apply, sorted(failed)))
-        return states
+        return states, computed
 
     def _rebuild(self, tenant_id: TenantId, settings: TenantSettings, now: datetime, started: float,
                  ) -> RecomputeReport:
@@ -891,6 +901,12 @@ class _Touched:
     keys: list[RecordKey]
     versions: dict[RecordKey, _Stored]
     states: dict[RecordKey, LedgerState]
+    computed: dict[RecordKey, RecordInsight]  # those computed already, from these states
+
+    def insight(self, ctx: Context, linker: Linker, key: RecordKey) -> RecordInsight:
+        found = self.computed.get(key)
+        return found if found is not None else _insight(ctx, linker, key, self.states[key],
+                                                        _document(self.versions.get(key)))
 
 
 def _ledger_of(months: dict[str, list[Any]], horizon: str, recent_from: str) -> LedgerState:
