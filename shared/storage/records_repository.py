@@ -193,20 +193,26 @@ class TableRecords:
         """Creates new rows and replaces stored ones only if unchanged since read (ConcurrencyConflict if not)."""
         replaced = {record_key(record): stored.document for record, stored in records
                     if stored is not None and stored.document is not None}
+        keyed = [(record_key(record), _operation(kind, record, stored, ingested_at)) for record, stored in records]
+        for partition, group in self._transactions(tenant_id, kind, keyed):
+            keys = [key for key, _ in group]
+            current = {key: payload(op.properties) for key, op in group} if kind == "activities" else None
+            log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
+                           current=current)
+            operations = [op for _, op in group]
+            self._tables_of(kind).transact(partition, [*operations, log, *_version_bump(kind, log)])
+
+    def _transactions(self, tenant_id: TenantId, kind: str, keyed: Sequence[tuple[str, Operation]],
+                      ) -> Iterator[tuple[str, list[tuple[str, Operation]]]]:
+        """Keyed operations cut into transactions of one partition each, of at most 98 rows and half the bytes
+        (beside them, the log's row, which may hold the documents they replace, and the records' version)."""
         by_partition: dict[str, list[tuple[str, Operation]]] = {}
-        for record, stored in records:
-            key = record_key(record)
-            by_partition.setdefault(self._partition_of(tenant_id, kind, key), []).append(
-                (key, _operation(kind, record, stored, ingested_at)))
-        for partition, keyed in by_partition.items():
-            for group in cut_into_transactions(keyed, lambda item: 2 * operation_bytes(item[1]),
+        for key, operation in keyed:
+            by_partition.setdefault(self._partition_of(tenant_id, kind, key), []).append((key, operation))
+        for partition, operations in by_partition.items():
+            for group in cut_into_transactions(operations, lambda item: 2 * operation_bytes(item[1]),
                                                limit=_PER_TRANSACTION):
-                keys = [key for key, _ in group]
-                current = {key: payload(op.properties) for key, op in group} if kind == "activities" else None
-                log = _log_row(kind, ingested_at, keys, {k: replaced[k] for k in keys if k in replaced},
-                               current=current)
-                operations = [op for _, op in group]
-                self._tables_of(kind).transact(partition, [*operations, log, *_version_bump(kind, log)])
+                yield partition, group
 
     def weight(self, kind: str, record: BaseModel) -> int:
         """What a record weighs in a transaction; RecordTooLarge when no row can hold it."""
@@ -369,21 +375,16 @@ class TableRecords:
                 operations[key] = Operation("replace", entity.row_key, properties, entity.etag)
             pending = []
             documents = {key: _document(entity) for key, entity in found if entity is not None and key in operations}
-            by_partition: dict[str, list[tuple[str, Operation]]] = {}
-            for key, operation in operations.items():
-                by_partition.setdefault(self._partition_of(tenant_id, kind, key), []).append((key, operation))
-            # Half the bytes and 99 rows: the log row beside them holds the documents they removed.
-            for partition, keyed in by_partition.items():
-                for group in cut_into_transactions(keyed, lambda pair: 2 * operation_bytes(pair[1]),
-                                                   limit=_PER_TRANSACTION):
-                    keys = [key for key, _ in group]
-                    log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
-                    try:
-                        tables.transact(partition, [*(operation for _, operation in group), log,
-                                                    *_version_bump(kind, log)])
-                        removed += keys
-                    except ConcurrencyConflict:  # one of them changed: judge each again
-                        pending += [key for key, _ in group]
+            # The log row beside them holds the documents they removed.
+            for partition, group in self._transactions(tenant_id, kind, list(operations.items())):
+                keys = [key for key, _ in group]
+                log = _log_row(kind, removed_at, keys, {k: d for k in keys if (d := documents[k]) is not None})
+                try:
+                    tables.transact(partition, [*(operation for _, operation in group), log,
+                                                *_version_bump(kind, log)])
+                    removed += keys
+                except ConcurrencyConflict:  # one of them changed: judge each again
+                    pending += [key for key, _ in group]
         return removed
 
     def purge_exchange(self, tenant_id: TenantId, ingested_through: datetime, enough: Callable[[], bool],
