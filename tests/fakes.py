@@ -146,6 +146,7 @@ class FakeRecords:
     logged: int = 0
     record_writes: dict[str, int] = field(default_factory=dict)
     activity_reads: int = 0
+    writing: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # the calls under way, by token
 
     def records_version(self, tenant_id: TenantId) -> str | None:
         return str(self.record_writes[tenant_id]) if tenant_id in self.record_writes else None
@@ -170,6 +171,21 @@ class FakeRecords:
         kept = [(t, w) for t, w in self.log if t != tenant_id or w.ingested_at > through]
         forgotten, self.log = len(self.log) - len(kept), kept
         return forgotten
+
+    def begin_writing(self, tenant_id: TenantId, at: datetime) -> str:
+        self.logged += 1
+        token = f"writing-{self.logged:08d}"
+        self.writing[token] = (tenant_id, at)
+        return token
+
+    def end_writing(self, tenant_id: TenantId, token: str) -> None:
+        self.writing.pop(token, None)
+
+    def writing_since(self, tenant_id: TenantId, expired_before: datetime) -> list[datetime]:
+        for token, (tenant, at) in list(self.writing.items()):
+            if tenant == tenant_id and at < expired_before:
+                del self.writing[token]
+        return [at for tenant, at in self.writing.values() if tenant == tenant_id]
 
     def activities(self, tenant_id: TenantId, keys: Sequence[str]) -> dict[str, Activity]:
         self.activity_reads += len(set(keys))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared import garbage_collection
@@ -65,7 +65,7 @@ from shared.services.ports import (
     WorkQueue,
 )
 from shared.services.tenant_settings import TenantSettingsService
-from shared.services.timing import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE
+from shared.services.timing import FULL_RECOMPUTE_INTERVAL, IN_FLIGHT_MARGIN, WRITE_SETTLE
 from shared.tenancy import TenantId
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ class InsightsService:
         def applied(write: LoggedWrite) -> bool:
             return write.ingested_at <= built[0] or write.id in built[1]
 
+        # (Before the log is read: a call that ends after the read, its rows unread, must still hold the mark back.)
+        settled = self._settled(tenant_id, now)
         writes, more = _first_writes(self._records.written_since(tenant_id, start), MAX_LOGGED_KEYS_PER_STEP, applied)
         directory = self._directory(tenant_id)
         unapplied = [w for w in writes if not applied(w)]
@@ -233,7 +235,7 @@ class InsightsService:
         results = [touched.insight(ctx, linker, key) for key in touched.keys if key not in done]
         self._store(tenant_id, ctx, linker, results, touched.versions, removed=plan.dropped)
         computed = len(results) + len(reached)
-        through = _seen_through(mark, [w.ingested_at for w in writes], now)
+        through = _seen_through(mark, [w.ingested_at for w in writes], settled)
         if through is not None and through != mark:
             self._insights.mark_refreshed(tenant_id, through)
         if through is not None and writes:
@@ -562,7 +564,7 @@ class InsightsService:
         progress, etag = self._ledgers.rebuild_progress(tenant_id)
         try:
             if progress is None:
-                settled = now - WRITE_SETTLE
+                settled = self._settled(tenant_id, now)
                 seen = frozenset(w.id for w in self._records.record_writes_since(tenant_id, settled))
                 progress = RebuildProgress(began=now, settled=settled, seen=seen)
                 etag = self._ledgers.save_rebuild(tenant_id, progress, etag)
@@ -678,6 +680,13 @@ class InsightsService:
         log.info("insights rebuilt: %d records from %d activities (this step %.2f s)", report.records,
                  report.activities, report.seconds)
         return report
+
+    def _settled(self, tenant_id: TenantId, now: datetime) -> datetime:
+        """The latest moment up to which every row of the log has committed (or never will): just before the
+        oldest sync call still under way, at most IN_FLIGHT_MARGIN before `now`, at least WRITE_SETTLE before."""
+        floor = now - WRITE_SETTLE
+        under_way = self._records.writing_since(tenant_id, floor)
+        return max(floor, min([now - IN_FLIGHT_MARGIN, *(at - _JUST_BEFORE for at in under_way)]))
 
     def _directory(self, tenant_id: TenantId) -> Directory:
         """The tenant's records: O(records), never O(activities); the one this process loaded last while no
@@ -984,6 +993,7 @@ def _first_writes(found: Iterable[LoggedWrite], limit: int, applied: Callable[[L
 
 
 _HELD_KEYS_PER_LIMIT = 4
+_JUST_BEFORE = timedelta(microseconds=1)  # (the log's stamps are µs: a mark at a stamp counts its rows as applied)
 
 
 def _oldest_documents(writes: Iterable[LoggedWrite]) -> dict[tuple[str, str], str | None]:
@@ -1038,14 +1048,13 @@ def _record(kind: str, document: str | None) -> Any:
         return None
 
 
-def _seen_through(mark: datetime | None, stored_at: list[datetime | None], now: datetime) -> datetime | None:
+def _seen_through(mark: datetime | None, stored_at: list[datetime | None], settled: datetime) -> datetime | None:
     """The mark the next refresh starts from: every activity stored up to it has been computed, and no row
-    stamped up to it can still be committing (a row stamped before a scan began may commit after the scan has
-    passed its key, for up to WRITE_SETTLE; the next refresh looks at that margin again: recomputing a record
-    twice is harmless, missing an activity until tomorrow is not). A refresh never moves it back; a full
-    recompute sets it to what had settled when it began (lower than before only if an earlier computation began
-    later: still safe)."""
-    settled = now - WRITE_SETTLE
+    stamped up to it can still be committing (`settled`: a row stamped before a scan began may commit after the
+    scan has passed its key, while its call is under way; the next refresh looks at that margin again:
+    recomputing a record twice is harmless, missing an activity until tomorrow is not). A refresh never moves it
+    back; a full recompute sets it to what had settled when it began (lower than before only if an earlier
+    computation began later: still safe)."""
     if mark is None:  # a full recompute has seen everything that had settled when it began
         return settled
     newest = max((at for at in stored_at if at is not None), default=None)

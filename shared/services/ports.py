@@ -240,6 +240,20 @@ class RecordRepository(Protocol):
         returned (tombstones left out), and the position of this page's end (None: no more)."""
         ...
 
+    def begin_writing(self, tenant_id: TenantId, at: datetime) -> str:
+        """Registers a call about to stamp the rows it writes with `at` (the log's readers wait for it, see
+        `writing_since`); returns what `end_writing` takes."""
+        ...
+
+    def end_writing(self, tenant_id: TenantId, token: str) -> None:
+        """The call `begin_writing` registered has ended: it writes no more."""
+        ...
+
+    def writing_since(self, tenant_id: TenantId, expired_before: datetime) -> list[datetime]:
+        """The stamps of the calls still registered, stamped at `expired_before` or after (one small range query);
+        those stamped before are deleted (their calls crashed: their host stopped them long ago)."""
+        ...
+
     def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
         """The log's writes of records (not activities) stored after that moment, oldest first (one range query:
         records are logged in their own table)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from shared.clock import Clock
 from shared.domain.gates import closed_gate
 from shared.domain.records import RECORD_KINDS, Activity, InternalUser, Source, record_key
 from shared.domain.tenant_settings import TenantSettings
-from shared.errors import ConcurrencyConflict, Conflict, NotFound, field_problems
+from shared.errors import ConcurrencyConflict, Conflict, NotFound, StorageUnavailable, field_problems
 from shared.services.ports import (
     IndexKind,
     RecordRepository,
@@ -30,7 +31,7 @@ from shared.services.ports import (
     StoredVersion,
 )
 from shared.services.tenant_settings import TenantSettingsService
-from shared.services.timing import WRITE_SETTLE
+from shared.services.timing import IN_FLIGHT_MARGIN, WRITE_SETTLE
 from shared.tenancy import TenantId
 
 MAX_ITEMS = 1000
@@ -96,6 +97,28 @@ class SyncService:
         model = RECORD_KINDS.get(kind)
         if model is None:
             raise NotFound(f"unknown kind '{kind}'; use one of {', '.join(RECORD_KINDS)}")
+        with self._writing(tenant_id, started):
+            return self._ingest(tenant_id, kind, model, items, started)
+
+    @contextmanager
+    def _writing(self, tenant_id: TenantId, started: datetime) -> Iterator[None]:
+        """Registers this call, stamped `started`, with the log's readers for as long as it may write (they trust
+        only rows stamped before the oldest call registered); gives up before writing anything when the
+        registration took so long that a reader may have looked past the stamp meanwhile."""
+        token = self._records.begin_writing(tenant_id, started)
+        try:
+            if self._clock.now() - started > IN_FLIGHT_MARGIN / 2:
+                raise StorageUnavailable("the storage is slow right now; nothing was written")
+            yield
+        finally:
+            try:
+                self._records.end_writing(tenant_id, token)
+            except StorageUnavailable:
+                # Its readers wait for it until WRITE_SETTLE past its stamp, then delete the registration.
+                log.warning("a sync call's registration stays: the insights refresh waits for it a few minutes")
+
+    def _ingest(self, tenant_id: TenantId, kind: str, model: type[BaseModel], items: Sequence[dict[str, Any]],
+                started: datetime) -> SyncReport:
         settings = self._settings.current(tenant_id).settings
         if not settings.enabled:
             raise Conflict("relationship intelligence is not enabled for this tenant: no data is accepted")
@@ -141,7 +164,8 @@ class SyncService:
             return report
         if self._index is not None:  # before the data, as for ingestion
             self._index.add(IndexKind.INSIGHTS_REFRESH, tenant_id, started)
-        report.removed = len(self._records.remove(tenant_id, kind, wanted, started))
+        with self._writing(tenant_id, started):
+            report.removed = len(self._records.remove(tenant_id, kind, wanted, started))
         return report
 
     def _new_opt_outs(self, tenant_id: TenantId, kind: str, records: list[BaseModel]) -> list[str]:

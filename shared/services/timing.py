@@ -10,6 +10,12 @@ FULL_RECOMPUTE_INTERVAL = timedelta(days=1)  # scores move with time even withou
 # the host stops it (host.json functionTimeout, 10 minutes). Whoever needs every row stamped up to a moment —
 # the insights refresh mark, a purge's cut-off — waits this long past that moment before trusting a scan.
 WRITE_SETTLE = timedelta(minutes=15)
+# The log's readers need not wait that long: a sync call registers itself (its stamp) before it reads the gates,
+# and ends its registration once its writes have ended. A reader trusts every row stamped before the oldest call
+# registered, and at most up to this margin before its own moment: a registration still committing when the
+# reader looked (a call gives up, 503, when its own took over half the margin) and clock skew between hosts fit in
+# it. A crashed call holds the mark back until WRITE_SETTLE past its stamp.
+IN_FLIGHT_MARGIN = timedelta(seconds=30)
 # A settings change takes its moment before it is saved: a sync call that starts in between still reads the gates
 # open and stamps its rows a little after that moment. A purge deletes rows stamped up to this much later (a save
 # with its retries, and clock skew between hosts, take seconds).

@@ -14,6 +14,10 @@ changed since" is then a range query of each table, merged in time order, whose 
 write that commits late is never missed by it (the row commits with the data). A removal is logged the same way,
 with the document it removed.
 
+A call that writes first registers itself in the tenant's partition (`writing|{its stamp, µs}|{random}`) and
+removes that row once its writes have ended: the log's readers trust every row stamped before the oldest call
+still registered (within a short margin of their own moment), instead of waiting out a function's longest run.
+
 A tenant's activities may spread over several partitions of their own (`shards`, set for the deployment): with
 one, they live in `{tenant}`; with N, in `{tenant}|{n}` for n < N, an activity in the shard a stable hash of its
 key names (CRC-32, the same in every process), each shard with its own log (a log row commits with its rows, so in
@@ -59,6 +63,7 @@ _READERS = 8
 DELETED = "Deleted"
 _ATTEMPTS = 3
 LOG_PREFIX = "ilog|"
+WRITING_PREFIX = "writing|"  # a sync call under way: its stamp, until it ends (`begin_writing`)
 _LOG_NAMES = ["Kind", "IngestedAt", "Keys", "Removed"]  # what a log row says of a write, without its documents
 ACTIVITIES_TABLE_SUFFIX = "Activities"
 # Rewritten by every transaction that changes records (not activities): its ETag says whether the tenant's records
@@ -266,6 +271,35 @@ class TableRecords:
             if found.continuation is None:
                 return
             found = _log_page(tables, partition, after, found.continuation, documents)
+
+    def begin_writing(self, tenant_id: TenantId, at: datetime) -> str:
+        row = f"{WRITING_PREFIX}{log_row_key(at).removeprefix(LOG_PREFIX)}"
+        self._records.upsert(tenant_id, row, {"StampedAt": at})
+        return row
+
+    def end_writing(self, tenant_id: TenantId, token: str) -> None:
+        if token.startswith(WRITING_PREFIX):
+            self._records.delete(tenant_id, token)
+
+    def writing_since(self, tenant_id: TenantId, expired_before: datetime) -> list[datetime]:
+        stamps, expired = [], []
+        continuation = None
+        while True:
+            page = self._records.query_partition(tenant_id, row_key_from=WRITING_PREFIX,
+                                                 row_key_before=WRITING_PREFIX[:-1] + chr(ord("|") + 1),
+                                                 page_size=1000, continuation=continuation, select=["StampedAt"])
+            for entity in page.entities:
+                at = entity.properties.get("StampedAt")
+                if not isinstance(at, datetime) or at < expired_before:
+                    expired.append(entity.row_key)
+                else:
+                    stamps.append(at)
+            continuation = page.continuation
+            if continuation is None:
+                break
+        for row in expired:  # (a call that crashed; its host stopped it long ago)
+            self._records.delete(tenant_id, row)
+        return stamps
 
     def record_writes_since(self, tenant_id: TenantId, after: datetime) -> Iterator[LoggedWrite]:
         first = _log_page(self._records, tenant_id, after, None, True)

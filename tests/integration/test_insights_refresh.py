@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,7 @@ from shared.errors import ConcurrencyConflict, StorageUnavailable
 from shared.services.background.steps import ask, next_slot
 from shared.services.directory_cache import DirectoryCache
 from shared.services.ports import IndexKind, SweepProgress
+from shared.services.sync import SyncService
 from shared.services.timing import FULL_RECOMPUTE_INTERVAL, WRITE_SETTLE
 from shared.storage.insights_repository import (
     ATTENTION_PREFIX,
@@ -154,8 +157,12 @@ def test_a_refresh_gives_what_a_full_recompute_gives(world: bootstrap.Container)
     assert insights.refresh(tenant).records == 0
 
 
-def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(world: bootstrap.Container,
-                                                                                ) -> None:
+def test_a_call_stamped_before_a_computation_but_stored_after_it_is_not_missed(world: bootstrap.Container,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              ) -> None:
+    """A sync call stamps its rows with the moment it began and may commit them long after: a computation that
+    reads the log meanwhile must leave its mark before that stamp (the call is registered as under way), so that
+    the next refresh finds them; once no call is under way, the mark follows the log."""
     tenant, data = _seeded(world, consent=False, accounts=4, sellers=2, seed=8)
     insights = world.insights()
     assert isinstance(world.clock, FixedClock)
@@ -163,18 +170,57 @@ def test_a_batch_stamped_before_a_computation_but_stored_after_it_is_not_missed(
     insights.recompute(tenant)
     contact = next(c for c in data["contacts"] if c["accountId"] == "account-1")
     before = insights.record(tenant, "contact", contact["id"]).insight.crm
-    # A sync call stamped its batch a minute before the recompute began, and committed it only after the scan
-    # had passed: the stamp is in the past of the recompute that did not see it.
-    world.clock.advance(timedelta(minutes=-1))
-    assert world.sync().ingest(tenant, "activities", [{
-        "id": "late-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
-        "to": [contact["email"]], "start": NOW.isoformat(), "durationMinutes": 5}]).stored == 1
-    world.clock.advance(timedelta(minutes=20))
+    stalled, go = threading.Event(), threading.Event()
+    records = world.records  # (a new one each time)
+    write = records.write
+
+    def slow_write(*args: Any, **kwargs: Any) -> None:
+        stalled.set()
+        assert go.wait(30)
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(records, "write", slow_write)
+    sync = SyncService(world.tenant_settings(), records, world.clock, world.index)
+    began = world.clock.now()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        call = pool.submit(sync.ingest, tenant, "activities", [{
+            "id": "late-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
+            "to": [contact["email"]], "start": NOW.isoformat(), "durationMinutes": 5}])
+        assert stalled.wait(30)
+        world.clock.advance(timedelta(minutes=5))
+        assert world.sync().ingest(tenant, "activities", [{  # a later call, stored at once
+            "id": "later-1", "version": 1, "source": "crm", "kind": "phoneCall", "sender": data["users"][0]["email"],
+            "to": [contact["email"]], "start": NOW.isoformat(), "durationMinutes": 5}]).stored == 1
+        insights.recompute(tenant)  # it reads the log while the first call is under way
+        mark = TableInsights(world.insight_tables).refreshed_through(tenant)
+        assert mark is not None
+        assert mark < began
+        go.set()
+        assert call.result().stored == 1
+    world.clock.advance(timedelta(minutes=1))
     assert insights.refresh(tenant).records > 0
     after = insights.record(tenant, "contact", contact["id"]).insight.crm
     assert before is not None
     assert after is not None
-    assert after.kpis.team.phone_calls_made == before.kpis.team.phone_calls_made + 1
+    assert after.kpis.team.phone_calls_made == before.kpis.team.phone_calls_made + 2
+    # No call is under way: the mark moves up to the newest row read (not WRITE_SETTLE before this refresh).
+    assert TableInsights(world.insight_tables).refreshed_through(tenant) == began + timedelta(minutes=5)
+    assert world.records.writing_since(tenant, world.clock.now() - WRITE_SETTLE) == []
+
+
+def test_a_call_registered_as_under_way_reads_back_until_it_ends_or_expires(world: bootstrap.Container) -> None:
+    tenant, other = TenantId(str(uuid.uuid4())), TenantId(str(uuid.uuid4()))
+    records = world.records
+    first = records.begin_writing(tenant, NOW)
+    records.begin_writing(tenant, NOW + timedelta(seconds=1))
+    records.begin_writing(other, NOW)
+    assert records.writing_since(tenant, NOW - WRITE_SETTLE) == [NOW, NOW + timedelta(seconds=1)]
+    records.end_writing(tenant, first)
+    records.end_writing(tenant, first)  # (ended twice: harmless)
+    assert records.writing_since(tenant, NOW - WRITE_SETTLE) == [NOW + timedelta(seconds=1)]
+    assert records.writing_since(tenant, NOW + timedelta(seconds=2)) == []  # expired: deleted
+    assert records.writing_since(tenant, NOW - WRITE_SETTLE) == []
+    assert records.writing_since(other, NOW - WRITE_SETTLE) == [NOW]
 
 
 def test_needing_attention_pages_from_the_index_in_the_order_a_scan_gives(world: bootstrap.Container) -> None:

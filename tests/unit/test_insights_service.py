@@ -17,7 +17,7 @@ from shared.services.background.steps import next_slot
 from shared.services.insights import InsightsService
 from shared.services.ports import IndexEntry, IndexKind
 from shared.services.tenant_settings import TenantSettingsService
-from shared.services.timing import FULL_RECOMPUTE_INTERVAL
+from shared.services.timing import FULL_RECOMPUTE_INTERVAL, IN_FLIGHT_MARGIN, WRITE_SETTLE
 from tests.builders import NOW, TENANT, account, contact, enabled, mail, user
 from tests.fakes import (
     FakeInsights,
@@ -355,3 +355,41 @@ def test_the_daily_pass_keeps_the_insight_of_a_record_created_while_it_ran(world
     world.clock.advance(timedelta(days=1))
     world.service.recompute(TENANT)
     assert world.insights_store.get(TENANT, "contact", "newcomer") is None  # gone now: its insight goes
+
+
+def test_a_refresh_trusts_the_log_up_to_the_oldest_sync_call_under_way_and_no_further(world: World) -> None:
+    """A call stamped T that commits after a refresh has read the log past T: the mark stays before T while the
+    call is registered, so the next refresh reads its rows; once no call is under way the mark follows the log up
+    to IN_FLIGHT_MARGIN before the refresh's moment (not WRITE_SETTLE: a back-fill would read its last quarter
+    of an hour of the log again at every refresh)."""
+    world.clock.advance(timedelta(hours=1))
+    slow_call = world.clock.now()
+    token = world.records.begin_writing(TENANT, slow_call)
+    world.clock.advance(timedelta(minutes=5))
+    world.records.put(TENANT, "activities", mail("b0", BOB, FADING, 0), at=world.clock.now())  # a later call
+    assert world.service.refresh(TENANT).activities == 1
+    mark = world.insights_store.refreshed_through(TENANT)
+    assert mark is not None
+    assert mark < slow_call
+    world.records.put(TENANT, "activities", mail("a0", BOB, FADING, 1), at=slow_call)  # it commits now
+    world.records.end_writing(TENANT, token)
+    assert world.service.refresh(TENANT).activities == 1  # a0, found (b0 read again, known applied)
+    assert world.insights_store.refreshed_through(TENANT) == world.clock.now() - IN_FLIGHT_MARGIN
+    assert world.service.refresh(TENANT).activities == 0
+    fading = world.insights_store.get(TENANT, "contact", "fading")
+    assert fading is not None
+    assert fading.crm.kpis.activities == 4 + 2
+
+
+def test_a_call_that_never_ended_holds_the_mark_back_only_until_the_settle_time_past_its_stamp(world: World) -> None:
+    world.clock.advance(timedelta(hours=1))
+    crashed = world.clock.now()
+    world.records.begin_writing(TENANT, crashed)  # its host stopped it: it never ends its registration
+    world.clock.advance(timedelta(minutes=5))
+    world.records.put(TENANT, "activities", mail("b0", BOB, FADING, 0), at=world.clock.now())
+    world.service.refresh(TENANT)
+    assert (world.insights_store.refreshed_through(TENANT) or NOW) < crashed
+    world.clock.set(crashed + WRITE_SETTLE + timedelta(seconds=1))
+    world.service.refresh(TENANT)
+    assert (world.insights_store.refreshed_through(TENANT) or NOW) > crashed
+    assert world.records.writing == {}  # its registration is gone

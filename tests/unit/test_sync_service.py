@@ -3,16 +3,18 @@ gates at the door, and the background work a batch asks for."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from shared.clock import FixedClock
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, StorageUnavailable
 from shared.services.ports import IndexKind
 from shared.services.sync import SyncService
 from shared.services.tenant_settings import TenantSettingsService
-from shared.services.timing import WRITE_SETTLE
+from shared.services.timing import IN_FLIGHT_MARGIN, WRITE_SETTLE
+from shared.tenancy import TenantId
 from tests.builders import NOW, TENANT, contact, enabled, mail, user
 from tests.fakes import FakeRecords, FakeScheduleIndex, FakeSettingsRepository, item
 
@@ -178,3 +180,33 @@ def test_removal_needs_the_tenant_enabled_and_a_known_kind(world: World) -> None
     world.repository.settings[TENANT] = (enabled().disable(NOW), "e1")
     with pytest.raises(Conflict):
         world.sync.remove(TENANT, "contacts", ["c1"])
+
+
+def test_a_call_is_registered_with_its_stamp_while_it_writes_and_no_longer(world: World) -> None:
+    seen, original = [], world.records.write
+
+    def write(*args: Any, **kwargs: Any) -> None:
+        seen.append(sorted(world.records.writing.values()))
+        original(*args, **kwargs)
+
+    world.records.write = write  # type: ignore[method-assign]
+    world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com"))])
+    world.sync.remove(TENANT, "contacts", ["c1"])
+    assert seen == [[(TENANT, NOW)]]
+    assert world.records.writing == {}
+
+
+def test_a_call_whose_registration_was_slow_writes_nothing_and_asks_to_be_sent_again(world: World) -> None:
+    """A refresh may have looked for calls under way before the registration committed: it trusts rows stamped up
+    to IN_FLIGHT_MARGIN before its moment, so a call registered later than half of that must not write."""
+    original = world.records.begin_writing
+
+    def slow(tenant_id: TenantId, at: datetime) -> str:
+        world.clock.advance(IN_FLIGHT_MARGIN / 2 + timedelta(seconds=1))
+        return original(tenant_id, at)
+
+    world.records.begin_writing = slow  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable):
+        world.sync.ingest(TENANT, "contacts", [item(contact("c1", "lee@fabrikam.com"))])
+    assert world.records.get(TENANT, "contacts", "c1") is None
+    assert (world.records.writes, world.records.writing) == (0, {})
