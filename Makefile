@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/background.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/insights.py
+	$(PY) bench/upkeep.py
 	$(PY) bench/shards.py
 	$(PY) bench/record_changes.py
 	$(PY) bench/health_eval.py
