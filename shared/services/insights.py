@@ -242,8 +242,11 @@ class InsightsService:
             # The aggregates follow every write read here: the next step looks again only at those that the
             # settle margin makes it read again, and finds them applied (past a bound, activities' are applied
             # again: harmless, only slower).
-            # A step that goes on from another (`after`) keeps what that one named: its writes are in the margin too.
-            carried = built[1] if start != mark else frozenset()
+            # What the mark named stays named unless this step read it and the mark now passes it: a step that goes
+            # on from another (`after`) did not read that one's writes, and one that starts from the mark stops at
+            # its bound (the writes past it, applied by the steps after, are read again by the next steps).
+            passed = {w.id for w in writes if w.ingested_at <= through}
+            carried = frozenset(i for i in built[1] if i not in passed)
             margin = [w for w in writes if w.ingested_at > through]
             activities_seen = [w.id for w in margin if w.kind == "activities"]
             seen = carried | frozenset(

@@ -393,3 +393,32 @@ def test_a_call_that_never_ended_holds_the_mark_back_only_until_the_settle_time_
     world.service.refresh(TENANT)
     assert (world.insights_store.refreshed_through(TENANT) or NOW) > crashed
     assert world.records.writing == {}  # its registration is gone
+
+
+def test_a_chain_of_steps_from_the_mark_applies_none_of_the_margin_again_past_its_first_step(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """During a back-fill every write of the last IN_FLIGHT_MARGIN is read again by the next chain of steps; its
+    first step stops at its bound, and the writes after it must still be known applied by the steps that follow
+    (the first step's mark once named only what it had read itself)."""
+    monkeypatch.setattr(insights_module, "MAX_LOGGED_KEYS_PER_STEP", 2)
+    world.clock.advance(timedelta(hours=1))
+    for n in range(6):
+        world.records.put(TENANT, "activities", mail(f"a{n}", BOB, FADING, 2 * n),
+                          mail(f"b{n}", BOB, FADING, 2 * n + 1), at=world.clock.now())
+        world.clock.advance(timedelta(seconds=2))
+
+    def chain() -> tuple[int, int]:
+        report, steps, applied = world.service.refresh(TENANT), 1, 0
+        applied += report.activities
+        while report.more_after is not None:
+            report, steps = world.service.refresh(TENANT, report.more_after), steps + 1
+            applied += report.activities
+        return applied, steps
+
+    assert chain() == (12, 6)
+    again, steps = chain()  # (all of it within the margin: read again)
+    assert steps > 1
+    assert again == 0
+    fading = world.insights_store.get(TENANT, "contact", "fading")
+    assert fading is not None
+    assert fading.crm.kpis.activities == 4 + 12
