@@ -1,12 +1,13 @@
 """Ingestion with the aggregates' upkeep as production runs it: sync calls and the insights refresh at the same
 time, each in processes of its own, on one Azurite, with the real clock (the refresh's mark follows the sync calls
 under way). A tenant with its records and no activity yet gets the seed generator's activities (`--copies` times,
-each copy shifted further into the past) from `--syncs` processes, each sending batches of 1,000 one after the
+each copy shifted further into the past: the second one is past the two-year horizon of the ledgers, slower to
+apply) from `--syncs` processes (one run each, side by side), each sending batches of 1,000 one after the
 other, while one worker runs the refresh's steps back to back (as the work bus does when a back-fill keeps it
 busy). Printed: activities per second from the first call to the moment the last activity is in the aggregates,
 the sync alone, and how many the refresh applied.
 
-    .venv/bin/python bench/upkeep.py [--accounts 310] [--days 1800] [--copies 2] [--syncs 1]
+    .venv/bin/python bench/upkeep.py [--accounts 310] [--days 1800] [--copies 1] [--syncs 1,2]
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def set_up(args: argparse.Namespace, connection: str) -> TenantId:
 def sync_worker(args: argparse.Namespace) -> None:
     container, _ = services_for(args.connection, TABLE, SystemClock())
     sync, tenant = container.sync(), TenantId(args.tenant)
-    items = _copies(args, args.part, args.syncs)
+    items = _copies(args, args.part, int(args.syncs))
     print("ready", flush=True)
     sys.stdin.readline()  # every process has generated its share: go
     started = time.perf_counter()
@@ -156,8 +157,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=310)
     parser.add_argument("--days", type=int, default=1800)
-    parser.add_argument("--copies", type=int, default=2)
-    parser.add_argument("--syncs", type=int, default=1)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--syncs", default="1,2", help="sync processes, for each run side by side: 1,2")
     parser.add_argument("--sync-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--refresh-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
@@ -173,9 +174,11 @@ def main() -> None:
         return
     print(f"ingestion with the aggregates' upkeep, sync and refresh at once ({args.copies} copies of the seed's "
           "activities, batches of 1,000)")
-    with Azurite() as azurite:
-        tenant = set_up(args, azurite.connection_string)
-        report(measure(args, azurite.connection_string, tenant), args.syncs)
+    for syncs in [int(n) for n in str(args.syncs).split(",")]:
+        with Azurite() as azurite:  # (each run on a fresh one: Azurite slows with every row of a table)
+            tenant = set_up(args, azurite.connection_string)
+            report(measure(argparse.Namespace(**{**vars(args), "syncs": syncs}), azurite.connection_string, tenant),
+                   syncs)
 
 
 if __name__ == "__main__":
