@@ -146,7 +146,7 @@ def measure(args: argparse.Namespace, connection: str, tenant: TenantId) -> dict
             "chains": done["chains"], "per_s": activities / elapsed, "sync_per_s": activities / synced_s}
 
 
-def report(result: dict[str, float], syncs: int) -> None:
+def print_result(result: dict[str, float], syncs: int) -> None:
     print(f"   {result['activities']:,.0f} activities from {syncs} sync process(es) while a worker refreshed: all "
           f"in the aggregates after {result['seconds']:.1f} s = {result['per_s']:,.0f}/s (the sync alone "
           f"{result['synced_s']:.1f} s = {result['sync_per_s']:,.0f}/s; {result['applied']:,.0f} applied in "
@@ -177,8 +177,8 @@ def main() -> None:
     for syncs in [int(n) for n in str(args.syncs).split(",")]:
         with Azurite() as azurite:  # (each run on a fresh one: Azurite slows with every row of a table)
             tenant = set_up(args, azurite.connection_string)
-            report(measure(argparse.Namespace(**{**vars(args), "syncs": syncs}), azurite.connection_string, tenant),
-                   syncs)
+            run = argparse.Namespace(**{**vars(args), "syncs": syncs})
+            print_result(measure(run, azurite.connection_string, tenant), syncs)
 
 
 if __name__ == "__main__":
