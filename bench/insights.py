@@ -105,6 +105,15 @@ def _fresh(activities: list[dict[str, Any]], count: int, seed: int, at: datetime
              "completed": True} for a in rng.sample(activities, min(count, len(activities)))]
 
 
+def history_copy(activities: list[dict[str, Any]], copy: int, days: int) -> list[dict[str, Any]]:
+    """The tenant's activities again as copy `copy` of its history: new ids, `copy` times its span further into the
+    past (copy 0: the activities themselves, under new ids)."""
+    span = timedelta(days=days + 1)
+    return [{**a, "id": f"{a['id']}-c{copy}",
+             "start": _iso(datetime.fromisoformat(a["start"].replace("Z", "+00:00")) - copy * span),
+             "completed": a["completed"] or copy > 0} for a in activities]
+
+
 def load_directly(container: bootstrap.Container, tenant: TenantId, items: list[dict[str, Any]],
                   at: datetime) -> None:
     records = container.records
@@ -362,19 +371,12 @@ def main() -> None:
               f"from {built.activities:,} activities in {time.perf_counter() - started:.1f} s, {steps} step(s)",
               flush=True)
 
-        span = timedelta(days=args.days + 1)
-
-        def copy_of(copy: int) -> list[dict[str, Any]]:
-            return [{**a, "id": f"{a['id']}-c{copy}",
-                     "start": _iso(datetime.fromisoformat(a["start"].replace("Z", "+00:00")) - copy * span),
-                     "completed": a["completed"] or copy > 0} for a in activities]
-
         started = time.perf_counter()
         if large is not small and args.large_by == "direct":
             print(f"\n2. the large tenant, loaded directly ({args.copies} copies of the history, 98 rows + the "
                   "log's per transaction, 4 threads), then its aggregates rebuilt")
             for copy in range(args.copies):
-                load_directly(large.container, large.tenant, copy_of(copy), clock.now())
+                load_directly(large.container, large.tenant, history_copy(activities, copy, args.days), clock.now())
                 print(f"   copy {copy + 1}: {len(activities) * (copy + 1):,} activities after "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
             print(f"   loaded in {time.perf_counter() - started:.0f} s")
@@ -389,7 +391,8 @@ def main() -> None:
             rebuilt(large.insights, large.tenant)  # its records, no activity yet: its (empty) aggregates
             for copy in range(args.copies):
                 began = time.perf_counter()
-                stored = _synced(large.sync, large.tenant, clock, copy_of(copy), apart=timedelta(seconds=5))
+                items = history_copy(activities, copy, args.days)
+                stored = _synced(large.sync, large.tenant, clock, items, apart=timedelta(seconds=5))
                 sync_s = time.perf_counter() - began
                 clock.advance(WRITE_SETTLE + timedelta(minutes=1))
                 steps = _refreshed(large.insights, large.tenant)

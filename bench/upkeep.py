@@ -19,41 +19,25 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import services_for
+from bench.insights import NOW, _again, _enable, _records, history_copy, rebuilt
 from devhost.azurite import Azurite
 from devhost.seed import generate
 from shared.clock import SystemClock
-from shared.domain.security_roles import STANDARD_SALES_ROLES
-from shared.errors import StorageUnavailable
 from shared.tenancy import TenantId
 
-NOW = datetime(2026, 11, 26, tzinfo=UTC)
 TABLE = "Upkeep"
-
-
-def _again(work: Any) -> Any:
-    """What a queue message or a connector does when storage fails: it runs again (both are idempotent)."""
-    for _ in range(4):
-        try:
-            return work()
-        except StorageUnavailable:
-            time.sleep(1)
-    return work()
 
 
 def _copies(args: argparse.Namespace, part: int, parts: int) -> list[dict[str, Any]]:
     """This sync process's share of the copies of the generated activities (every `parts`-th batch of 1,000)."""
     activities = generate(accounts=args.accounts, sellers=60, days=args.days, now=NOW)["activities"]
-    span = timedelta(days=args.days + 1)
-    items = [{**a, "id": f"{a['id']}-c{copy}",
-              "start": (datetime.fromisoformat(a["start"].replace("Z", "+00:00")) - copy * span).isoformat(),
-              "completed": a["completed"] or copy > 0} for copy in range(args.copies) for a in activities]
+    items = [item for copy in range(args.copies) for item in history_copy(activities, copy, args.days)]
     batches = [items[i:i + 1000] for i in range(0, len(items), 1000)]
     return [item for batch in batches[part::parts] for item in batch]
 
@@ -62,20 +46,9 @@ def set_up(args: argparse.Namespace, connection: str) -> TenantId:
     """A tenant on, consented, with the generator's records and its (empty) aggregates built."""
     container, _ = services_for(connection, TABLE, SystemClock())
     tenant = TenantId(str(uuid.uuid4()))
-    settings = container.tenant_settings()
-    roles = tuple(r.id for r in STANDARD_SALES_ROLES)
-    settings.change(tenant, "admin", "prerequisites", lambda s, now: s.set_prerequisites(True, "FR", now))
-    settings.change(tenant, "admin", "enable", lambda s, now: s.enable("admin", now, security_role_ids=roles))
-    settings.change(tenant, "admin", "consent", lambda s, now: s.record_consent_granted("admin", (), now))
-    data = generate(accounts=args.accounts, sellers=60, days=args.days, now=NOW)
-    sync = container.sync()
-    for kind in ("users", "accounts", "contacts", "leads", "opportunities"):
-        for start in range(0, len(data[kind]), 1000):
-            sync.ingest(tenant, kind, data[kind][start:start + 1000])
-    insights = container.insights()
-    report = insights.recompute(tenant)
-    while report.rebuilding:
-        report = insights.recompute(tenant)
+    _enable(container, tenant)
+    _records(container, tenant, generate(accounts=args.accounts, sellers=60, days=args.days, now=NOW))
+    rebuilt(container.insights(), tenant)
     return tenant
 
 
