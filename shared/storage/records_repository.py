@@ -283,20 +283,12 @@ class TableRecords:
 
     def writing_since(self, tenant_id: TenantId, expired_before: datetime) -> list[datetime]:
         stamps, expired = [], []
-        continuation = None
-        while True:
-            page = self._records.query_partition(tenant_id, row_key_from=WRITING_PREFIX,
-                                                 row_key_before=WRITING_PREFIX[:-1] + chr(ord("|") + 1),
-                                                 page_size=1000, continuation=continuation, select=["StampedAt"])
-            for entity in page.entities:
-                at = entity.properties.get("StampedAt")
-                if not isinstance(at, datetime) or at < expired_before:
-                    expired.append(entity.row_key)
-                else:
-                    stamps.append(at)
-            continuation = page.continuation
-            if continuation is None:
-                break
+        for entity in self._records.iter_partition(tenant_id, row_key_prefix=WRITING_PREFIX, select=["StampedAt"]):
+            at = entity.properties.get("StampedAt")
+            if not isinstance(at, datetime) or at < expired_before:
+                expired.append(entity.row_key)
+            else:
+                stamps.append(at)
         for row in expired:  # (a call that crashed; its host stopped it long ago)
             self._records.delete(tenant_id, row)
         return stamps
